@@ -1,0 +1,82 @@
+// Builds dist/vipd-linux-x64 and dist/vipd-linux-arm64 (and dist/vipd for the
+// host): one self-contained executable each.
+//
+// Two things make a compiled bun binary depend on its build machine, and both
+// are fixed here:
+// - etcd3 loads `${__dirname}/../proto/rpc.proto` when it is first imported;
+//   `bun build --compile` bakes the build machine's __dirname into the binary,
+//   so the binary would only work where it was built. The plugin below parses
+//   the proto at build time and swaps that loadSync call for fromJSON of the
+//   parsed definition.
+// - compiled binaries read .env and bunfig.toml from the working directory
+//   unless told not to; an agent must not change behaviour with its cwd.
+import type { BunPlugin } from "bun";
+import { mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import protobuf from "protobufjs";
+
+const root = import.meta.dir;
+const etcd3Dir = dirname(Bun.resolveSync("etcd3/package.json", root));
+const LOAD_CALL = /\(0, proto_loader_1\.loadSync\)\(`\$\{__dirname\}\/\.\.\/proto\/rpc\.proto`, \{/;
+
+/** The etcd3 gRPC definition as JSON, with field names kept as written (keepCase). */
+function etcdProtoJson(): string {
+  const proto = new protobuf.Root();
+  proto.resolvePath = (origin, target) => (origin ? join(dirname(origin), target) : target);
+  proto.loadSync(join(etcd3Dir, "proto/rpc.proto"), { keepCase: true });
+  return JSON.stringify(proto.toJSON());
+}
+
+export const embedEtcdProto: BunPlugin = {
+  name: "embed-etcd3-proto",
+  setup(build) {
+    build.onLoad({ filter: /etcd3[\\/]lib[\\/]connection-pool\.js$/ }, async (args) => {
+      const source = await Bun.file(args.path).text();
+      if (!LOAD_CALL.test(source)) {
+        throw new Error(`build: etcd3's proto loading in ${args.path} changed; update build.ts`);
+      }
+      const patched = source.replace(LOAD_CALL, `(0, proto_loader_1.fromJSON)(${etcdProtoJson()}, {`);
+      return { contents: patched, loader: "js" };
+    });
+  },
+};
+
+const TARGETS = {
+  x64: "bun-linux-x64",
+  arm64: "bun-linux-arm64",
+} as const;
+
+async function build(arch: keyof typeof TARGETS, outfile: string): Promise<void> {
+  const version = (await Bun.file(join(root, "package.json")).json()).version as string;
+  const result = await Bun.build({
+    entrypoints: [join(root, "src/main.ts")],
+    plugins: [embedEtcdProto],
+    minify: { syntax: true, whitespace: true },
+    sourcemap: "none",
+    define: { VIPD_VERSION: JSON.stringify(version) },
+    compile: {
+      target: TARGETS[arch],
+      outfile,
+      autoloadDotenv: false,
+      autoloadBunfig: false,
+    },
+  });
+  if (!result.success) {
+    for (const log of result.logs) console.error(log);
+    throw new Error(`build for ${arch} failed`);
+  }
+}
+
+if (import.meta.main) {
+  const only = process.argv[2] as keyof typeof TARGETS | undefined;
+  mkdirSync(join(root, "dist"), { recursive: true });
+  const host = process.arch === "arm64" ? "arm64" : "x64";
+  for (const arch of only ? [only] : (Object.keys(TARGETS) as (keyof typeof TARGETS)[])) {
+    const out = join(root, "dist", `vipd-linux-${arch}`);
+    const t0 = performance.now();
+    await build(arch, out);
+    console.log(`built ${out} in ${Math.round(performance.now() - t0)} ms`);
+    if (arch === host) await Bun.write(join(root, "dist", "vipd"), Bun.file(out));
+  }
+  Bun.spawnSync(["chmod", "+x", ...["vipd", "vipd-linux-x64", "vipd-linux-arm64"].map((f) => join(root, "dist", f))]);
+}
