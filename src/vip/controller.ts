@@ -1,0 +1,153 @@
+// One VIP's controller: level-triggered. Any change of facts asks for a pass;
+// a pass computes the decision from the facts *now* and makes the kernel
+// match it. Passes never overlap: a request during a pass runs one more pass
+// after it, so the last word always comes from the latest facts.
+import { decideHold, type HoldDecision, type VipFacts } from "./decision.ts";
+import type { AddressKernel, AnnouncePort, Timers } from "./ports.ts";
+import { realTimers } from "./ports.ts";
+
+export interface AnnounceSettings {
+  /** Announcement rounds right after acquiring the address. */
+  readonly burst: number;
+  readonly burstIntervalMs: number;
+  /** Period of refresh announcements while holding; 0 turns them off. */
+  readonly refreshMs: number;
+}
+
+export interface OwnershipChange {
+  readonly ip: string;
+  readonly link: string;
+  readonly held: boolean;
+  readonly reason: string;
+  /** Clock reading (ms) when the kernel confirmed the change. */
+  readonly at: number;
+}
+
+export interface ControllerDeps {
+  readonly kernel: AddressKernel;
+  /** The announcer for a link, or null when it cannot be opened right now. */
+  readonly announcer: (link: string) => AnnouncePort | null;
+  readonly announce: AnnounceSettings;
+  readonly clock: () => number;
+  readonly timers?: Timers;
+  readonly onChange: (c: OwnershipChange) => void;
+  readonly onError: (op: string, err: unknown) => void;
+  /** Why we won, for the log line ("predecessor cp-2 left"); asked at acquisition. */
+  readonly winReason?: () => string;
+}
+
+export class VipController {
+  /** Whether the address is on the link by our hand (as far as the kernel confirmed). */
+  held = false;
+  since: number | null = null;
+  lastDecision: HoldDecision | null = null;
+  announcements = 0;
+  private running: Promise<void> | null = null;
+  private again = false;
+  private burstAbort: AbortController | null = null;
+  private refresh: unknown = null;
+  private readonly timers: Timers;
+
+  constructor(
+    readonly ip: string,
+    readonly link: string,
+    private readonly facts: () => VipFacts,
+    private readonly deps: ControllerDeps,
+  ) {
+    this.timers = deps.timers ?? realTimers;
+  }
+
+  /** Asks for a pass; resolves when a pass that started after this call has finished. */
+  poke(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = this.loop().finally(() => {
+      this.running = null;
+    });
+    return this.running;
+  }
+
+  private async loop(): Promise<void> {
+    do {
+      this.again = false;
+      await this.pass();
+    } while (this.again);
+  }
+
+  private async pass(): Promise<void> {
+    const d = decideHold(this.facts());
+    this.lastDecision = d;
+    if (d.hold) await this.hold(d.lifetime);
+    else await this.release(d.reason);
+  }
+
+  private async hold(lifetime: number): Promise<void> {
+    try {
+      // Refreshing the lifetime of an address we already hold is the same
+      // request as adding it: NLM_F_REPLACE makes it idempotent.
+      await this.deps.kernel.replaceAddress(this.link, this.ip, lifetime);
+    } catch (err) {
+      this.deps.onError(`holding ${this.ip} on ${this.link}`, err);
+      // We may or may not have it now; the next pass decides again. If the
+      // kernel did add it, its lifetime still fences it.
+      return;
+    }
+    if (this.held) return;
+    this.held = true;
+    this.since = this.deps.clock();
+    this.deps.onChange({ ip: this.ip, link: this.link, held: true, reason: this.deps.winReason?.() ?? "elected", at: this.since });
+    this.startAnnouncing();
+  }
+
+  private async release(reason: string): Promise<void> {
+    this.stopAnnouncing();
+    const wasHeld = this.held;
+    // Set before the await: from here on nothing may treat the VIP as ours.
+    this.held = false;
+    this.since = null;
+    try {
+      await this.deps.kernel.deleteAddress(this.link, this.ip);
+    } catch (err) {
+      // ENODEV and the like: the link went away, and the address with it.
+      this.deps.onError(`removing ${this.ip} from ${this.link}`, err);
+    }
+    if (wasHeld) this.deps.onChange({ ip: this.ip, link: this.link, held: false, reason, at: this.deps.clock() });
+  }
+
+  private startAnnouncing(): void {
+    const port = this.deps.announcer(this.link);
+    if (!port) {
+      this.deps.onError(`announcing ${this.ip} on ${this.link}`, new Error("no announcer for the link"));
+      return;
+    }
+    const { burst, burstIntervalMs, refreshMs } = this.deps.announce;
+    this.burstAbort = new AbortController();
+    port
+      .burst(this.ip, { count: burst, intervalMs: burstIntervalMs, signal: this.burstAbort.signal })
+      .then((n) => {
+        this.announcements += n;
+      })
+      .catch((err) => this.deps.onError(`announcing ${this.ip} on ${this.link}`, err));
+    if (refreshMs > 0) {
+      // Caches that missed the burst (a switch port that came up late, a host
+      // that dropped the frame) converge on the next refresh.
+      this.refresh = this.timers.setInterval(() => {
+        try {
+          port.announceOnce(this.ip);
+          this.announcements++;
+        } catch (err) {
+          this.deps.onError(`announcing ${this.ip} on ${this.link}`, err);
+        }
+      }, refreshMs);
+    }
+  }
+
+  private stopAnnouncing(): void {
+    this.burstAbort?.abort();
+    this.burstAbort = null;
+    if (this.refresh !== null) this.timers.clearInterval(this.refresh);
+    this.refresh = null;
+  }
+}

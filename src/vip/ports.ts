@@ -1,0 +1,27 @@
+// The narrow seams between a VIP controller and the world. The agent wires
+// real implementations (kernel/rtnl.ts, kernel/announce.ts); tests pass plain
+// objects.
+
+/** The two address operations a controller needs from rtnetlink. */
+export interface AddressKernel {
+  /** Adds the address, or refreshes its lifetime if it is already there. */
+  replaceAddress(link: string, ip: string, lifetimeSeconds: number): Promise<void>;
+  /** Removes it; false when it was not there. */
+  deleteAddress(link: string, ip: string): Promise<boolean>;
+}
+
+/** Announcements for one link. */
+export interface AnnouncePort {
+  announceOnce(ip: string): void;
+  burst(ip: string, opts: { count: number; intervalMs: number; signal?: AbortSignal }): Promise<number>;
+}
+
+export interface Timers {
+  setInterval(fn: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+}
+
+export const realTimers: Timers = {
+  setInterval: (fn, ms) => setInterval(fn, ms),
+  clearInterval: (h) => clearInterval(h as ReturnType<typeof setInterval>),
+};
