@@ -1,0 +1,71 @@
+// The agent's HTTP surface: /healthz for probes (systemd, kubelet, load
+// balancers), /status for people and scripts, /metrics for Prometheus.
+// The server only renders what the agent reports; it holds no state.
+import type { Server } from "bun";
+
+export interface HealthReport {
+  readonly ok: boolean;
+  /** Why not, in one sentence ("etcd unreachable: ..."). */
+  readonly reason: string;
+}
+
+export interface HealthSources {
+  health(): HealthReport;
+  status(): unknown;
+  /** Prometheus text exposition; absent = 404. */
+  metrics?(): string;
+}
+
+export class HealthServer {
+  private constructor(private readonly server: Server<undefined>) {}
+
+  /** Starts listening; throws an Error naming the address if it cannot. */
+  static start(listen: { host: string; port: number }, sources: HealthSources): HealthServer {
+    let server: Server<undefined>;
+    try {
+      server = Bun.serve({
+        hostname: listen.host,
+        port: listen.port,
+        // A probe must never hang: nothing here waits on I/O.
+        fetch(req) {
+          const { pathname } = new URL(req.url);
+          if (req.method !== "GET" && req.method !== "HEAD") return new Response("method not allowed\n", { status: 405 });
+          switch (pathname) {
+            case "/healthz":
+            case "/livez": {
+              const h = sources.health();
+              return new Response(h.ok ? "ok\n" : `${h.reason}\n`, { status: h.ok ? 200 : 503, headers: TEXT });
+            }
+            case "/status":
+              return Response.json(sources.status(), { headers: { "cache-control": "no-store" } });
+            case "/metrics":
+              if (!sources.metrics) break;
+              return new Response(sources.metrics(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
+          }
+          return new Response("not found\n", { status: 404, headers: TEXT });
+        },
+        error(err) {
+          return new Response(`internal error: ${err.message}\n`, { status: 500, headers: TEXT });
+        },
+      });
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? "error";
+      throw new Error(`${code}: listening for health checks on ${formatListen(listen)}`);
+    }
+    return new HealthServer(server);
+  }
+
+  get port(): number {
+    return this.server.port ?? 0;
+  }
+
+  stop(): void {
+    this.server.stop(true);
+  }
+}
+
+const TEXT = { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" };
+
+export function formatListen(l: { host: string; port: number }): string {
+  return l.host.includes(":") ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`;
+}
