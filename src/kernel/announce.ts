@@ -1,0 +1,194 @@
+// Telling the segment that a VIP has moved here: gratuitous ARP for IPv4,
+// unsolicited Neighbor Advertisements for IPv6, and the RFC 5227 probe that
+// asks who else answers for an address. Frames are built by wire/ and sent
+// through one packet socket per link.
+import { KernelInputError } from "./error.ts";
+import { formatMac, parseIp, isUnusableAsVip, type IpAddress } from "./ip.ts";
+import type { LinkRef } from "./link-ref.ts";
+import { PacketSocket } from "./packet.ts";
+import { decodeArp, encodeArp, gratuitousReply, gratuitousRequest, Operation, probe } from "./wire/arp.ts";
+import { BROADCAST, decodeEthernet, encodeEthernet, EtherType, PacketType, WireError } from "./wire/ethernet.ts";
+import { ALL_NODES_MAC, encodeNeighborAdvertisement, unsolicitedAdvertisement } from "./wire/ndp.ts";
+
+export interface BurstOptions {
+  /** Announcement rounds; each is 2 frames for IPv4 (request + reply), 1 for IPv6. */
+  count: number;
+  /** Time between the starts of two rounds. The first round goes out at once. */
+  intervalMs: number;
+}
+
+/**
+ * Three rounds 50 ms apart: a single lost frame (a switch still learning the
+ * port, a busy receiver) does not leave a cache pointing at the old owner, and
+ * the whole burst is over in 100 ms. Caches that miss all three are fixed by
+ * the slower refresh the owner runs while it holds the VIP (DESIGN.md).
+ */
+export const DEFAULT_BURST: Readonly<BurstOptions> = Object.freeze({ count: 3, intervalMs: 50 });
+
+export class Announcer {
+  private constructor(
+    private readonly socket: PacketSocket,
+    readonly link: LinkRef,
+  ) {}
+
+  /** Opens the packet socket in the calling thread's CURRENT network namespace. */
+  static open(link: LinkRef): Announcer {
+    checkLink(link, `announcing on ${link.name}`);
+    // Send-only: bound with EtherType 0 so the socket queues nothing.
+    return new Announcer(PacketSocket.open(link, 0), link);
+  }
+
+  /**
+   * One announcement round: IPv4 → gratuitous ARP request AND reply (both
+   * broadcast); IPv6 → unsolicited NA to all-nodes. Throws KernelInputError
+   * for an address that cannot be a VIP and KernelError when sending fails
+   * (ENETDOWN while the link is down).
+   */
+  announceOnce(ip: string): void {
+    this.round(vipAddress(ip, this.operation(ip)));
+  }
+
+  /**
+   * announceOnce `count` times, `intervalMs` apart (defaults: DEFAULT_BURST),
+   * the first at once. Resolves with the number of frames sent. An abort stops
+   * the burst and rejects with `signal.reason`, as timers and fetch do; a send
+   * failure rejects with its KernelError. Input errors reject before anything is sent.
+   */
+  async burst(ip: string, opts: Partial<BurstOptions> & { signal?: AbortSignal } = {}): Promise<number> {
+    const count = opts.count ?? DEFAULT_BURST.count;
+    const intervalMs = opts.intervalMs ?? DEFAULT_BURST.intervalMs;
+    const operation = this.operation(ip);
+    const addr = vipAddress(ip, operation);
+    if (!Number.isInteger(count) || count < 1) throw new KernelInputError(operation, `burst count ${count} is not a positive integer`);
+    if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new KernelInputError(operation, `burst interval ${intervalMs} ms is not a non-negative number`);
+    const signal = opts.signal;
+    let sent = 0;
+    for (let i = 0; i < count; i++) {
+      signal?.throwIfAborted();
+      if (i > 0) await abortableSleep(intervalMs, signal);
+      sent += this.round(addr);
+    }
+    return sent;
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+
+  private operation(ip: string): string {
+    return `announcing ${ip} on ${this.link.name}`;
+  }
+
+  /** Sends one round; returns the number of frames sent. */
+  private round(ip: IpAddress): number {
+    const operation = this.operation(ip.text);
+    const mac = this.link.mac;
+    if (ip.family === 4) {
+      // Request first: it is the form RFC 5227 §3 recommends and the one
+      // Linux and most stacks act on; the reply serves those that only take replies.
+      for (const arp of [gratuitousRequest(mac, ip.bytes), gratuitousReply(mac, ip.bytes)]) {
+        this.socket.send(encodeEthernet({ destination: BROADCAST, source: mac, etherType: EtherType.ARP, payload: encodeArp(arp) }), operation);
+      }
+      return 2;
+    }
+    const na = encodeNeighborAdvertisement(unsolicitedAdvertisement(mac, ip.bytes));
+    this.socket.send(encodeEthernet({ destination: ALL_NODES_MAC, source: mac, etherType: EtherType.IPv6, payload: na }), operation);
+    return 1;
+  }
+}
+
+/**
+ * RFC 5227 probe: which MACs answer ARP for `ip` on `link` within `timeoutMs`
+ * (default 500). `probes` (default 3) requests are spread evenly over the first
+ * half of the wait, so a lost probe or reply does not hide an owner. RFC 5227's
+ * own timing (1–2 s between probes) is for DHCP-style configuration; a VIP
+ * takeover cannot wait that long. An answer is any ARP packet whose sender IP
+ * is `ip` from a MAC other than our own — a reply to us, or the owner's own
+ * announcement. [] when nobody answers.
+ *
+ * The socket is opened synchronously, before the first await, in the calling
+ * thread's current network namespace.
+ */
+export async function arpProbe(link: LinkRef, ip: string, opts: { timeoutMs?: number; probes?: number } = {}): Promise<string[]> {
+  const operation = `probing ${ip} on ${link.name}`;
+  checkLink(link, operation);
+  const addr = vipAddress(ip, operation);
+  if (addr.family !== 4) throw new KernelInputError(operation, "ARP probes IPv4 addresses only");
+  const timeoutMs = opts.timeoutMs ?? 500;
+  const probes = opts.probes ?? 3;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new KernelInputError(operation, `timeout ${timeoutMs} ms is not positive`);
+  if (!Number.isInteger(probes) || probes < 1) throw new KernelInputError(operation, `probe count ${probes} is not a positive integer`);
+
+  const socket = PacketSocket.open(link, EtherType.ARP);
+  try {
+    const frame = encodeEthernet({
+      destination: BROADCAST,
+      source: link.mac,
+      etherType: EtherType.ARP,
+      payload: encodeArp(probe(link.mac, addr.bytes)),
+    });
+    const start = performance.now();
+    const deadline = start + timeoutMs;
+    const spacing = timeoutMs / 2 / probes;
+    const own = formatMac(link.mac);
+    const owners = new Set<string>();
+    let sent = 0;
+    while (performance.now() < deadline) {
+      if (sent < probes && performance.now() >= start + sent * spacing) {
+        socket.send(frame, operation);
+        sent++;
+      }
+      const next = sent < probes ? Math.min(deadline, start + sent * spacing) : deadline;
+      const got = await socket.receive(operation, next);
+      if (!got || got.packetType === PacketType.OUTGOING) continue;
+      const sender = answerFor(got.frame, addr.bytes);
+      if (sender && sender !== own) owners.add(sender);
+    }
+    return [...owners].sort();
+  } finally {
+    socket.close();
+  }
+}
+
+/** The sender MAC of an ARP frame claiming `ip`, or null for anything else. */
+function answerFor(frame: Uint8Array, ip: Uint8Array): string | null {
+  try {
+    const eth = decodeEthernet(frame);
+    if (eth.etherType !== EtherType.ARP) return null;
+    const arp = decodeArp(eth.payload);
+    if (arp.operation !== Operation.REQUEST && arp.operation !== Operation.REPLY) return null;
+    return arp.senderIp.every((b, i) => b === ip[i]) ? formatMac(arp.senderMac) : null;
+  } catch (e) {
+    // Malformed frames from the wire are someone else's bug, not a probe failure.
+    if (e instanceof WireError) return null;
+    throw e;
+  }
+}
+
+function vipAddress(text: string, operation: string): IpAddress {
+  const ip = parseIp(text);
+  if (!ip) throw new KernelInputError(operation, `${JSON.stringify(text)} is not an IPv4 or IPv6 address`);
+  if (isUnusableAsVip(ip)) throw new KernelInputError(operation, `${ip.text} is multicast, loopback, link-local or unspecified, never a VIP`);
+  return ip;
+}
+
+function checkLink(link: LinkRef, operation: string): void {
+  if (link.mac.length !== 6) throw new KernelInputError(operation, `link ${link.name} has a ${link.mac.length}-byte hardware address, not Ethernet's 6`);
+  if (!Number.isInteger(link.index) || link.index <= 0) throw new KernelInputError(operation, `link ${link.name} has no valid index (${link.index})`);
+}
+
+function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
