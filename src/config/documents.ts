@@ -1,0 +1,136 @@
+// The config file: a multi-document YAML stream. Our two kinds are validated
+// strictly (unknown fields are typos, and typos must not pass silently); any
+// other document, such as a whole Talos machine config, is skipped by name.
+
+import * as v from "valibot";
+import { parseAllDocuments } from "yaml";
+import * as f from "./fields.ts";
+import { type ConfigIssue, issue, joinPath, render } from "./issue.ts";
+
+export const LAYER2 = "Layer2VIPConfig";
+export const AGENT = "VIPAgentConfig";
+
+/** Exactly Talos's Layer2VIPConfig document. */
+export const layer2Schema = v.strictObject(
+  { apiVersion: f.apiVersion, kind: v.literal(LAYER2), name: f.vipAddress, link: f.linkName },
+  f.MAPPING,
+);
+
+const opt = v.optional;
+const tlsFiles = { caFile: opt(f.filePath), certFile: opt(f.filePath), keyFile: opt(f.filePath) };
+
+export const agentSchema = v.strictObject(
+  {
+    apiVersion: f.apiVersion,
+    kind: v.literal(AGENT),
+    nodeName: opt(f.nodeName),
+    etcd: opt(v.strictObject({ endpoints: opt(f.endpoints), prefix: opt(f.keyPrefix), ...tlsFiles }, f.MAPPING)),
+    election: opt(v.strictObject({ leaseTTL: opt(f.leaseTTL) }, f.MAPPING)),
+    health: opt(v.strictObject({ listen: opt(f.hostPort) }, f.MAPPING)),
+    apiServer: opt(
+      v.strictObject(
+        {
+          url: opt(f.httpUrl),
+          ...tlsFiles,
+          insecureSkipVerify: opt(f.bool),
+          interval: opt(f.seconds),
+          timeout: opt(f.seconds),
+          rise: opt(f.count),
+          fall: opt(f.count),
+        },
+        f.MAPPING,
+      ),
+    ),
+    announce: opt(
+      v.strictObject({ burst: opt(f.count), burstInterval: opt(f.burstInterval), refresh: opt(f.refresh) }, f.MAPPING),
+    ),
+    log: opt(v.strictObject({ format: opt(f.logFormat), level: opt(f.logLevel) }, f.MAPPING)),
+  },
+  f.MAPPING,
+);
+
+export type Layer2Doc = v.InferOutput<typeof layer2Schema>;
+export type AgentDoc = v.InferOutput<typeof agentSchema>;
+
+export interface Documents {
+  layer2: { index: number; value: unknown }[];
+  agent: { index: number; value: unknown }[];
+  skipped: { index: number; kind: string }[];
+  issues: ConfigIssue[];
+}
+
+export function documentLabel(index: number, kind?: string): string {
+  return kind === undefined ? `document ${index}` : `document ${index} (${kind})`;
+}
+
+/** Splits the YAML stream and sorts documents by kind; does not validate our kinds yet. */
+export function readDocuments(text: string): Documents {
+  const out: Documents = { layer2: [], agent: [], skipped: [], issues: [] };
+  for (const [index, doc] of parseAllDocuments(text).entries()) {
+    if (doc.errors.length > 0) {
+      for (const err of doc.errors) {
+        const [at] = err.linePos ?? [];
+        const what = err.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
+        const where = at ? ` at line ${at.line}, column ${at.col}` : "";
+        out.issues.push(issue(documentLabel(index), "", "valid YAML", JSON.stringify(what), `YAML syntax error${where}: ${what}`));
+      }
+      continue;
+    }
+    let value: unknown;
+    try {
+      value = doc.toJS();
+    } catch (e) {
+      const what = e instanceof Error ? e.message : String(e);
+      out.issues.push(issue(documentLabel(index), "", "valid YAML", JSON.stringify(what), `YAML error: ${what}`));
+      continue;
+    }
+    if (value === null || value === undefined) continue; // empty document, e.g. a trailing "---"
+    if (typeof value !== "object" || Array.isArray(value)) {
+      out.issues.push(issue(documentLabel(index), "", "a mapping with apiVersion and kind", render(value)));
+      continue;
+    }
+    const kind = (value as Record<string, unknown>).kind;
+    if (kind === LAYER2) out.layer2.push({ index, value });
+    else if (kind === AGENT) out.agent.push({ index, value });
+    else out.skipped.push({ index, kind: typeof kind === "string" && kind !== "" ? kind : "untyped" });
+  }
+  return out;
+}
+
+type AnySchema = v.GenericSchema | v.GenericSchemaAsync;
+
+/** Field names an object schema accepts at the given path, to list next to an unknown field. */
+function knownFields(schema: AnySchema, keys: readonly (string | number)[]): string[] {
+  let s: unknown = schema;
+  for (const k of keys) {
+    while (s && typeof s === "object" && "wrapped" in s) s = (s as { wrapped: unknown }).wrapped;
+    const entries = (s as { entries?: Record<string, unknown> }).entries;
+    if (!entries) return [];
+    s = entries[String(k)];
+  }
+  while (s && typeof s === "object" && "wrapped" in s) s = (s as { wrapped: unknown }).wrapped;
+  const entries = (s as { entries?: Record<string, unknown> } | undefined)?.entries;
+  return entries ? Object.keys(entries) : [];
+}
+
+/** Turns valibot issues into ours, with "document"/"path" prefixed by the caller's base. */
+export function fromValibot(
+  schema: AnySchema,
+  issues: readonly v.BaseIssue<unknown>[],
+  document: string,
+  basePath: readonly (string | number)[] = [],
+): ConfigIssue[] {
+  return issues.map((i) => {
+    const keys = (i.path ?? []).map((p) => p.key as string | number);
+    const path = joinPath([...basePath, ...keys]);
+    if (i.type === "strict_object" && i.expected === "never") {
+      // An unknown key: valibot puts the key itself in input.
+      const known = knownFields(schema, keys.slice(0, -1));
+      return issue(document, path, `one of the fields ${known.join(", ")}`, "an unknown field", `unknown field; known fields here: ${known.join(", ")}`);
+    }
+    if (i.type === "strict_object" && i.received === "undefined") {
+      return issue(document, path, "a value", "nothing", "required field is missing");
+    }
+    return issue(document, path, i.message, render(i.input));
+  });
+}

@@ -1,0 +1,128 @@
+// Leaf schemas shared by the YAML documents, the environment and the flags, so
+// a value is judged the same way wherever it comes from. Each schema's message
+// is the "expected" half of an issue, written for a person.
+
+import * as v from "valibot";
+import { isUnusableAsVip, parseIp } from "../kernel/ip.ts";
+
+export const MAPPING = "a mapping of fields";
+
+export const apiVersion = v.literal("v1alpha1", '"v1alpha1"');
+
+// Linux dev_valid_name(): 1..IFNAMSIZ-1 bytes, not "." or "..", no '/', ':' or whitespace.
+const LINK = "a link name: 1 to 15 bytes, no '/', ':' or whitespace, not \".\" or \"..\"";
+export function isLinkName(s: string): boolean {
+  const bytes = new TextEncoder().encode(s).length;
+  return bytes >= 1 && bytes <= 15 && s !== "." && s !== ".." && !/[\s/:\0]/.test(s);
+}
+export const linkName = v.pipe(v.string(LINK), v.check(isLinkName, LINK));
+
+const IP = "an IPv4 or IPv6 address";
+const USABLE = "an address a host may own (not unspecified, loopback, multicast, broadcast or link-local)";
+/** A VIP, stored in canonical text form so that duplicates compare equal. */
+export const vipAddress = v.pipe(
+  v.string(IP),
+  v.check((s) => parseIp(s) !== null, IP),
+  v.check((s) => { const ip = parseIp(s); return ip === null || !isUnusableAsVip(ip); }, USABLE),
+  v.transform((s) => parseIp(s)!.text),
+);
+
+const NODE = "a node name: letters, digits, '.', '-' or '_', starting and ending with a letter or digit, at most 253 characters";
+export const nodeName = v.pipe(v.string(NODE), v.regex(/^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/, NODE));
+
+const ENDPOINT = "an http:// or https:// URL with a host and a port and no path";
+/** "https://host:2379" (trailing "/" dropped, scheme lower-cased), or null. */
+export function parseEndpoint(s: string): string | null {
+  const m = /^(https?):\/\/(\[[^\]]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})\/?$/i.exec(s);
+  if (!m) return null;
+  const host = m[2]!;
+  if (host.startsWith("[") && parseIp(host.slice(1, -1))?.family !== 6) return null;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return null;
+  return `${m[1]!.toLowerCase()}://${host}:${port}`;
+}
+export const endpoint = v.pipe(
+  v.string(ENDPOINT),
+  v.check((s) => parseEndpoint(s) !== null, ENDPOINT),
+  v.transform((s) => parseEndpoint(s)!),
+);
+export const endpoints = v.pipe(v.array(endpoint, "a list of etcd URLs"), v.minLength(1, "at least one etcd URL"));
+
+export const filePath = v.pipe(v.string("a file path"), v.nonEmpty("a file path"));
+
+const PREFIX = 'a key prefix that starts and ends with "/" and has no whitespace';
+export const keyPrefix = v.pipe(
+  v.string(PREFIX),
+  v.check((s) => s.startsWith("/") && s.endsWith("/") && !/\s/.test(s), PREFIX),
+);
+
+export const TTL_MIN = 3;
+export const TTL_MAX = 300;
+const TTL = `a whole number of seconds from ${TTL_MIN} to ${TTL_MAX}`;
+/** Range minimum is checked apart (see tooShortToFence) so the error can say why. */
+export const leaseTTL = v.pipe(v.number(TTL), v.integer(TTL), v.maxValue(TTL_MAX, TTL));
+
+/** Why a TTL below 3 s is refused, or null if it is long enough. */
+export function tooShortToFence(ttl: number): string | null {
+  if (ttl >= TTL_MIN) return null;
+  // The holder must drop the VIP by keepalive-send-time + TTL - margin, and the kernel
+  // lifetime it sets is whole seconds that may be honoured up to ~1 s late, so the
+  // lifetime is floor(TTL - margin - rtt - 1), which is below 1 s for any TTL <= 2.
+  return (
+    `leaseTTL ${ttl} is too short to fence safely: minimum ${TTL_MIN} seconds, because the VIP's kernel lifetime ` +
+    `(whole seconds, removed up to 1 s late) must end before the lease can expire, which leaves under 1 second ` +
+    `of lifetime with a TTL of 2 or less (and etcd raises such short TTLs to its own minimum anyway)`
+  );
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+const LISTEN = "HOST:PORT with a port from 1 to 65535, an IPv6 host in brackets ([::1]:8099)";
+export function parseHostPort(s: string): HostPort | null {
+  const m = /^\[([^\]]+)\]:([0-9]{1,5})$/.exec(s) ?? /^([A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(s);
+  if (!m) return null;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return null;
+  const bracketed = s.startsWith("[");
+  const ip = parseIp(m[1]!);
+  if (bracketed) return ip?.family === 6 ? { host: ip.text, port } : null;
+  if (ip) return { host: ip.text, port };
+  // Not an IP: a host name, but not something that merely looks like a broken IPv4.
+  if (/^[0-9.]+$/.test(m[1]!)) return null;
+  return { host: m[1]!, port };
+}
+export const hostPort = v.pipe(
+  v.string(LISTEN),
+  v.check((s) => parseHostPort(s) !== null, LISTEN),
+  v.transform((s) => parseHostPort(s)!),
+);
+
+const URL_TEXT = "an http:// or https:// URL with a host";
+function isHttpUrl(s: string): boolean {
+  if (!URL.canParse(s)) return false;
+  const u = new URL(s);
+  return (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== "";
+}
+export const httpUrl = v.pipe(v.string(URL_TEXT), v.check(isHttpUrl, URL_TEXT));
+
+export const bool = v.boolean("true or false");
+
+const SECONDS = "a number of seconds greater than 0 and at most 3600";
+export const seconds = v.pipe(v.number(SECONDS), v.check((n) => Number.isFinite(n) && n > 0 && n <= 3600, SECONDS));
+
+const COUNT = "a whole number from 1 to 100";
+export const count = v.pipe(v.number(COUNT), v.integer(COUNT), v.minValue(1, COUNT), v.maxValue(100, COUNT));
+
+const GAP = "a number of seconds from 0 to 10";
+export const burstInterval = v.pipe(v.number(GAP), v.check((n) => Number.isFinite(n) && n >= 0 && n <= 10, GAP));
+
+const REFRESH = "a number of seconds from 0 (off) to 3600";
+export const refresh = v.pipe(v.number(REFRESH), v.check((n) => Number.isFinite(n) && n >= 0 && n <= 3600, REFRESH));
+
+export const LOG_FORMATS = ["pretty", "json"] as const;
+export const logFormat = v.picklist(LOG_FORMATS, 'one of "pretty", "json"');
+
+export const LOG_LEVELS = ["silent", "error", "warn", "info", "debug", "trace"] as const;
+export const logLevel = v.picklist(LOG_LEVELS, `one of ${LOG_LEVELS.map((l) => `"${l}"`).join(", ")}`);

@@ -1,0 +1,49 @@
+// One shape for every configuration problem, whatever its source (a YAML
+// document, an environment variable, a flag), and one way to word it, so that
+// `vipd validate` prints a list a person can work through top to bottom.
+
+export interface ConfigIssue {
+  /** Where the value came from: "document 2 (Layer2VIPConfig)", "environment VIPD_LEASE_TTL", "flag --lease-ttl". */
+  document: string;
+  /** Field path inside that source, e.g. "etcd.endpoints[1]"; "" for the source as a whole. */
+  path: string;
+  expected: string;
+  received: string;
+  message: string;
+}
+
+/**
+ * Builds an issue. The message is always "<document>: <path>: <detail>", where
+ * detail is "expected X, received Y" unless a sentence explaining *why* reads
+ * better (a lease too short to fence, a duplicate VIP).
+ */
+export function issue(document: string, path: string, expected: string, received: string, detail?: string): ConfigIssue {
+  const where = path === "" ? document : `${document}: ${path}`;
+  return { document, path, expected, received, message: `${where}: ${detail ?? `expected ${expected}, received ${received}`}` };
+}
+
+/** Short rendering of a received value: strings quoted, containers summarised. */
+export function render(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (value === null) return "null";
+  if (typeof value === "string") {
+    const short = value.length > 60 ? `${value.slice(0, 57)}...` : value;
+    return JSON.stringify(short);
+  }
+  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return String(value);
+  if (Array.isArray(value)) return `a list of ${value.length}`;
+  if (typeof value === "object") return "a mapping";
+  return typeof value;
+}
+
+/** Joins field keys into "a.b[2].c". */
+export function joinPath(keys: readonly (string | number)[]): string {
+  let out = "";
+  for (const k of keys) out += typeof k === "number" ? `[${k}]` : out === "" ? k : `.${k}`;
+  return out;
+}
+
+export function formatIssues(issues: readonly ConfigIssue[]): string {
+  const noun = issues.length === 1 ? "problem" : "problems";
+  return [`${issues.length} configuration ${noun}:`, ...issues.map((i) => `  - ${i.message}`)].join("\n");
+}

@@ -1,0 +1,401 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { formatIssues, loadSettings, summarize, type LoadInput, type LoadResult, type Settings } from "./index.ts";
+
+const VIP = "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 192.168.0.15\nlink: enp0s2\n";
+const vip = (name: string, link = "enp0s2") => `apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: "${name}"\nlink: "${link}"\n`;
+const agent = (body: string) => `apiVersion: v1alpha1\nkind: VIPAgentConfig\n${body}\n`;
+const docs = (...d: string[]) => d.join("---\n");
+
+function load(fileText: string, over: Partial<LoadInput> = {}): LoadResult {
+  return loadSettings({ fileText, fileName: "vipd.yaml", env: {}, flags: {}, hostname: "cp-1", fileExists: () => true, ...over });
+}
+function settings(fileText: string, over: Partial<LoadInput> = {}): Settings {
+  const r = load(fileText, over);
+  if (!r.ok) throw new Error(formatIssues(r.issues));
+  return r.settings;
+}
+function messages(fileText: string, over: Partial<LoadInput> = {}): string[] {
+  const r = load(fileText, over);
+  if (r.ok) throw new Error("expected issues, got settings");
+  return r.issues.map((i) => i.message);
+}
+
+const TOO_SHORT_2 =
+  "leaseTTL 2 is too short to fence safely: minimum 3 seconds, because the VIP's kernel lifetime " +
+  "(whole seconds, removed up to 1 s late) must end before the lease can expire, which leaves under 1 second " +
+  "of lifetime with a TTL of 2 or less (and etcd raises such short TTLs to its own minimum anyway)";
+
+describe("defaults and documents", () => {
+  test("one Layer2VIPConfig and nothing else gives every default", () => {
+    expect(settings(VIP)).toEqual({
+      nodeName: "cp-1",
+      vips: [{ ip: "192.168.0.15", family: 4, link: "enp0s2", document: 0 }],
+      etcd: { endpoints: ["https://127.0.0.1:2379"], prefix: "/vipd/" },
+      election: { leaseTTL: 3 },
+      health: { listen: { host: "127.0.0.1", port: 8099 } },
+      announce: { burst: 3, burstInterval: 0.05, refresh: 10 },
+      log: { format: "json", level: "info" },
+    });
+  });
+
+  test("log format defaults to pretty on a terminal", () => {
+    expect(settings(VIP, { isTTY: true }).log.format).toBe("pretty");
+  });
+
+  test("a whole Talos machine config is skipped and its Layer2VIPConfig used", () => {
+    const talos = `version: v1alpha1
+debug: false
+persist: true
+machine:
+  type: controlplane
+  token: abcdef.0123456789abcdef
+  ca:
+    crt: LS0tLS1CRUdJTi
+    key: LS0tLS1CRUdJTi
+  certSANs: []
+  kubelet:
+    image: ghcr.io/siderolabs/kubelet:v1.31.0
+    defaultRuntimeSeccompProfileEnabled: true
+  network:
+    hostname: cp-1
+  install:
+    disk: /dev/sda
+    image: ghcr.io/siderolabs/installer:v1.8.0
+    wipe: false
+cluster:
+  id: 3bkq5Ej2sQvY
+  secret: c2VjcmV0
+  controlPlane:
+    endpoint: https://192.168.0.15:6443
+  clusterName: lab
+  network:
+    dnsDomain: cluster.local
+    podSubnets: [10.244.0.0/16]
+    serviceSubnets: [10.96.0.0/12]
+  etcd:
+    ca:
+      crt: LS0tLS1CRUdJTi
+      key: LS0tLS1CRUdJTi
+`;
+    const hostname = "apiVersion: v1alpha1\nkind: HostnameConfig\nhostname: cp-1\n";
+    const r = load(docs(talos, VIP, hostname, "\n"));
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.skipped).toEqual([
+      { index: 0, kind: "untyped" },
+      { index: 2, kind: "HostnameConfig" },
+    ]);
+    expect(r.settings.vips).toEqual([{ ip: "192.168.0.15", family: 4, link: "enp0s2", document: 1 }]);
+  });
+
+  test("IPv6 VIPs are stored in canonical form, mixed with IPv4", () => {
+    const s = settings(docs(vip("2001:DB8:0:0::15", "br0"), vip("10.0.0.5", "bond0.100"), vip("::FFFF:192.0.2.1")));
+    expect(s.vips).toEqual([
+      { ip: "2001:db8::15", family: 6, link: "br0", document: 0 },
+      { ip: "10.0.0.5", family: 4, link: "bond0.100", document: 1 },
+      { ip: "::ffff:c000:201", family: 6, link: "enp0s2", document: 2 },
+    ]);
+  });
+
+  test("a full VIPAgentConfig is read", () => {
+    const s = settings(
+      docs(
+        VIP,
+        agent(`nodeName: cp-2
+etcd:
+  endpoints: [https://10.0.0.1:2379, "HTTPS://[fd00::1]:2379/"]
+  caFile: /pki/ca.crt
+  certFile: /pki/c.crt
+  keyFile: /pki/c.key
+  prefix: /lab/vipd/
+election: { leaseTTL: 5 }
+health: { listen: "[::1]:9000" }
+apiServer:
+  url: https://127.0.0.1:6443/readyz
+  caFile: /pki/k.crt
+  insecureSkipVerify: true
+  interval: 0.5
+  timeout: 0.25
+  rise: 1
+  fall: 2
+announce: { burst: 5, burstInterval: 0, refresh: 0 }
+log: { format: pretty, level: debug }`),
+      ),
+    );
+    expect(s).toEqual({
+      nodeName: "cp-2",
+      vips: [{ ip: "192.168.0.15", family: 4, link: "enp0s2", document: 0 }],
+      etcd: {
+        endpoints: ["https://10.0.0.1:2379", "https://[fd00::1]:2379"],
+        prefix: "/lab/vipd/",
+        tls: { caFile: "/pki/ca.crt", certFile: "/pki/c.crt", keyFile: "/pki/c.key" },
+      },
+      election: { leaseTTL: 5 },
+      health: { listen: { host: "::1", port: 9000 } },
+      apiServer: { url: "https://127.0.0.1:6443/readyz", caFile: "/pki/k.crt", insecureSkipVerify: true, interval: 0.5, timeout: 0.25, rise: 1, fall: 2 },
+      announce: { burst: 5, burstInterval: 0, refresh: 0 },
+      log: { format: "pretty", level: "debug" },
+    });
+  });
+
+  test("an empty apiServer section turns the gate on with defaults; no section, no gate", () => {
+    expect(settings(docs(VIP, agent("apiServer: {}"))).apiServer).toEqual({
+      url: "https://127.0.0.1:6443/readyz",
+      insecureSkipVerify: false,
+      interval: 1,
+      timeout: 2,
+      rise: 2,
+      fall: 3,
+    });
+    expect(settings(VIP).apiServer).toBeUndefined();
+    expect(settings(VIP, { flags: { "apiserver-url": "https://10.0.0.1:6443/readyz" } }).apiServer?.url).toBe("https://10.0.0.1:6443/readyz");
+  });
+
+  test("the result is deeply frozen", () => {
+    const s = settings(docs(VIP, agent("etcd: { caFile: /ca }")));
+    expect(Object.isFrozen(s)).toBe(true);
+    expect(Object.isFrozen(s.vips)).toBe(true);
+    expect(Object.isFrozen(s.vips[0])).toBe(true);
+    expect(Object.isFrozen(s.etcd.endpoints)).toBe(true);
+    expect(Object.isFrozen(s.etcd.tls)).toBe(true);
+    expect(Object.isFrozen(s.health.listen)).toBe(true);
+    expect(() => {
+      (s.election as { leaseTTL: number }).leaseTTL = 1;
+    }).toThrow();
+    expect(() => (s.vips as unknown as unknown[]).push({})).toThrow();
+  });
+});
+
+describe("precedence: flags > environment > file > defaults", () => {
+  const file = docs(VIP, agent("nodeName: from-file\nelection: { leaseTTL: 10 }\netcd: { endpoints: [https://file:2379] }\nlog: { level: warn }"));
+  test("file over defaults", () => {
+    const s = settings(file);
+    expect([s.nodeName, s.election.leaseTTL, s.etcd.endpoints, s.log.level]).toEqual(["from-file", 10, ["https://file:2379"], "warn"]);
+  });
+  test("environment over file", () => {
+    const env = { VIPD_NODE_NAME: "from-env", VIPD_LEASE_TTL: "20", VIPD_ETCD_ENDPOINTS: "https://e1:2379, https://e2:2379", VIPD_LOG_LEVEL: "" };
+    const s = settings(file, { env });
+    expect([s.nodeName, s.election.leaseTTL, s.etcd.endpoints, s.log.level]).toEqual(["from-env", 20, ["https://e1:2379", "https://e2:2379"], "warn"]);
+  });
+  test("flags over environment", () => {
+    const env = { VIPD_NODE_NAME: "from-env", VIPD_LEASE_TTL: "20", VIPD_LOG_FORMAT: "pretty" };
+    const flags = { "node-name": "from-flag", "lease-ttl": "30", "log-format": "json", "apiserver-insecure-skip-verify": true };
+    const s = settings(file, { env, flags });
+    expect([s.nodeName, s.election.leaseTTL, s.log.format, s.apiServer?.insecureSkipVerify]).toEqual(["from-flag", 30, "json", true]);
+  });
+  test("a valid override does not excuse an invalid value below it", () => {
+    expect(messages(docs(VIP, agent("election: { leaseTTL: 2 }")), { flags: { "lease-ttl": "5" } })).toEqual([
+      `document 1 (VIPAgentConfig): election.leaseTTL: ${TOO_SHORT_2}`,
+    ]);
+  });
+  test("certificate from the file, key from a flag", () => {
+    const s = settings(docs(VIP, agent("etcd: { certFile: /c.crt }")), { flags: { "etcd-key": "/c.key" } });
+    expect(s.etcd.tls).toEqual({ certFile: "/c.crt", keyFile: "/c.key" });
+  });
+});
+
+describe("errors name the document, the field and what was wanted", () => {
+  const cases: [string, string, Partial<LoadInput>, string[]][] = [
+    ["malformed IPv4", vip("192.168.0.300"), {}, ['document 0 (Layer2VIPConfig): name: expected an IPv4 or IPv6 address, received "192.168.0.300"']],
+    ["a number as name", "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 15\nlink: eth0\n", {}, ["document 0 (Layer2VIPConfig): name: expected an IPv4 or IPv6 address, received 15"]],
+    [
+      "loopback VIP",
+      vip("127.0.0.1"),
+      {},
+      ['document 0 (Layer2VIPConfig): name: expected an address a host may own (not unspecified, loopback, multicast, broadcast or link-local), received "127.0.0.1"'],
+    ],
+    [
+      "link-local IPv6 VIP",
+      vip("fe80::1"),
+      {},
+      ['document 0 (Layer2VIPConfig): name: expected an address a host may own (not unspecified, loopback, multicast, broadcast or link-local), received "fe80::1"'],
+    ],
+    ...["abcdefghijklmnop", "a/b", "..", "eth 0", "eth0:1", ""].map((link): [string, string, Partial<LoadInput>, string[]] => [
+      `link name ${JSON.stringify(link)}`,
+      vip("10.0.0.5", link),
+      {},
+      [`document 0 (Layer2VIPConfig): link: expected a link name: 1 to 15 bytes, no '/', ':' or whitespace, not "." or "..", received ${JSON.stringify(link)}`],
+    ]),
+    ["missing link", "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 10.0.0.5\n", {}, ["document 0 (Layer2VIPConfig): link: required field is missing"]],
+    [
+      "typo in a Layer2VIPConfig",
+      "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 10.0.0.5\nlink: eth0\nlnik: eth1\n",
+      {},
+      ["document 0 (Layer2VIPConfig): lnik: unknown field; known fields here: apiVersion, kind, name, link"],
+    ],
+    ["wrong apiVersion", "apiVersion: v1alpha2\nkind: Layer2VIPConfig\nname: 10.0.0.5\nlink: eth0\n", {}, ['document 0 (Layer2VIPConfig): apiVersion: expected "v1alpha1", received "v1alpha2"']],
+    [
+      "duplicate VIP in two spellings",
+      docs(vip("2001:db8::15"), vip("2001:DB8:0::15", "eth1")),
+      {},
+      ["document 1 (Layer2VIPConfig): name: 2001:db8::15 is already declared by document 0 (Layer2VIPConfig)"],
+    ],
+    ["no Layer2VIPConfig", agent("nodeName: cp-1"), {}, ["vipd.yaml: expected at least one Layer2VIPConfig document (apiVersion, kind, name, link), found none"]],
+    ["empty file", "", {}, ["vipd.yaml: expected at least one Layer2VIPConfig document (apiVersion, kind, name, link), found none"]],
+    [
+      "two VIPAgentConfigs",
+      docs(VIP, agent("nodeName: a"), agent("nodeName: b")),
+      {},
+      ["document 2 (VIPAgentConfig): only one VIPAgentConfig document is allowed, and document 1 (VIPAgentConfig) is one already"],
+    ],
+    ["YAML syntax", docs(VIP, "kind: VIPAgentConfig\netcd: [a, b\n"), {}, ["document 1: YAML syntax error at line 8, column 1: Flow sequence in block collection must be sufficiently indented and end with a ]"]],
+    ["duplicate YAML key", docs(VIP, "kind: X\nkind: Y\n"), {}, ["document 1: YAML syntax error at line 7, column 1: Map keys must be unique"]],
+    ["a scalar document", docs(VIP, "hello\n"), {}, ['document 1: expected a mapping with apiVersion and kind, received "hello"']],
+    ["a list document", docs(VIP, "- a\n- b\n"), {}, ["document 1: expected a mapping with apiVersion and kind, received a list of 2"]],
+    ["TTL 2", docs(VIP, agent("election: { leaseTTL: 2 }")), {}, [`document 1 (VIPAgentConfig): election.leaseTTL: ${TOO_SHORT_2}`]],
+    ["TTL 2.5", docs(VIP, agent("election: { leaseTTL: 2.5 }")), {}, ["document 1 (VIPAgentConfig): election.leaseTTL: expected a whole number of seconds from 3 to 300, received 2.5"]],
+    ["TTL 301", docs(VIP, agent("election: { leaseTTL: 301 }")), {}, ["document 1 (VIPAgentConfig): election.leaseTTL: expected a whole number of seconds from 3 to 300, received 301"]],
+    ["TTL as text", docs(VIP, agent('election: { leaseTTL: "3" }')), {}, ['document 1 (VIPAgentConfig): election.leaseTTL: expected a whole number of seconds from 3 to 300, received "3"']],
+    [
+      "endpoint with a path",
+      docs(VIP, agent("etcd: { endpoints: [https://a:2379, https://b:2379/v3, https://c] }")),
+      {},
+      [
+        'document 1 (VIPAgentConfig): etcd.endpoints[1]: expected an http:// or https:// URL with a host and a port and no path, received "https://b:2379/v3"',
+        'document 1 (VIPAgentConfig): etcd.endpoints[2]: expected an http:// or https:// URL with a host and a port and no path, received "https://c"',
+      ],
+    ],
+    ["no endpoints", docs(VIP, agent("etcd: { endpoints: [] }")), {}, ["document 1 (VIPAgentConfig): etcd.endpoints: expected at least one etcd URL, received a list of 0"]],
+    ["prefix", docs(VIP, agent("etcd: { prefix: /vipd }")), {}, ['document 1 (VIPAgentConfig): etcd.prefix: expected a key prefix that starts and ends with "/" and has no whitespace, received "/vipd"']],
+    [
+      "unbracketed IPv6 listen",
+      docs(VIP, agent('health: { listen: "::1:8099" }')),
+      {},
+      ['document 1 (VIPAgentConfig): health.listen: expected HOST:PORT with a port from 1 to 65535, an IPv6 host in brackets ([::1]:8099), received "::1:8099"'],
+    ],
+    [
+      "typo in a nested field",
+      docs(VIP, agent("etcd: { endpionts: [https://a:2379] }")),
+      {},
+      ["document 1 (VIPAgentConfig): etcd.endpionts: unknown field; known fields here: endpoints, prefix, caFile, certFile, keyFile"],
+    ],
+    [
+      "certificate without key",
+      docs(VIP, agent("etcd: { certFile: /c.crt }")),
+      {},
+      ["document 1 (VIPAgentConfig): etcd.certFile: a client certificate needs its key: set etcd.keyFile, VIPD_ETCD_KEY or --etcd-key as well"],
+    ],
+    [
+      "key without certificate, from the environment",
+      VIP,
+      { env: { VIPD_ETCD_KEY: "/c.key" } },
+      ["environment VIPD_ETCD_KEY: a client key needs its certificate: set etcd.certFile, VIPD_ETCD_CERT or --etcd-cert as well"],
+    ],
+    [
+      "TLS files with an http endpoint",
+      docs(VIP, agent("etcd: { caFile: /ca, endpoints: [https://a:2379, http://b:2379] }")),
+      {},
+      ['document 1 (VIPAgentConfig): etcd.endpoints[1]: expected an https:// URL, because etcd TLS files are set, received "http://b:2379"'],
+    ],
+    ["rise 0", docs(VIP, agent("apiServer: { rise: 0 }")), {}, ["document 1 (VIPAgentConfig): apiServer.rise: expected a whole number from 1 to 100, received 0"]],
+    ["boolean as text", docs(VIP, agent('apiServer: { insecureSkipVerify: "yes" }')), {}, ['document 1 (VIPAgentConfig): apiServer.insecureSkipVerify: expected true or false, received "yes"']],
+    ["section not a mapping", docs(VIP, agent("etcd: https://a:2379")), {}, ['document 1 (VIPAgentConfig): etcd: expected a mapping of fields, received "https://a:2379"']],
+    ["environment TTL 2", VIP, { env: { VIPD_LEASE_TTL: "2" } }, [`environment VIPD_LEASE_TTL: ${TOO_SHORT_2}`]],
+    ["environment TTL text", VIP, { env: { VIPD_LEASE_TTL: "3s" } }, ['environment VIPD_LEASE_TTL: expected a whole number of seconds from 3 to 300, received "3s"']],
+    ["unknown environment variable", VIP, { env: { VIPD_LEASE_TT: "5", HOME: "/root" } }, ["environment VIPD_LEASE_TT: unknown variable; see --help for the VIPD_ variables"]],
+    ["flag TTL", VIP, { flags: { "lease-ttl": "x" } }, ['flag --lease-ttl: expected a whole number of seconds from 3 to 300, received "x"']],
+    [
+      "flag endpoint list",
+      VIP,
+      { flags: { "etcd-endpoints": "https://a:2379,,https://b" } },
+      [
+        'flag --etcd-endpoints: [1]: expected an http:// or https:// URL with a host and a port and no path, received ""',
+        'flag --etcd-endpoints: [2]: expected an http:// or https:// URL with a host and a port and no path, received "https://b"',
+      ],
+    ],
+    ["flag log level", VIP, { flags: { "log-level": "verbose" } }, ['flag --log-level: expected one of "silent", "error", "warn", "info", "debug", "trace", received "verbose"']],
+    ["unknown flag in the record", VIP, { flags: { "lease-tll": "5" } }, ["flag --lease-tll: unknown flag; see --help"]],
+    [
+      "bad hostname as default node name",
+      VIP,
+      { hostname: "cp 1" },
+      ['hostname (the default nodeName; set nodeName, VIPD_NODE_NAME or --node-name): expected a node name: letters, digits, \'.\', \'-\' or \'_\', starting and ending with a letter or digit, at most 253 characters, received "cp 1"'],
+    ],
+  ];
+  for (const [name, text, over, expected] of cases) {
+    test(name, () => expect(messages(text, over)).toEqual(expected));
+  }
+
+  test("every issue is collected, not just the first", () => {
+    const text = docs(vip("10.0.0.300"), agent("election: { leaseTTL: 1 }\netcd: { prefix: x, bogus: 1 }"), "42\n");
+    const issues = messages(text, { env: { VIPD_HEALTH_LISTEN: "nope" }, flags: { "log-format": "xml" } });
+    expect(issues).toHaveLength(7);
+  });
+
+  test("issues carry their parts separately", () => {
+    const r = load(vip("192.168.0.300"));
+    expect(r.ok ? [] : r.issues).toEqual([
+      {
+        document: "document 0 (Layer2VIPConfig)",
+        path: "name",
+        expected: "an IPv4 or IPv6 address",
+        received: '"192.168.0.300"',
+        message: 'document 0 (Layer2VIPConfig): name: expected an IPv4 or IPv6 address, received "192.168.0.300"',
+      },
+    ]);
+  });
+
+  test("formatIssues lists them", () => {
+    const r = load(docs(vip("10.0.0.300"), vip("10.0.0.5", "a/b")));
+    expect(r.ok ? "" : formatIssues(r.issues)).toBe(
+      "2 configuration problems:\n" +
+        '  - document 0 (Layer2VIPConfig): name: expected an IPv4 or IPv6 address, received "10.0.0.300"\n' +
+        "  - document 1 (Layer2VIPConfig): link: expected a link name: 1 to 15 bytes, no '/', ':' or whitespace, not \".\" or \"..\", received \"a/b\"",
+    );
+  });
+});
+
+describe("TLS files are checked at load time", () => {
+  let dir = "";
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "vipd-config-"));
+    for (const f of ["ca.crt", "c.crt", "c.key"]) writeFileSync(join(dir, f), "x");
+    writeFileSync(join(dir, "locked.key"), "x");
+    chmodSync(join(dir, "locked.key"), 0o000);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const real = (over: Partial<LoadInput>) => ({ fileExists: undefined, ...over });
+
+  test("existing files pass", () => {
+    const text = docs(VIP, agent(`etcd: { caFile: ${dir}/ca.crt, certFile: ${dir}/c.crt, keyFile: ${dir}/c.key }`));
+    expect(settings(text, real({})).etcd.tls).toEqual({ caFile: `${dir}/ca.crt`, certFile: `${dir}/c.crt`, keyFile: `${dir}/c.key` });
+  });
+  test("missing files and directories are named by source", () => {
+    const text = docs(VIP, agent(`etcd: { caFile: ${dir}/nope.crt }`));
+    expect(messages(text, real({ flags: { "apiserver-ca": dir } }))).toEqual([
+      `document 1 (VIPAgentConfig): etcd.caFile: expected a readable file, received "${dir}/nope.crt"`,
+      `flag --apiserver-ca: expected a readable file, received "${dir}"`,
+    ]);
+  });
+  test.skipIf(process.getuid?.() === 0)("unreadable files fail", () => {
+    const text = docs(VIP, agent(`etcd: { certFile: ${dir}/c.crt, keyFile: ${dir}/locked.key }`));
+    expect(messages(text, real({}))).toEqual([`document 1 (VIPAgentConfig): etcd.keyFile: expected a readable file, received "${dir}/locked.key"`]);
+  });
+});
+
+describe("summarize", () => {
+  test("names node, etcd, TTL, each VIP, health and gate", () => {
+    const s = settings(docs(VIP, vip("2001:db8::15"), agent("etcd: { caFile: /ca }\nhealth: { listen: '[::1]:8099' }\napiServer: { url: https://127.0.0.1:6443/readyz }")));
+    expect(summarize(s)).toBe(
+      [
+        "node:      cp-1",
+        "etcd:      https://127.0.0.1:2379 (TLS: yes), prefix /vipd/",
+        "lease TTL: 3 s",
+        "VIP:       192.168.0.15 (IPv4) on enp0s2",
+        "VIP:       2001:db8::15 (IPv6) on enp0s2",
+        "health:    [::1]:8099",
+        "gate:      https://127.0.0.1:6443/readyz every 1 s, timeout 2 s, rise 2, fall 3",
+        "announce:  burst of 3 every 0.05 s, refresh every 10 s",
+        "log:       json, info",
+      ].join("\n"),
+    );
+  });
+  test("plain etcd and no gate", () => {
+    const text = summarize(settings(VIP, { flags: { "etcd-endpoints": "http://10.0.0.1:2379" } }));
+    expect(text).toContain("etcd:      http://10.0.0.1:2379 (TLS: no), prefix /vipd/");
+    expect(text).toContain("gate:      none");
+  });
+});

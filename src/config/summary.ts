@@ -1,0 +1,25 @@
+// The human summary `vipd validate` prints for a good configuration.
+
+import type { Settings } from "./settings.ts";
+
+const hostPort = (host: string, port: number) => (host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`);
+
+export function summarize(s: Settings): string {
+  const tls = s.etcd.endpoints.some((e) => e.startsWith("https://"));
+  const clientCert = s.etcd.tls?.certFile ? ", client certificate" : "";
+  const gate = s.apiServer
+    ? `${s.apiServer.url} every ${s.apiServer.interval} s, timeout ${s.apiServer.timeout} s, rise ${s.apiServer.rise}, fall ${s.apiServer.fall}` +
+      (s.apiServer.insecureSkipVerify ? " (certificate not verified)" : "")
+    : "none";
+  const refresh = s.announce.refresh > 0 ? `refresh every ${s.announce.refresh} s` : "no refresh";
+  return [
+    `node:      ${s.nodeName}`,
+    `etcd:      ${s.etcd.endpoints.join(", ")} (TLS: ${tls ? `yes${clientCert}` : "no"}), prefix ${s.etcd.prefix}`,
+    `lease TTL: ${s.election.leaseTTL} s`,
+    ...s.vips.map((vip) => `VIP:       ${vip.ip} (IPv${vip.family}) on ${vip.link}`),
+    `health:    ${hostPort(s.health.listen.host, s.health.listen.port)}`,
+    `gate:      ${gate}`,
+    `announce:  burst of ${s.announce.burst} every ${s.announce.burstInterval} s, ${refresh}`,
+    `log:       ${s.log.format}, ${s.log.level}`,
+  ].join("\n");
+}
