@@ -1,0 +1,68 @@
+// Mutual TLS: etcd with --client-cert-auth and a throwaway CA from certs.ts.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { connectEtcd } from "../../src/election/client.ts";
+import { AgentLease } from "../../src/election/lease.ts";
+import { makeCerts, type TestCerts } from "../lab/certs.ts";
+import { startEtcd, type EtcdServer } from "../lab/etcd.ts";
+
+let certs: TestCerts;
+let etcd: EtcdServer;
+
+beforeAll(async () => {
+  certs = await makeCerts();
+  etcd = await startEtcd({
+    tls: {
+      caFile: certs.caFile, certFile: certs.serverCertFile, keyFile: certs.serverKeyFile,
+      clientCertAuth: true, probe: { certFile: certs.clientCertFile, keyFile: certs.clientKeyFile },
+    },
+  });
+});
+afterAll(async () => {
+  await etcd?.stop();
+  certs?.remove();
+});
+
+test("a client certificate signed by the CA is accepted", async () => {
+  expect(etcd.endpoints[0]).toStartWith("https://127.0.0.1:");
+  const c = connectEtcd({
+    endpoints: etcd.endpoints,
+    tls: { caFile: certs.caFile, certFile: certs.clientCertFile, keyFile: certs.clientKeyFile },
+  });
+  try {
+    await c.put("/tls/x").value("y");
+    expect(await c.get("/tls/x").string()).toBe("y");
+    const lease = new AgentLease(c);
+    await lease.grant(3);
+    expect(lease.valid()).toBe(true);
+    await lease.revoke();
+  } finally {
+    c.close();
+  }
+});
+
+test("without a client certificate the call fails with an error", async () => {
+  // Only the CA: the server asks for a client certificate and gets none.
+  const { Etcd3 } = await import("etcd3");
+  const { readFileSync } = await import("node:fs");
+  const c = new Etcd3({
+    hosts: etcd.endpoints,
+    credentials: { rootCertificate: readFileSync(certs.caFile) },
+    grpcOptions: { "grpc.ssl_target_name_override": "localhost" }, // as connectEtcd does on Bun
+    dialTimeout: 2000,
+  });
+  try {
+    const err = await c.get("/tls/x").string().then(() => null, (e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(Error);
+    console.log(`error without a client certificate: ${err!.message}`);
+    expect(err!.message).toMatch(/BAD_CERTIFICATE|certificate|handshake/i);
+    expect(err!.message).not.toContain("ServerName");
+  } finally {
+    c.close();
+  }
+}, 15_000);
+
+test("an unreadable certificate file is named in the error", () => {
+  expect(() =>
+    connectEtcd({ endpoints: etcd.endpoints, tls: { caFile: certs.caFile, certFile: "/nonexistent/client.crt", keyFile: certs.clientKeyFile } }),
+  ).toThrow("reading etcd certificate file /nonexistent/client.crt: ENOENT");
+});
