@@ -1,0 +1,84 @@
+// Kernel events for links and addresses, for the applier to reconcile on. The
+// events only say "look again"; consumers must not build state from them alone,
+// which is also why a lost batch (ENOBUFS) is reported as a single "overrun".
+import { KernelError } from "./error.ts";
+import { NetlinkSocket } from "./netlink.ts";
+import { type Address, decodeAddress, RTM_DELADDR, RTM_NEWADDR } from "./wire/address.ts";
+import { decodeLink, type Link, RTM_DELLINK, RTM_NEWLINK } from "./wire/link.ts";
+import { type NetlinkMessage, WireError } from "./wire/netlink.ts";
+
+export type KernelEvent =
+  | { type: "link"; link: Link; deleted: boolean }
+  | { type: "address"; address: Address; deleted: boolean }
+  /** ENOBUFS: events were lost, the consumer must re-read the state. */
+  | { type: "overrun" };
+
+// Multicast groups (linux/rtnetlink.h, the legacy RTMGRP_* bitmask for bind).
+export const RTMGRP_LINK = 0x1;
+export const RTMGRP_IPV4_IFADDR = 0x10;
+export const RTMGRP_IPV6_IFADDR = 0x100;
+
+const OPERATION = "receiving link and address events";
+
+export class LinkEvents {
+  private readonly timer: ReturnType<typeof setInterval>;
+
+  private constructor(
+    private readonly sock: NetlinkSocket,
+    private readonly onEvent: (e: KernelEvent) => void,
+    pollMs: number,
+  ) {
+    // Deliberately not unref'd: the agent's loop is kept alive by this watch.
+    this.timer = setInterval(() => this.poll(), pollMs);
+  }
+
+  /** Subscribes in the calling thread's current namespace; polls every pollMs (10). */
+  static open(onEvent: (e: KernelEvent) => void, opts: { pollMs?: number } = {}): LinkEvents {
+    const sock = NetlinkSocket.open({ groups: RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR });
+    return new LinkEvents(sock, onEvent, opts.pollMs ?? 10);
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.sock.close();
+  }
+
+  private poll(): void {
+    let batch: { messages: NetlinkMessage[]; overrun: boolean };
+    try {
+      batch = this.sock.drain(OPERATION);
+    } catch (e) {
+      // A datagram we could not read is as good as lost: ask for a re-read.
+      if (!(e instanceof KernelError)) throw e;
+      batch = { messages: [], overrun: true };
+    }
+    let overrun = batch.overrun;
+    const events: KernelEvent[] = [];
+    for (const m of batch.messages) {
+      const e = toEvent(m);
+      if (e === "lost") overrun = true;
+      else if (e) events.push(e);
+    }
+    // The overrun goes first: whatever follows is newer than the gap.
+    if (overrun) this.onEvent({ type: "overrun" });
+    for (const e of events) this.onEvent(e);
+  }
+}
+
+function toEvent(m: NetlinkMessage): KernelEvent | null | "lost" {
+  switch (m.type) {
+    case RTM_NEWLINK:
+    case RTM_DELLINK: {
+      const link = decodeLink(m.payload);
+      return link instanceof WireError ? "lost" : { type: "link", link, deleted: m.type === RTM_DELLINK };
+    }
+    case RTM_NEWADDR:
+    case RTM_DELADDR: {
+      const address = decodeAddress(m.payload);
+      if (address === null) return null;
+      return address instanceof WireError ? "lost" : { type: "address", address, deleted: m.type === RTM_DELADDR };
+    }
+    default:
+      return null;
+  }
+}

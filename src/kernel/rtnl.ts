@@ -1,0 +1,136 @@
+// Links and addresses through rtnetlink, in the namespace the socket was opened
+// in. This is the only place vipd changes kernel state for a VIP.
+import { EADDRNOTAVAIL, ENODEV } from "./errno.ts";
+import { KernelError, KernelInputError } from "./error.ts";
+import { type IpAddress, parseIp } from "./ip.ts";
+import { NetlinkSocket } from "./netlink.ts";
+import {
+  type Address,
+  decodeAddress,
+  deleteAddressRequest,
+  getAddressesRequest,
+  hostPrefix,
+  newAddressRequest,
+  RTM_NEWADDR,
+} from "./wire/address.ts";
+import { decodeLink, getLinkRequest, IFNAMSIZ, type Link, RTM_NEWLINK } from "./wire/link.ts";
+import { WireError } from "./wire/netlink.ts";
+
+export type { Address } from "./wire/address.ts";
+export type { Link, OperState } from "./wire/link.ts";
+
+const EBADMSG = 74;
+
+/** The kernel's ifa_cacheinfo "forever" is 2^32-1, so a finite lifetime must stay below it. */
+const MAX_LIFETIME = 0xffffffff;
+
+export class Rtnl {
+  private constructor(private readonly sock: NetlinkSocket) {}
+
+  /** A NETLINK_ROUTE socket in the calling thread's current namespace. */
+  static open(): Rtnl {
+    return new Rtnl(NetlinkSocket.open());
+  }
+
+  close(): void {
+    this.sock.close();
+  }
+
+  /** KernelError ENODEV "looking up link eth9" when there is no such link. */
+  async link(name: string): Promise<Link> {
+    const op = `looking up link ${name}`;
+    checkLinkName(op, name);
+    return this.getLink({ name }, op);
+  }
+
+  async linkByIndex(index: number): Promise<Link> {
+    const op = `looking up link ${index}`;
+    if (!Number.isInteger(index) || index < 1 || index > 0x7fffffff) throw new KernelInputError(op, "a link index is a positive integer");
+    return this.getLink({ index }, op);
+  }
+
+  /** Every IPv4 and IPv6 address on the link, as the kernel lists them. */
+  async addresses(link: string | number): Promise<Address[]> {
+    const l = typeof link === "number" ? await this.linkByIndex(link) : await this.link(link);
+    const op = `listing addresses on ${l.name}`;
+    const out: Address[] = [];
+    for (const m of await this.sock.request(getAddressesRequest(l.index), op)) {
+      if (m.type !== RTM_NEWADDR) continue;
+      const a = decodeAddress(m.payload);
+      if (a instanceof WireError) throw new KernelError(op, EBADMSG, a.message);
+      // Kernels without strict dump checking ignore the index in the request.
+      if (a && a.linkIndex === l.index) out.push(a);
+    }
+    return out;
+  }
+
+  /** Adds ip as a host address with the given lifetime; EEXIST if it is already there. */
+  addAddress(link: string, ip: string, lifetimeSeconds: number): Promise<void> {
+    return this.newAddress(link, ip, lifetimeSeconds, false);
+  }
+
+  /** Adds ip, or refreshes the lifetime of the existing address: the fence's keepalive. */
+  replaceAddress(link: string, ip: string, lifetimeSeconds: number): Promise<void> {
+    return this.newAddress(link, ip, lifetimeSeconds, true);
+  }
+
+  /** True if the address was removed, false if it was not there. */
+  async deleteAddress(link: string, ip: string): Promise<boolean> {
+    const addr = parseInput((p) => `removing ${p} from ${link}`, ip);
+    const op = `removing ${addr.text}/${hostPrefix(addr)} from ${link}`;
+    checkLinkName(op, link);
+    const index = await this.resolve(link, op);
+    try {
+      await this.sock.request(deleteAddressRequest({ ip: addr, index }), op);
+      return true;
+    } catch (e) {
+      // Both IPv4 and IPv6 answer EADDRNOTAVAIL for an address not on the link.
+      if (e instanceof KernelError && e.errno === EADDRNOTAVAIL) return false;
+      throw e;
+    }
+  }
+
+  private async newAddress(link: string, ip: string, lifetimeSeconds: number, replace: boolean): Promise<void> {
+    const verb = (p: string) => (replace ? `refreshing ${p} on ${link}` : `adding ${p} to ${link}`);
+    const addr = parseInput(verb, ip);
+    const op = verb(`${addr.text}/${hostPrefix(addr)}`);
+    if (!Number.isInteger(lifetimeSeconds) || lifetimeSeconds < 1 || lifetimeSeconds >= MAX_LIFETIME) {
+      throw new KernelInputError(op, `lifetime must be a whole number of seconds from 1 to ${MAX_LIFETIME - 1}, not ${lifetimeSeconds}`);
+    }
+    checkLinkName(op, link);
+    const index = await this.resolve(link, op);
+    await this.sock.request(newAddressRequest({ ip: addr, index }, lifetimeSeconds, replace), op);
+  }
+
+  /** The link's index, with a missing link reported as part of the caller's operation. */
+  private async resolve(name: string, operation: string): Promise<number> {
+    try {
+      return (await this.getLink({ name }, operation)).index;
+    } catch (e) {
+      if (e instanceof KernelError && e.errno === ENODEV) throw new KernelError(operation, ENODEV, `no link ${name}`);
+      throw e;
+    }
+  }
+
+  private async getLink(ref: { index: number } | { name: string }, op: string): Promise<Link> {
+    const replies = await this.sock.request(getLinkRequest(ref), op);
+    const m = replies.find((r) => r.type === RTM_NEWLINK);
+    if (!m) throw new KernelError(op, ENODEV);
+    const link = decodeLink(m.payload);
+    if (link instanceof WireError) throw new KernelError(op, EBADMSG, link.message);
+    return link;
+  }
+}
+
+function parseInput(verb: (subject: string) => string, ip: string): IpAddress {
+  const addr = parseIp(ip);
+  if (!addr) throw new KernelInputError(verb(ip), `${JSON.stringify(ip)} is not an IPv4 or IPv6 address`);
+  return addr;
+}
+
+function checkLinkName(op: string, name: string): void {
+  const len = new TextEncoder().encode(name).byteLength;
+  if (len === 0 || len >= IFNAMSIZ || name.includes("\0")) {
+    throw new KernelInputError(op, `a link name is 1 to ${IFNAMSIZ - 1} bytes, not ${JSON.stringify(name)}`);
+  }
+}

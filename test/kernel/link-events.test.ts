@@ -1,0 +1,125 @@
+// LinkEvents against a real kernel: typed events arrive while the event loop
+// keeps running (the socket is polled, never read blockingly).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { type KernelEvent, LinkEvents } from "../../src/kernel/link-events.ts";
+import { Rtnl } from "../../src/kernel/rtnl.ts";
+import { type Host, inNetns, Segment } from "../lab/netns.ts";
+import { waitFor } from "../lab/sh.ts";
+
+const isRoot = process.getuid?.() === 0;
+
+let seg: Segment;
+let host: Host;
+let events: LinkEvents;
+let rtnl: Rtnl;
+const seen: KernelEvent[] = [];
+
+beforeAll(async () => {
+  if (!isRoot) return;
+  seg = await Segment.create(["a"]);
+  host = seg.host("a");
+  events = inNetns(host.ns, () => LinkEvents.open((e) => seen.push(e)));
+  rtnl = inNetns(host.ns, () => Rtnl.open());
+});
+
+afterAll(async () => {
+  events?.close();
+  rtnl?.close();
+  await seg?.destroy();
+});
+
+/**
+ * Waits for an event matching `match` after running `act`, counting the ticks
+ * of an independent 5 ms timer meanwhile: if polling blocked the loop, the
+ * ticks would stop.
+ */
+async function expectEvent<T extends KernelEvent>(what: string, act: () => Promise<unknown>, match: (e: KernelEvent) => e is T): Promise<T> {
+  const from = seen.length;
+  let ticks = 0;
+  const ticker = setInterval(() => ticks++, 5);
+  const start = performance.now();
+  try {
+    await act();
+    const e = await waitFor(what, () => seen.slice(from).find(match), 3000, 5);
+    // Keep waiting a little so the tick count measures a real stretch of time.
+    await waitFor("200 ms to pass", () => performance.now() - start > 200, 1000, 5);
+    expect(ticks).toBeGreaterThan(10);
+    return e;
+  } finally {
+    clearInterval(ticker);
+  }
+}
+
+const linkEvent = (name: string, pred: (e: Extract<KernelEvent, { type: "link" }>) => boolean) =>
+  (e: KernelEvent): e is Extract<KernelEvent, { type: "link" }> => e.type === "link" && e.link.name === name && pred(e);
+const addrEvent = (ip: string, deleted: boolean) =>
+  (e: KernelEvent): e is Extract<KernelEvent, { type: "address" }> => e.type === "address" && e.address.address === ip && e.deleted === deleted;
+
+describe.skipIf(!isRoot)("LinkEvents", () => {
+  test("link down and up arrive as link events", async () => {
+    const down = await expectEvent("eth0 down", () => seg.ip(host.ns, "link", "set", "eth0", "down"), linkEvent("eth0", (e) => !e.link.up));
+    expect(down.deleted).toBe(false);
+    expect(down.link.kind).toBe("veth");
+    await expectEvent("eth0 up", () => seg.ip(host.ns, "link", "set", "eth0", "up"), linkEvent("eth0", (e) => e.link.up && e.link.lowerUp));
+  });
+
+  test("a cut cable shows as lost carrier, and its repair as carrier back", async () => {
+    const cut = await expectEvent("carrier lost", () => seg.cable(host, "down"), linkEvent("eth0", (e) => e.link.up && !e.link.lowerUp));
+    // A veth without carrier reports "down", not "lowerlayerdown" (that one is for stacked links).
+    expect(cut.link.operState).toBe("down");
+    await expectEvent("carrier back", () => seg.cable(host, "up"), linkEvent("eth0", (e) => e.link.lowerUp && e.link.operState === "up"));
+  });
+
+  for (const ip of ["192.0.2.40", "2001:db8::40"]) {
+    test(`adding and removing ${ip} arrive as address events`, async () => {
+      const added = await expectEvent(`${ip} added`, () => rtnl.addAddress("eth0", ip, 30), addrEvent(ip, false));
+      expect(added.address.validLifetime).toBeLessThanOrEqual(30);
+      expect(added.address.prefixLength).toBe(ip.includes(":") ? 128 : 32);
+      await expectEvent(`${ip} removed`, () => rtnl.deleteAddress("eth0", ip), addrEvent(ip, true));
+    });
+  }
+
+  test("a removed link arrives as a deleted link event", async () => {
+    await seg.ip(host.ns, "link", "add", "mv1", "link", "eth0", "type", "macvlan", "mode", "bridge");
+    await expectEvent("mv1 deleted", () => seg.ip(host.ns, "link", "del", "mv1"), linkEvent("mv1", (e) => e.deleted));
+  });
+
+  test("no overrun under ordinary traffic, and nothing after close", async () => {
+    expect(seen.some((e) => e.type === "overrun")).toBe(false);
+    const mine: KernelEvent[] = [];
+    const other = inNetns(host.ns, () => LinkEvents.open((e) => mine.push(e), { pollMs: 1 }));
+    other.close();
+    const from = seen.length;
+    await seg.ip(host.ns, "link", "set", "eth0", "down");
+    await seg.ip(host.ns, "link", "set", "eth0", "up");
+    await waitFor("eth0 events on the open watcher", () => seen.slice(from).some(linkEvent("eth0", (e) => !e.link.up)), 2000, 5);
+    expect(mine).toEqual([]);
+  });
+
+  test("a flood that overflows the receive queue is reported as an overrun", async () => {
+    // 2 s between polls, and 12000 events in well under that: more than even
+    // the 4 MiB receive buffer holds, so the kernel drops some (ENOBUFS).
+    const mine: KernelEvent[] = [];
+    const slow = inNetns(host.ns, () => LinkEvents.open((e) => mine.push(e), { pollMs: 2000 }));
+    try {
+      const n = 6000;
+      const lines: string[] = [];
+      for (const verb of ["add", "del"]) {
+        // 198.18.0.0/15 (RFC 2544, benchmarking) has room for them all; IPv6 would be slower to add.
+        for (let i = 1; i <= n; i++) lines.push(`addr ${verb} 198.18.${i >> 8}.${i & 255}/32 dev eth0`);
+      }
+      const batch = `/tmp/${host.ns}-flood.batch`;
+      await Bun.write(batch, `${lines.join("\n")}\n`);
+      try {
+        await seg.ip(host.ns, "-batch", batch);
+      } finally {
+        await Bun.file(batch).delete();
+      }
+      await waitFor("an overrun event", () => mine.some((e) => e.type === "overrun"), 5000, 20);
+      // The first thing reported after the gap is the overrun itself.
+      expect(mine[0]?.type).toBe("overrun");
+    } finally {
+      slow.close();
+    }
+  }, 10_000);
+});
