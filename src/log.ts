@@ -38,7 +38,7 @@ export function createLogger(opts: { format: "pretty" | "json"; level: LogLevel;
   const c: ConsolaInstance =
     opts.format === "json"
       ? createConsola({ level: LEVELS[opts.level], reporters: [jsonReporter(write)] })
-      : createConsola({ level: LEVELS[opts.level], fancy: true, formatOptions: { date: true, colors: true } });
+      : createConsola({ level: LEVELS[opts.level], formatOptions: { date: true, colors: true } });
   const at =
     (kind: "error" | "warn" | "info" | "debug") =>
     (msg: string, fields?: Fields): void => {
