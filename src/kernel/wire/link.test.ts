@@ -1,13 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { decodeLink, getLinkRequest, type Link } from "./link.ts";
 import { encodeMessage, WireError } from "./netlink.ts";
+import { hex } from "./hex-fixture.ts";
 
-// Little-endian annotated hex: one field per line, `// comment` after it.
-function hex(s: string): Uint8Array {
-  const clean = s.replace(/\/\/[^\n]*/g, "").replace(/\s+/g, "");
-  if (!/^([0-9a-fA-F]{2})*$/.test(clean)) throw new Error(`fixture is not whole hex bytes: ${clean}`);
-  return Uint8Array.from(clean.match(/../g) ?? [], (b) => parseInt(b, 16));
-}
+// Fixtures are little-endian, the byte order of every host vipd runs on.
 
 describe("RTM_GETLINK request", () => {
   const fixtures = [

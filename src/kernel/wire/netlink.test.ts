@@ -15,15 +15,9 @@ import {
   parseMessages,
   WireError,
 } from "./netlink.ts";
+import { hex } from "./hex-fixture.ts";
 
 // Fixtures are little-endian, the byte order of every host vipd runs on.
-// Annotated hex: one field per line, `// comment` after it. (Same format as
-// hex-fixture.ts, which is not committed yet; switch to it once it is.)
-function hex(s: string): Uint8Array {
-  const clean = s.replace(/\/\/[^\n]*/g, "").replace(/\s+/g, "");
-  if (!/^([0-9a-fA-F]{2})*$/.test(clean)) throw new Error(`fixture is not whole hex bytes: ${clean}`);
-  return Uint8Array.from(clean.match(/../g) ?? [], (b) => parseInt(b, 16));
-}
 
 describe("nlmsghdr", () => {
   const fixtures = [
