@@ -4,7 +4,7 @@
 set -euo pipefail
 need=()
 for pair in ip:iproute2 etcd:etcd-server nft:nftables ping:iputils-ping openssl:openssl \
-            keepalived:keepalived ucarp:ucarp tcpdump:tcpdump; do
+            keepalived:keepalived ucarp:ucarp tcpdump:tcpdump arping:iputils-arping; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
