@@ -7,10 +7,11 @@
 import { readFileSync } from "node:fs";
 import { Etcd3, type IOptions } from "etcd3";
 
+/** Any of them may be absent: no CA = the system's roots; no cert/key = no client certificate. */
 export interface EtcdTlsFiles {
-  caFile: string;
-  certFile: string;
-  keyFile: string;
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
 }
 
 export interface EtcdConnectOptions {
@@ -54,12 +55,16 @@ export function connectEtcd(opts: EtcdConnectOptions): Etcd3 {
     dialTimeout: opts.dialTimeoutMs ?? 3000,
     faultHandling: { host: () => once, global: once },
   };
+  const secure = opts.tls !== undefined || opts.endpoints.some((e) => e.toLowerCase().startsWith("https:"));
   if (opts.tls) {
+    const { caFile, certFile, keyFile } = opts.tls;
     options.credentials = {
-      rootCertificate: readPem("CA file", opts.tls.caFile),
-      certChain: readPem("certificate file", opts.tls.certFile),
-      privateKey: readPem("key file", opts.tls.keyFile),
+      rootCertificate: caFile ? readPem("CA file", caFile) : (undefined as unknown as Buffer),
+      ...(certFile ? { certChain: readPem("certificate file", certFile) } : {}),
+      ...(keyFile ? { privateKey: readPem("key file", keyFile) } : {}),
     };
+  }
+  if (secure) {
     // Bun quirk: grpc-js passes the endpoint host as the TLS SNI servername,
     // and Bun's tls.connect refuses an IP address there ("Setting the TLS
     // ServerName to an IP address is not permitted"), so https://127.0.0.1

@@ -96,6 +96,14 @@ describe("VipController", () => {
     expect(c.held).toBe(false);
   });
 
+  test("a follower asks the kernel once, then again only after the kernel reports a change", async () => {
+    await c.poke();
+    await c.poke();
+    expect(kernel.calls).toEqual(["delete 192.0.2.15 eth0"]);
+    await c.kernelChanged();
+    expect(kernel.calls).toEqual(["delete 192.0.2.15 eth0", "delete 192.0.2.15 eth0"]);
+  });
+
   test("winning adds with the fence lifetime, announces at once, then refreshes on a timer", async () => {
     facts = { ...facts, leader: true, fenceLifetime: 2 };
     await c.poke();

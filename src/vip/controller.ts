@@ -42,6 +42,11 @@ export class VipController {
   since: number | null = null;
   lastDecision: HoldDecision | null = null;
   announcements = 0;
+  /**
+   * The kernel confirmed the address is not on the link and no event has said
+   * otherwise since: a follower need not ask again on every keepalive.
+   */
+  private knownAbsent = false;
   private running: Promise<void> | null = null;
   private again = false;
   private burstAbort: AbortController | null = null;
@@ -69,6 +74,12 @@ export class VipController {
     return this.running;
   }
 
+  /** The kernel reported a change of this address (added or removed by someone): verify on the next pass. */
+  kernelChanged(): Promise<void> {
+    this.knownAbsent = false;
+    return this.poke();
+  }
+
   private async loop(): Promise<void> {
     do {
       this.again = false;
@@ -84,6 +95,7 @@ export class VipController {
   }
 
   private async hold(lifetime: number): Promise<void> {
+    this.knownAbsent = false;
     try {
       // Refreshing the lifetime of an address we already hold is the same
       // request as adding it: NLM_F_REPLACE makes it idempotent.
@@ -107,8 +119,10 @@ export class VipController {
     // Set before the await: from here on nothing may treat the VIP as ours.
     this.held = false;
     this.since = null;
+    if (!wasHeld && this.knownAbsent) return;
     try {
       await this.deps.kernel.deleteAddress(this.link, this.ip);
+      this.knownAbsent = true;
     } catch (err) {
       // ENODEV and the like: the link went away, and the address with it.
       this.deps.onError(`removing ${this.ip} from ${this.link}`, err);
@@ -123,13 +137,15 @@ export class VipController {
       return;
     }
     const { burst, burstIntervalMs, refreshMs } = this.deps.announce;
-    this.burstAbort = new AbortController();
+    const abort = new AbortController();
+    this.burstAbort = abort;
     port
-      .burst(this.ip, { count: burst, intervalMs: burstIntervalMs, signal: this.burstAbort.signal })
+      .burst(this.ip, { count: burst, intervalMs: burstIntervalMs, signal: abort.signal })
       .then((n) => {
         this.announcements += n;
       })
-      .catch((err) => this.deps.onError(`announcing ${this.ip} on ${this.link}`, err));
+      // An aborted burst (we released the VIP mid-burst) is not a failure.
+      .catch((err) => abort.signal.aborted || this.deps.onError(`announcing ${this.ip} on ${this.link}`, err));
     if (refreshMs > 0) {
       // Caches that missed the burst (a switch port that came up late, a host
       // that dropped the frame) converge on the next refresh.
