@@ -3,7 +3,7 @@
 # Idempotent; needs root (the tests need root anyway: they create namespaces).
 set -euo pipefail
 need=()
-for pair in ip:iproute2 etcd:etcd-server nft:nftables ping:iputils-ping openssl:openssl \
+for pair in ip:iproute2 curl:curl etcd:etcd-server nft:nftables ping:iputils-ping openssl:openssl \
             keepalived:keepalived ucarp:ucarp tcpdump:tcpdump arping:iputils-arping; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done

@@ -1,0 +1,82 @@
+// The shipped artifact: dist/vipd built by build.ts must run alone, copied
+// into an empty directory, with an empty environment and no node_modules
+// anywhere near it — as on a bare-metal node. etcd3 loads its gRPC proto at
+// run time, so this also proves build.ts embedded it: the binary talks to a
+// real etcd and holds a VIP in a namespace.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type EtcdCluster, startEtcdCluster } from "../lab/etcd.ts";
+import { Segment } from "../lab/netns.ts";
+import { sh, waitFor } from "../lab/sh.ts";
+
+const ROOT = join(import.meta.dir, "..", "..");
+let dir: string;
+let bin: string;
+
+beforeAll(async () => {
+  await sh([join(ROOT, "node_modules/.bin/bun"), join(ROOT, "build.ts"), process.arch === "arm64" ? "arm64" : "x64"]);
+  dir = mkdtempSync(join(tmpdir(), "vipd-bin-"));
+  bin = join(dir, "vipd");
+  copyFileSync(join(ROOT, "dist/vipd"), bin);
+  await sh(["chmod", "+x", bin]);
+  // A .env and bunfig.toml in the working directory must change nothing.
+  writeFileSync(join(dir, ".env"), "VIPD_LEASE_TTL=1\n");
+  writeFileSync(join(dir, "bunfig.toml"), 'preload = ["./nope.ts"]\n');
+}, 120_000);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function runBin(args: string[], opts: { ns?: string } = {}) {
+  const argv = opts.ns ? ["ip", "netns", "exec", opts.ns, bin, ...args] : [bin, ...args];
+  return Bun.spawn(argv, { cwd: dir, env: {}, stdout: "pipe", stderr: "pipe" });
+}
+
+async function finish(p: ReturnType<typeof runBin>) {
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { out, err, code };
+}
+
+test("version and validate work from an empty directory with an empty environment", async () => {
+  const v = await finish(runBin(["version"]));
+  expect(v.code).toBe(0);
+  expect(v.out).toMatch(/^vipd \d+\.\d+\.\d+\n$/);
+  writeFileSync(join(dir, "good.yaml"), "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 2001:db8::15\nlink: eth0\n");
+  const ok = await finish(runBin(["validate", "good.yaml"]));
+  expect(ok.code).toBe(0);
+  expect(ok.out).toContain("2001:db8::15");
+  // The .env beside it said TTL 1, which would be rejected: it must be ignored.
+  expect(ok.out).toContain("lease TTL: 3 s");
+  writeFileSync(join(dir, "bad.yaml"), "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 2001:db8::15\nlink: eth0\nmtu: 9000\n");
+  const bad = await finish(runBin(["validate", "bad.yaml"]));
+  expect(bad.code).toBe(2);
+  expect(bad.err).toContain("mtu");
+});
+
+test("the binary holds a VIP through a real etcd and gives it back on SIGTERM", async () => {
+  const seg = await Segment.create(["n1"]);
+  let etcd: EtcdCluster | null = null;
+  try {
+    const n1 = seg.host("n1");
+    // etcd runs inside the node's namespace on its loopback, as on a control-plane node.
+    etcd = await startEtcdCluster([{ name: "n1", ns: n1.ns, ip: n1.ip4 }]);
+    writeFileSync(join(dir, "vip.yaml"), "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 192.0.2.99\nlink: eth0\n");
+    const p = runBin(["run", "--config", "vip.yaml", "--node-name", "n1", "--etcd-endpoints", etcd.endpoints.join(","), "--health-listen", "127.0.0.1:18099", "--log-format", "json"], { ns: n1.ns });
+    const addr = await waitFor("the VIP on n1", async () => (await seg.addresses(n1)).find((a) => a.local === "192.0.2.99"), 15_000);
+    // The kernel fence: a finite lifetime no longer than TTL allows.
+    expect(addr.valid_life_time).toBeGreaterThanOrEqual(0);
+    expect(addr.valid_life_time).toBeLessThanOrEqual(2);
+    const health = await sh(["ip", "netns", "exec", n1.ns, "curl", "-s", "-w", " %{http_code}", "http://127.0.0.1:18099/healthz"]);
+    expect(health).toBe("ok\n 200");
+    p.kill("SIGTERM");
+    const r = await finish(p);
+    expect(r.code).toBe(0);
+    expect(await seg.has(n1, "192.0.2.99")).toBe(false);
+    const lines = r.err.trim().split("\n").map((l) => JSON.parse(l) as { msg: string; reason?: string });
+    expect(lines.find((l) => l.msg === "acquired VIP")).toBeDefined();
+    expect(lines.find((l) => l.msg === "released VIP")?.reason).toBe("shutting down");
+  } finally {
+    await etcd?.stopAll();
+    await seg.destroy();
+  }
+}, 60_000);
