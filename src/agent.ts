@@ -15,6 +15,7 @@ import type { Etcd3 } from "etcd3";
 import type { Settings, VipSettings } from "./config/index.ts";
 import { AgentLease, connectEtcd, type ElectionState, monotonicClock, VipElection } from "./election/index.ts";
 import type { Clock } from "./election/fence.ts";
+import { ApiServerGate } from "./health/gate.ts";
 import type { HealthReport } from "./health/server.ts";
 import { Announcer } from "./kernel/announce.ts";
 import { LinkEvents, type KernelEvent } from "./kernel/link-events.ts";
@@ -49,12 +50,15 @@ export interface VipStatus {
   role: ElectionState["role"];
   candidacy: string;
   reason: string;
+  /** The election queue as this node last read it, holder first. */
+  queue: { node: string; lease: string }[];
 }
 
 export interface AgentStatus {
   node: string;
   vips: VipStatus[];
   etcd: { endpoints: readonly string[]; connected: boolean; lease: string | null; ttl: number | null; fenceRemainingMs: number | null; lastError: string | null };
+  gate: { open: boolean; reason: string; lastProbeMs: number | null } | null;
 }
 
 const HEARTBEAT_MS = 250;
@@ -80,6 +84,8 @@ export class Agent {
   private readonly heartbeat: ReturnType<typeof setInterval>;
   private sessionEnded: (() => void) | null = null;
   private sessionLoop: Promise<void> | null = null;
+  /** The kube-apiserver gate; null when none is configured (always open). */
+  readonly gate: ApiServerGate | null;
 
   private constructor(
     readonly settings: Settings,
@@ -94,7 +100,19 @@ export class Agent {
     this.heartbeat = setInterval(() => {
       this.heartbeatAt = this.clock();
     }, HEARTBEAT_MS);
+    this.gate = settings.apiServer ? new ApiServerGate(settings.apiServer) : null;
+    this.gate?.onChange((c) => {
+      if (c.kind === "reason") return this.log.debug("kube-apiserver gate", { open: c.open, reason: c.reason });
+      const fields = { node: settings.nodeName, reason: c.reason };
+      if (c.open) this.log.info("kube-apiserver gate opened", fields);
+      else this.log.warn("kube-apiserver gate closed", fields);
+      for (const e of this.vips) this.reconsider(e);
+    });
     this.vips = settings.vips.map((v) => this.entry(v));
+  }
+
+  private gateOpen(): boolean {
+    return this.gate ? this.gate.open : true;
   }
 
   /**
@@ -111,6 +129,7 @@ export class Agent {
       agent.closeKernel();
       throw err;
     }
+    agent.gate?.start();
     agent.sessionLoop = agent.runSessions();
     return agent;
   }
@@ -121,7 +140,7 @@ export class Agent {
       leader: e.election?.state.role === "leader",
       fenceLifetime: this.leaseGranted && this.lease ? this.lease.kernelLifetime() : null,
       link: this.links.get(v.link)?.state ?? "absent",
-      gateOpen: true,
+      gateOpen: this.gateOpen(),
       stopping: this.stopping,
     });
     (e as { controller: VipController }).controller = new VipController(v.ip, v.link, facts, {
@@ -311,7 +330,7 @@ export class Agent {
       void e.busy.then(() => this.reconsider(e));
       return;
     }
-    const c = decideCandidacy({ link: this.links.get(e.settings.link)?.state ?? "absent", gateOpen: true, stopping: this.stopping });
+    const c = decideCandidacy({ link: this.links.get(e.settings.link)?.state ?? "absent", gateOpen: this.gateOpen(), stopping: this.stopping });
     e.candidacy = c.reason;
     if (c.stand && !e.election && this.leaseGranted && !this.stopping) e.busy = this.campaign(e).finally(() => (e.busy = null));
     else if (!c.stand && e.election) e.busy = this.withdraw(e, c.reason).finally(() => (e.busy = null));
@@ -376,6 +395,8 @@ export class Agent {
     if (now - this.heartbeatAt > STALL_MS) return { ok: false, reason: `event loop stalled for ${Math.round(now - this.heartbeatAt)} ms` };
     if (!this.leaseGranted || !this.lease) return { ok: false, reason: `etcd session not established: ${this.etcdError ?? "connecting"}` };
     if (!this.lease.valid(now)) return { ok: false, reason: `etcd lease not proven: ${this.etcdError ?? "keepalive deadline passed"}` };
+    // A closed gate keeps this node out of the elections; probes should see why.
+    if (this.gate && !this.gate.open) return { ok: false, reason: `kube-apiserver gate closed: ${this.gate.reason}` };
     return { ok: true, reason: "" };
   }
 
@@ -399,6 +420,7 @@ export class Agent {
           role: s.role,
           candidacy: e.candidacy,
           reason: e.controller.lastDecision && !e.controller.lastDecision.hold ? e.controller.lastDecision.reason : s.reason,
+          queue: (e.election?.candidates ?? []).map((c) => ({ node: c.node, lease: c.leaseId })),
         };
       }),
       etcd: {
@@ -409,6 +431,9 @@ export class Agent {
         fenceRemainingMs: deadline === null ? null : Math.max(0, Math.round(deadline - now)),
         lastError: this.etcdError,
       },
+      gate: this.gate
+        ? { open: this.gate.open, reason: this.gate.reason, lastProbeMs: this.gate.lastProbe ? Math.round(this.gate.lastProbe.latencyMs) : null }
+        : null,
     };
   }
 
@@ -423,6 +448,7 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.gate?.stop();
     for (const e of this.vips) if (e.retry) clearTimeout(e.retry);
     await Promise.all(this.vips.map((e) => e.controller.poke()));
     const lease = this.leaseGranted ? this.lease : null;
@@ -442,6 +468,7 @@ export class Agent {
 
   private closeKernel(): void {
     clearInterval(this.heartbeat);
+    this.gate?.stop();
     this.events?.close();
     for (const a of this.announcers.values()) a.port.close();
     this.announcers.clear();
