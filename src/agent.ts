@@ -14,6 +14,7 @@
 import type { Etcd3 } from "etcd3";
 import type { Settings, VipSettings } from "./config/index.ts";
 import { AgentLease, connectEtcd, type ElectionState, monotonicClock, VipElection } from "./election/index.ts";
+import { describeEtcdError } from "./election/etcd-error.ts";
 import type { Clock } from "./election/fence.ts";
 import { ApiServerGate } from "./health/gate.ts";
 import type { HealthReport } from "./health/server.ts";
@@ -269,7 +270,7 @@ export class Agent {
         });
       } catch (err) {
         if (this.stopping) break;
-        this.etcdError = describeError(err);
+        this.etcdError = describeEtcdError(err, this.settings.etcd.endpoints);
         this.log.warn("etcd not ready; retrying", { error: this.etcdError, retryInMs: backoff });
         await new Promise((r) => setTimeout(r, backoff));
         backoff = Math.min(ETCD_RETRY_MAX_MS, backoff * 2);
@@ -365,7 +366,7 @@ export class Agent {
     } catch (err) {
       if (e.election === election) e.election = null;
       election.close();
-      this.log.warn("campaign failed; retrying", { vip: e.settings.ip, error: describeError(err) });
+      this.log.warn("campaign failed; retrying", { vip: e.settings.ip, error: describeEtcdError(err, this.settings.etcd.endpoints) });
       this.scheduleRetry(e);
     }
   }

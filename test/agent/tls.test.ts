@@ -1,0 +1,85 @@
+// vipd against an etcd that requires client certificates, as kubeadm's and
+// Talos's do: with the right CA, certificate and key the VIP is held; without
+// a client certificate etcd refuses the session, no VIP appears and /healthz
+// says why.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeCerts, type TestCerts } from "../lab/certs.ts";
+import { type EtcdCluster, startEtcdCluster } from "../lab/etcd.ts";
+import { type Host, Segment } from "../lab/netns.ts";
+import { sh, sleep, waitFor } from "../lab/sh.ts";
+
+const ROOT = join(import.meta.dir, "..", "..");
+const VIP = "192.0.2.120";
+let seg: Segment;
+let n1: Host;
+let certs: TestCerts;
+let etcd: EtcdCluster;
+let dir: string;
+
+beforeAll(async () => {
+  seg = await Segment.create(["n1"]);
+  n1 = seg.host("n1");
+  certs = await makeCerts({ ips: [n1.ip4] });
+  etcd = await startEtcdCluster([{ name: "n1", ns: n1.ns, ip: n1.ip4 }], {
+    tls: {
+      caFile: certs.caFile,
+      certFile: certs.serverCertFile,
+      keyFile: certs.serverKeyFile,
+      clientCertAuth: true,
+      probe: { certFile: certs.clientCertFile, keyFile: certs.clientKeyFile },
+    },
+  });
+  dir = mkdtempSync(join(tmpdir(), "vipd-tls-"));
+  writeFileSync(join(dir, "vip.yaml"), `apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: ${VIP}\nlink: eth0\n`);
+}, 60_000);
+
+afterAll(async () => {
+  await etcd?.stopAll();
+  await certs?.remove();
+  await seg?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function vipd(extra: string[]) {
+  const argv = [process.execPath, join(ROOT, "src/main.ts"), "run", "--config", join(dir, "vip.yaml"), "--node-name", "n1",
+    "--etcd-endpoints", etcd.endpoints.join(","), "--health-listen", "127.0.0.1:18100", "--log-format", "json", ...extra];
+  return Bun.spawn(["ip", "netns", "exec", n1.ns, ...argv], { stdout: "ignore", stderr: "pipe", env: { PATH: process.env.PATH ?? "" } });
+}
+
+const healthz = () => sh(["ip", "netns", "exec", n1.ns, "curl", "-s", "-m", "2", "-w", " %{http_code}", "http://127.0.0.1:18100/healthz"], { allowFail: true });
+
+test("with the CA and a client certificate, vipd holds the VIP", async () => {
+  expect(etcd.endpoints[0]).toStartWith("https://");
+  const p = vipd(["--etcd-ca", certs.caFile, "--etcd-cert", certs.clientCertFile, "--etcd-key", certs.clientKeyFile]);
+  try {
+    await waitFor("the VIP on n1", () => seg.has(n1, VIP), 15_000);
+    expect(await healthz()).toBe("ok\n 200");
+  } finally {
+    p.kill("SIGTERM");
+    expect(await p.exited).toBe(0);
+  }
+  expect(await seg.has(n1, VIP)).toBe(false);
+}, 30_000);
+
+test("without a client certificate etcd refuses: no VIP, and /healthz says why", async () => {
+  const p = vipd(["--etcd-ca", certs.caFile]);
+  try {
+    const body = await waitFor("an unhealthy /healthz", async () => {
+      const h = await healthz();
+      return h.endsWith(" 503") && !h.includes("not connected yet") ? h : null;
+    }, 15_000);
+    expect(body).toContain("etcd session not established");
+    expect(body).toContain("etcd rejected our client certificate (or we sent none)");
+    // Give it several retry rounds: it must never hold the VIP meanwhile.
+    await sleep(2000);
+    expect(await seg.has(n1, VIP)).toBe(false);
+  } finally {
+    p.kill("SIGTERM");
+    expect(await p.exited).toBe(0);
+  }
+  const log = await new Response(p.stderr).text();
+  expect(log).toContain("etcd not ready; retrying");
+}, 30_000);
