@@ -175,10 +175,12 @@ async function healthy(url: string, tls: EtcdTls | undefined, ns: string | undef
     }
   }
   // Inside a namespace: run the same probe with bun itself in that namespace.
-  const script = `const r = await fetch(${JSON.stringify(`${url}/health`)}, { tls: ${JSON.stringify(tlsOpt)}, signal: AbortSignal.timeout(1000) });` +
-    `process.exit(r.ok && (await r.json()).health === "true" ? 0 : 1)`;
-  const out = await sh(["ip", "netns", "exec", ns, process.execPath, "-e", script + ";console.log('ok')"], { allowFail: true });
-  return out.includes("ok");
+  // It prints its verdict rather than exiting with it: a refused connection
+  // makes fetch throw, and that must read as "not yet", not as a crash.
+  const script = `let ok = false; try { const r = await fetch(${JSON.stringify(`${url}/health`)}, { tls: ${JSON.stringify(tlsOpt)}, signal: AbortSignal.timeout(1000) });` +
+    ` ok = r.ok && (await r.json()).health === "true"; } catch {} console.log(ok ? "healthy" : "not-healthy");`;
+  const out = await sh(["ip", "netns", "exec", ns, process.execPath, "-e", script], { allowFail: true });
+  return out.trim() === "healthy";
 }
 
 async function waitReady(members: readonly Member[], urls: readonly string[], opts: EtcdOptions): Promise<void> {

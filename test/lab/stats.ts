@@ -1,0 +1,127 @@
+// The failover numbers, computed from what the lab recorded: probe samples
+// (what the client saw) and ownership intervals (what the kernels held). Pure
+// functions on plain values, so the benchmark's arithmetic is unit-tested.
+// Times are lab-clock milliseconds (cluster.ts, labNow).
+
+export type ProbeSample =
+  | { t: number; d: number; ok: true; node: string }
+  | { t: number; d: number; ok: false; error: string };
+
+/** Half-open [start, end). */
+export interface Interval {
+  start: number;
+  end: number;
+}
+
+export const duration = (i: Interval): number => i.end - i.start;
+export const total = (xs: readonly Interval[]): number => xs.reduce((a, i) => a + duration(i), 0);
+
+/**
+ * Outages seen by the client: each maximal run of failed probes, from the
+ * start of its first failure to the start of the next successful probe (or
+ * `end` if none came). Samples are ordered by start time first; probes run
+ * concurrently, so a late answer never reorders the timeline. A single failed
+ * probe between successes is an outage one probe interval long.
+ */
+export function outages(samples: readonly ProbeSample[], end: number): Interval[] {
+  const sorted = [...samples].sort((a, b) => a.t - b.t);
+  const out: Interval[] = [];
+  let start: number | null = null;
+  for (const s of sorted) {
+    if (!s.ok && start === null) start = s.t;
+    else if (s.ok && start !== null) {
+      out.push({ start, end: s.t });
+      start = null;
+    }
+  }
+  if (start !== null) out.push({ start, end: Math.max(end, start) });
+  return out;
+}
+
+/**
+ * Time during which at least two nodes held the VIP, and those stretches. A
+ * sweep over the edges of every node's intervals: exact to the recorded edges.
+ */
+export function overlap(perNode: ReadonlyMap<string, readonly Interval[]> | readonly (readonly Interval[])[]): { total: number; intervals: Interval[] } {
+  const lists = perNode instanceof Map ? [...perNode.values()] : (perNode as readonly (readonly Interval[])[]);
+  const points: { t: number; delta: number }[] = [];
+  for (const list of lists) {
+    for (const i of list) {
+      if (i.end <= i.start) continue;
+      points.push({ t: i.start, delta: +1 }, { t: i.end, delta: -1 });
+    }
+  }
+  // Ends before starts at the same instant: a hand-over at one instant is no overlap.
+  points.sort((a, b) => a.t - b.t || a.delta - b.delta);
+  const intervals: Interval[] = [];
+  let depth = 0;
+  let since = 0;
+  for (const p of points) {
+    const before = depth;
+    depth += p.delta;
+    if (before < 2 && depth >= 2) since = p.t;
+    else if (before >= 2 && depth < 2 && p.t > since) intervals.push({ start: since, end: p.t });
+  }
+  return { total: total(intervals), intervals };
+}
+
+/** First moment after `after` at which a node other than `victim` starts holding the VIP; null if none. */
+export function newHolderAt(perNode: ReadonlyMap<string, readonly Interval[]>, victim: string, after: number): { node: string; t: number } | null {
+  let best: { node: string; t: number } | null = null;
+  for (const [node, list] of perNode) {
+    if (node === victim) continue;
+    for (const i of list) {
+      // A node that already held the VIP when the fault hit is not a new holder.
+      if (i.start < after) continue;
+      if (!best || i.start < best.t) best = { node, t: i.start };
+    }
+  }
+  return best;
+}
+
+/** When the victim's hold that covered `at` ended; null if it still held the VIP at `until`. */
+export function releasedAt(list: readonly Interval[], at: number, until: number): number | null {
+  const i = list.find((x) => x.start <= at && x.end > at);
+  if (!i) return at;
+  return i.end >= until ? null : i.end;
+}
+
+/** Successful probes answered by a node that did not hold the VIP at any time during the probe. */
+export function staleAnswers(samples: readonly ProbeSample[], perNode: ReadonlyMap<string, readonly Interval[]>): number {
+  let n = 0;
+  for (const s of samples) {
+    if (!s.ok) continue;
+    const list = perNode.get(s.node);
+    if (!list) continue;
+    if (!list.some((i) => i.start <= s.d && i.end >= s.t)) n++;
+  }
+  return n;
+}
+
+export interface Summary {
+  n: number;
+  median: number | null;
+  p95: number | null;
+  max: number | null;
+}
+
+/** Quantile by linear interpolation between closest ranks (numpy's default). */
+export function quantile(sorted: readonly number[], q: number): number | null {
+  if (sorted.length === 0) return null;
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+}
+
+export function summarize(values: readonly (number | null)[]): Summary {
+  const xs = values.filter((v): v is number => v !== null && Number.isFinite(v)).sort((a, b) => a - b);
+  return { n: xs.length, median: quantile(xs, 0.5), p95: quantile(xs, 0.95), max: xs.length ? xs[xs.length - 1]! : null };
+}
+
+/** 1234.5 → "1.23 s", 12.3 → "12 ms", null → "–". */
+export function formatMs(ms: number | null): string {
+  if (ms === null) return "–";
+  if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
+  return `${Math.round(ms)} ms`;
+}
