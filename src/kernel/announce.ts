@@ -53,8 +53,14 @@ export class Announcer {
    * the first at once. Resolves with the number of frames sent. An abort stops
    * the burst and rejects with `signal.reason`, as timers and fetch do; a send
    * failure rejects with its KernelError. Input errors reject before anything is sent.
+   *
+   * `guard`, when given, is asked right before every round; when it says no,
+   * the burst ends quietly with what it sent. Timers are not a proof of
+   * anything: after a freeze the next round may run before the owner has
+   * noticed it lost the address, and an announcement for an address we no
+   * longer own would point every neighbour at the wrong node.
    */
-  async burst(ip: string, opts: Partial<BurstOptions> & { signal?: AbortSignal } = {}): Promise<number> {
+  async burst(ip: string, opts: Partial<BurstOptions> & { signal?: AbortSignal; guard?: () => boolean } = {}): Promise<number> {
     const count = opts.count ?? DEFAULT_BURST.count;
     const intervalMs = opts.intervalMs ?? DEFAULT_BURST.intervalMs;
     const operation = this.operation(ip);
@@ -66,6 +72,7 @@ export class Announcer {
     for (let i = 0; i < count; i++) {
       signal?.throwIfAborted();
       if (i > 0) await abortableSleep(intervalMs, signal);
+      if (opts.guard && !opts.guard()) break;
       sent += this.round(addr);
     }
     return sent;

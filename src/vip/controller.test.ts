@@ -36,8 +36,10 @@ function fakeAnnouncer() {
     announceOnce(ip: string) {
       sent.push(`once ${ip}`);
     },
-    async burst(ip: string, o: { count: number; intervalMs: number; signal?: AbortSignal }) {
+    guard: null as null | (() => boolean),
+    async burst(ip: string, o: { count: number; intervalMs: number; signal?: AbortSignal; guard?: () => boolean }) {
       sent.push(`burst ${ip} x${o.count}/${o.intervalMs}ms`);
+      this.guard = o.guard ?? null;
       return o.count * 2;
     },
   };
@@ -136,6 +138,23 @@ describe("VipController", () => {
     expect(changes.at(-1)).toEqual({ ip: "192.0.2.15", link: "eth0", held: false, reason: "lease not proven (keepalive deadline passed)", at: 4000 });
     expect(timers.live.size).toBe(0);
     expect(kernel.present.size).toBe(0);
+  });
+
+  test("after a freeze, a refresh timer that fires before the release pass announces nothing", async () => {
+    facts = { ...facts, leader: true };
+    await c.poke();
+    expect(ann.guard?.()).toBe(true);
+    // The process was frozen past its deadline: the facts say "no proof" but
+    // no pass has run yet, so the controller still believes it holds.
+    facts = { ...facts, fenceLifetime: null };
+    expect(c.held).toBe(true);
+    expect(ann.guard?.()).toBe(false);
+    timers.fire();
+    expect(ann.sent).toEqual(["burst 192.0.2.15 x3/50ms"]);
+    // ...and the refused refresh asked for the pass that releases it.
+    await c.poke();
+    expect(c.held).toBe(false);
+    expect(kernel.calls.at(-1)).toBe("delete 192.0.2.15 eth0");
   });
 
   test("pokes during a pass coalesce into one more pass that sees the latest facts", async () => {

@@ -139,8 +139,9 @@ export class VipController {
     const { burst, burstIntervalMs, refreshMs } = this.deps.announce;
     const abort = new AbortController();
     this.burstAbort = abort;
+    const guard = () => this.mayAnnounce();
     port
-      .burst(this.ip, { count: burst, intervalMs: burstIntervalMs, signal: abort.signal })
+      .burst(this.ip, { count: burst, intervalMs: burstIntervalMs, signal: abort.signal, guard })
       .then((n) => {
         this.announcements += n;
       })
@@ -150,6 +151,7 @@ export class VipController {
       // Caches that missed the burst (a switch port that came up late, a host
       // that dropped the frame) converge on the next refresh.
       this.refresh = this.timers.setInterval(() => {
+        if (!guard()) return void this.poke();
         try {
           port.announceOnce(this.ip);
           this.announcements++;
@@ -158,6 +160,16 @@ export class VipController {
         }
       }, refreshMs);
     }
+  }
+
+  /**
+   * Whether an announcement may go out *now*: we hold the address and the
+   * facts, read at this instant, still allow it. Timers that fire after a
+   * freeze run before the pass that would release the VIP; this check keeps
+   * them from announcing an address that another node may already own.
+   */
+  private mayAnnounce(): boolean {
+    return this.held && decideHold(this.facts()).hold;
   }
 
   private stopAnnouncing(): void {

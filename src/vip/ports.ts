@@ -13,7 +13,8 @@ export interface AddressKernel {
 /** Announcements for one link. */
 export interface AnnouncePort {
   announceOnce(ip: string): void;
-  burst(ip: string, opts: { count: number; intervalMs: number; signal?: AbortSignal }): Promise<number>;
+  /** `guard` is asked right before each round; a "no" ends the burst. */
+  burst(ip: string, opts: { count: number; intervalMs: number; signal?: AbortSignal; guard?: () => boolean }): Promise<number>;
 }
 
 export interface Timers {

@@ -137,6 +137,22 @@ describe.skipIf(!root)("announcements on a lab segment", () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(80);
   });
 
+  test("a burst asks its guard before every round and ends quietly when it says no", async () => {
+    let sent = 0;
+    let asked = 0;
+    // Two rounds allowed, then the owner loses its proof (e.g. resumed after a freeze).
+    const guard = () => ++asked <= 2;
+    const { frames } = await capture(
+      `arp and ether src ${formatMac(aEth0.mac)}`,
+      () => withAnnouncer(a, aEth0, async (an) => (sent = await an.burst(VIP4, { count: 5, intervalMs: 10, guard }))),
+      (f) => f.length >= 4,
+    );
+    // The burst has resolved: nothing more can follow the 2 rounds × 2 frames.
+    expect(sent).toBe(4);
+    expect(asked).toBe(3);
+    expect(frames).toHaveLength(4);
+  });
+
   test("a burst stops on abort and rejects with the signal's reason", async () => {
     await withAnnouncer(a, aEth0, async (an) => {
       const ctl = new AbortController();
