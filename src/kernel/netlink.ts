@@ -115,18 +115,24 @@ export class NetlinkSocket {
    * Sends req with a fresh sequence number and collects the replies that carry
    * it, up to the ACK (NLMSG_ERROR with 0), an error, or NLMSG_DONE for a dump.
    * Requests on one socket run one at a time so replies never interleave.
+   *
+   * `req` may be a function: it is then called synchronously right before the
+   * datagram is sent, not when the request was queued. A request built from
+   * facts that expire (an address lifetime from a lease deadline) must be
+   * built from the facts at the moment it leaves, however long it waited.
    */
-  request(req: Request, operation: string, timeoutMs = this.timeoutMs): Promise<NetlinkMessage[]> {
+  request(req: Request | (() => Request), operation: string, timeoutMs = this.timeoutMs): Promise<NetlinkMessage[]> {
     const run = this.queue.then(() => this.exchange(req, operation, timeoutMs));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async exchange(req: Request, operation: string, timeoutMs: number): Promise<NetlinkMessage[]> {
+  private async exchange(req: Request | (() => Request), operation: string, timeoutMs: number): Promise<NetlinkMessage[]> {
     if (this.closed) throw new KernelError(operation, EBADF, "netlink socket closed");
+    const message = typeof req === "function" ? req() : req;
     this.seq = (this.seq + 1) >>> 0;
     const seq = this.seq;
-    const sent = sendto(this.fd, encodeMessage({ ...req, seq, pid: 0 }), 0, this.kernel);
+    const sent = sendto(this.fd, encodeMessage({ ...message, seq, pid: 0 }), 0, this.kernel);
     if (sent < 0) throw new KernelError(operation, -sent);
 
     const deadline = performance.now() + timeoutMs;

@@ -24,6 +24,16 @@ const EBADMSG = 74;
 /** The kernel's ifa_cacheinfo "forever" is 2^32-1, so a finite lifetime must stay below it. */
 const MAX_LIFETIME = 0xffffffff;
 
+/**
+ * An address lifetime in whole seconds, or a source of one. A source is asked
+ * synchronously right before the request is sent — after the link lookup and
+ * any queued requests ahead of it — and may answer null: "no lifetime left",
+ * and then nothing is sent. A lifetime computed before an await can be stale
+ * by the time it reaches the kernel (the process may have been frozen in
+ * between); one read at the send cannot.
+ */
+export type Lifetime = number | (() => number | null);
+
 export class Rtnl {
   private constructor(private readonly sock: NetlinkSocket) {}
 
@@ -65,13 +75,13 @@ export class Rtnl {
   }
 
   /** Adds ip as a host address with the given lifetime; EEXIST if it is already there. */
-  addAddress(link: string, ip: string, lifetimeSeconds: number): Promise<void> {
-    return this.newAddress(link, ip, lifetimeSeconds, false);
+  addAddress(link: string, ip: string, lifetime: Lifetime): Promise<void> {
+    return this.newAddress(link, ip, lifetime, false);
   }
 
   /** Adds ip, or refreshes the lifetime of the existing address: the fence's keepalive. */
-  replaceAddress(link: string, ip: string, lifetimeSeconds: number): Promise<void> {
-    return this.newAddress(link, ip, lifetimeSeconds, true);
+  replaceAddress(link: string, ip: string, lifetime: Lifetime): Promise<void> {
+    return this.newAddress(link, ip, lifetime, true);
   }
 
   /** True if the address was removed, false if it was not there. */
@@ -90,16 +100,23 @@ export class Rtnl {
     }
   }
 
-  private async newAddress(link: string, ip: string, lifetimeSeconds: number, replace: boolean): Promise<void> {
+  private async newAddress(link: string, ip: string, lifetime: Lifetime, replace: boolean): Promise<void> {
     const verb = (p: string) => (replace ? `refreshing ${p} on ${link}` : `adding ${p} to ${link}`);
     const addr = parseInput(verb, ip);
     const op = verb(`${addr.text}/${hostPrefix(addr)}`);
-    if (!Number.isInteger(lifetimeSeconds) || lifetimeSeconds < 1 || lifetimeSeconds >= MAX_LIFETIME) {
-      throw new KernelInputError(op, `lifetime must be a whole number of seconds from 1 to ${MAX_LIFETIME - 1}, not ${lifetimeSeconds}`);
-    }
+    const seconds = (): number => {
+      const s = typeof lifetime === "function" ? lifetime() : lifetime;
+      if (s === null) throw new KernelInputError(op, "no lifetime left: not sent");
+      if (!Number.isInteger(s) || s < 1 || s >= MAX_LIFETIME) {
+        throw new KernelInputError(op, `lifetime must be a whole number of seconds from 1 to ${MAX_LIFETIME - 1}, not ${s}`);
+      }
+      return s;
+    };
+    if (typeof lifetime === "number") seconds();
     checkLinkName(op, link);
     const index = await this.resolve(link, op);
-    await this.sock.request(newAddressRequest({ ip: addr, index }, lifetimeSeconds, replace), op);
+    // The lifetime is read when the request leaves, not now: see Lifetime.
+    await this.sock.request(() => newAddressRequest({ ip: addr, index }, seconds(), replace), op);
   }
 
   /** The link's index, with a missing link reported as part of the caller's operation. */

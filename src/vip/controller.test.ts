@@ -13,15 +13,23 @@ function fakeKernel() {
     failOnce(e: Error) {
       failNext = e;
     },
-    async replaceAddress(link: string, ip: string, lifetime: number) {
+    /** Runs before the lifetime is read: the window in which a process can freeze. */
+    beforeSend: null as null | (() => void),
+    async replaceAddress(link: string, ip: string, source: () => number | null) {
+      await Promise.resolve();
+      this.beforeSend?.();
+      const lifetime = source();
       calls.push(`replace ${ip} ${link} ${lifetime}`);
+      if (lifetime === null) throw new Error("no lifetime left: not sent");
       if (failNext) {
         const e = failNext;
         failNext = null;
         throw e;
       }
       present.set(ip, lifetime);
+      this.afterSend?.();
     },
+    afterSend: null as null | (() => void),
     async deleteAddress(link: string, ip: string) {
       calls.push(`delete ${ip} ${link}`);
       return present.delete(ip);
@@ -157,13 +165,27 @@ describe("VipController", () => {
     expect(kernel.calls.at(-1)).toBe("delete 192.0.2.15 eth0");
   });
 
+  test("the lifetime is read when the request leaves: a freeze between decision and send adds nothing", async () => {
+    facts = { ...facts, leader: true };
+    kernel.beforeSend = () => {
+      facts = { ...facts, fenceLifetime: null };
+    };
+    await c.poke();
+    expect(kernel.present.size).toBe(0);
+    expect(c.held).toBe(false);
+    expect(changes).toEqual([]);
+    expect(errors).toEqual(["holding 192.0.2.15 on eth0: no lifetime left: not sent"]);
+  });
+
   test("pokes during a pass coalesce into one more pass that sees the latest facts", async () => {
     facts = { ...facts, leader: true };
-    const first = c.poke();
-    facts = { ...facts, stopping: true };
-    void c.poke();
-    void c.poke();
-    await first;
+    kernel.afterSend = () => {
+      kernel.afterSend = null;
+      facts = { ...facts, stopping: true };
+      void c.poke();
+      void c.poke();
+    };
+    await c.poke();
     expect(kernel.calls).toEqual(["replace 192.0.2.15 eth0 1", "delete 192.0.2.15 eth0"]);
     expect(changes.map((x) => x.reason)).toEqual(["predecessor cp-2 left", "shutting down"]);
   });

@@ -90,16 +90,23 @@ export class VipController {
   private async pass(): Promise<void> {
     const d = decideHold(this.facts());
     this.lastDecision = d;
-    if (d.hold) await this.hold(d.lifetime);
+    if (d.hold) await this.hold();
     else await this.release(d.reason);
   }
 
-  private async hold(lifetime: number): Promise<void> {
+  /** The fence lifetime by the facts at this instant; null when the VIP may not be held. */
+  private lifetimeNow = (): number | null => {
+    const d = decideHold(this.facts());
+    return d.hold ? d.lifetime : null;
+  };
+
+  private async hold(): Promise<void> {
     this.knownAbsent = false;
     try {
       // Refreshing the lifetime of an address we already hold is the same
-      // request as adding it: NLM_F_REPLACE makes it idempotent.
-      await this.deps.kernel.replaceAddress(this.link, this.ip, lifetime);
+      // request as adding it: NLM_F_REPLACE makes it idempotent. The lifetime
+      // is read again when the request leaves (see Lifetime in kernel/rtnl.ts).
+      await this.deps.kernel.replaceAddress(this.link, this.ip, this.lifetimeNow);
     } catch (err) {
       this.deps.onError(`holding ${this.ip} on ${this.link}`, err);
       // We may or may not have it now; the next pass decides again. If the

@@ -4,8 +4,12 @@
 
 /** The two address operations a controller needs from rtnetlink. */
 export interface AddressKernel {
-  /** Adds the address, or refreshes its lifetime if it is already there. */
-  replaceAddress(link: string, ip: string, lifetimeSeconds: number): Promise<void>;
+  /**
+   * Adds the address, or refreshes its lifetime if it is already there. The
+   * lifetime is asked for right before the request goes to the kernel; null
+   * means "no longer allowed": nothing is sent and the promise rejects.
+   */
+  replaceAddress(link: string, ip: string, lifetime: () => number | null): Promise<void>;
   /** Removes it; false when it was not there. */
   deleteAddress(link: string, ip: string): Promise<boolean>;
 }
