@@ -18,6 +18,7 @@ import { describeEtcdError } from "./election/etcd-error.ts";
 import type { Clock } from "./election/fence.ts";
 import { ApiServerGate } from "./health/gate.ts";
 import type { HealthReport } from "./health/server.ts";
+import { VipdMetrics } from "./health/vipd-metrics.ts";
 import { Announcer } from "./kernel/announce.ts";
 import { LinkEvents, type KernelEvent } from "./kernel/link-events.ts";
 import { type Link, Rtnl } from "./kernel/rtnl.ts";
@@ -37,6 +38,10 @@ interface VipEntry {
   /** A campaign attempt or withdrawal in progress; candidacy changes wait for it. */
   busy: Promise<void> | null;
   retry: ReturnType<typeof setTimeout> | null;
+  /** Clock when etcd last made us leader; the winner's side of a failover starts there. */
+  electedAt: number | null;
+  /** Clock when we released the VIP; the loser's side ends when another node leads. */
+  releasedAt: number | null;
 }
 
 export interface VipStatus {
@@ -87,6 +92,7 @@ export class Agent {
   private sessionLoop: Promise<void> | null = null;
   /** The kube-apiserver gate; null when none is configured (always open). */
   readonly gate: ApiServerGate | null;
+  readonly metrics = new VipdMetrics();
 
   private constructor(
     readonly settings: Settings,
@@ -102,13 +108,18 @@ export class Agent {
       this.heartbeatAt = this.clock();
     }, HEARTBEAT_MS);
     this.gate = settings.apiServer ? new ApiServerGate(settings.apiServer) : null;
+    this.gate?.on("probe", (p) => this.metrics.gateProbe(p.latencyMs));
     this.gate?.onChange((c) => {
-      if (c.kind === "reason") return this.log.debug("kube-apiserver gate", { open: c.open, reason: c.reason });
+      this.metrics.gate(c.open);
+      // A new kind of failure while closed (a wrong CA after "not ready yet")
+      // is news to the operator; a changed reason while open is not.
+      if (c.kind === "reason") return c.open ? this.log.debug("kube-apiserver gate", { reason: c.reason }) : this.log.warn("kube-apiserver gate still closed", { reason: c.reason });
       const fields = { node: settings.nodeName, reason: c.reason };
       if (c.open) this.log.info("kube-apiserver gate opened", fields);
       else this.log.warn("kube-apiserver gate closed", fields);
       for (const e of this.vips) this.reconsider(e);
     });
+    this.metrics.gate(this.gateOpen());
     this.vips = settings.vips.map((v) => this.entry(v));
   }
 
@@ -136,7 +147,11 @@ export class Agent {
   }
 
   private entry(v: VipSettings): VipEntry {
-    const e: VipEntry = { settings: v, controller: null as unknown as VipController, election: null, candidacy: "not started", busy: null, retry: null };
+    const e: VipEntry = {
+      settings: v, controller: null as unknown as VipController, election: null, candidacy: "not started",
+      busy: null, retry: null, electedAt: null, releasedAt: null,
+    };
+    this.metrics.declareVip(v.ip, v.link);
     const facts = (): VipFacts => ({
       leader: e.election?.state.role === "leader",
       fenceLifetime: this.leaseGranted && this.lease ? this.lease.kernelLifetime() : null,
@@ -155,10 +170,18 @@ export class Agent {
       clock: this.clock,
       onChange: (c) => {
         const fields = { vip: c.ip, link: c.link, node: this.settings.nodeName, reason: c.reason };
-        if (c.held) this.log.info("acquired VIP", fields);
-        else this.log.warn("released VIP", fields);
+        this.metrics.ownership(c.ip, c.link, c.held, c.code);
+        if (c.held) {
+          this.log.info("acquired VIP", fields);
+          if (e.electedAt !== null) this.metrics.failover(c.ip, c.at - e.electedAt);
+          e.electedAt = null;
+        } else {
+          this.log.warn("released VIP", fields);
+          e.releasedAt = c.at;
+        }
         this.onChange(c);
       },
+      onAnnounced: (n) => this.metrics.announced(v.ip, n),
       onError: (op, err) => this.log.error(`${op} failed`, { vip: v.ip, error: describeError(err) }),
       winReason: () => {
         const s = e.election?.state;
@@ -279,15 +302,17 @@ export class Agent {
   }
 
   private watchLease(lease: AgentLease): void {
-    lease.on("renewed", () => {
+    lease.on("renewed", ({ rttMs, deadline }) => {
       if (this.lease !== lease) return;
       this.etcdError = null;
+      this.metrics.keepalive(rttMs, deadline - this.clock());
       this.pokeAll();
     });
     lease.on("expired", ({ reason }) => {
       if (this.lease !== lease) return;
       this.etcdError = reason;
       this.log.warn("lease not proven; releasing VIPs", { lease: lease.id, reason });
+      this.metrics.leaseExpired();
       // Elections stay: if etcd answers again with TTL > 0, the lease never
       // expired at the server, so no key of ours was lost and no one else can
       // have been elected ahead of us.
@@ -297,6 +322,7 @@ export class Agent {
       if (this.lease !== lease) return;
       this.etcdError = reason;
       this.log.warn("lease lost; starting a new session", { lease: lease.id, reason });
+      this.metrics.leaseExpired();
       this.leaseGranted = false;
       void this.endSession();
     });
@@ -349,8 +375,18 @@ export class Agent {
     e.election = election;
     election.on("state", (s) => {
       if (e.election !== election) return;
-      if (s.role === "follower") this.log.info("following", { vip: e.settings.ip, holder: s.leader?.node ?? null, reason: s.reason });
-      if (s.role === "leader") this.log.debug("elected", { vip: e.settings.ip, reason: s.reason });
+      if (s.role === "follower") {
+        this.log.info("following", { vip: e.settings.ip, holder: s.leader?.node ?? null, reason: s.reason });
+        // The loser's side of a failover: from our release until etcd names another holder.
+        if (s.leader && s.leader.node !== this.settings.nodeName && e.releasedAt !== null) {
+          this.metrics.failover(e.settings.ip, this.clock() - e.releasedAt);
+          e.releasedAt = null;
+        }
+      }
+      if (s.role === "leader") {
+        e.electedAt = this.clock();
+        this.log.debug("elected", { vip: e.settings.ip, reason: s.reason });
+      }
       void e.controller.poke();
     });
     election.on("lost-key", ({ reason }) => {
@@ -436,6 +472,16 @@ export class Agent {
         ? { open: this.gate.open, reason: this.gate.reason, lastProbeMs: this.gate.lastProbe ? Math.round(this.gate.lastProbe.latencyMs) : null }
         : null,
     };
+  }
+
+  /** Prometheus exposition; gauges that are states are sampled now. */
+  renderMetrics(): Promise<string> {
+    const now = this.clock();
+    const lease = this.leaseGranted ? this.lease : null;
+    this.metrics.etcdUp(lease?.valid(now) ?? false);
+    const deadline = lease?.deadline ?? null;
+    this.metrics.fenceRemaining(deadline === null ? null : deadline - now);
+    return this.metrics.render();
   }
 
   // ---- stop ---------------------------------------------------------------------

@@ -111,7 +111,11 @@ async function run(args: readonly string[], io: CliIO): Promise<number> {
   }
   let server: HealthServer;
   try {
-    server = HealthServer.start(settings.health.listen, { health: () => agent.health(), status: () => agent.status() });
+    server = HealthServer.start(settings.health.listen, {
+      health: () => agent.health(),
+      status: () => agent.status(),
+      metrics: () => agent.renderMetrics(),
+    });
   } catch (err) {
     log.error(`cannot start: ${describeError(err)}`);
     await agent.stop();

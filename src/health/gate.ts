@@ -128,6 +128,8 @@ export interface ApiServerGateDeps {
 
 export interface GateEvents extends Record<string, unknown> {
   change: GateChange;
+  /** Every finished probe (for the probe-latency histogram). */
+  probe: LastProbe;
 }
 
 export class ApiServerGate extends Emitter<GateEvents> {
@@ -211,6 +213,7 @@ export class ApiServerGate extends Emitter<GateEvents> {
     this.#last = last;
     this.#probes++;
     if (outcome.ok) this.#successes++;
+    this.emit("probe", last);
     const before = this.#state;
     this.#state = stepGate(this.#rule, before, outcome, at);
     const after = this.#state;

@@ -13,7 +13,7 @@ export interface HealthSources {
   health(): HealthReport;
   status(): unknown;
   /** Prometheus text exposition; absent = 404. */
-  metrics?(): string;
+  metrics?(): string | Promise<string>;
 }
 
 export class HealthServer {
@@ -27,7 +27,7 @@ export class HealthServer {
         hostname: listen.host,
         port: listen.port,
         // A probe must never hang: nothing here waits on I/O.
-        fetch(req) {
+        async fetch(req) {
           const { pathname } = new URL(req.url);
           if (req.method !== "GET" && req.method !== "HEAD") return new Response("method not allowed\n", { status: 405 });
           switch (pathname) {
@@ -40,7 +40,7 @@ export class HealthServer {
               return Response.json(sources.status(), { headers: { "cache-control": "no-store" } });
             case "/metrics":
               if (!sources.metrics) break;
-              return new Response(sources.metrics(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
+              return new Response(await sources.metrics(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
           }
           return new Response("not found\n", { status: 404, headers: TEXT });
         },

@@ -118,7 +118,7 @@ describe("VipController", () => {
     facts = { ...facts, leader: true, fenceLifetime: 2 };
     await c.poke();
     expect(kernel.calls).toEqual(["replace 192.0.2.15 eth0 2"]);
-    expect(changes).toEqual([{ ip: "192.0.2.15", link: "eth0", held: true, reason: "predecessor cp-2 left", at: 1000 }]);
+    expect(changes).toEqual([{ ip: "192.0.2.15", link: "eth0", held: true, reason: "predecessor cp-2 left", code: "elected", at: 1000 }]);
     expect(ann.sent).toEqual(["burst 192.0.2.15 x3/50ms"]);
     expect(timers.live.size).toBe(1);
     timers.fire();
@@ -143,7 +143,7 @@ describe("VipController", () => {
     facts = { ...facts, fenceLifetime: null };
     await c.poke();
     expect(kernel.calls.at(-1)).toBe("delete 192.0.2.15 eth0");
-    expect(changes.at(-1)).toEqual({ ip: "192.0.2.15", link: "eth0", held: false, reason: "lease not proven (keepalive deadline passed)", at: 4000 });
+    expect(changes.at(-1)).toEqual({ ip: "192.0.2.15", link: "eth0", held: false, reason: "lease not proven (keepalive deadline passed)", code: "fence-expired", at: 4000 });
     expect(timers.live.size).toBe(0);
     expect(kernel.present.size).toBe(0);
   });

@@ -19,6 +19,8 @@ export interface OwnershipChange {
   readonly link: string;
   readonly held: boolean;
   readonly reason: string;
+  /** Short token for metrics: "elected" when acquired, a ReleaseCode when released. */
+  readonly code: string;
   /** Clock reading (ms) when the kernel confirmed the change. */
   readonly at: number;
 }
@@ -32,6 +34,8 @@ export interface ControllerDeps {
   readonly timers?: Timers;
   readonly onChange: (c: OwnershipChange) => void;
   readonly onError: (op: string, err: unknown) => void;
+  /** Frames sent for this VIP (bursts and refreshes). */
+  readonly onAnnounced?: (frames: number) => void;
   /** Why we won, for the log line ("predecessor cp-2 left"); asked at acquisition. */
   readonly winReason?: () => string;
 }
@@ -91,7 +95,7 @@ export class VipController {
     const d = decideHold(this.facts());
     this.lastDecision = d;
     if (d.hold) await this.hold();
-    else await this.release(d.reason);
+    else await this.release(d.reason, d.code);
   }
 
   /** The fence lifetime by the facts at this instant; null when the VIP may not be held. */
@@ -116,11 +120,11 @@ export class VipController {
     if (this.held) return;
     this.held = true;
     this.since = this.deps.clock();
-    this.deps.onChange({ ip: this.ip, link: this.link, held: true, reason: this.deps.winReason?.() ?? "elected", at: this.since });
+    this.deps.onChange({ ip: this.ip, link: this.link, held: true, reason: this.deps.winReason?.() ?? "elected", code: "elected", at: this.since });
     this.startAnnouncing();
   }
 
-  private async release(reason: string): Promise<void> {
+  private async release(reason: string, code: string): Promise<void> {
     this.stopAnnouncing();
     const wasHeld = this.held;
     // Set before the await: from here on nothing may treat the VIP as ours.
@@ -134,7 +138,7 @@ export class VipController {
       // ENODEV and the like: the link went away, and the address with it.
       this.deps.onError(`removing ${this.ip} from ${this.link}`, err);
     }
-    if (wasHeld) this.deps.onChange({ ip: this.ip, link: this.link, held: false, reason, at: this.deps.clock() });
+    if (wasHeld) this.deps.onChange({ ip: this.ip, link: this.link, held: false, reason, code, at: this.deps.clock() });
   }
 
   private startAnnouncing(): void {
@@ -149,9 +153,7 @@ export class VipController {
     const guard = () => this.mayAnnounce();
     port
       .burst(this.ip, { count: burst, intervalMs: burstIntervalMs, signal: abort.signal, guard })
-      .then((n) => {
-        this.announcements += n;
-      })
+      .then((n) => this.counted(n))
       // An aborted burst (we released the VIP mid-burst) is not a failure.
       .catch((err) => abort.signal.aborted || this.deps.onError(`announcing ${this.ip} on ${this.link}`, err));
     if (refreshMs > 0) {
@@ -161,12 +163,18 @@ export class VipController {
         if (!guard()) return void this.poke();
         try {
           port.announceOnce(this.ip);
-          this.announcements++;
+          // A round is 2 frames for IPv4 (request + reply), 1 for IPv6.
+          this.counted(this.ip.includes(":") ? 1 : 2);
         } catch (err) {
           this.deps.onError(`announcing ${this.ip} on ${this.link}`, err);
         }
       }, refreshMs);
     }
+  }
+
+  private counted(frames: number): void {
+    this.announcements += frames;
+    this.deps.onAnnounced?.(frames);
   }
 
   /**

@@ -19,9 +19,12 @@ export interface VipFacts {
   readonly stopping: boolean;
 }
 
+/** Short, fixed tokens for metrics labels (vipd_ownership_transitions_total). */
+export type ReleaseCode = "shutdown" | "link-down" | "gate-closed" | "fence-expired" | "not-elected";
+
 export type HoldDecision =
   | { readonly hold: true; readonly lifetime: number }
-  | { readonly hold: false; readonly reason: string };
+  | { readonly hold: false; readonly reason: string; readonly code: ReleaseCode };
 
 /**
  * Whether the VIP may be on the link. Every condition must hold at once; the
@@ -30,14 +33,14 @@ export type HoldDecision =
  * from etcd that may be stale, while the fence is a fact of our own clock.
  */
 export function decideHold(f: VipFacts): HoldDecision {
-  if (f.stopping) return { hold: false, reason: "shutting down" };
-  if (f.link === "absent") return { hold: false, reason: "link is missing" };
-  if (f.link === "down") return { hold: false, reason: "link is down" };
-  if (!f.gateOpen) return { hold: false, reason: "kube-apiserver gate closed" };
+  if (f.stopping) return { hold: false, reason: "shutting down", code: "shutdown" };
+  if (f.link === "absent") return { hold: false, reason: "link is missing", code: "link-down" };
+  if (f.link === "down") return { hold: false, reason: "link is down", code: "link-down" };
+  if (!f.gateOpen) return { hold: false, reason: "kube-apiserver gate closed", code: "gate-closed" };
   if (f.fenceLifetime === null || f.fenceLifetime < 1) {
-    return { hold: false, reason: "lease not proven (keepalive deadline passed)" };
+    return { hold: false, reason: "lease not proven (keepalive deadline passed)", code: "fence-expired" };
   }
-  if (!f.leader) return { hold: false, reason: "not the elected holder" };
+  if (!f.leader) return { hold: false, reason: "not the elected holder", code: "not-elected" };
   return { hold: true, lifetime: f.fenceLifetime };
 }
 
