@@ -1,10 +1,13 @@
 // The commands as functions from arguments to an exit code. Only main.ts
 // touches process.argv, signals and process.exit; everything here gets them
 // through CliIO, so the whole CLI runs in tests.
-import { Agent } from "../agent.ts";
-import { configPath, formatIssues, loadSettings, parseFlags, readConfigFile, type Settings, summarize } from "../config/index.ts";
+import { Agent, electionPrefix } from "../agent.ts";
+import { configPath, FLAGS, type FlagSpec, formatIssues, loadSettings, parseFlags, readConfigFile, type Settings, summarize } from "../config/index.ts";
+import { connectEtcd } from "../election/client.ts";
+import { describeEtcdError } from "../election/etcd-error.ts";
 import { HealthServer } from "../health/server.ts";
 import { createLogger, describeError, type LogLevel } from "../log.ts";
+import { readStatus, renderStatusJson, renderStatusTable } from "./status.ts";
 import { usage } from "./usage.ts";
 
 declare const VIPD_VERSION: string | undefined;
@@ -32,6 +35,8 @@ export async function runCli(io: CliIO): Promise<number> {
       return run(rest, io);
     case "validate":
       return validate(rest, io);
+    case "status":
+      return status(rest, io);
     case "version":
     case "--version":
       io.out(`vipd ${VERSION}\n`);
@@ -48,9 +53,22 @@ export async function runCli(io: CliIO): Promise<number> {
   }
 }
 
+const STATUS_FLAGS: readonly FlagSpec[] = [...FLAGS, { name: "json", type: "boolean", help: "vipd status: print JSON" }];
+
+/**
+ * `vipd status` needs no VIP of its own: on a machine without a config file
+ * it reads all VIPs under the prefix. This stands in for the VIP documents so
+ * the flags and environment still go through the one validated path.
+ */
+const NO_VIPS_DOCUMENT = "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 192.0.2.1\nlink: lo\n";
+
 /** Flags + environment + file → settings, or the issues printed and exit 2. */
-function settingsFrom(args: readonly string[], io: CliIO, fileArg?: string): { settings: Settings; skipped: { index: number; kind: string }[] } | number {
-  const parsed = parseFlags(args);
+function settingsFrom(
+  args: readonly string[],
+  io: CliIO,
+  opts: { file?: string; spec?: readonly FlagSpec[]; configOptional?: boolean } = {},
+): { settings: Settings; skipped: { index: number; kind: string }[]; flags: Record<string, string | boolean>; fromFile: boolean } | number {
+  const parsed = parseFlags(args, opts.spec ?? FLAGS);
   if (!parsed.ok) {
     io.err(`${formatIssues(parsed.issues)}\n\nRun "vipd --help" for usage.\n`);
     return EXIT_USAGE;
@@ -59,22 +77,27 @@ function settingsFrom(args: readonly string[], io: CliIO, fileArg?: string): { s
     io.out(usage());
     return EXIT_OK;
   }
-  const path = fileArg ?? configPath(parsed.flags, io.env);
-  if (!path) {
+  const path = opts.file ?? configPath(parsed.flags, io.env);
+  let text = NO_VIPS_DOCUMENT;
+  if (path) {
+    const file = readConfigFile(path);
+    if (!file.ok) {
+      io.err(`${formatIssues(file.issues)}\n`);
+      return EXIT_USAGE;
+    }
+    text = file.text;
+  } else if (!opts.configOptional) {
     io.err('vipd: no configuration file: give --config FILE or set VIPD_CONFIG\n\nRun "vipd --help" for usage.\n');
     return EXIT_USAGE;
   }
-  const file = readConfigFile(path);
-  if (!file.ok) {
-    io.err(`${formatIssues(file.issues)}\n`);
-    return EXIT_USAGE;
-  }
-  const loaded = loadSettings({ fileText: file.text, fileName: path, env: io.env, flags: parsed.flags, hostname: io.hostname, isTTY: io.isTTY });
+  const flags = { ...parsed.flags };
+  delete flags.json;
+  const loaded = loadSettings({ fileText: text, fileName: path ?? "(flags and environment)", env: io.env, flags, hostname: io.hostname, isTTY: io.isTTY });
   if (!loaded.ok) {
     io.err(`${formatIssues(loaded.issues)}\n`);
     return EXIT_USAGE;
   }
-  return { settings: loaded.settings, skipped: loaded.skipped };
+  return { settings: loaded.settings, skipped: loaded.skipped, flags: parsed.flags, fromFile: path !== undefined };
 }
 
 function validate(args: readonly string[], io: CliIO): number {
@@ -86,12 +109,32 @@ function validate(args: readonly string[], io: CliIO): number {
   const r = settingsFrom(
     args.filter((a) => a !== file),
     io,
-    file,
+    { file },
   );
   if (typeof r === "number") return r;
   for (const s of r.skipped) io.out(`skipping document ${s.index} (${s.kind}): not a vipd document\n`);
   io.out(`${summarize(r.settings)}\n`);
   return EXIT_OK;
+}
+
+/** Who holds each VIP and who waits, read from etcd; no agent needed on this machine. */
+async function status(args: readonly string[], io: CliIO): Promise<number> {
+  const r = settingsFrom(args, io, { spec: STATUS_FLAGS, configOptional: true });
+  if (typeof r === "number") return r;
+  const { settings } = r;
+  const vips = r.fromFile ? settings.vips.map((v) => v.ip) : undefined;
+  let client: ReturnType<typeof connectEtcd> | null = null;
+  try {
+    client = connectEtcd({ endpoints: settings.etcd.endpoints, tls: settings.etcd.tls });
+    const report = await readStatus(client, electionPrefix(settings), vips);
+    io.out(r.flags.json ? renderStatusJson(report) : renderStatusTable(report));
+    return EXIT_OK;
+  } catch (err) {
+    io.err(`vipd status: ${describeEtcdError(err, settings.etcd.endpoints)}\n`);
+    return EXIT_FAILURE;
+  } finally {
+    client?.close();
+  }
 }
 
 async function run(args: readonly string[], io: CliIO): Promise<number> {
