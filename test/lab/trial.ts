@@ -6,8 +6,8 @@
 import { type Lab, type LabNode, labNow } from "./cluster.ts";
 import type { Fault, FaultId } from "./faults.ts";
 import type { ImplementationId, VipImplementation } from "./implementations.ts";
-import type { Prober } from "./prober.ts";
-import type { OwnershipRecorder } from "./recorder.ts";
+import { Prober } from "./prober.ts";
+import { OwnershipRecorder } from "./recorder.ts";
 import { sleep } from "./sh.ts";
 import {
   type Interval,
@@ -168,16 +168,25 @@ export function answerRuns(samples: readonly ProbeSample[]): (Interval & { node:
   return out;
 }
 
-/** Everything a run of trials needs: the lab with recorder and prober, torn down together. */
-export async function withLabInstruments<T>(lab: Lab, fn: (env: TrialEnv) => Promise<T>, log?: (line: string) => void): Promise<T> {
-  const { OwnershipRecorder } = await import("./recorder.ts");
-  const { Prober } = await import("./prober.ts");
+/** The recorder and the prober on a running lab; close() stops both. */
+export async function startInstruments(lab: Lab, log?: (line: string) => void): Promise<TrialEnv & { close(): Promise<void> }> {
   const recorder = await OwnershipRecorder.start(lab);
   const prober = Prober.start(lab);
+  return {
+    lab, recorder, prober, ...(log ? { log } : {}),
+    close: async () => {
+      await prober.stop();
+      recorder.close();
+    },
+  };
+}
+
+/** Runs fn with the recorder and prober on the lab, and stops them afterwards. */
+export async function withLabInstruments<T>(lab: Lab, fn: (env: TrialEnv) => Promise<T>, log?: (line: string) => void): Promise<T> {
+  const env = await startInstruments(lab, log);
   try {
-    return await fn({ lab, recorder, prober, ...(log ? { log } : {}) });
+    return await fn(env);
   } finally {
-    await prober.stop();
-    recorder.close();
+    await env.close();
   }
 }
