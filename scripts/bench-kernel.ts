@@ -6,7 +6,7 @@
 //   bun scripts/bench-kernel.ts --record   also write them into BENCHMARKS.md
 import { Announcer } from "../src/kernel/announce.ts";
 import { Rtnl } from "../src/kernel/rtnl.ts";
-import { machine, ms, recordSection, type Summary, summarize, timed } from "../test/lab/bench.ts";
+import { type Latency, latency, machine, ms, recordSection, timed } from "../test/lab/bench.ts";
 import { type Host, inNetns, Segment } from "../test/lab/netns.ts";
 
 const ROUNDS = 1000;
@@ -30,6 +30,7 @@ const VIPS = [
 ] as const;
 type Vip = (typeof VIPS)[number];
 const COMMAND = "npm run bench:kernel -- --record";
+const BENCHMARKS_MD = new URL("../BENCHMARKS.md", import.meta.url).pathname;
 
 interface Ops {
   addAnnounce: number[];
@@ -39,9 +40,9 @@ interface Ops {
 
 interface Row {
   operation: string;
-  vipd: Summary;
+  vipd: Latency;
   reference: string;
-  ref: Summary;
+  ref: Latency;
 }
 
 async function main(): Promise<void> {
@@ -51,7 +52,7 @@ async function main(): Promise<void> {
     const rows = await measure(seg, seg.host("a"));
     const report = await render(rows);
     console.log(report);
-    if (record) await recordSection("BENCHMARKS.md", "kernel", report);
+    if (record) await recordSection(BENCHMARKS_MD, "kernel", report);
   } finally {
     await seg.destroy();
   }
@@ -131,11 +132,11 @@ async function arpingRound(seg: Segment, host: Host, vip: Vip, into: Ops): Promi
 }
 
 function row(operation: string, vipd: number[], reference: string, ref: number[]): Row {
-  return { operation, vipd: summarize(vipd), reference, ref: summarize(ref) };
+  return { operation, vipd: latency(vipd), reference, ref: latency(ref) };
 }
 
 async function render(rows: Row[]): Promise<string> {
-  const cell = (s: Summary) => `${ms(s.median)} / ${ms(s.p99)} / ${ms(s.mean)}`;
+  const cell = (s: Latency) => `${ms(s.median)} / ${ms(s.p99)} / ${ms(s.mean)}`;
   const ratio = (r: Row) => `${(r.ref.median / r.vipd.median).toFixed(r.ref.median / r.vipd.median >= 100 ? 0 : 1)}×`;
   return [
     "## Kernel layer",

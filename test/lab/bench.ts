@@ -1,8 +1,10 @@
 // What every vipd benchmark needs: timing a step, summarising samples, and
 // recording a result section in BENCHMARKS.md between the markers that own it,
 // so several benchmarks can share the file without overwriting each other.
+import { quantile } from "./stats.ts";
 
-export interface Summary {
+/** Latency of one operation over a series of rounds, in milliseconds. */
+export interface Latency {
   rounds: number;
   median: number;
   p99: number;
@@ -16,14 +18,12 @@ export async function timed(fn: () => unknown): Promise<number> {
   return performance.now() - start;
 }
 
-/** Median, p99 (nearest rank) and mean of samples in milliseconds. */
-export function summarize(samples: readonly number[]): Summary {
-  if (samples.length === 0) throw new Error("summarize: no samples");
+/** Median, p99 and mean of samples in milliseconds, with stats.ts's quantiles. */
+export function latency(samples: readonly number[]): Latency {
+  if (samples.length === 0) throw new Error("latency: no samples");
   const sorted = [...samples].sort((a, b) => a - b);
-  const rank = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
-  const mid = sorted.length >> 1;
-  const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-  return { rounds: sorted.length, median, p99: rank(0.99), mean: sorted.reduce((s, x) => s + x, 0) / sorted.length };
+  const mean = sorted.reduce((s, x) => s + x, 0) / sorted.length;
+  return { rounds: sorted.length, median: quantile(sorted, 0.5)!, p99: quantile(sorted, 0.99)!, mean };
 }
 
 /** A millisecond figure with three significant digits at most, for tables. */
