@@ -1,0 +1,159 @@
+// vipd end to end on the lab: three control-plane nodes on one bridge, each
+// with an etcd member of one cluster, a stand-in kube-apiserver and vipd, plus
+// a client namespace. The recorder watches the VIP appear and disappear in
+// every node namespace (kernel address events) for the whole run, so any
+// overlap — two nodes holding the VIP at once — fails the suite, whatever
+// scenario caused it. Runs from source and as the compiled binary.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { type Lab, Lab as LabClass, labNow, REPO_ROOT } from "../lab/cluster.ts";
+import { vipd } from "../lab/implementations.ts";
+import { parsePrometheusText, sampleValue } from "../lab/prom-text.ts";
+import { OwnershipRecorder } from "../lab/recorder.ts";
+import { sh, sleep, waitFor } from "../lab/sh.ts";
+import { overlap } from "../lab/stats.ts";
+
+const TTL_MS = 3000;
+
+for (const mode of ["source", "binary"] as const) {
+  describe(`vipd (${mode}) on a 3-node lab`, () => {
+    let lab: Lab;
+    let rec: OwnershipRecorder;
+    let t0: number;
+
+    beforeAll(async () => {
+      let binary: string | undefined;
+      if (mode === "binary") {
+        await sh([process.execPath, join(REPO_ROOT, "build.ts"), process.arch === "arm64" ? "arm64" : "x64"]);
+        binary = join(REPO_ROOT, "dist", "vipd");
+      }
+      lab = await LabClass.start();
+      rec = await OwnershipRecorder.start(lab);
+      t0 = labNow();
+      await lab.startVipEverywhere(vipd({ binary }));
+    }, 120_000);
+
+    afterAll(async () => {
+      rec?.close();
+      await lab?.destroy();
+    }, 60_000);
+
+    /** The one node holding the VIP, by the kernel's events; waits until exactly one does. */
+    const holder = (timeoutMs = 15_000) =>
+      waitFor("exactly one holder", () => {
+        const h = rec.holders();
+        return h.length === 1 ? lab.node(h[0]!) : null;
+      }, timeoutMs);
+
+    /** What the client sees at http://VIP:6443/ right now: the answering node's name, or null. */
+    const clientSees = async (): Promise<string | null> => {
+      const out = await lab.seg.exec(lab.client, ["curl", "-s", "--max-time", "0.3", `http://${lab.vip}:6443/`], { allowFail: true });
+      return out.trim() || null;
+    };
+
+    const noOverlapSoFar = () => {
+      const o = overlap(rec.intervals(t0, labNow()));
+      expect(o.intervals).toEqual([]);
+    };
+
+    test("exactly one node holds the VIP, and the client reaches it", async () => {
+      const h = await holder(20_000);
+      expect(await waitFor("client answer", clientSees, 5000)).toBe(h.name);
+      await sleep(1500);
+      expect(rec.holders()).toEqual([h.name]);
+      noOverlapSoFar();
+    }, 30_000);
+
+    test("vipd status and /metrics tell the truth", async () => {
+      const h = await holder();
+      const others = lab.nodes.filter((n) => n !== h).map((n) => n.name);
+      const program = mode === "binary" ? [join(REPO_ROOT, "dist", "vipd")] : [process.execPath, join(REPO_ROOT, "src", "main.ts")];
+      const out = await lab.seg.exec(lab.client, [...program, "status", "--json", "--etcd-endpoints", lab.etcdCluster.endpoints.join(",")]);
+      const report = JSON.parse(out) as { vips: { vip: string; holder: { node: string } | null; waiting: { node: string }[] }[] };
+      const row = report.vips.find((v) => v.vip === lab.vip);
+      expect(row?.holder?.node).toBe(h.name);
+      expect(row?.waiting.map((w) => w.node).sort()).toEqual(others.sort());
+
+      for (const n of lab.nodes) {
+        const text = await lab.seg.exec(n.host, ["curl", "-sf", "http://127.0.0.1:8099/metrics"]);
+        const m = parsePrometheusText(text);
+        expect(sampleValue(m, "vipd_vip_held", { vip: lab.vip, link: "eth0" })).toBe(n === h ? 1 : 0);
+        expect(sampleValue(m, "vipd_etcd_up", {})).toBe(1);
+        expect(sampleValue(m, "vipd_gate_open", {})).toBe(1);
+        if (n === h) {
+          expect(sampleValue(m, "vipd_ownership_transitions_total", { vip: lab.vip, direction: "acquired", reason: "elected" })).toBeGreaterThanOrEqual(1);
+          expect(sampleValue(m, "vipd_announcements_total", { vip: lab.vip })).toBeGreaterThanOrEqual(6);
+        }
+      }
+    }, 30_000);
+
+    test("SIGTERM: another node holds the VIP and the client reaches it within 1 s", async () => {
+      const h = await holder();
+      const t = labNow();
+      expect(await lab.stopVip(h, "SIGTERM")).toBe(0);
+      const stopMs = labNow() - t;
+      const next = await waitFor("client answer from another node", async () => {
+        const who = await clientSees();
+        return who && who !== h.name ? who : null;
+      }, 5000, 5);
+      const handover = labNow() - t;
+      console.log(`[${mode}] graceful: vipd exited in ${Math.round(stopMs)} ms; client served by ${next} after ${Math.round(handover)} ms`);
+      expect(handover).toBeLessThan(1000);
+      expect(rec.isHeld(h.name)).toBe(false);
+      noOverlapSoFar();
+      await lab.startVip(lab.implementation!, h);
+      await sleep(1500);
+    }, 30_000);
+
+    test("SIGKILL: another node holds it within TTL + 1 s; the dead node's VIP goes by its kernel lifetime", async () => {
+      const h = await holder();
+      const t = labNow();
+      h.vip!.signalTree("SIGKILL");
+      const gone = await waitFor("VIP gone from the killed node", () => !rec.isHeld(h.name), TTL_MS + 2000, 10);
+      const goneMs = labNow() - t;
+      const next = await waitFor("a new holder", () => rec.holders().find((n) => n !== h.name), TTL_MS + 2000, 10);
+      const takeoverMs = labNow() - t;
+      console.log(`[${mode}] crash: kernel removed the VIP from ${h.name} after ${Math.round(goneMs)} ms; ${next} holds it after ${Math.round(takeoverMs)} ms`);
+      expect(gone).toBe(true);
+      expect(takeoverMs).toBeLessThan(TTL_MS + 1000);
+      noOverlapSoFar();
+      await lab.stopVip(h, "SIGKILL");
+      await lab.startVip(lab.implementation!, h);
+      await sleep(1500);
+    }, 30_000);
+
+    test("SIGSTOP for 2×TTL, then SIGCONT: no overlap, and the resumed node does not take the VIP back", async () => {
+      const h = await holder();
+      h.vip!.signalTree("SIGSTOP");
+      const next = await waitFor("a new holder", () => rec.holders().find((n) => n !== h.name), TTL_MS + 2000, 10);
+      await sleep(2 * TTL_MS - (TTL_MS + 1000));
+      expect(rec.isHeld(h.name)).toBe(false);
+      h.vip!.signalTree("SIGCONT");
+      await sleep(3000);
+      expect(rec.holders()).toEqual([next]);
+      expect(await clientSees()).toBe(next);
+      noOverlapSoFar();
+    }, 30_000);
+
+    test("all etcd members stopped: the VIP is gone within TTL + 1 s; etcd back: one node holds it again", async () => {
+      await holder();
+      const t = labNow();
+      for (const n of lab.nodes) await lab.etcdCluster.stopMember(n.name, "SIGKILL");
+      await waitFor("no holder", () => rec.holders().length === 0, TTL_MS + 2000, 10);
+      const goneMs = labNow() - t;
+      console.log(`[${mode}] quorum lost: VIP gone after ${Math.round(goneMs)} ms`);
+      expect(goneMs).toBeLessThan(TTL_MS + 1000);
+      await sleep(1000);
+      expect(rec.holders()).toEqual([]);
+      await Promise.all(lab.nodes.map((n) => lab.etcdCluster.startMember(n.name)));
+      const h = await holder(30_000);
+      expect(await waitFor("client answer", clientSees, 5000)).toBe(h.name);
+      noOverlapSoFar();
+    }, 60_000);
+
+    test("the whole run: never two holders", () => {
+      noOverlapSoFar();
+      expect(rec.edges.length).toBeGreaterThan(0);
+    });
+  });
+}
