@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { Lab, labNow, REPO_ROOT } from "../test/lab/cluster.ts";
 import { FAULTS, type Fault } from "../test/lab/faults.ts";
 import { keepalived, ucarp, vipd, vipdAvailable, type VipImplementation } from "../test/lab/implementations.ts";
-import { formatMs } from "../test/lab/stats.ts";
+import { sleep } from "../test/lab/sh.ts";
+import { formatMs, type ProbeSample } from "../test/lab/stats.ts";
 import { runTrial, steady, type TrialResult, withLabInstruments } from "../test/lab/trial.ts";
 
 const { values: args } = parseArgs({
@@ -97,32 +98,49 @@ switch (args.impl) {
 
 const lab = await withSpinner((step) => Lab.start({ onStep: step }));
 const t0 = labNow();
-const clock = () => dim(`${((labNow() - t0) / 1000).toFixed(3).padStart(8)} s`);
-const say = (s: string) => console.log(`${clock()}  ${s}`);
+const clock = (t: number) => dim(`${((t - t0) / 1000).toFixed(3).padStart(8)} s`);
 
 try {
   console.log(`${bold("lab")}: nodes ${lab.nodes.map((n) => `${node(n.name)} ${dim(n.host.ip4)}`).join(", ")}; client ${dim(lab.client.ip4)}; VIP ${bold(lab.vip)}`);
   console.log(`${bold("running")}: ${impl.description}\n`);
   await withLabInstruments(lab, async (env) => {
     // Live: one line per change of VIP ownership and of what the client sees.
+    // Probes finish out of order (a timeout reports 300 ms after it started),
+    // so events wait in a queue and print in order of when they happened,
+    // once nothing earlier can still arrive.
+    const queue: { t: number; text: string }[] = [];
+    const DELAY_MS = 350;
+    let seen: string | null = null;
+    let failingSince: number | null = null;
+    const pending: ProbeSample[] = [];
+    const flush = setInterval(() => {
+      const horizon = labNow() - DELAY_MS;
+      pending.sort((a, b) => a.t - b.t);
+      while (pending.length && pending[0]!.t <= horizon) {
+        const s = pending.shift()!;
+        if (s.ok) {
+          const gap = failingSince !== null ? ` ${yellow(`after ${formatMs(s.d - failingSince)} without an answer`)}` : "";
+          if (s.node !== seen || failingSince !== null) queue.push({ t: s.d, text: `client ${green("✓")} answered by ${node(s.node)}${gap}` });
+          seen = s.node;
+          failingSince = null;
+        } else if (failingSince === null) {
+          failingSince = s.t;
+          queue.push({ t: s.t, text: `client ${red("✗")} no answer (${s.error})` });
+        }
+      }
+      queue.sort((a, b) => a.t - b.t);
+      while (queue.length && queue[0]!.t <= horizon) {
+        const e = queue.shift()!;
+        console.log(`${clock(e.t)}  ${e.text}`);
+      }
+    }, 50);
     env.recorder.onEdge((e) => {
       const holders = env.recorder.holders();
       const two = holders.length > 1 ? red(`  ⚠ ${holders.length} holders: ${holders.join(", ")}`) : "";
-      say(e.held ? `${node(e.node)} ${green("●")} holds ${lab.vip}${two}` : `${node(e.node)} ${dim("○")} released ${lab.vip}${two}`);
+      queue.push({ t: e.t, text: e.held ? `${node(e.node)} ${green("●")} holds ${lab.vip}${two}` : `${node(e.node)} ${dim("○")} released ${lab.vip}${two}` });
     });
-    let seen: string | null = null;
-    let failingSince: number | null = null;
-    env.prober.onSample((s) => {
-      if (s.ok) {
-        const gap = failingSince !== null ? ` ${yellow(`after ${formatMs(s.t - failingSince)} without an answer`)}` : "";
-        if (s.node !== seen || failingSince !== null) say(`client ${green("✓")} answered by ${node(s.node)}${gap}`);
-        seen = s.node;
-        failingSince = null;
-      } else if (failingSince === null) {
-        failingSince = s.t;
-        say(`client ${red("✗")} no answer (${s.error})`);
-      }
-    });
+    env.prober.onSample((s) => pending.push(s));
+    const say = (text: string) => queue.push({ t: labNow(), text });
 
     const failovers: { fault: Fault; r: TrialResult }[] = [];
     for (const fault of [FAULTS.graceful, { ...FAULTS.crash, holdMs: 10_000 }]) {
@@ -132,6 +150,8 @@ try {
       failovers.push({ fault, r });
       say(dim(`  ${fault.id}: fault over, ${node(r.victim)} restarted; the cluster settles`));
     }
+    await sleep(DELAY_MS + 100);
+    clearInterval(flush);
 
     console.log(`\n${bold("timeline of each failover")}`);
     for (const { fault, r } of failovers) {

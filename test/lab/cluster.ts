@@ -77,14 +77,18 @@ export class LabProcess {
   /** Signals (SIGTERM by default), waits up to graceMs, then SIGKILLs the tree. Returns the exit code. */
   async stop(sig: NodeJS.Signals = "SIGTERM", graceMs = 5000): Promise<number> {
     if (this.running) {
-      const pids = this.tree();
+      const pids = this.tree().map((pid) => ({ pid, started: startTime(pid) }));
       // A frozen process cannot act on SIGTERM until it runs again.
-      for (const pid of pids) tryKill(pid, "SIGCONT");
+      for (const { pid } of pids) tryKill(pid, "SIGCONT");
       tryKill(this.pid, sig);
       const done = await Promise.race([this.proc.exited.then(() => true), sleep(graceMs).then(() => false)]);
       if (!done) for (const pid of this.tree()) tryKill(pid, "SIGKILL");
-      // Children that outlived their parent (a SIGKILLed keepalived's VRRP child).
-      for (const pid of pids) tryKill(pid, "SIGKILL");
+      // Children that outlived their parent (a SIGKILLed keepalived's VRRP
+      // child) are re-parented and out of the tree: kill them by PID, but only
+      // if the PID still names the same process (same start time).
+      for (const { pid, started } of pids) {
+        if (started !== null && startTime(pid) === started) tryKill(pid, "SIGKILL");
+      }
     }
     return await this.proc.exited;
   }
@@ -103,6 +107,17 @@ function tryKill(pid: number, sig: NodeJS.Signals): void {
     process.kill(pid, sig);
   } catch {
     // already gone
+  }
+}
+
+/** The process's start time in clock ticks since boot (/proc/<pid>/stat field 22); null if gone. */
+function startTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
+  } catch {
+    return null;
   }
 }
 

@@ -19,6 +19,8 @@ export interface OwnershipEdge {
 
 export class OwnershipRecorder {
   readonly edges: OwnershipEdge[] = [];
+  /** Times events were lost and the state re-read (edges from a re-read are late by up to the read). */
+  overruns = 0;
   private readonly held = new Map<string, boolean>();
   private readonly watches: LinkEvents[] = [];
   private listeners: ((e: OwnershipEdge) => void)[] = [];
@@ -64,6 +66,7 @@ export class OwnershipRecorder {
       // A refresh (new lifetime) is an RTM_NEWADDR too: only changes are edges.
       this.set(node, !e.deleted);
     } else if (e.type === "overrun") {
+      this.overruns++;
       // Events were lost: read the kernel's state instead.
       const host = this.lab.node(node).host;
       void this.lab.seg.has(host, this.lab.vip).then((h) => this.set(node, h), () => {});

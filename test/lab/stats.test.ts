@@ -16,7 +16,7 @@ import {
 } from "./stats.ts";
 import { answerRuns } from "./trial.ts";
 
-const ok = (t: number, node = "n1", d = t + 2): ProbeSample => ({ t, d, ok: true, node });
+const ok = (t: number, node = "n1", d = t): ProbeSample => ({ t, d, ok: true, node });
 const fail = (t: number, d = t + 300): ProbeSample => ({ t, d, ok: false, error: "timeout" });
 
 describe("outages", () => {
@@ -32,6 +32,10 @@ describe("outages", () => {
   test("samples are ordered by start time, not by arrival", () => {
     // A slow failure that arrives after later successes must not split or extend a run.
     expect(outages([ok(0), ok(20), fail(10), ok(30)], 40)).toEqual([{ start: 10, end: 20 }]);
+  });
+  test("an outage ends when the first later probe got its answer, not when it was sent", () => {
+    // Sent at 20 into an empty ARP entry, answered at 250 once a new holder announced itself.
+    expect(outages([ok(0), fail(10), ok(20, "n2", 250), ok(30, "n2", 251)], 300)).toEqual([{ start: 10, end: 250 }]);
   });
   test("a run still failing at the end lasts until the end", () => {
     expect(outages([ok(0), fail(10), fail(20)], 50)).toEqual([{ start: 10, end: 50 }]);

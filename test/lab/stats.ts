@@ -17,11 +17,13 @@ export const duration = (i: Interval): number => i.end - i.start;
 export const total = (xs: readonly Interval[]): number => xs.reduce((a, i) => a + duration(i), 0);
 
 /**
- * Outages seen by the client: each maximal run of failed probes, from the
- * start of its first failure to the start of the next successful probe (or
- * `end` if none came). Samples are ordered by start time first; probes run
- * concurrently, so a late answer never reorders the timeline. A single failed
- * probe between successes is an outage one probe interval long.
+ * Outages seen by the client: each maximal run of failed probes (in order of
+ * their start), from the start of its first failure to the moment the next
+ * successful probe got its answer (or `end` if none came). The answer time,
+ * not the start, ends an outage: a probe sent while nobody held the VIP may
+ * wait in the client's ARP queue and succeed only once a new holder announces
+ * itself. A single failed probe between quick successes is about one probe
+ * interval long.
  */
 export function outages(samples: readonly ProbeSample[], end: number): Interval[] {
   const sorted = [...samples].sort((a, b) => a.t - b.t);
@@ -30,7 +32,7 @@ export function outages(samples: readonly ProbeSample[], end: number): Interval[
   for (const s of sorted) {
     if (!s.ok && start === null) start = s.t;
     else if (s.ok && start !== null) {
-      out.push({ start, end: s.t });
+      out.push({ start, end: Math.max(start, s.d) });
       start = null;
     }
   }

@@ -37,7 +37,7 @@ export interface TrialResult {
   /** First time another node added the VIP; null if none did during the fault. */
   newHolderMs: number | null;
   newHolder: string | null;
-  /** First successful probe answered by another node; null if none during the fault. */
+  /** When another node first answered the client; null if none did during the fault. */
   servedByOtherMs: number | null;
   /** When the VIP left the victim; null if it was still there at recovery. */
   victimReleasedMs: number | null;
@@ -136,7 +136,7 @@ export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fa
     recoveryOutageMs: total(outages(after, endAt)),
     newHolderMs: newHolder ? rel(newHolder.t) : null,
     newHolder: newHolder?.node ?? null,
-    servedByOtherMs: served ? rel(served.t) : null,
+    servedByOtherMs: served ? rel(served.d) : null,
     victimReleasedMs: released === null ? null : rel(released),
     leftBehind: fault.victimStops && victimHeldAtRecovery,
     overlapMs: overlap(perNode).total,
