@@ -256,14 +256,18 @@ export class Agent {
       if (name) this.setLink(name, e.deleted || e.link.name !== name ? null : e.link);
       return;
     }
-    // An address of ours appeared or vanished behind our back (an operator,
-    // or the kernel lifetime ran out): look again.
+    // Only news matters: our VIP gone while we hold it (someone removed it, or
+    // its kernel lifetime ran out), or present while we do not (someone added
+    // it). Events that match what we believe are our own doing — every
+    // lifetime refresh is an RTM_NEWADDR — and reacting to them would make
+    // each refresh trigger the next.
     for (const v of this.vips) {
       if (v.settings.ip !== e.address.address) continue;
-      if (e.deleted && v.controller.held) {
-        this.log.warn("VIP disappeared from the link; re-checking", { vip: v.settings.ip });
+      if (e.address.linkIndex !== this.links.get(v.settings.link)?.link?.index) continue;
+      if (e.deleted === v.controller.held) {
+        if (e.deleted) this.log.warn("VIP disappeared from the link; re-checking", { vip: v.settings.ip });
+        void v.controller.kernelChanged();
       }
-      v.controller.kernelChanged();
     }
   }
 

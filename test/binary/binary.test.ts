@@ -66,6 +66,14 @@ test("the binary holds a VIP through a real etcd and gives it back on SIGTERM", 
     // The kernel fence: a finite lifetime no longer than TTL allows.
     expect(addr.valid_life_time).toBeGreaterThanOrEqual(0);
     expect(addr.valid_life_time).toBeLessThanOrEqual(2);
+    // One refresh per acknowledged keepalive (every TTL/6 = 0.5 s), and no
+    // more: vipd must not react to the kernel's notices of its own refreshes.
+    const monitor = Bun.spawn(["ip", "-n", n1.ns, "monitor", "address"], { stdout: "pipe" });
+    await Bun.sleep(3000);
+    monitor.kill();
+    const events = (await new Response(monitor.stdout).text()).split("\n").filter((l) => l.includes("192.0.2.99")).length;
+    expect(events).toBeGreaterThanOrEqual(2);
+    expect(events).toBeLessThanOrEqual(10);
     const health = await sh(["ip", "netns", "exec", n1.ns, "curl", "-s", "-w", " %{http_code}", "http://127.0.0.1:18099/healthz"]);
     expect(health).toBe("ok\n 200");
     p.kill("SIGTERM");
