@@ -1,0 +1,87 @@
+// Start-up after an unclean exit. A VIP of ours left on the link (by an older
+// vipd, or by hand) is removed before anything else, even while etcd is
+// unreachable. This node's election key from the killed run is deleted at
+// campaign, so a restarted holder need not wait out its old lease.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type EtcdCluster, startEtcdCluster } from "../lab/etcd.ts";
+import { type Host, Segment } from "../lab/netns.ts";
+import { sh, waitFor } from "../lab/sh.ts";
+
+const ROOT = join(import.meta.dir, "..", "..");
+const VIP = "192.0.2.130";
+let seg: Segment;
+let n1: Host;
+let etcd: EtcdCluster;
+let dir: string;
+
+beforeAll(async () => {
+  seg = await Segment.create(["n1"]);
+  n1 = seg.host("n1");
+  etcd = await startEtcdCluster([{ name: "n1", ns: n1.ns, ip: n1.ip4 }]);
+  dir = mkdtempSync(join(tmpdir(), "vipd-start-"));
+  writeFileSync(join(dir, "vip.yaml"), `apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: ${VIP}\nlink: eth0\n`);
+}, 60_000);
+
+afterAll(async () => {
+  await etcd?.stopAll();
+  await seg?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function vipd(endpoints: string) {
+  const argv = [process.execPath, join(ROOT, "src/main.ts"), "run", "--config", join(dir, "vip.yaml"), "--node-name", "n1",
+    "--etcd-endpoints", endpoints, "--health-listen", "127.0.0.1:18120", "--log-format", "json"];
+  return Bun.spawn(["ip", "netns", "exec", n1.ns, ...argv], { stdout: "ignore", stderr: "pipe" });
+}
+
+test("a VIP left on the link is removed at start, before etcd answers", async () => {
+  // Forever, as `ip addr add` makes it: only vipd can take it away.
+  await seg.ip(n1.ns, "addr", "add", `${VIP}/32`, "dev", "eth0");
+  // Nothing listens on this port: etcd never answers.
+  const p = vipd("http://127.0.0.1:1");
+  try {
+    await waitFor("the leftover VIP gone", async () => !(await seg.has(n1, VIP)), 5000);
+    const health = await waitFor("/healthz naming the refusal", async () => {
+      const h = await sh(["ip", "netns", "exec", n1.ns, "curl", "-s", "--max-time", "0.5", "-w", " %{http_code}", "http://127.0.0.1:18120/healthz"], { allowFail: true });
+      return h.includes("connection refused") ? h : null;
+    }, 10_000);
+    expect(health).toEndWith(" 503");
+    expect(await seg.has(n1, VIP)).toBe(false);
+  } finally {
+    p.kill("SIGTERM");
+    expect(await p.exited).toBe(0);
+  }
+  const log = await new Response(p.stderr).text();
+  expect(log).toContain("removed VIP left on the link by an earlier run");
+  expect(log).toContain("connection refused");
+}, 20_000);
+
+test("a restarted holder deletes its own stale key and holds again without waiting out the old lease", async () => {
+  const first = vipd(etcd.endpoints.join(","));
+  await waitFor("the VIP on n1", () => seg.has(n1, VIP), 10_000);
+  first.kill("SIGKILL");
+  await first.exited;
+  const killedAt = performance.now();
+  const second = vipd(etcd.endpoints.join(","));
+  try {
+    // The old key is first in the queue until its lease expires (TTL 3 s
+    // after the last keepalive); holding sooner proves it was deleted.
+    await waitFor("the VIP held again", async () => {
+      const s = await sh(["ip", "netns", "exec", n1.ns, "curl", "-s", "--max-time", "0.5", "http://127.0.0.1:18120/status"], { allowFail: true });
+      return s.includes('"owner":true');
+    }, 10_000, 20);
+    const ms = performance.now() - killedAt;
+    console.log(`held again ${Math.round(ms)} ms after SIGKILL (the old lease would have lived ~3000 ms)`);
+    expect(ms).toBeLessThan(2500);
+    const status = JSON.parse(await sh(["ip", "netns", "exec", n1.ns, process.execPath, join(ROOT, "src/main.ts"), "status", "--json", "--etcd-endpoints", etcd.endpoints.join(",")])) as {
+      vips: { vip: string; holder: { node: string } | null; waiting: unknown[] }[];
+    };
+    expect(status.vips).toEqual([{ vip: VIP, holder: expect.objectContaining({ node: "n1" }), waiting: [] }]);
+  } finally {
+    second.kill("SIGTERM");
+    expect(await second.exited).toBe(0);
+  }
+}, 30_000);
