@@ -15,6 +15,8 @@ const NAMES: Record<number, string> = {
 export const EPERM = 1;
 export const ENOENT = 2;
 export const EINTR = 4;
+export const EIO = 5;
+export const EBADF = 9;
 export const EAGAIN = 11;
 export const EEXIST = 17;
 export const ENODEV = 19;
@@ -22,6 +24,9 @@ export const EINVAL = 22;
 export const EADDRNOTAVAIL = 99;
 export const ENETDOWN = 100;
 export const ENOBUFS = 105;
+export const EBADMSG = 74;
+export const EMSGSIZE = 90;
+export const ETIMEDOUT = 110;
 
 export function errnoName(errno: number): string {
   return NAMES[Math.abs(errno)] ?? `errno ${Math.abs(errno)}`;

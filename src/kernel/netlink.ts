@@ -23,7 +23,7 @@ import {
   SOL_NETLINK,
   SOL_SOCKET,
 } from "./ffi/libc.ts";
-import { EAGAIN, EINTR, ENOBUFS } from "./errno.ts";
+import { EAGAIN, EBADF, EBADMSG, EINTR, EMSGSIZE, ENOBUFS, ETIMEDOUT } from "./errno.ts";
 import { KernelError } from "./error.ts";
 import type { Request } from "./wire/link.ts";
 import {
@@ -44,11 +44,6 @@ import {
   WireError,
 } from "./wire/netlink.ts";
 
-// Not exported by errno.ts; the numbers are the generic Linux ABI's.
-const EBADF = 9;
-const EBADMSG = 74;
-const EMSGSIZE = 90;
-const ETIMEDOUT = 110;
 
 // Event bursts (a link flap on a node with many addresses) must not overflow
 // the queue between two polls; 4 MiB is what iproute2's `ip monitor` asks for.

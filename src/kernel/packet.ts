@@ -13,14 +13,11 @@ import {
   SOCK_RAW,
   socket,
 } from "./ffi/libc.ts";
-import { EAGAIN, EINTR } from "./errno.ts";
+import { EAGAIN, EBADF, EINTR, EIO } from "./errno.ts";
 import { KernelError } from "./error.ts";
 import type { LinkRef } from "./link-ref.ts";
 import { decodeSockaddrLl, encodeSockaddrLl, PacketType, SOCKADDR_LL_LENGTH } from "./wire/ethernet.ts";
 
-// Not exported by errno.ts (which another module owns); numbers from asm-generic/errno-base.h.
-const EIO = 5;
-const EBADF = 9;
 /** Jumbo frames included; longer frames are truncated and dropped. */
 const RECEIVE_BUFFER = 9216;
 /**

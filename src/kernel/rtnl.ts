@@ -1,6 +1,6 @@
 // Links and addresses through rtnetlink, in the namespace the socket was opened
 // in. This is the only place vipd changes kernel state for a VIP.
-import { EADDRNOTAVAIL, ENODEV } from "./errno.ts";
+import { EADDRNOTAVAIL, EBADMSG, ENODEV } from "./errno.ts";
 import { KernelError, KernelInputError } from "./error.ts";
 import { type IpAddress, parseIp } from "./ip.ts";
 import { NetlinkSocket } from "./netlink.ts";
@@ -19,7 +19,6 @@ import { WireError } from "./wire/netlink.ts";
 export type { Address } from "./wire/address.ts";
 export type { Link, OperState } from "./wire/link.ts";
 
-const EBADMSG = 74;
 
 /** The kernel's ifa_cacheinfo "forever" is 2^32-1, so a finite lifetime must stay below it. */
 const MAX_LIFETIME = 0xffffffff;
