@@ -235,7 +235,9 @@ export class VipElection extends Emitter<ElectionEvents> {
     }
     // Name who left ahead of us, for the log.
     const gone = before.filter((c) => !queue.some((q) => q.key === c.key) && c.key !== this.#key);
-    const why = gone.length ? `predecessor ${gone.map((c) => c.node).join(", ")} left` : cause;
+    const why = gone.length
+      ? `predecessor ${gone.map((c) => c.node).join(", ")} left`
+      : cause === "campaign" ? (mine === 0 ? "first in the queue when it joined" : "joined the queue") : cause;
     if (mine === 0) {
       const since = this.#state.role === "leader" ? this.#state.since : now;
       this.#setState({ role: "leader", since, reason: why });
