@@ -3,6 +3,7 @@
 //
 //   npm run bench:failover [-- --reps 10 --impl vipd,keepalived,ucarp --faults graceful,crash,...
 //                              --vipd-binary dist/vipd --out bench-results --no-write]
+//   npm run bench:failover -- --from bench-results/failover-<time>.json   (re-render only)
 //
 // Writes bench-results/failover-<time>.json (every trial), the table between
 // the failover markers in BENCHMARKS.md, and one SVG timeline per fault under
@@ -13,7 +14,7 @@ import { cpus, release } from "node:os";
 import { join, relative } from "node:path";
 import { parseArgs } from "node:util";
 import { Lab, REPO_ROOT } from "../test/lab/cluster.ts";
-import { FAULT_IDS, type FaultId, faultsByName } from "../test/lab/faults.ts";
+import { type Fault, FAULT_IDS, type FaultId, faultsByName } from "../test/lab/faults.ts";
 import { implementationsByName, vipd, vipdAvailable, type VipImplementation } from "../test/lab/implementations.ts";
 import { evaluateTargets, markdownReport, spliceBetweenMarkers } from "../test/lab/report.ts";
 import { formatMs } from "../test/lab/stats.ts";
@@ -28,6 +29,8 @@ const { values: args } = parseArgs({
     "vipd-binary": { type: "string" },
     out: { type: "string", default: "bench-results" },
     "no-write": { type: "boolean", default: false },
+    /** Re-render BENCHMARKS.md and the timelines from a saved result file instead of running. */
+    from: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -48,7 +51,7 @@ if (!Number.isInteger(reps) || reps < 1) {
 }
 const vipdOpts = args["vipd-binary"] ? { binary: args["vipd-binary"] } : {};
 let impls: VipImplementation[];
-let faults;
+let faults: Fault[];
 try {
   impls = implementationsByName(args.impl!, vipdOpts);
   faults = faultsByName(args.faults!);
@@ -67,34 +70,57 @@ const tty = process.stdout.isTTY;
 const paint = (code: string, s: string) => (tty ? `${code}${s}${c.reset}` : s);
 const log = (s: string) => console.log(`${paint(c.dim, new Date().toISOString().slice(11, 19))} ${s}`);
 
-const command = `npm run bench:failover -- ${process.argv.slice(2).join(" ")}`.trim().replace(/ --$/, "");
 const machine = `${cpus().length} CPUs (${cpus()[0]?.model ?? "unknown"}), Linux ${release()}`;
-const totalTrials = impls.length * faults.length * reps;
-log(`${paint(c.bold, "failover benchmark")}: ${impls.map((i) => i.id).join(", ")} × ${faults.map((f) => f.id).join(", ")} × ${reps} reps = ${totalTrials} trials`);
-for (const s of skipped) log(paint(c.red, `skipped: ${s}`));
 
-const results: TrialResult[] = [];
-const lab = await Lab.start({ onStep: (s) => log(s) });
-try {
-  await withLabInstruments(lab, async (env) => {
-    for (const impl of impls) {
-      log(`${paint(c.bold, impl.id)}: ${impl.description}`);
-      await lab.stopVipEverywhere();
-      for (const n of lab.nodes) await lab.clearVip(n);
-      for (const fault of faults) {
-        for (let rep = 0; rep < reps; rep++) {
-          const r = await runTrial(env, impl, fault, rep);
-          results.push(r);
-          log(`[${results.length}/${totalTrials}] ${impl.id} ${fault.id} #${rep + 1} on ${r.victim}: outage ${formatMs(r.outageMs)}, ` +
-            `new holder ${r.newHolder ? `${r.newHolder} at ${formatMs(r.newHolderMs)}` : "none"}, ` +
-            `overlap ${r.overlapMs > 0 ? paint(c.red, formatMs(r.overlapMs)) : "0"}${r.leftBehind ? paint(c.red, ", VIP left behind") : ""}`);
+/** Every trial, in one lab: implementation by implementation, fault by fault. */
+async function runAll(): Promise<TrialResult[]> {
+  const totalTrials = impls.length * faults.length * reps;
+  log(`${paint(c.bold, "failover benchmark")}: ${impls.map((i) => i.id).join(", ")} × ${faults.map((f) => f.id).join(", ")} × ${reps} reps = ${totalTrials} trials`);
+  for (const s of skipped) log(paint(c.red, `skipped: ${s}`));
+  const results: TrialResult[] = [];
+  const lab = await Lab.start({ onStep: (s) => log(s) });
+  try {
+    await withLabInstruments(lab, async (env) => {
+      for (const impl of impls) {
+        log(`${paint(c.bold, impl.id)}: ${impl.description}`);
+        await lab.stopVipEverywhere();
+        for (const n of lab.nodes) await lab.clearVip(n);
+        for (const fault of faults) {
+          for (let rep = 0; rep < reps; rep++) {
+            const r = await runTrial(env, impl, fault, rep);
+            results.push(r);
+            log(`[${results.length}/${totalTrials}] ${impl.id} ${fault.id} #${rep + 1} on ${r.victim}: outage ${formatMs(r.outageMs)}, ` +
+              `new holder ${r.newHolder ? `${r.newHolder} at ${formatMs(r.newHolderMs)}` : "none"}, ` +
+              `after the fault ${formatMs(r.recoveryOutageMs)}, overlap ${r.overlapMs > 0 ? paint(c.red, formatMs(r.overlapMs)) : "0"}${r.leftBehind ? paint(c.red, ", VIP left behind") : ""}`);
+          }
         }
+        await lab.stopVipEverywhere();
       }
-      await lab.stopVipEverywhere();
-    }
-  }, log);
-} finally {
-  await lab.destroy();
+    }, log);
+  } finally {
+    await lab.destroy();
+  }
+  return results;
+}
+
+interface SavedRun {
+  meta: { command: string; date: string; machine: string; implementations: Record<string, string> };
+  results: TrialResult[];
+}
+
+let results: TrialResult[];
+let command = `npm run bench:failover -- ${process.argv.slice(2).join(" ")}`.trim().replace(/ --$/, "");
+let date = new Date().toISOString();
+let ranOn = machine;
+if (args.from) {
+  const saved = JSON.parse(readFileSync(args.from, "utf8")) as SavedRun;
+  results = saved.results;
+  ({ command, date, machine: ranOn } = saved.meta);
+  impls = impls.filter((i) => results.some((r) => r.impl === i.id));
+  faults = faults.filter((f) => results.some((r) => r.fault === f.id));
+  log(`re-rendering ${results.length} trials from ${args.from}`);
+} else {
+  results = await runAll();
 }
 
 const vipdImpl = vipd(vipdOpts);
@@ -104,16 +130,16 @@ const verdicts = results.some((r) => r.impl === "vipd")
 
 const meta = {
   command,
-  date: new Date().toISOString(),
-  machine,
+  date,
+  machine: ranOn,
   implementations: Object.fromEntries(impls.map((i) => [i.id, i.description])),
 };
 
 if (!args["no-write"]) {
   const outDir = join(REPO_ROOT, args.out!);
   mkdirSync(outDir, { recursive: true });
-  const jsonPath = join(outDir, `failover-${meta.date.replace(/[:.]/g, "-")}.json`);
-  writeFileSync(jsonPath, JSON.stringify({ meta, skipped, verdicts, results }, null, 1));
+  const jsonPath = args.from ?? join(outDir, `failover-${meta.date.replace(/[:.]/g, "-")}.json`);
+  if (!args.from) writeFileSync(jsonPath, JSON.stringify({ meta, skipped, verdicts, results }, null, 1));
   const svgDir = join(REPO_ROOT, "docs", "bench");
   mkdirSync(svgDir, { recursive: true });
   const svgLinks: Partial<Record<FaultId, string>> = {};

@@ -226,7 +226,10 @@ export class Lab {
       step(`starting ${n} etcd members and waiting for quorum`);
       lab.etcd = await startEtcdCluster(
         names.map((name) => ({ name, ns: seg.host(name).ns, ip: seg.host(name).ip4 })),
-        { readyTimeoutMs: 30000, ...opts.etcd },
+        // Pre-vote as etcd ≥ 3.5 (what kubeadm runs) does by default; Debian's
+        // 3.4 does not, and there a partitioned member that comes back with a
+        // higher term deposes the leader and stalls every lease for an election.
+        { readyTimeoutMs: 30000, extraArgs: ["--pre-vote=true"], ...opts.etcd },
       );
       step("starting stand-in kube-apiservers");
       for (const name of names) {

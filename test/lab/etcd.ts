@@ -28,6 +28,8 @@ export interface EtcdOptions {
   electionMs?: number;
   logLevel?: "debug" | "info" | "warn" | "error";
   readyTimeoutMs?: number;
+  /** More etcd flags, appended as given (e.g. `--pre-vote=true`). */
+  extraArgs?: readonly string[];
 }
 
 export interface EtcdServer {
@@ -149,6 +151,7 @@ function commonArgs(name: string, dataDir: string, opts: EtcdOptions): string[] 
     `--log-level=${opts.logLevel ?? "warn"}`,
     `--heartbeat-interval=${opts.heartbeatMs ?? 100}`,
     `--election-timeout=${opts.electionMs ?? 1000}`,
+    ...(opts.extraArgs ?? []),
   ];
   const t = opts.tls;
   if (t) {

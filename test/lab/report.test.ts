@@ -72,7 +72,7 @@ describe("BENCHMARKS.md", () => {
     const md = markdownReport(results, { command: "npm run bench:failover", date: "d", machine: "m", implementations: { vipd: "x" } },
       evaluateTargets(results, budget), { crash: "docs/bench/failover-crash.svg" });
     expect(md).toContain("![timeline: crash](docs/bench/failover-crash.svg)");
-    expect(md).toMatch(/\| keepalived \| 1 \| .* \| 1\/1 \| 1\/1 \| 0 \|/);
+    expect(md).toMatch(/\| keepalived \| 1 \| .* \| 0 ms \/ 0 ms \| .* \| 1\/1 \| 1\/1 \| 0 \|/);
     expect(md).toContain("**PASS** overlap exactly 0");
   });
 });

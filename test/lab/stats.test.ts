@@ -105,6 +105,9 @@ describe("failover facts", () => {
   test("a stale answer comes from a node holding no VIP during the probe", () => {
     const samples = [ok(30, "n1", 35), ok(60, "n1", 62), ok(1300, "n2"), fail(100)];
     expect(staleAnswers(samples, perNode)).toBe(1);
+    // An answer 3 ms before the recorder stamped the add is polling jitter, not a stale answer.
+    expect(staleAnswers([ok(1197, "n2", 1198)], perNode)).toBe(0);
+    expect(staleAnswers([ok(1180, "n2", 1190)], perNode)).toBe(1);
   });
   test("answer runs group consecutive successes by node", () => {
     const runs = answerRuns([ok(0, "n1", 1), ok(10, "n1", 11), fail(20), ok(30, "n2", 31), ok(40, "n3", 41)]);
@@ -129,6 +132,7 @@ describe("summaries", () => {
     expect(formatMs(12.4)).toBe("12 ms");
     expect(formatMs(3300)).toBe("3.30 s");
     expect(formatMs(null)).toBe("–");
+    expect(formatMs(0.2)).toBe("<1 ms");
   });
 });
 

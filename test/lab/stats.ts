@@ -88,14 +88,18 @@ export function releasedAt(list: readonly Interval[], at: number, until: number)
   return i.end >= until ? null : i.end;
 }
 
-/** Successful probes answered by a node that did not hold the VIP at any time during the probe. */
-export function staleAnswers(samples: readonly ProbeSample[], perNode: ReadonlyMap<string, readonly Interval[]>): number {
+/**
+ * Successful probes answered by a node that did not hold the VIP at any time
+ * during the probe. Ownership edges are stamped when the recorder polls
+ * (every few ms), so a probe within `toleranceMs` of a hold is not counted.
+ */
+export function staleAnswers(samples: readonly ProbeSample[], perNode: ReadonlyMap<string, readonly Interval[]>, toleranceMs = 5): number {
   let n = 0;
   for (const s of samples) {
     if (!s.ok) continue;
     const list = perNode.get(s.node);
     if (!list) continue;
-    if (!list.some((i) => i.start <= s.d && i.end >= s.t)) n++;
+    if (!list.some((i) => i.start <= s.d + toleranceMs && i.end >= s.t - toleranceMs)) n++;
   }
   return n;
 }
@@ -124,6 +128,7 @@ export function summarize(values: readonly (number | null)[]): Summary {
 /** 1234.5 → "1.23 s", 12.3 → "12 ms", null → "–". */
 export function formatMs(ms: number | null): string {
   if (ms === null) return "–";
+  if (ms > 0 && ms < 1) return "<1 ms";
   if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
   return `${Math.round(ms)} ms`;
 }

@@ -2,6 +2,7 @@
 // node showing when it held the VIP, and a client row showing which node
 // answered (in that node's colour) or that nothing did (red). Two bars in one
 // column of node rows mean two holders. Pure: trial timelines in, SVG text out.
+import { overlap } from "./stats.ts";
 import type { Timeline } from "./trial.ts";
 
 export interface TimelinePanel {
@@ -27,7 +28,7 @@ export function timelineSvg(title: string, panels: readonly TimelinePanel[]): st
   const from = Math.min(...panels.map((p) => p.timeline.from));
   const to = Math.max(...panels.map((p) => p.timeline.to));
   const x = (t: number) => LEFT + ((t - from) / (to - from)) * (W - LEFT - RIGHT);
-  const panelH = 40 + (nodes.length + 1) * (ROW + GAP) + 10;
+  const panelH = 40 + (nodes.length + 2) * (ROW + GAP) + 10;
   const H = 50 + panels.length * panelH + 40;
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
@@ -40,6 +41,14 @@ export function timelineSvg(title: string, panels: readonly TimelinePanel[]): st
     out.push(`<text x="10" y="${y + 14}" font-weight="bold">${esc(p.title)}</text>`);
     out.push(`<text x="10" y="${y + 30}" fill="#555">${esc(p.subtitle)}</text>`);
     let ry = y + 40;
+    // Two holders at once, the failure that matters most, gets its own row.
+    const both = overlap(Object.values(tl.ownership));
+    out.push(`<text x="10" y="${ry + 12}" fill="${both.total > 0 ? FAIL : "#555"}">2+ holders</text>`);
+    out.push(`<rect x="${LEFT}" y="${ry}" width="${W - LEFT - RIGHT}" height="${ROW}" fill="#f2f2f2"/>`);
+    for (const i of both.intervals) {
+      out.push(`<rect x="${x(i.start).toFixed(1)}" y="${ry}" width="${Math.max(1, x(i.end) - x(i.start)).toFixed(1)}" height="${ROW}" fill="${FAIL}" opacity="0.8"><title>two holders: ${Math.round(i.end - i.start)} ms</title></rect>`);
+    }
+    ry += ROW + GAP;
     for (const n of nodes) {
       out.push(`<text x="10" y="${ry + 12}">${esc(n)} holds</text>`);
       out.push(`<rect x="${LEFT}" y="${ry}" width="${W - LEFT - RIGHT}" height="${ROW}" fill="#f2f2f2"/>`);
@@ -69,8 +78,8 @@ export function timelineSvg(title: string, panels: readonly TimelinePanel[]): st
     out.push(`<line x1="${x(s * 1000)}" x2="${x(s * 1000)}" y1="${axisY}" y2="${axisY + 4}" stroke="#333"/>`);
     if (s % 2 === 0) out.push(`<text x="${x(s * 1000)}" y="${axisY + 16}" text-anchor="middle">${s} s</text>`);
   }
-  const legend = [...nodes.map((n) => `<tspan fill="${colour(n)}">■</tspan> ${esc(n)}`), `<tspan fill="${FAIL}">■</tspan> client got no answer`,
-    "dashed: fault applied (black), recovery (grey)"].join("   ");
+  const legend = [...nodes.map((n) => `<tspan fill="${colour(n)}">■</tspan> ${esc(n)}`), `<tspan fill="${FAIL}">■</tspan> client got no answer / two holders`,
+    "dashed lines: fault applied (black), fault ends (grey)"].join("    ");
   out.push(`<text x="${LEFT}" y="${axisY + 34}">${legend}</text>`);
   out.push("</svg>");
   return out.join("\n");
