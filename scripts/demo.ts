@@ -137,7 +137,10 @@ try {
     env.recorder.onEdge((e) => {
       const holders = env.recorder.holders();
       const two = holders.length > 1 ? red(`  ⚠ ${holders.length} holders: ${holders.join(", ")}`) : "";
-      queue.push({ t: e.t, text: e.held ? `${node(e.node)} ${green("●")} holds ${lab.vip}${two}` : `${node(e.node)} ${dim("○")} released ${lab.vip}${two}` });
+      // A release on a node whose agent is dead was the kernel's doing: the
+      // address lifetime vipd set ran out with nobody left to refresh it.
+      const byKernel = !e.held && !lab.node(e.node).vip?.running ? dim(" (its agent is dead: the kernel let the address expire)") : "";
+      queue.push({ t: e.t, text: e.held ? `${node(e.node)} ${green("●")} holds ${lab.vip}${two}` : `${node(e.node)} ${dim("○")} released ${lab.vip}${byKernel}${two}` });
     });
     env.prober.onSample((s) => pending.push(s));
     const say = (text: string) => queue.push({ t: labNow(), text });
@@ -157,7 +160,7 @@ try {
     for (const { fault, r } of failovers) {
       const overlapText = r.overlapMs === 0 ? green("overlap = 0") : red(`overlap = ${formatMs(r.overlapMs)} (two holders!)`);
       console.log(`  ${bold(fault.title)} on ${node(r.victim)}`);
-      console.log(`    VIP left ${node(r.victim)}   ${r.victimReleasedMs === null ? red("never (left behind)") : `+${formatMs(r.victimReleasedMs)}`}`);
+      console.log(`    VIP left ${node(r.victim)}         ${r.victimReleasedMs === null ? red("never (left behind)") : `+${formatMs(r.victimReleasedMs)}`}`);
       console.log(`    new holder          ${r.newHolder ? `${node(r.newHolder)} at +${formatMs(r.newHolderMs)}` : red("none")}`);
       console.log(`    client outage       ${r.outageMs < 100 ? green(formatMs(r.outageMs)) : yellow(formatMs(r.outageMs))}`);
       console.log(`    ${overlapText}`);
