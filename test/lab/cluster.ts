@@ -8,7 +8,7 @@
 // Every process is spawned here or in etcd.ts, tracked by PID and killed by
 // PID only: on destroy(), and synchronously on exit (Ctrl-C, failure) if a
 // caller never got that far. Logs go to one temporary directory per lab.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -266,14 +266,19 @@ export class Lab {
   /** Spawns argv in namespace ns, stdout and stderr appended to logFile. */
   spawnIn(ns: string, logFile: string, name: string, argv: readonly string[], opts: { stdout?: "pipe" } = {}): LabProcess {
     // `ip netns exec` execs the command in place, so the PID is the program's own.
-    const log = Bun.file(logFile);
-    const proc = Bun.spawn(["ip", "netns", "exec", ns, ...argv], {
-      cwd: REPO_ROOT,
-      stdin: "ignore",
-      stdout: opts.stdout ?? log,
-      stderr: log,
-    });
-    return this.track(new LabProcess(name, proc, logFile));
+    // One append-mode descriptor for both streams, so neither overwrites the other.
+    const log = openSync(logFile, "a");
+    try {
+      const proc = Bun.spawn(["ip", "netns", "exec", ns, ...argv], {
+        cwd: REPO_ROOT,
+        stdin: "ignore",
+        stdout: opts.stdout ?? log,
+        stderr: log,
+      });
+      return this.track(new LabProcess(name, proc, logFile));
+    } finally {
+      closeSync(log);
+    }
   }
 
   private track(p: LabProcess): LabProcess {

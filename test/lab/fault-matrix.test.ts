@@ -13,6 +13,7 @@
 // local run. The full comparison with keepalived and ucarp is
 // `npm run bench:failover`.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { rmSync } from "node:fs";
 import { Lab } from "./cluster.ts";
 import { FAULT_IDS, FAULTS, type FaultId } from "./faults.ts";
 import { vipd, vipdAvailable } from "./implementations.ts";
@@ -30,6 +31,8 @@ const CI_SERVE_MS = TTL_MS + 3000;
 let lab: Lab;
 let env: TrialEnv & { close(): Promise<void> };
 const results: TrialResult[] = [];
+/** Tests that started and never reached their end (an expectation failed). */
+let unfinished = 0;
 
 beforeAll(async () => {
   if (skip) return;
@@ -40,6 +43,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await env?.close();
   await lab?.destroy();
+  // The logs are kept (and named in the failure) only when something failed.
+  if (lab && unfinished === 0) rmSync(lab.dir, { recursive: true, force: true });
   if (results.length) {
     console.log("fault matrix (vipd):");
     for (const r of results) {
@@ -55,6 +60,7 @@ describe.skipIf(skip)("fault matrix: vipd (slow, ~6 min)", () => {
   for (const id of FAULT_IDS) {
     const fault = FAULTS[id];
     test(fault.title, async () => {
+      unfinished++;
       for (let rep = 0; rep < REPS; rep++) {
         const r = await runTrial(env, impl, fault, rep);
         results.push(r);
@@ -68,6 +74,7 @@ describe.skipIf(skip)("fault matrix: vipd (slow, ~6 min)", () => {
           expect(r.servedByOtherMs!, `${what}: failover slower than TTL + 3 s`).toBeLessThanOrEqual(CI_SERVE_MS);
         }
       }
+      unfinished--;
     }, 2 * (FAULTS[id].holdMs + 40_000));
   }
 });
