@@ -7,8 +7,11 @@
 // - a VIP still on a dead, frozen or cut-off holder past its kernel lifetime
 //   (lease TTL + 1 s);
 // - a failover slower than its budget (DESIGN.md) with a generous CI margin:
-//   graceful stop 500 ms instead of 50 ms, another node serving within
-//   TTL + 3 s instead of TTL + 1 s.
+//   graceful stop 500 ms instead of 50 ms; another node serving within
+//   TTL + 1 s + 3 s. The extra second is etcd's: when the victim is also the
+//   raft leader (cut cable, partition, or killed on purpose), the others first
+//   elect a leader (election timeout 1 s), and a new leader restarts every
+//   lease's TTL, so the lease outlives the cut by up to one election.
 // Needs root; skipped without it, or with VIPD_SKIP_FAULT_MATRIX=1 for a quick
 // local run. The full comparison with keepalived and ucarp is
 // `npm run bench:failover`.
@@ -26,7 +29,8 @@ const impl = vipd();
 const TTL_MS = impl.leaseTtlMs!;
 const FENCE_MS = impl.fenceMs!;
 const CI_GRACEFUL_MS = 500;
-const CI_SERVE_MS = TTL_MS + 3000;
+const ETCD_ELECTION_MS = 1000;
+const CI_SERVE_MS = TTL_MS + ETCD_ELECTION_MS + 3000;
 
 let lab: Lab;
 let env: TrialEnv & { close(): Promise<void> };
@@ -71,7 +75,7 @@ describe.skipIf(skip)("fault matrix: vipd (slow, ~6 min)", () => {
         if (id === "graceful") expect(r.outageMs, `${what}: graceful outage`).toBeLessThanOrEqual(CI_GRACEFUL_MS);
         if (FAILS_OVER.has(id)) {
           expect(r.servedByOtherMs, `${what}: no other node served`).not.toBeNull();
-          expect(r.servedByOtherMs!, `${what}: failover slower than TTL + 3 s`).toBeLessThanOrEqual(CI_SERVE_MS);
+          expect(r.servedByOtherMs!, `${what}: failover slower than TTL + 4 s`).toBeLessThanOrEqual(CI_SERVE_MS);
         }
       }
       unfinished--;
