@@ -134,7 +134,11 @@ export class Agent {
   static async start(settings: Settings, log: Logger, opts: { clock?: Clock; onChange?: (c: OwnershipChange) => void } = {}): Promise<Agent> {
     const agent = new Agent(settings, log, opts.onChange ?? (() => {}), opts.clock ?? monotonicClock);
     try {
-      for (const name of new Set(settings.vips.map((v) => v.link))) await agent.refreshLink(name);
+      for (const name of new Set(settings.vips.map((v) => v.link))) {
+        await agent.refreshLink(name);
+        const state = agent.links.get(name)?.state;
+        if (state !== "up") log.warn(`link ${name} is ${state === "absent" ? "missing" : state}; its VIPs wait for it`, { link: name });
+      }
       await agent.removeLeftovers();
       agent.events = LinkEvents.open((e) => agent.onKernelEvent(e));
     } catch (err) {
