@@ -8,10 +8,13 @@
 //   (lease TTL + 1 s);
 // - a failover slower than its budget (DESIGN.md) with a generous CI margin:
 //   graceful stop 500 ms instead of 50 ms; another node serving within
-//   TTL + 1 s + 3 s. The extra second is etcd's: when the victim is also the
-//   raft leader (cut cable, partition, or killed on purpose), the others first
-//   elect a leader (election timeout 1 s), and a new leader restarts every
-//   lease's TTL, so the lease outlives the cut by up to one election.
+//   TTL + 3 s. When the fault also took out the etcd raft leader (the
+//   victim's member was the leader and the fault cuts or kills it), etcd
+//   must first elect a leader — each round waits a randomised 1–2 election
+//   timeouts, and a split vote takes another round — and the new leader then
+//   renews every lease by TTL + one election timeout. That budget is
+//   2 rounds × 2 s + TTL + 1 s, plus the same CI margin. Which case a trial is
+//   in is measured (TrialResult.victimWasEtcdLeader), not guessed.
 // Needs root; skipped without it, or with VIPD_SKIP_FAULT_MATRIX=1 for a quick
 // local run. The full comparison with keepalived and ucarp is
 // `npm run bench:failover`.
@@ -30,7 +33,9 @@ const TTL_MS = impl.leaseTtlMs!;
 const FENCE_MS = impl.fenceMs!;
 const CI_GRACEFUL_MS = 500;
 const ETCD_ELECTION_MS = 1000;
-const CI_SERVE_MS = TTL_MS + ETCD_ELECTION_MS + 3000;
+const CI_MARGIN_MS = 3000;
+const CI_SERVE_MS = TTL_MS + CI_MARGIN_MS;
+const CI_SERVE_AFTER_ETCD_LEADER_LOSS_MS = 2 * (2 * ETCD_ELECTION_MS) + TTL_MS + ETCD_ELECTION_MS + CI_MARGIN_MS;
 
 let lab: Lab;
 let env: TrialEnv & { close(): Promise<void> };
@@ -52,10 +57,13 @@ afterAll(async () => {
   if (results.length) {
     console.log("fault matrix (vipd):");
     for (const r of results) {
-      console.log(`  ${r.fault} #${r.rep + 1} on ${r.victim}: outage ${Math.round(r.outageMs)} ms, served by other ${r.servedByOtherMs === null ? "never" : `${Math.round(r.servedByOtherMs)} ms`}, released ${r.victimReleasedMs === null ? "never" : `${Math.round(r.victimReleasedMs)} ms`}, overlap ${r.overlapMs} ms`);
+      console.log(`  ${r.fault} #${r.rep + 1} on ${r.victim}${r.victimWasEtcdLeader ? " (etcd leader)" : ""}: outage ${Math.round(r.outageMs)} ms, served by other ${r.servedByOtherMs === null ? "never" : `${Math.round(r.servedByOtherMs)} ms`}, released ${r.victimReleasedMs === null ? "never" : `${Math.round(r.victimReleasedMs)} ms`}, overlap ${r.overlapMs} ms`);
     }
   }
 }, 30_000);
+
+/** Faults that cut off the victim's etcd member along with its agent: the raft leader is lost if it was the victim's. */
+const TAKES_ETCD_MEMBER: ReadonlySet<FaultId> = new Set(["link-down", "partition"]);
 
 /** Faults after which another node is expected to serve (not quorum loss: nobody can prove a lease). */
 const FAILS_OVER: ReadonlySet<FaultId> = new Set(["graceful", "crash", "freeze", "link-down", "partition", "etcd-leader-and-holder"]);
@@ -75,7 +83,10 @@ describe.skipIf(skip)("fault matrix: vipd (slow, ~6 min)", () => {
         if (id === "graceful") expect(r.outageMs, `${what}: graceful outage`).toBeLessThanOrEqual(CI_GRACEFUL_MS);
         if (FAILS_OVER.has(id)) {
           expect(r.servedByOtherMs, `${what}: no other node served`).not.toBeNull();
-          expect(r.servedByOtherMs!, `${what}: failover slower than TTL + 4 s`).toBeLessThanOrEqual(CI_SERVE_MS);
+          // "etcd-leader-and-holder" kills the raft leader wherever it runs.
+          const leaderLost = id === "etcd-leader-and-holder" || (TAKES_ETCD_MEMBER.has(id) && r.victimWasEtcdLeader !== false);
+          const budget = leaderLost ? CI_SERVE_AFTER_ETCD_LEADER_LOSS_MS : CI_SERVE_MS;
+          expect(r.servedByOtherMs!, `${what}: failover slower than ${budget} ms${leaderLost ? " (etcd leader lost too)" : ""}`).toBeLessThanOrEqual(budget);
         }
       }
       unfinished--;

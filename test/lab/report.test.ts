@@ -10,7 +10,7 @@ function trial(impl: ImplementationId, fault: FaultId, rep: number, over: Partia
   return {
     impl, fault, rep, victim: "n1", detail: "", t0: 0, recoverAt: 15000, endAt: 19000,
     outageMs: 0, recoveryOutageMs: 0, newHolderMs: 100, newHolder: "n2", servedByOtherMs: 110,
-    victimReleasedMs: 5, leftBehind: false, overlapMs: 0, staleAnswers: 0, probes: 1900,
+    victimReleasedMs: 5, leftBehind: false, victimWasEtcdLeader: false, overlapMs: 0, staleAnswers: 0, probes: 1900,
     timeline: { from: -1000, to: 19000, recoverAt: 15000, ownership: { n1: [{ start: -1000, end: 5 }], n2: [{ start: 100, end: 19000 }] },
       outages: [{ start: 0, end: 110 }], answers: [{ start: -1000, end: 0, node: "n1" }, { start: 110, end: 19000, node: "n2" }] },
     ...over,

@@ -4,7 +4,7 @@
 // from the probe samples and the ownership intervals. Used by the fault-matrix
 // test, the demo and the benchmark alike.
 import { type Lab, type LabNode, labNow } from "./cluster.ts";
-import type { Fault, FaultId } from "./faults.ts";
+import { etcdLeader, type Fault, type FaultId } from "./faults.ts";
 import type { ImplementationId, VipImplementation } from "./implementations.ts";
 import { Prober } from "./prober.ts";
 import { OwnershipRecorder } from "./recorder.ts";
@@ -43,6 +43,12 @@ export interface TrialResult {
   victimReleasedMs: number | null;
   /** The victim's program was dead or frozen and still held the VIP at recovery. */
   leftBehind: boolean;
+  /**
+   * Whether the victim's etcd member was the raft leader when the fault hit
+   * (null: no member answered). Losing the leader costs an etcd election, and
+   * the new leader renews every lease: failovers are slower by design then.
+   */
+  victimWasEtcdLeader: boolean | null;
   /** Time with two or more holders, whole observation. */
   overlapMs: number;
   /** Successful probes answered by a node that held no VIP at the time. */
@@ -104,6 +110,8 @@ export async function steady(env: TrialEnv, impl: VipImplementation, timeoutMs =
 export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fault, rep: number): Promise<TrialResult> {
   const { lab, recorder, prober } = env;
   const victim = await steady(env, impl);
+  // Asked before the fault's clock starts, so it costs the trial nothing.
+  const leader = await etcdLeader(lab).catch(() => null);
   const t0 = labNow();
   const applied = await fault.apply(lab, victim);
   env.log?.(`${impl.id} ${fault.id} #${rep + 1}: ${applied.detail}`);
@@ -139,6 +147,7 @@ export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fa
     servedByOtherMs: served ? rel(served.d) : null,
     victimReleasedMs: released === null ? null : rel(released),
     leftBehind: fault.victimStops && victimHeldAtRecovery,
+    victimWasEtcdLeader: leader === null ? null : leader === victim.name,
     overlapMs: overlap(perNode).total,
     staleAnswers: staleAnswers(samples, perNode),
     probes: samples.length,
