@@ -23,7 +23,7 @@ import { Announcer } from "./kernel/announce.ts";
 import { LinkEvents, type KernelEvent } from "./kernel/link-events.ts";
 import { type Link, Rtnl } from "./kernel/rtnl.ts";
 import { describeError, type Logger } from "./log.ts";
-import { VipController, type OwnershipChange } from "./vip/controller.ts";
+import { VipController } from "./vip/controller.ts";
 import { decideCandidacy, type VipFacts } from "./vip/decision.ts";
 import type { AnnouncePort } from "./vip/ports.ts";
 
@@ -97,7 +97,6 @@ export class Agent {
   private constructor(
     readonly settings: Settings,
     private readonly log: Logger,
-    private readonly onChange: (c: OwnershipChange) => void,
     clock: Clock,
   ) {
     this.clock = clock;
@@ -131,8 +130,8 @@ export class Agent {
    * Starts the agent: removes leftover VIPs, watches links, then connects to
    * etcd and campaigns in the background (retrying until etcd answers).
    */
-  static async start(settings: Settings, log: Logger, opts: { clock?: Clock; onChange?: (c: OwnershipChange) => void } = {}): Promise<Agent> {
-    const agent = new Agent(settings, log, opts.onChange ?? (() => {}), opts.clock ?? monotonicClock);
+  static async start(settings: Settings, log: Logger, opts: { clock?: Clock } = {}): Promise<Agent> {
+    const agent = new Agent(settings, log, opts.clock ?? monotonicClock);
     try {
       for (const name of new Set(settings.vips.map((v) => v.link))) {
         await agent.refreshLink(name);
@@ -151,11 +150,9 @@ export class Agent {
   }
 
   private entry(v: VipSettings): VipEntry {
-    const e: VipEntry = {
-      settings: v, controller: null as unknown as VipController, election: null, candidacy: "not started",
-      busy: null, retry: null, electedAt: null, releasedAt: null,
-    };
     this.metrics.declareVip(v.ip, v.link);
+    // The closures below read `e` only when called, after it is assigned.
+    let e: VipEntry;
     const facts = (): VipFacts => ({
       leader: e.election?.state.role === "leader",
       fenceLifetime: this.leaseGranted && this.lease ? this.lease.kernelLifetime() : null,
@@ -163,7 +160,7 @@ export class Agent {
       gateOpen: this.gateOpen(),
       stopping: this.stopping,
     });
-    (e as { controller: VipController }).controller = new VipController(v.ip, v.link, facts, {
+    const controller = new VipController(v.ip, v.link, facts, {
       kernel: this.rtnl,
       announcer: (link) => this.announcer(link),
       announce: {
@@ -183,7 +180,6 @@ export class Agent {
           this.log.warn("released VIP", fields);
           e.releasedAt = c.at;
         }
-        this.onChange(c);
       },
       onAnnounced: (n) => this.metrics.announced(v.ip, n),
       onError: (op, err) => this.log.error(`${op} failed`, { vip: v.ip, error: describeError(err) }),
@@ -192,6 +188,7 @@ export class Agent {
         return s?.role === "leader" ? `elected: ${s.reason}` : "elected";
       },
     });
+    e = { settings: v, controller, election: null, candidacy: "not started", busy: null, retry: null, electedAt: null, releasedAt: null };
     return e;
   }
 

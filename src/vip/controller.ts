@@ -45,7 +45,6 @@ export class VipController {
   held = false;
   since: number | null = null;
   lastDecision: HoldDecision | null = null;
-  announcements = 0;
   /**
    * The kernel confirmed the address is not on the link and no event has said
    * otherwise since: a follower need not ask again on every keepalive.
@@ -173,7 +172,6 @@ export class VipController {
   }
 
   private counted(frames: number): void {
-    this.announcements += frames;
     this.deps.onAnnounced?.(frames);
   }
 
