@@ -149,7 +149,9 @@ async function run(args: readonly string[], io: CliIO): Promise<number> {
   try {
     agent = await Agent.start(settings, log);
   } catch (err) {
-    log.error(`cannot start: ${describeError(err)}`);
+    const code = (err as { code?: string }).code;
+    const hint = code === "EPERM" || code === "EACCES" ? " — vipd needs CAP_NET_ADMIN and CAP_NET_RAW (run it as root, or grant them)" : "";
+    log.error(`cannot start: ${describeError(err)}${hint}`);
     return EXIT_FAILURE;
   }
   let server: HealthServer;
