@@ -33,7 +33,9 @@ import {
   encodeSockaddrNl,
   HOST_LE,
   type NetlinkMessage,
+  NLM_F_ACK,
   NLM_F_DUMP_INTR,
+  NLM_F_EXCL,
   NLMSG_DONE,
   NLMSG_ERROR,
   NLMSG_NOOP,
@@ -50,13 +52,41 @@ import {
 const RCVBUF = 4 << 20;
 // A dump datagram is at most 32 KiB; twice that leaves room for any kernel.
 const RECV_BUF = 64 << 10;
+// A sendto to the kernel runs the request to completion before it returns,
+// so it only takes long when the request waited for a lock (rtnl_lock, the
+// nf_tables commit mutex). Longer than this from building the request to the
+// end of sendto, and what a request built from the clock carried (a
+// lifetime, a timeout) started counting late.
+const SLOW_SEND_MS = 2;
+// Sends of one request built from the clock, the first included. Each resend
+// tightens what the kernel holds; three waits in a row mean the lock is
+// contended for good, and then the caller hears of it through its own timing.
+const MAX_SENDS = 3;
 
 export interface NetlinkOptions {
+  /** NETLINK_ROUTE (the default), or NETLINK_NETFILTER for nftables. */
+  protocol?: number;
   /** Multicast group bitmask to join (RTMGRP_*); 0 for a request-only socket. */
   groups?: number;
   /** Default timeout for request(); 5 s. */
   timeoutMs?: number;
+  /**
+   * Milliseconds, monotonic: the clock that requests built at send time read,
+   * used to time building and sending one. Injectable so tests can make a send slow.
+   */
+  clock?: () => number;
 }
+
+/** One message to send; `operation`, when given, names it in the error if the kernel refuses it. */
+export interface Outgoing extends Request {
+  readonly operation?: string;
+}
+
+/**
+ * One message, or several sent in one datagram: an nfnetlink batch, where the
+ * kernel answers each message that asked for NLM_F_ACK and every one it refuses.
+ */
+export type Requests = Outgoing | readonly Outgoing[];
 
 export interface Received {
   messages: NetlinkMessage[];
@@ -75,12 +105,13 @@ export class NetlinkSocket {
   private constructor(
     private readonly fd: number,
     private readonly timeoutMs: number,
+    private readonly clock: () => number,
   ) {}
 
-  /** Opens a NETLINK_ROUTE socket in the calling thread's current namespace. */
+  /** Opens a netlink socket (NETLINK_ROUTE unless told) in the calling thread's current namespace. */
   static open(opts: NetlinkOptions = {}): NetlinkSocket {
     const op = "opening a netlink socket";
-    const fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+    const fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, opts.protocol ?? NETLINK_ROUTE);
     if (fd < 0) throw new KernelError(op, -fd);
     const fail = (what: string, r: number): never => {
       close(fd);
@@ -97,7 +128,7 @@ export class NetlinkSocket {
     setsockoptInt(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1);
     const r = bind(fd, encodeSockaddrNl(0, opts.groups ?? 0));
     if (r < 0) fail("binding", r);
-    return new NetlinkSocket(fd, opts.timeoutMs ?? 5000);
+    return new NetlinkSocket(fd, opts.timeoutMs ?? 5000, opts.clock ?? (() => performance.now()));
   }
 
   close(): void {
@@ -107,33 +138,61 @@ export class NetlinkSocket {
   }
 
   /**
-   * Sends req with a fresh sequence number and collects the replies that carry
-   * it, up to the ACK (NLMSG_ERROR with 0), an error, or NLMSG_DONE for a dump.
+   * Sends req, each message with a fresh sequence number, and collects the
+   * replies that carry them. A single message is done at its ACK (NLMSG_ERROR
+   * with 0), its error, or NLMSG_DONE for a dump; several (a batch) are done
+   * when every message that asked for NLM_F_ACK has its ACK. Any error ends
+   * the request, named by the refused message's own `operation` if it has one.
    * Requests on one socket run one at a time so replies never interleave.
    *
    * `req` may be a function: it is then called synchronously right before the
    * datagram is sent, not when the request was queued. A request built from
    * facts that expire (an address lifetime from a lease deadline) must be
    * built from the facts at the moment it leaves, however long it waited.
+   * For the same reason, when building and sending took longer than
+   * SLOW_SEND_MS (the sendto waited for a kernel lock, or the process was
+   * descheduled, and what it carried started counting late), the request is
+   * built and sent again at once, up to MAX_SENDS times, if it can be: an
+   * update (NLM_F_REPLACE, set element updates) can, a creation that must not
+   * find its object there (NLM_F_EXCL) cannot, and is sent once. The replies
+   * to every send are consumed, and those of the last returned.
    */
-  request(req: Request | (() => Request), operation: string, timeoutMs = this.timeoutMs): Promise<NetlinkMessage[]> {
+  request(req: Requests | (() => Requests), operation: string, timeoutMs = this.timeoutMs): Promise<NetlinkMessage[]> {
     const run = this.queue.then(() => this.exchange(req, operation, timeoutMs));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async exchange(req: Request | (() => Request), operation: string, timeoutMs: number): Promise<NetlinkMessage[]> {
+  private async exchange(req: Requests | (() => Requests), operation: string, timeoutMs: number): Promise<NetlinkMessage[]> {
     if (this.closed) throw new KernelError(operation, EBADF, "netlink socket closed");
-    const message = typeof req === "function" ? req() : req;
-    this.seq = (this.seq + 1) >>> 0;
-    const seq = this.seq;
-    const sent = sendto(this.fd, encodeMessage({ ...message, seq, pid: 0 }), 0, this.kernel);
-    if (sent < 0) throw new KernelError(operation, -sent);
+    // Every seq sent, with the operation its error would name; the seqs still
+    // owed an answer; and those of the last send, whose replies are returned.
+    const names = new Map<number, string>();
+    const owed = new Set<number>();
+    let last = new Set<number>();
+    for (let sends = 1; ; sends++) {
+      const started = this.clock();
+      const built = typeof req === "function" ? req() : req;
+      const messages = "type" in built ? [built] : built;
+      last = new Set();
+      const frames = messages.map((m) => {
+        this.seq = (this.seq + 1) >>> 0;
+        names.set(this.seq, m.operation ?? operation);
+        last.add(this.seq);
+        if (messages.length === 1 || m.flags & NLM_F_ACK) owed.add(this.seq);
+        return encodeMessage({ type: m.type, flags: m.flags, payload: m.payload, seq: this.seq, pid: 0 });
+      });
+      const sent = sendto(this.fd, concat(frames), 0, this.kernel);
+      const took = this.clock() - started;
+      if (sent < 0) throw new KernelError(operation, -sent);
+      const repeatable = typeof req === "function" && messages.every((m) => !(m.flags & NLM_F_EXCL));
+      if (!repeatable || took <= SLOW_SEND_MS || sends >= MAX_SENDS) break;
+    }
 
     const deadline = performance.now() + timeoutMs;
     const replies: NetlinkMessage[] = [];
     let interrupted = false;
-    for (;;) {
+    while (owed.size > 0) {
       const got = this.receive(operation);
       if (got === null) {
         if (performance.now() > deadline) throw new KernelError(operation, ETIMEDOUT, `no reply from the kernel in ${timeoutMs} ms`);
@@ -143,28 +202,30 @@ export class NetlinkSocket {
       }
       if (got === "overrun") throw new KernelError(operation, ENOBUFS, "reply lost: receive queue overrun");
       for (const m of got) {
-        // Leftovers of an earlier request that timed out: not ours.
-        if (m.seq !== seq) continue;
+        const name = names.get(m.seq);
+        // Leftovers of an earlier request that timed out or failed: not ours.
+        if (name === undefined) continue;
         if (m.type === NLMSG_NOOP || m.type === NLMSG_OVERRUN) continue;
         // Set on any part of a dump that raced with a change to what it lists.
         if (m.flags & NLM_F_DUMP_INTR) interrupted = true;
         if (m.type === NLMSG_ERROR) {
           const e = decodeError(m);
-          if (e instanceof WireError) throw new KernelError(operation, EBADMSG, e.message);
-          if (e.errno !== 0) throw new KernelError(operation, e.errno, e.message);
-          return replies;
-        }
-        if (m.type === NLMSG_DONE) {
+          if (e instanceof WireError) throw new KernelError(name, EBADMSG, e.message);
+          if (e.errno !== 0) throw new KernelError(name, e.errno, e.message);
+          owed.delete(m.seq);
+        } else if (m.type === NLMSG_DONE) {
           // A dump that fails part-way reports -errno in NLMSG_DONE's payload.
           const err = m.payload.byteLength >= 4 ? -view(m.payload).getInt32(0, HOST_LE) : 0;
-          if (err > 0) throw new KernelError(operation, err);
-          // The listing may be inconsistent; the caller's next pass will ask again.
-          if (interrupted) throw new KernelError(operation, EAGAIN, "dump interrupted by a concurrent change");
-          return replies;
+          if (err > 0) throw new KernelError(name, err);
+          owed.delete(m.seq);
+        } else if (last.has(m.seq)) {
+          replies.push(m);
         }
-        replies.push(m);
       }
     }
+    // The listing may be inconsistent; the caller's next pass will ask again.
+    if (interrupted) throw new KernelError(operation, EAGAIN, "dump interrupted by a concurrent change");
+    return replies;
   }
 
   /**
@@ -202,4 +263,15 @@ export class NetlinkSocket {
       return msgs;
     }
   }
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.byteLength;
+  }
+  return out;
 }

@@ -1,0 +1,517 @@
+// Root-only: NftFence against the kernel on a lab segment of two hosts. Host a
+// holds the VIPs on eth0 and runs the fence; host b pings and ARPs them, and
+// tcpdump on b witnesses what crossed the segment, with the kernel's own
+// timestamps. The nft CLI shows the kernel's view of the table; vipd itself
+// never runs it. Nothing here touches the root namespace.
+//
+// Expiry precision. The kernel turns a timeout into whole jiffies (rounding
+// down) and counts them from the last tick before the commit, so an element
+// expires up to two jiffies early (8 ms at this machine's HZ=250) and never
+// late. Measured with b pinging every 2 ms, eight runs of a 1500 ms
+// allowance: answers stopped between 2 and 8 ms before the deadline. The
+// tests ping every 5 ms (less load on a shared 2-core machine) and assert the
+// last answer within [deadline − 30, deadline + 3] ms, the first unanswered
+// request no earlier than deadline − 10 ms, and both within 1500 − 50 and
+// 1500 + 100 ms of the allow() call.
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { Announcer } from "../../src/kernel/announce.ts";
+import { ENOBUFS } from "../../src/kernel/errno.ts";
+import { KernelError, KernelInputError } from "../../src/kernel/error.ts";
+import { NETLINK_NETFILTER } from "../../src/kernel/ffi/libc.ts";
+import { parseIp, parseMac } from "../../src/kernel/ip.ts";
+import type { LinkRef } from "../../src/kernel/link-ref.ts";
+import { NetlinkSocket } from "../../src/kernel/netlink.ts";
+import { elementMessages, NftFence, probeNftables } from "../../src/kernel/nft-fence.ts";
+import { PacketSocket } from "../../src/kernel/packet.ts";
+import { decodeArp } from "../../src/kernel/wire/arp.ts";
+import { encodeEthernet, EtherType } from "../../src/kernel/wire/ethernet.ts";
+import { ALL_NODES_MAC, decodeNeighborAdvertisement, encodeNeighborAdvertisement, unsolicitedAdvertisement } from "../../src/kernel/wire/ndp.ts";
+import { batchBegin, batchEnd } from "../../src/kernel/wire/nftables.ts";
+import { type Host, inNetns, Segment } from "../lab/netns.ts";
+import { sh, sleep } from "../lab/sh.ts";
+import { Capture, type CapturedFrame } from "./capture.ts";
+
+const root = process.getuid?.() === 0;
+const VIP4 = "192.0.2.15";
+const VIP6 = "2001:db8::15";
+const SPEC = { links: ["eth0"], vips: [VIP4, VIP6] };
+
+let seg: Segment;
+let a: Host;
+let b: Host;
+let aEth0: LinkRef;
+let aMac: string;
+let fence: NftFence;
+
+const EXPECTED_LISTING = `
+table netdev vipd {
+  set vips4 { type ipv4_addr flags constant elements = { 192.0.2.15 } }
+  set vips6 { type ipv6_addr flags constant elements = { 2001:db8::15 } }
+  set proven4 { type ipv4_addr flags timeout }
+  set proven6 { type ipv6_addr flags timeout }
+  chain in_eth0 {
+    type filter hook ingress device "eth0" priority -300; policy accept;
+    ip daddr @vips4 ip daddr != @proven4 drop
+    arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp operation request arp daddr ip @vips4 arp daddr ip != @proven4 drop
+    ip6 daddr @vips6 ip6 daddr != @proven6 drop
+    icmpv6 type nd-neighbor-solicit @th,64,128 @vips6 @th,64,128 != @proven6 drop
+  }
+  chain out_eth0 {
+    type filter hook egress device "eth0" priority -300; policy accept;
+    ip saddr @vips4 ip saddr != @proven4 drop
+    arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ip @vips4 arp saddr ip != @proven4 drop
+    ip6 saddr @vips6 ip6 saddr != @proven6 drop
+    icmpv6 type nd-neighbor-advert @th,64,128 @vips6 @th,64,128 != @proven6 drop
+  }
+}`;
+
+const squash = (s: string) => s.replace(/\s+/g, " ").trim();
+const nft = (...args: string[]) => sh(["ip", "netns", "exec", a.ns, "nft", ...args]);
+/** Epoch milliseconds of a moment on this process's monotonic clock, to compare with capture times. */
+const epoch = (monotonicMs: number) => performance.timeOrigin + monotonicMs;
+
+/** Runs argv in b's namespace and says whether it exited 0 (ping, arping: "got an answer"). */
+async function succeeds(argv: string[]): Promise<boolean> {
+  const p = Bun.spawn(["ip", "netns", "exec", b.ns, ...argv], { stdout: "ignore", stderr: "ignore", stdin: "ignore" });
+  return (await p.exited) === 0;
+}
+const pingOnce = (ip: string) => succeeds(["ping", "-n", "-c", "1", "-W", "0.5", ip]);
+const arpingOnce = (ip: string) => succeeds(["arping", "-c", "1", "-w", "1", "-I", "eth0", ip]);
+
+/** b's neighbour entry for ip: permanent at a's MAC (so pings test the IP rules alone), or none (so b must ask). */
+async function neighbour(ip: string, state: "pinned" | "absent"): Promise<void> {
+  await seg.ip(b.ns, "neigh", "del", ip, "dev", "eth0").catch(() => undefined);
+  if (state === "pinned") await seg.ip(b.ns, "neigh", "replace", ip, "lladdr", aMac, "dev", "eth0", "nud", "permanent");
+}
+
+/** Milliseconds of an element's timeout or expiry as `nft list` prints them ("1m2s3ms"). */
+function nftDuration(text: string): number {
+  let ms = 0;
+  for (const [, n, unit] of text.matchAll(/(\d+)(ms|d|h|m|s)/g)) {
+    ms += Number(n) * { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000, ms: 1 }[unit as "d" | "h" | "m" | "s" | "ms"];
+  }
+  return ms;
+}
+
+/** The proven set's element for ip as the kernel lists it, or null. */
+async function provenElement(ip: string): Promise<{ timeoutMs: number; expiresMs: number } | null> {
+  const set = ip.includes(":") ? "proven6" : "proven4";
+  const out = squash(await nft("list", "set", "netdev", "vipd", set));
+  const m = out.match(new RegExp(`${ip.replace(/\./g, "\\.")} timeout (\\S+) expires (\\S+?)[ ,}]`));
+  return m ? { timeoutMs: nftDuration(m[1]!), expiresMs: nftDuration(m[2]!) } : null;
+}
+
+interface Echo {
+  readonly seq: number;
+  /** When b sent the request, epoch ms (tcpdump's timestamp on b). */
+  readonly sent: number;
+  readonly answered: boolean;
+}
+
+/** ICMP or ICMPv6 echo request/reply in an Ethernet frame: its kind and sequence number. */
+function echoOf(f: Uint8Array): { request: boolean; seq: number } | null {
+  const etherType = (f[12]! << 8) | f[13]!;
+  let icmp: number;
+  let request: boolean;
+  if (etherType === 0x0800 && f[23] === 1) {
+    icmp = 14 + (f[14]! & 0x0f) * 4;
+    if (f[icmp] !== 8 && f[icmp] !== 0) return null;
+    request = f[icmp] === 8;
+  } else if (etherType === 0x86dd && f[20] === 58) {
+    icmp = 54;
+    if (f[icmp] !== 128 && f[icmp] !== 129) return null;
+    request = f[icmp] === 128;
+  } else {
+    return null;
+  }
+  return { request, seq: (f[icmp + 6]! << 8) | f[icmp + 7]! };
+}
+
+function echoes(frames: readonly CapturedFrame[]): Echo[] {
+  const sent = new Map<number, number>();
+  const answered = new Set<number>();
+  for (const fr of frames) {
+    const e = echoOf(fr.bytes);
+    if (!e) continue;
+    if (e.request) sent.set(e.seq, fr.time * 1000);
+    else answered.add(e.seq);
+  }
+  return [...sent].sort(([x], [y]) => x - y).map(([seq, t]) => ({ seq, sent: t, answered: answered.has(seq) }));
+}
+
+/**
+ * b pings ip every 5 ms from 150 ms before `act` until `afterMs` after it,
+ * with tcpdump on b capturing the echoes. ping and tcpdump are stopped by
+ * their PIDs whatever happens.
+ */
+async function whilePinging(ip: string, act: () => Promise<void>, afterMs: number): Promise<Echo[]> {
+  const cap = await Capture.start(b.ns, "eth0", `${ip.includes(":") ? "icmp6" : "icmp"} and host ${ip}`);
+  const ping = Bun.spawn(["ip", "netns", "exec", b.ns, "ping", "-n", "-q", "-i", "0.005", ip], { stdout: "ignore", stderr: "ignore" });
+  try {
+    await sleep(150);
+    await act();
+    await sleep(afterMs);
+  } finally {
+    ping.kill("SIGTERM");
+    await ping.exited;
+    await sleep(30); // the last replies reach the capture
+    await cap.stop();
+  }
+  const frames = cap.frames();
+  cap.dispose();
+  return echoes(frames);
+}
+
+/** The last answered request and the one after it: the moment answers stopped lies between. */
+function answersStopped(es: readonly Echo[]): { last: Echo; next: Echo } {
+  const lastIndex = es.findLastIndex((e) => e.answered);
+  expect(lastIndex).toBeGreaterThanOrEqual(0);
+  const next = es[lastIndex + 1];
+  expect(next).toBeDefined();
+  // Stopped for good: nothing after it was answered either.
+  expect(es.slice(lastIndex + 1).filter((e) => e.answered)).toEqual([]);
+  return { last: es[lastIndex]!, next: next! };
+}
+
+/** The first answered request: answers started between it and the one before. */
+function answersStarted(es: readonly Echo[]): { before: Echo; first: Echo } {
+  const i = es.findIndex((e) => e.answered);
+  expect(i).toBeGreaterThan(0);
+  return { before: es[i - 1]!, first: es[i]! };
+}
+
+describe.skipIf(!root)("NftFence on a lab segment", () => {
+  beforeAll(async () => {
+    seg = await Segment.create(["a", "b"]);
+    a = seg.host("a");
+    b = seg.host("b");
+    const [l] = JSON.parse(await seg.ip(a.ns, "-j", "link", "show", "dev", "eth0")) as { ifindex: number; address: string }[];
+    aMac = l!.address;
+    aEth0 = { index: l!.ifindex, name: "eth0", mac: parseMac(aMac)! };
+    const [lb] = JSON.parse(await seg.ip(b.ns, "-j", "link", "show", "dev", "eth0")) as { address: string }[];
+    await seg.ip(a.ns, "addr", "add", `${VIP4}/32`, "dev", "eth0");
+    await seg.ip(a.ns, "addr", "add", `${VIP6}/128`, "dev", "eth0", "nodad");
+    // a answers from the VIP; pinning b's address keeps a's own ARP and NS
+    // for b (sent from the VIP, and fenced too) out of the measurements.
+    await seg.ip(a.ns, "neigh", "replace", b.ip4, "lladdr", lb!.address, "dev", "eth0", "nud", "permanent");
+    await seg.ip(a.ns, "neigh", "replace", b.ip6, "lladdr", lb!.address, "dev", "eth0", "nud", "permanent");
+    fence = inNetns(a.ns, () => NftFence.open());
+  }, 30_000);
+
+  afterAll(async () => {
+    fence?.close();
+    await seg?.destroy();
+  });
+
+  beforeEach(async () => {
+    // A fresh table, nothing allowed, and b's neighbour entries pinned.
+    await fence.remove();
+    expect(await fence.configure(SPEC)).toEqual({ egress: true });
+    await neighbour(VIP4, "pinned");
+    await neighbour(VIP6, "pinned");
+  });
+
+  test("the kernel lists the table vipd asked for", async () => {
+    expect(squash(await nft("list", "table", "netdev", "vipd"))).toBe(squash(EXPECTED_LISTING));
+    // The probe's scratch table is gone again.
+    expect(squash(await nft("list", "tables"))).toBe("table netdev vipd");
+  });
+
+  test("probeNftables: netdev ingress and egress are usable here", async () => {
+    const [p] = inNetns(a.ns, () => [probeNftables()]);
+    expect(await p!).toEqual({ ok: true, egress: true });
+    // Its checks commit nothing.
+    expect(squash(await nft("list", "tables"))).toBe("table netdev vipd");
+  });
+
+  test("probeNftables without CAP_NET_ADMIN says EPERM and what is missing", async () => {
+    const code = `const m = await import(${JSON.stringify(`${process.cwd()}/src/kernel/nft-fence.ts`)}); console.log(JSON.stringify(await m.probeNftables()));`;
+    const out = await sh(["ip", "netns", "exec", a.ns, "capsh", "--drop=cap_net_admin", "--", "-c", `exec ${process.execPath} -e '${code}'`]);
+    expect(JSON.parse(out)).toEqual({ ok: false, reason: "EPERM: checking nftables: vipd needs CAP_NET_ADMIN" });
+  });
+
+  test("a guarded IPv4 VIP answers neither ping nor ARP until allowed", async () => {
+    expect(await pingOnce(VIP4)).toBe(false);
+    await neighbour(VIP4, "absent");
+    expect(await arpingOnce(VIP4)).toBe(false);
+    await fence.allow(VIP4, () => performance.now() + 10_000);
+    expect(await arpingOnce(VIP4)).toBe(true);
+    await neighbour(VIP4, "pinned");
+    expect(await pingOnce(VIP4)).toBe(true);
+  }, 15_000);
+
+  test("a guarded IPv6 VIP answers neither ping nor neighbour solicitation until allowed", async () => {
+    const advertisements = async (act: () => Promise<unknown>) => {
+      const cap = await Capture.start(b.ns, "eth0", `icmp6 and ether src ${aMac} and ip6[40] == 136`);
+      try {
+        await act();
+        await sleep(50);
+      } finally {
+        await cap.stop();
+      }
+      const frames = cap.frames();
+      cap.dispose();
+      return frames.map((f) => decodeNeighborAdvertisement(f.bytes.subarray(14))).filter((na) => parseIp(VIP6)!.bytes.every((x, i) => na.target[i] === x));
+    };
+    expect(await pingOnce(VIP6)).toBe(false);
+    await neighbour(VIP6, "absent");
+    // b's ping solicits a's MAC first; the solicitation is dropped, no advertisement comes.
+    expect(await advertisements(async () => expect(await pingOnce(VIP6)).toBe(false))).toEqual([]);
+    await fence.allow(VIP6, () => performance.now() + 10_000);
+    const nas = await advertisements(async () => expect(await pingOnce(VIP6)).toBe(true));
+    expect(nas.length).toBeGreaterThanOrEqual(1);
+    expect(nas[0]!.solicited).toBe(true);
+  }, 15_000);
+
+  test("an allowance ends at its deadline, to a few milliseconds, with nothing sent to end it", async () => {
+    let anchor = 0;
+    let deadline = 0;
+    const es = await whilePinging(
+      VIP4,
+      async () => {
+        const t0 = performance.now();
+        anchor = epoch(t0);
+        deadline = t0 + 1500;
+        await fence.allow(VIP4, () => deadline);
+      },
+      1800,
+    );
+    const { before, first } = answersStarted(es);
+    const { last, next } = answersStopped(es);
+    const at = (e: Echo) => Math.round((e.sent - anchor) * 10) / 10;
+    console.log(`allowed for 1500 ms: answers from ${at(before)}..${at(first)} ms to ${at(last)}..${at(next)} ms`);
+    // Nothing answered before the allowance, answers within a ping interval of it.
+    expect(at(before)).toBeLessThan(5);
+    expect(at(first)).toBeLessThan(40);
+    // Answers stop at the deadline: never after it, at most two jiffies and a ping interval before.
+    expect(at(last)).toBeLessThanOrEqual(1500 + 3);
+    expect(at(last)).toBeGreaterThanOrEqual(1500 - 30);
+    expect(at(next)).toBeGreaterThanOrEqual(1500 - 10);
+    for (const t of [at(last), at(next)]) {
+      expect(t).toBeGreaterThanOrEqual(1500 - 50);
+      expect(t).toBeLessThanOrEqual(1500 + 100);
+    }
+    // Only the kernel ended it: the fence still remembers nothing past the deadline.
+    expect(await provenElement(VIP4)).toBeNull();
+  }, 15_000);
+
+  test("deny stops answers at once", async () => {
+    let denied = 0;
+    const es = await whilePinging(
+      VIP4,
+      async () => {
+        await fence.allow(VIP4, () => performance.now() + 10_000);
+        await sleep(300);
+        denied = epoch(performance.now());
+        await fence.deny(VIP4);
+      },
+      200,
+    );
+    const { last, next } = answersStopped(es);
+    console.log(`denied: last answer ${(last.sent - denied).toFixed(1)} ms, first unanswered ${(next.sent - denied).toFixed(1)} ms from the call`);
+    expect(last.sent - denied).toBeLessThan(5);
+    expect(next.sent - denied).toBeLessThan(30);
+    expect(es.filter((e) => e.answered).length).toBeGreaterThan(10);
+    // Idempotent: denying what is not there is no error.
+    await fence.deny(VIP4);
+    await fence.deny(VIP6);
+  }, 15_000);
+
+  test("egress: announcements from a VIP leave a only while it is allowed", async () => {
+    const announcements = async (act: () => void) => {
+      const cap = await Capture.start(b.ns, "eth0", `ether src ${aMac} and (arp or (icmp6 and ip6[40] == 136))`);
+      try {
+        act();
+        await sleep(100);
+      } finally {
+        await cap.stop();
+      }
+      const frames = cap.frames();
+      cap.dispose();
+      return frames.map((f) => (f.bytes[12] === 0x08 ? `arp ${decodeArp(f.bytes.subarray(14)).operation}` : "na"));
+    };
+    // vipd's own NAs come from the VIP, which the source rule already stops;
+    // this one, from a link-local address, only the target rule does.
+    const fromLinkLocal = encodeEthernet({
+      destination: ALL_NODES_MAC,
+      source: aEth0.mac,
+      etherType: EtherType.IPv6,
+      payload: encodeNeighborAdvertisement({ ...unsolicitedAdvertisement(aEth0.mac, parseIp(VIP6)!.bytes), source: parseIp("fe80::1")!.bytes }),
+    });
+    const an = inNetns(a.ns, () => Announcer.open(aEth0));
+    const raw = inNetns(a.ns, () => PacketSocket.open(aEth0, 0));
+    try {
+      // The egress hook drops the frame inside dev_queue_xmit, and the packet
+      // socket reports that as ENOBUFS.
+      expect(
+        await announcements(() => {
+          expect(() => an.announceOnce(VIP4)).toThrow(new KernelError(`announcing ${VIP4} on eth0`, ENOBUFS));
+          expect(() => an.announceOnce(VIP6)).toThrow(new KernelError(`announcing ${VIP6} on eth0`, ENOBUFS));
+          expect(() => raw.send(fromLinkLocal, "advertising from fe80::1")).toThrow(new KernelError("advertising from fe80::1", ENOBUFS));
+        }),
+      ).toEqual([]);
+      await fence.allow(VIP4, () => performance.now() + 10_000);
+      await fence.allow(VIP6, () => performance.now() + 10_000);
+      expect(
+        (
+          await announcements(() => {
+            an.announceOnce(VIP4);
+            an.announceOnce(VIP6);
+            raw.send(fromLinkLocal, "advertising from fe80::1");
+          })
+        ).sort(),
+      ).toEqual(["arp 1", "arp 2", "na", "na"]);
+    } finally {
+      an.close();
+      raw.close();
+    }
+  }, 15_000);
+
+  test("configuring again with the same VIPs keeps an allowed VIP answering, without a gap", async () => {
+    const es = await whilePinging(
+      VIP4,
+      async () => {
+        await fence.allow(VIP4, () => performance.now() + 10_000);
+        for (let i = 0; i < 3; i++) {
+          await sleep(150);
+          expect(await fence.configure(SPEC)).toEqual({ egress: true });
+        }
+      },
+      150,
+    );
+    const { first } = answersStarted(es);
+    const after = es.filter((e) => e.seq >= first.seq);
+    // Every request from the first answer on was answered, but for the last
+    // few still in flight when ping stopped.
+    const unanswered = after.slice(0, -3).filter((e) => !e.answered);
+    expect(unanswered).toEqual([]);
+    expect(after.length).toBeGreaterThan(20);
+    expect(await provenElement(VIP4)).not.toBeNull();
+  }, 15_000);
+
+  test("remove deletes the table, and again is no error", async () => {
+    await fence.remove();
+    expect(squash(await nft("list", "tables"))).toBe("");
+    await fence.remove();
+    expect(squash(await nft("list", "tables"))).toBe("");
+    // allow() without a table names the problem.
+    await expect(fence.allow(VIP4, () => performance.now() + 1000)).rejects.toThrow(`ENOENT: allowing ${VIP4} in vipd proven4`);
+  });
+
+  test("after the process that allowed a VIP is killed, the kernel still ends it at the deadline", async () => {
+    let deadline = 0;
+    let child: Bun.Subprocess<"ignore", "pipe", "inherit"> | undefined;
+    const es = await whilePinging(
+      VIP4,
+      async () => {
+        child = Bun.spawn(
+          ["ip", "netns", "exec", a.ns, process.execPath, "test/kernel/fixtures/allow-and-hang.ts", "eth0", VIP4, "1000"],
+          { stdin: "ignore", stdout: "pipe", stderr: "inherit" },
+        );
+        const reader = child.stdout.getReader();
+        let out = "";
+        while (!out.includes("\n")) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`fixture exited before allowing: ${out}`);
+          out += new TextDecoder().decode(value);
+        }
+        ({ deadline } = JSON.parse(out) as { deadline: number });
+        process.kill(child.pid, "SIGKILL");
+        await child.exited;
+        expect(child.signalCode).toBe("SIGKILL");
+      },
+      1500,
+    ).finally(() => {
+      if (child && child.exitCode === null && child.signalCode === null) process.kill(child.pid, "SIGKILL");
+    });
+    const { last, next } = answersStopped(es);
+    console.log(`killed holder: answers stopped ${(last.sent - deadline).toFixed(1)}..${(next.sent - deadline).toFixed(1)} ms from its deadline`);
+    expect(last.sent - deadline).toBeLessThanOrEqual(3);
+    expect(next.sent - deadline).toBeGreaterThanOrEqual(-10);
+    expect(next.sent - deadline).toBeLessThanOrEqual(100);
+    expect(es.filter((e) => e.answered).length).toBeGreaterThan(10);
+  }, 20_000);
+
+  test("this kernel updates an element's timeout in place, shorter or longer", async () => {
+    const now = performance.now();
+    await fence.allow(VIP4, () => now + 20_000);
+    const long = await provenElement(VIP4);
+    expect(long!.expiresMs).toBeGreaterThan(19_000);
+    await fence.allow(VIP4, () => now + 2000);
+    const short = await provenElement(VIP4);
+    expect(short!.timeoutMs).toBeLessThanOrEqual(2000);
+    expect(short!.expiresMs).toBeLessThanOrEqual(2000);
+    await fence.allow(VIP4, () => now + 5000);
+    expect((await provenElement(VIP4))!.expiresMs).toBeGreaterThan(4000);
+    // The same timeout again restarts the countdown too (expiration is sent along).
+    await sleep(300);
+    const again = performance.now();
+    await fence.allow(VIP4, () => again + 5000);
+    expect((await provenElement(VIP4))!.expiresMs).toBeGreaterThan(4900);
+  });
+
+  test("the delete-and-re-add form for kernels before 6.12 sets the timeout too, and removals are idempotent", async () => {
+    const ip = parseIp(VIP6)!;
+    const [sock] = inNetns(a.ns, () => [NetlinkSocket.open({ protocol: NETLINK_NETFILTER })]);
+    const send = (timeoutMs: number | null) =>
+      sock!.request([batchBegin(), ...elementMessages([{ ip, timeoutMs }], false), batchEnd()], "changing proven6 the old way");
+    try {
+      await send(30_000);
+      expect((await provenElement(VIP6))!.expiresMs).toBeGreaterThan(29_000);
+      await send(3000);
+      expect((await provenElement(VIP6))!.expiresMs).toBeLessThanOrEqual(3000);
+      await send(null);
+      expect(await provenElement(VIP6)).toBeNull();
+      await send(null);
+      expect(await provenElement(VIP6)).toBeNull();
+    } finally {
+      sock!.close();
+    }
+  });
+
+  test("a slow send is repeated with the timeout computed again", async () => {
+    // A clock that moves 5 ms each time it is read: every sendto looks slow.
+    let skew = 0;
+    let slow = false;
+    const clock = () => performance.now() + (slow ? (skew += 5) : skew);
+    const slowFence = inNetns(a.ns, () => NftFence.open({ clock }));
+    try {
+      await slowFence.configure(SPEC);
+      const deadline = clock() + 60_000;
+      slow = true;
+      await slowFence.allow(VIP4, () => deadline);
+      slow = false;
+      // One send would carry deadline − (a read or two) ≈ 59990 ms; each
+      // resend reads the clock again, and the kernel holds the last value.
+      const held = await provenElement(VIP4);
+      expect(held!.timeoutMs).toBeLessThan(59_975);
+      expect(held!.timeoutMs).toBeGreaterThan(59_900);
+    } finally {
+      slowFence.close();
+    }
+  });
+
+  test("a deadline with too little left removes the element; calls in one tick share one batch", async () => {
+    await fence.allow(VIP4, () => performance.now() + 10_000);
+    await fence.allow(VIP6, () => performance.now() + 10_000);
+    expect(await provenElement(VIP4)).not.toBeNull();
+    // Same tick: one transaction allows VIP6 anew and ends VIP4 (deadline passed).
+    await Promise.all([fence.allow(VIP4, () => performance.now() - 1), fence.allow(VIP6, () => performance.now() + 8000)]);
+    expect(await provenElement(VIP4)).toBeNull();
+    expect((await provenElement(VIP6))!.expiresMs).toBeLessThanOrEqual(8000);
+    await fence.allow(VIP6, () => null);
+    expect(await provenElement(VIP6)).toBeNull();
+  });
+
+  test("bad input is refused before anything is sent", async () => {
+    await expect(fence.configure({ links: ["a-name-too-long-for-linux"], vips: [VIP4] })).rejects.toBeInstanceOf(KernelInputError);
+    await expect(fence.configure({ links: ["eth0"], vips: ["192.0.2.300"] })).rejects.toThrow(
+      'configuring nftables table vipd: "192.0.2.300" is not an IPv4 or IPv6 address',
+    );
+    await expect(fence.configure({ links: ["eth0"], vips: ["224.0.0.1"] })).rejects.toThrow(/never a VIP/);
+    await expect(fence.allow("vip", () => 0)).rejects.toThrow('allowing vip in vipd: "vip" is not an IPv4 or IPv6 address');
+    await expect(fence.deny("::1")).rejects.toBeInstanceOf(KernelInputError);
+    await expect(fence.allow(VIP4, () => Infinity)).rejects.toThrow(/finite clock time, not Infinity/);
+    expect(squash(await nft("list", "table", "netdev", "vipd"))).toBe(squash(EXPECTED_LISTING));
+  });
+});
