@@ -1,9 +1,9 @@
 // The commands as functions from arguments to an exit code. Only main.ts
 // touches process.argv, signals and process.exit; everything here gets them
 // through CliIO, so the whole CLI runs in tests.
-import { Agent, electionPrefix } from "../agent.ts";
+import { Agent, StartRefused } from "../agent.ts";
 import { configPath, FLAGS, type FlagSpec, formatIssues, loadSettings, parseFlags, readConfigFile, type Settings, summarize } from "../config/index.ts";
-import { connectEtcd } from "../election/client.ts";
+import { connectEtcd } from "../election/connection.ts";
 import { describeEtcdError } from "../election/etcd-error.ts";
 import { HealthServer } from "../health/server.ts";
 import { createLogger, describeError, type LogLevel } from "../log.ts";
@@ -126,7 +126,7 @@ async function status(args: readonly string[], io: CliIO): Promise<number> {
   let client: ReturnType<typeof connectEtcd> | null = null;
   try {
     client = connectEtcd({ endpoints: settings.etcd.endpoints, tls: settings.etcd.tls });
-    const report = await readStatus(client, electionPrefix(settings), vips);
+    const report = await readStatus(client, settings.etcd.prefix, vips);
     io.out(r.flags.json ? renderStatusJson(report) : renderStatusTable(report));
     return EXIT_OK;
   } catch (err) {
@@ -143,12 +143,17 @@ async function run(args: readonly string[], io: CliIO): Promise<number> {
   const { settings } = r;
   const log = createLogger({ format: settings.log.format, level: settings.log.level as LogLevel, write: io.err });
   for (const s of r.skipped) log.info(`skipping document ${s.index} (${s.kind}): not a vipd document`);
-  log.info("starting vipd", { version: VERSION, node: settings.nodeName, vips: settings.vips.map((v) => v.ip).join(","), ttl: settings.election.leaseTTL });
+  log.info("starting vipd", { version: VERSION, node: settings.nodeName, vips: settings.vips.map((v) => v.ip).join(","), holdMs: settings.election.holdTime, leaseTTL: settings.election.leaseTTL });
 
   let agent: Agent;
   try {
-    agent = await Agent.start(settings, log);
+    agent = await Agent.start(settings, log, { version: VERSION });
   } catch (err) {
+    if (err instanceof StartRefused) {
+      log.error(err.message);
+      io.err(`vipd: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
     const code = (err as { code?: string }).code;
     const hint = code === "EPERM" || code === "EACCES" ? " — vipd needs CAP_NET_ADMIN and CAP_NET_RAW (run it as root, or grant them)" : "";
     log.error(`cannot start: ${describeError(err)}${hint}`);
@@ -166,11 +171,18 @@ async function run(args: readonly string[], io: CliIO): Promise<number> {
     await agent.stop();
     return EXIT_FAILURE;
   }
-  const signal = await io.stopRequested;
+  const why = await Promise.race([
+    io.stopRequested.then((signal) => ({ signal, fatal: null })),
+    agent.fatal.then((fatal) => ({ signal: null, fatal })),
+  ]);
   const t0 = performance.now();
-  log.info("stopping", { signal });
+  log.info("stopping", why.signal ? { signal: why.signal } : { reason: why.fatal });
   await agent.stop();
   server.stop();
   log.info("stopped", { ms: Math.round(performance.now() - t0) });
+  if (why.fatal !== null) {
+    io.err(`vipd: ${why.fatal}\n`);
+    return EXIT_USAGE;
+  }
   return EXIT_OK;
 }

@@ -25,7 +25,7 @@ export const agentSchema = v.strictObject(
     kind: v.literal(AGENT),
     nodeName: opt(f.nodeName),
     etcd: opt(v.strictObject({ endpoints: opt(f.endpoints), prefix: opt(f.keyPrefix), ...tlsFiles }, f.MAPPING)),
-    election: opt(v.strictObject({ leaseTTL: opt(f.leaseTTL) }, f.MAPPING)),
+    election: opt(v.strictObject({ holdTime: opt(f.holdTime), leaseTTL: opt(f.leaseTTL) }, f.MAPPING)),
     health: opt(v.strictObject({ listen: opt(f.hostPort) }, f.MAPPING)),
     apiServer: opt(
       v.strictObject(

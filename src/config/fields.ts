@@ -3,6 +3,7 @@
 // is the "expected" half of an issue, written for a person.
 
 import * as v from "valibot";
+import { MAX_HOLD_MS, MIN_HOLD_MS } from "../election/proof.ts";
 import { isUnusableAsVip, parseIp } from "../kernel/ip.ts";
 
 export const MAPPING = "a mapping of fields";
@@ -59,19 +60,32 @@ export const keyPrefix = v.pipe(
 export const TTL_MIN = 3;
 export const TTL_MAX = 300;
 const TTL = `a whole number of seconds from ${TTL_MIN} to ${TTL_MAX}`;
-/** Range minimum is checked apart (see tooShortToFence) so the error can say why. */
-export const leaseTTL = v.pipe(v.number(TTL), v.integer(TTL), v.maxValue(TTL_MAX, TTL));
+/** The cleanup lease (design.md §3); its minimum against the hold time is checked apart (leaseTooShort). */
+export const leaseTTL = v.pipe(v.number(TTL), v.check((n) => wholeIn(n, TTL_MIN, TTL_MAX), TTL));
 
-/** Why a TTL below 3 s is refused, or null if it is long enough. */
-export function tooShortToFence(ttl: number): string | null {
-  if (ttl >= TTL_MIN) return null;
-  // The holder must drop the VIP by keepalive-send-time + TTL - margin, and the kernel
-  // lifetime it sets is whole seconds that may be honoured up to ~1 s late, so the
-  // lifetime is floor(TTL - margin - rtt - 1), which is below 1 s for any TTL <= 2.
+const HOLD = `a whole number of milliseconds from ${MIN_HOLD_MS} to ${MAX_HOLD_MS}`;
+export const holdTime = v.pipe(v.number(HOLD), v.check((n) => wholeIn(n, MIN_HOLD_MS, MAX_HOLD_MS), HOLD));
+
+/** One check for "whole and in range", so a value wrong both ways is reported once. */
+function wholeIn(n: number, min: number, max: number): boolean {
+  return Number.isInteger(n) && n >= min && n <= max;
+}
+
+/** A keepalive every TTL/6 (at least 500 ms at TTL 3) leaves the lease this much beyond a hold. */
+export const LEASE_BEYOND_HOLD_MS = 500;
+
+/**
+ * Why a lease TTL is too short for a hold time, or null. The lease only
+ * cleans up after a vanished agent, but it must outlast any etcd stall the
+ * heartbeats survive: otherwise etcd deletes the keys of an agent that still
+ * holds its VIPs, and every VIP moves.
+ */
+export function leaseTooShort(ttlS: number, holdMs: number): string | null {
+  if (ttlS * 1000 >= holdMs + LEASE_BEYOND_HOLD_MS) return null;
+  const least = Math.ceil((holdMs + LEASE_BEYOND_HOLD_MS) / 1000);
   return (
-    `leaseTTL ${ttl} is too short to fence safely: minimum ${TTL_MIN} seconds, because the VIP's kernel lifetime ` +
-    `(whole seconds, removed up to 1 s late) must end before the lease can expire, which leaves under 1 second ` +
-    `of lifetime with a TTL of 2 or less (and etcd raises such short TTLs to its own minimum anyway)`
+    `leaseTTL ${ttlS} s is shorter than holdTime ${holdMs} ms plus ${LEASE_BEYOND_HOLD_MS} ms: etcd would delete this agent's keys ` +
+    `during an etcd stall that its heartbeats survive, and every VIP would move. Use a leaseTTL of at least ${least} s`
   );
 }
 

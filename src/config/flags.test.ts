@@ -68,6 +68,7 @@ describe("FLAGS", () => {
       "etcd-ca": "VIPD_ETCD_CA",
       "etcd-cert": "VIPD_ETCD_CERT",
       "etcd-key": "VIPD_ETCD_KEY",
+      "hold-time": "VIPD_HOLD_TIME",
       "lease-ttl": "VIPD_LEASE_TTL",
       "health-listen": "VIPD_HEALTH_LISTEN",
       "apiserver-url": "VIPD_APISERVER_URL",
@@ -82,7 +83,7 @@ describe("FLAGS", () => {
   test("help text has one line a flag, with its variable", () => {
     const help = flagHelp().split("\n");
     expect(help).toHaveLength(FLAGS.length);
-    expect(help[6]).toBe("  --lease-ttl SECONDS               election lease TTL, 3 to 300 (default: 3) [VIPD_LEASE_TTL]");
+    expect(help[7]).toBe("  --lease-ttl SECONDS               TTL of the lease that removes a vanished agent's keys, 3 to 300 (default: 10) [VIPD_LEASE_TTL]");
     expect(help.at(-1)).toBe("  --help                            show this help");
   });
 });

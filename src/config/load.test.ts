@@ -23,10 +23,7 @@ function messages(fileText: string, over: Partial<LoadInput> = {}): string[] {
   return r.issues.map((i) => i.message);
 }
 
-const TOO_SHORT_2 =
-  "leaseTTL 2 is too short to fence safely: minimum 3 seconds, because the VIP's kernel lifetime " +
-  "(whole seconds, removed up to 1 s late) must end before the lease can expire, which leaves under 1 second " +
-  "of lifetime with a TTL of 2 or less (and etcd raises such short TTLs to its own minimum anyway)";
+const TOO_SHORT_2 = "expected a whole number of seconds from 3 to 300, received 2";
 
 describe("defaults and documents", () => {
   test("one Layer2VIPConfig and nothing else gives every default", () => {
@@ -34,7 +31,7 @@ describe("defaults and documents", () => {
       nodeName: "cp-1",
       vips: [{ ip: "192.168.0.15", family: 4, link: "enp0s2", document: 0 }],
       etcd: { endpoints: ["https://127.0.0.1:2379"], prefix: "/vipd/" },
-      election: { leaseTTL: 3 },
+      election: { holdTime: 2500, leaseTTL: 10 },
       health: { listen: { host: "127.0.0.1", port: 8099 } },
       announce: { burst: 3, burstInterval: 0.05, refresh: 10 },
       log: { format: "json", level: "info" },
@@ -111,7 +108,7 @@ etcd:
   certFile: /pki/c.crt
   keyFile: /pki/c.key
   prefix: /lab/vipd/
-election: { leaseTTL: 5 }
+election: { holdTime: 4000, leaseTTL: 5 }
 health: { listen: "[::1]:9000" }
 apiServer:
   url: https://127.0.0.1:6443/readyz
@@ -133,7 +130,7 @@ log: { format: pretty, level: debug }`),
         prefix: "/lab/vipd/",
         tls: { caFile: "/pki/ca.crt", certFile: "/pki/c.crt", keyFile: "/pki/c.key" },
       },
-      election: { leaseTTL: 5 },
+      election: { holdTime: 4000, leaseTTL: 5 },
       health: { listen: { host: "::1", port: 9000 } },
       apiServer: { url: "https://127.0.0.1:6443/readyz", caFile: "/pki/k.crt", insecureSkipVerify: true, interval: 0.5, timeout: 0.25, rise: 1, fall: 2 },
       announce: { burst: 5, burstInterval: 0, refresh: 0 },
@@ -246,6 +243,21 @@ describe("errors name the document, the field and what was wanted", () => {
     ["a scalar document", docs(VIP, "hello\n"), {}, ['document 1: expected a mapping with apiVersion and kind, received "hello"']],
     ["a list document", docs(VIP, "- a\n- b\n"), {}, ["document 1: expected a mapping with apiVersion and kind, received a list of 2"]],
     ["TTL 2", docs(VIP, agent("election: { leaseTTL: 2 }")), {}, [`document 1 (VIPAgentConfig): election.leaseTTL: ${TOO_SHORT_2}`]],
+    ["hold 999 ms", docs(VIP, agent("election: { holdTime: 999 }")), {}, ["document 1 (VIPAgentConfig): election.holdTime: expected a whole number of milliseconds from 1000 to 30000, received 999"]],
+    ["hold 2.5 s written as seconds", docs(VIP, agent("election: { holdTime: 2.5 }")), {}, ["document 1 (VIPAgentConfig): election.holdTime: expected a whole number of milliseconds from 1000 to 30000, received 2.5"]],
+    ["hold 30001 ms", VIP, { flags: { "hold-time": "30001" } }, ["flag --hold-time: expected a whole number of milliseconds from 1000 to 30000, received 30001"]],
+    [
+      "a lease shorter than the hold",
+      docs(VIP, agent("election: { holdTime: 5000, leaseTTL: 4 }")),
+      {},
+      ["document 1 (VIPAgentConfig): election.leaseTTL: leaseTTL 4 s is shorter than holdTime 5000 ms plus 500 ms: etcd would delete this agent's keys during an etcd stall that its heartbeats survive, and every VIP would move. Use a leaseTTL of at least 6 s"],
+    ],
+    [
+      "a hold longer than the default lease, set by flag",
+      VIP,
+      { flags: { "hold-time": "20000" } },
+      ["flag --hold-time: leaseTTL 10 s is shorter than holdTime 20000 ms plus 500 ms: etcd would delete this agent's keys during an etcd stall that its heartbeats survive, and every VIP would move. Use a leaseTTL of at least 21 s"],
+    ],
     ["TTL 2.5", docs(VIP, agent("election: { leaseTTL: 2.5 }")), {}, ["document 1 (VIPAgentConfig): election.leaseTTL: expected a whole number of seconds from 3 to 300, received 2.5"]],
     ["TTL 301", docs(VIP, agent("election: { leaseTTL: 301 }")), {}, ["document 1 (VIPAgentConfig): election.leaseTTL: expected a whole number of seconds from 3 to 300, received 301"]],
     ["TTL as text", docs(VIP, agent('election: { leaseTTL: "3" }')), {}, ['document 1 (VIPAgentConfig): election.leaseTTL: expected a whole number of seconds from 3 to 300, received "3"']],
@@ -377,13 +389,13 @@ describe("TLS files are checked at load time", () => {
 });
 
 describe("summarize", () => {
-  test("names node, etcd, TTL, each VIP, health and gate", () => {
+  test("names node, etcd, hold and lease, each VIP, health and gate", () => {
     const s = settings(docs(VIP, vip("2001:db8::15"), agent("etcd: { caFile: /ca }\nhealth: { listen: '[::1]:8099' }\napiServer: { url: https://127.0.0.1:6443/readyz }")));
     expect(summarize(s)).toBe(
       [
         "node:      cp-1",
         "etcd:      https://127.0.0.1:2379 (TLS: yes), prefix /vipd/",
-        "lease TTL: 3 s",
+        "election:  hold 2500 ms, cleanup lease TTL 10 s",
         "VIP:       192.168.0.15 (IPv4) on enp0s2",
         "VIP:       2001:db8::15 (IPv6) on enp0s2",
         "health:    [::1]:8099",

@@ -54,6 +54,7 @@ const FIELDS: readonly Field[] = [
   { key: "etcd.caFile", schema: f.filePath, text: "string", flag: "etcd-ca" },
   { key: "etcd.certFile", schema: f.filePath, text: "string", flag: "etcd-cert" },
   { key: "etcd.keyFile", schema: f.filePath, text: "string", flag: "etcd-key" },
+  { key: "election.holdTime", schema: f.holdTime, text: "number", flag: "hold-time" },
   { key: "election.leaseTTL", schema: f.leaseTTL, text: "number", flag: "lease-ttl" },
   { key: "health.listen", schema: f.hostPort, text: "string", flag: "health-listen" },
   { key: "apiServer.url", schema: f.httpUrl, text: "string", flag: "apiserver-url" },
@@ -103,13 +104,6 @@ function admit(field: Field, raw: unknown, document: string, path: string, layer
   if (!r.success) {
     issues.push(...fromValibot(field.schema, r.issues, document, path === "" ? [] : [path]));
     return;
-  }
-  if (field.key === "election.leaseTTL") {
-    const why = f.tooShortToFence(r.output as number);
-    if (why) {
-      issues.push(issue(document, path, `at least ${f.TTL_MIN} seconds`, render(raw), why));
-      return;
-    }
   }
   layer.set(field.key, { value: r.output, document, path });
 }
@@ -241,6 +235,14 @@ export function loadSettings(input: LoadInput): LoadResult {
     if (s && !fileExists(s.value as string)) issues.push(issue(s.document, s.path, "a readable file", render(s.value)));
   }
 
+  const ttl = pick("election.leaseTTL");
+  const hold = get("election.holdTime", DEFAULTS.holdTime);
+  const short = f.leaseTooShort(get("election.leaseTTL", DEFAULTS.leaseTTL), hold);
+  if (short) {
+    const s = ttl ?? pick("election.holdTime")!;
+    issues.push(issue(s.document, s.path, `a leaseTTL of at least ${Math.ceil((hold + f.LEASE_BEYOND_HOLD_MS) / 1000)} s`, render(s.value), short));
+  }
+
   if (issues.length > 0) return { ok: false, issues };
 
   const tls = files(pick, "etcd");
@@ -253,7 +255,7 @@ export function loadSettings(input: LoadInput): LoadResult {
       prefix: get("etcd.prefix", DEFAULTS.prefix),
       ...(Object.keys(tls).length > 0 ? { tls } : {}),
     },
-    election: { leaseTTL: get("election.leaseTTL", DEFAULTS.leaseTTL) },
+    election: { holdTime: hold, leaseTTL: get("election.leaseTTL", DEFAULTS.leaseTTL) },
     health: { listen: { ...get("health.listen", DEFAULTS.listen) } },
     ...(gate
       ? {

@@ -1,5 +1,7 @@
 // The one typed, validated, frozen value everything after config/ works on.
 
+import { DEFAULT_HOLD_MS } from "../election/proof.ts";
+
 export interface VipSettings {
   /** Canonical text (RFC 5952 for IPv6). */
   ip: string;
@@ -17,7 +19,12 @@ export interface Settings {
     prefix: string;
     tls?: { caFile?: string; certFile?: string; keyFile?: string };
   };
-  election: { leaseTTL: number };
+  election: {
+    /** ms a committed heartbeat proves ownership for (design.md §3). */
+    holdTime: number;
+    /** s of the lease that only cleans up after a vanished agent. */
+    leaseTTL: number;
+  };
   health: { listen: { host: string; port: number } };
   /** Absent: no kube-apiserver gate. */
   apiServer?: {
@@ -38,7 +45,8 @@ export interface Settings {
 export const DEFAULTS = Object.freeze({
   endpoints: Object.freeze(["https://127.0.0.1:2379"]),
   prefix: "/vipd/",
-  leaseTTL: 3,
+  holdTime: DEFAULT_HOLD_MS,
+  leaseTTL: 10,
   listen: Object.freeze({ host: "127.0.0.1", port: 8099 }),
   apiServerUrl: "https://127.0.0.1:6443/readyz",
   interval: 1,

@@ -15,7 +15,7 @@ export function summarize(s: Settings): string {
   return [
     `node:      ${s.nodeName}`,
     `etcd:      ${s.etcd.endpoints.join(", ")} (TLS: ${tls ? `yes${clientCert}` : "no"}), prefix ${s.etcd.prefix}`,
-    `lease TTL: ${s.election.leaseTTL} s`,
+    `election:  hold ${s.election.holdTime} ms, cleanup lease TTL ${s.election.leaseTTL} s`,
     ...s.vips.map((vip) => `VIP:       ${vip.ip} (IPv${vip.family}) on ${vip.link}`),
     `health:    ${hostPort(s.health.listen.host, s.health.listen.port)}`,
     `gate:      ${gate}`,

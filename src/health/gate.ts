@@ -24,7 +24,7 @@
 // hold-down: there is no move to damp, and the cluster waits for this VIP.
 import type { Settings } from "../config/settings.ts";
 import { Emitter } from "../election/emitter.ts";
-import { type Clock, monotonicClock } from "../election/fence.ts";
+import { type Clock, monotonicClock } from "../election/proof.ts";
 import { makeProbe, type Probe, type ProbeFetch, type ProbeOutcome } from "./probe.ts";
 
 export interface GateRule {

@@ -16,14 +16,15 @@ describe("VipdMetrics", () => {
       vipd_ownership_transitions_total: "counter",
       vipd_last_transition_timestamp_seconds: "gauge",
       vipd_failover_seconds: "histogram",
-      vipd_keepalive_rtt_seconds: "histogram",
-      vipd_fence_remaining_seconds: "gauge",
+      vipd_heartbeat_rtt_seconds: "histogram",
+      vipd_proof_remaining_seconds: "gauge",
       vipd_announcements_total: "counter",
       vipd_gate_open: "gauge",
       vipd_gate_probe_seconds: "histogram",
       vipd_etcd_up: "gauge",
-      vipd_lease_renewals_total: "counter",
-      vipd_lease_expiries_total: "counter",
+      vipd_heartbeats_total: "counter",
+      vipd_takeovers_total: "counter",
+      vipd_etcd_reconnects_total: "counter",
     };
     for (const [name, type] of Object.entries(want)) {
       expect(fams.get(name)?.type, name).toBe(type as never);
@@ -65,33 +66,44 @@ describe("VipdMetrics", () => {
     expect(sampleValue(fams, "vipd_failover_seconds_bucket", { vip: V4, le: "+Inf" })).toBe(1);
   });
 
-  test("lease, fence, gate and etcd", async () => {
+  test("heartbeats, proof, takeovers, reconnects, gate and etcd", async () => {
     const m = new VipdMetrics();
-    m.keepalive(3, 2450);
-    m.keepalive(40, 2300);
+    m.declareVip(V4, "eth0");
+    m.heartbeat("committed", 3);
+    m.heartbeat("committed", 40);
+    m.heartbeat("failed");
+    m.heartbeat("deposed");
+    m.proofRemaining(2300);
+    m.tookOver(V4);
+    m.reconnected(2);
     m.gate(false);
     m.gateProbe(12);
     m.etcdUp(true);
     let fams = parsePrometheusText(await m.render());
-    expect(sampleValue(fams, "vipd_lease_renewals_total")).toBe(2);
-    expect(sampleValue(fams, "vipd_keepalive_rtt_seconds_count")).toBe(2);
-    expect(sampleValue(fams, "vipd_keepalive_rtt_seconds_sum")).toBeCloseTo(0.043, 9);
-    expect(sampleValue(fams, "vipd_keepalive_rtt_seconds_bucket", { le: "0.005" })).toBe(1);
-    expect(sampleValue(fams, "vipd_keepalive_rtt_seconds_bucket", { le: "0.05" })).toBe(2);
-    expect(sampleValue(fams, "vipd_fence_remaining_seconds")).toBe(2.3);
+    expect(sampleValue(fams, "vipd_heartbeats_total", { result: "committed" })).toBe(2);
+    expect(sampleValue(fams, "vipd_heartbeats_total", { result: "failed" })).toBe(1);
+    expect(sampleValue(fams, "vipd_heartbeats_total", { result: "deposed" })).toBe(1);
+    expect(sampleValue(fams, "vipd_heartbeat_rtt_seconds_count")).toBe(2);
+    expect(sampleValue(fams, "vipd_heartbeat_rtt_seconds_sum")).toBeCloseTo(0.043, 9);
+    expect(sampleValue(fams, "vipd_heartbeat_rtt_seconds_bucket", { le: "0.005" })).toBe(1);
+    expect(sampleValue(fams, "vipd_heartbeat_rtt_seconds_bucket", { le: "0.05" })).toBe(2);
+    expect(sampleValue(fams, "vipd_proof_remaining_seconds")).toBe(2.3);
+    expect(sampleValue(fams, "vipd_takeovers_total", { vip: V4 })).toBe(1);
+    expect(sampleValue(fams, "vipd_etcd_reconnects_total")).toBe(2);
     expect(sampleValue(fams, "vipd_gate_open")).toBe(0);
     expect(sampleValue(fams, "vipd_gate_probe_seconds_count")).toBe(1);
     expect(sampleValue(fams, "vipd_etcd_up")).toBe(1);
 
-    m.leaseExpired();
     m.etcdUp(false);
     m.gate(true);
-    m.fenceRemaining(-5);
+    m.proofRemaining(-5);
     fams = parsePrometheusText(await m.render());
-    expect(sampleValue(fams, "vipd_lease_expiries_total")).toBe(1);
-    expect(sampleValue(fams, "vipd_fence_remaining_seconds")).toBe(0);
+    expect(sampleValue(fams, "vipd_proof_remaining_seconds")).toBe(0);
     expect(sampleValue(fams, "vipd_etcd_up")).toBe(0);
     expect(sampleValue(fams, "vipd_gate_open")).toBe(1);
+    m.proofRemaining(null);
+    fams = parsePrometheusText(await m.render());
+    expect(sampleValue(fams, "vipd_proof_remaining_seconds")).toBe(0);
   });
 
   test("label values are escaped: quotes, backslashes and newlines survive the round trip", async () => {

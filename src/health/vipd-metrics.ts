@@ -7,22 +7,28 @@
 // seconds, as Prometheus wants. Label values are VIP addresses, link names,
 // and transition reasons — reasons are short fixed tokens (see
 // TRANSITION_REASONS), never free text, so the number of series stays small.
+import type { ReleaseCode } from "../vip/decision.ts";
 import { Counter, Gauge, Histogram, newRegistry, PROMETHEUS_CONTENT_TYPE, type Registry, renderRegistry, seconds } from "./metrics.ts";
 
-/** Reasons the agent is expected to use; any short token works, these keep dashboards consistent. */
-export const TRANSITION_REASONS = [
-  "elected", // won the election (first in the queue) with everything healthy
-  "resigned", // gave it up on purpose (graceful stop)
-  "gate-closed", // the kube-apiserver gate closed
-  "fence-expired", // could no longer prove the lease alive
-  "key-lost", // our election key disappeared (revoked, expired, deleted)
-  "link-down", // the VIP's link went away or down
+/**
+ * Transition reasons: "elected" for an acquisition, a ReleaseCode
+ * (vip/decision.ts) for a release. Derived from the one type, so the table
+ * and the codes the agent uses cannot disagree.
+ */
+export const TRANSITION_REASONS: readonly ("elected" | ReleaseCode)[] = [
+  "elected", // first in the queue, proven, nobody else's claim in force
   "shutdown", // the agent is stopping
-] as const;
+  "link-down", // the VIP's link went away or down
+  "gate-closed", // the kube-apiserver gate closed
+  "withdrawn", // the kernel kept refusing the address; standing down for a while
+  "fence-expired", // no committed heartbeat proves our key any more
+  "not-elected", // no longer first in the queue (deposed, or the key is gone)
+  "claimed", // (never a release in practice: an acquisition that waits for another's claim)
+] satisfies readonly ("elected" | ReleaseCode)[];
 
 // Failover: from a graceful hand-over (tens of ms) to lease expiry (TTL + 0.5 s, TTL up to tens of seconds).
 const FAILOVER_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 7.5, 10, 15, 30, 60];
-// Keepalive and probe round trips on a LAN: sub-millisecond to a TTL.
+// Heartbeat and probe round trips on a LAN: sub-millisecond to a hold time.
 const RTT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 export interface VipdMetricsOptions {
@@ -39,14 +45,15 @@ export class VipdMetrics {
   readonly #transitions: Counter<"vip" | "direction" | "reason">;
   readonly #lastTransition: Gauge<"vip">;
   readonly #failover: Histogram<"vip">;
-  readonly #keepaliveRtt: Histogram<string>;
-  readonly #fenceRemaining: Gauge<string>;
+  readonly #heartbeatRtt: Histogram<string>;
+  readonly #proofRemaining: Gauge<string>;
   readonly #announcements: Counter<"vip">;
   readonly #gateOpen: Gauge<string>;
   readonly #gateProbe: Histogram<string>;
   readonly #etcdUp: Gauge<string>;
-  readonly #renewals: Counter<string>;
-  readonly #expiries: Counter<string>;
+  readonly #heartbeats: Counter<"result">;
+  readonly #takeovers: Counter<"vip">;
+  readonly #reconnects: Counter<string>;
 
   constructor(opts: VipdMetricsOptions = {}) {
     this.#wall = opts.wallClock ?? Date.now;
@@ -68,12 +75,12 @@ export class VipdMetrics {
       help: "Failover duration this node saw: from losing the VIP until another node holds it, or from the old holder leaving until this node holds it.",
       labelNames: ["vip"] as const, buckets: FAILOVER_BUCKETS, registers,
     });
-    this.#keepaliveRtt = new Histogram({
-      name: "vipd_keepalive_rtt_seconds", help: "Round trip of acknowledged etcd lease keepalives.",
+    this.#heartbeatRtt = new Histogram({
+      name: "vipd_heartbeat_rtt_seconds", help: "Round trip of committed etcd heartbeats.",
       buckets: RTT_BUCKETS, registers,
     });
-    this.#fenceRemaining = new Gauge({
-      name: "vipd_fence_remaining_seconds", help: "Time left before the fence deadline (the lease can no longer be proven alive); 0 when there is none.",
+    this.#proofRemaining = new Gauge({
+      name: "vipd_proof_remaining_seconds", help: "Time left on the shortest proof of this node's queue keys (its kernel fence deadline); 0 when there is none.",
       registers,
     });
     this.#announcements = new Counter({
@@ -89,9 +96,16 @@ export class VipdMetrics {
       buckets: RTT_BUCKETS, registers,
     });
     this.#etcdUp = new Gauge({ name: "vipd_etcd_up", help: "1 while the agent's etcd session is good, else 0.", registers });
-    this.#renewals = new Counter({ name: "vipd_lease_renewals_total", help: "Acknowledged etcd lease keepalives.", registers });
-    this.#expiries = new Counter({
-      name: "vipd_lease_expiries_total", help: "Times the agent's lease was lost (fence deadline passed or lease gone at etcd).",
+    this.#heartbeats = new Counter({
+      name: "vipd_heartbeats_total", help: "Heartbeat transactions by result: committed, failed (no answer or an etcd error), deposed (a guarded key was gone).",
+      labelNames: ["result"] as const, registers,
+    });
+    this.#takeovers = new Counter({
+      name: "vipd_takeovers_total", help: "Times this node took a VIP's queue over from silent agents ahead of it.",
+      labelNames: ["vip"] as const, registers,
+    });
+    this.#reconnects = new Counter({
+      name: "vipd_etcd_reconnects_total", help: "Times a stalled etcd stream or call made the agent replace its connection.",
       registers,
     });
   }
@@ -101,6 +115,7 @@ export class VipdMetrics {
     this.#held.set({ vip, link }, 0);
     this.#announcements.inc({ vip }, 0);
     this.#failover.zero({ vip });
+    this.#takeovers.inc({ vip }, 0);
   }
 
   /** This node acquired (held = true) or released the VIP on a link, at wall time atMs (default now). */
@@ -115,22 +130,24 @@ export class VipdMetrics {
     this.#failover.observe({ vip }, seconds(durationMs));
   }
 
-  /** An acknowledged keepalive: its round trip and the fence time left after it. */
-  keepalive(rttMs: number, remainingMs: number): void {
-    this.#renewals.inc();
-    this.#keepaliveRtt.observe(seconds(rttMs));
-    this.fenceRemaining(remainingMs);
+  /** A heartbeat's outcome; a committed one with its round trip. */
+  heartbeat(result: "committed" | "failed" | "deposed", rttMs?: number): void {
+    this.#heartbeats.inc({ result });
+    if (rttMs !== undefined) this.#heartbeatRtt.observe(seconds(rttMs));
   }
 
-  /** Time left before the fence deadline; null (no lease, or past it) exports 0. */
-  fenceRemaining(remainingMs: number | null): void {
-    this.#fenceRemaining.set(remainingMs === null ? 0 : Math.max(0, seconds(remainingMs)));
+  /** Time left on the shortest proof; null (none, or past it) exports 0. */
+  proofRemaining(remainingMs: number | null): void {
+    this.#proofRemaining.set(remainingMs === null ? 0 : Math.max(0, seconds(remainingMs)));
   }
 
-  /** The lease was lost: the fence deadline passed or etcd no longer has it. */
-  leaseExpired(): void {
-    this.#expiries.inc();
-    this.#fenceRemaining.set(0);
+  tookOver(vip: string): void {
+    this.#takeovers.inc({ vip });
+  }
+
+  /** The agent replaced its etcd connection `n` more times. */
+  reconnected(n = 1): void {
+    this.#reconnects.inc(n);
   }
 
   /** `count` announcements (ARP or NA frames) sent for the VIP. */

@@ -37,6 +37,25 @@ function fakeKernel() {
   };
 }
 
+/** A fake nftables fence that logs into the kernel's call list, so order is visible. */
+function fakeFence(calls: string[], clock: () => number) {
+  return {
+    mode: "nftables" as const,
+    allowed: new Map<string, number>(),
+    async allow(ip: string, deadline: () => number | null) {
+      await Promise.resolve();
+      const d = deadline();
+      calls.push(`allow ${ip} ${d === null ? "null" : d - clock()}`);
+      if (d === null) this.allowed.delete(ip);
+      else this.allowed.set(ip, d);
+    },
+    async deny(ip: string) {
+      calls.push(`deny ${ip}`);
+      this.allowed.delete(ip);
+    },
+  };
+}
+
 function fakeAnnouncer() {
   const sent: string[] = [];
   return {
@@ -71,114 +90,133 @@ function fakeTimers() {
 
 let facts: VipFacts;
 let kernel: ReturnType<typeof fakeKernel>;
+let fence: ReturnType<typeof fakeFence>;
 let ann: ReturnType<typeof fakeAnnouncer>;
 let timers: ReturnType<typeof fakeTimers>;
 let changes: OwnershipChange[];
 let errors: string[];
+let failures: number[];
 let now: number;
 let c: VipController;
 
+const IP = "192.0.2.15";
+
 beforeEach(() => {
-  facts = { leader: false, fenceLifetime: 1, link: "up", gateOpen: true, stopping: false };
+  now = 1000;
+  facts = { now, head: false, proof: null, claimedUntil: null, held: false, link: "up", gateOpen: true, withdrawn: null, stopping: false };
   kernel = fakeKernel();
+  fence = fakeFence(kernel.calls, () => now);
   ann = fakeAnnouncer();
   timers = fakeTimers();
   changes = [];
   errors = [];
-  now = 1000;
-  c = new VipController("192.0.2.15", "eth0", () => facts, {
+  failures = [];
+  c = new VipController(IP, "eth0", () => ({ ...facts, now, held: c.held }), {
     kernel,
+    fence,
     announcer: () => ann,
     announce: { burst: 3, burstIntervalMs: 50, refreshMs: 10_000 },
     clock: () => now,
     timers,
     onChange: (x) => changes.push(x),
     onError: (op, e) => errors.push(`${op}: ${(e as Error).message}`),
+    onHoldFailed: (_e, n) => failures.push(n),
     winReason: () => "predecessor cp-2 left",
   });
 });
 
+/** Facts of a proven head whose proof runs `ms` past now. */
+const provenFor = (ms: number) => ({ ...facts, head: true, proof: now + ms });
+
 describe("VipController", () => {
-  test("a follower makes sure the address is absent and reports no change", async () => {
+  test("a follower makes sure the VIP is fenced and absent, and reports no change", async () => {
     await c.poke();
-    expect(kernel.calls).toEqual(["delete 192.0.2.15 eth0"]);
+    expect(kernel.calls).toEqual([`deny ${IP}`, `delete ${IP} eth0`]);
     expect(changes).toEqual([]);
     expect(c.held).toBe(false);
+    expect(c.serving).toBe(false);
   });
 
   test("a follower asks the kernel once, then again only after the kernel reports a change", async () => {
     await c.poke();
     await c.poke();
-    expect(kernel.calls).toEqual(["delete 192.0.2.15 eth0"]);
+    expect(kernel.calls).toEqual([`deny ${IP}`, `delete ${IP} eth0`]);
     await c.kernelChanged();
-    expect(kernel.calls).toEqual(["delete 192.0.2.15 eth0", "delete 192.0.2.15 eth0"]);
+    expect(kernel.calls).toEqual([`deny ${IP}`, `delete ${IP} eth0`, `deny ${IP}`, `delete ${IP} eth0`]);
   });
 
-  test("winning adds with the fence lifetime, announces at once, then refreshes on a timer", async () => {
-    facts = { ...facts, leader: true, fenceLifetime: 2 };
+  test("winning opens the fence until the deadline, then adds the address with a backstop lifetime, then announces", async () => {
+    facts = provenFor(2400);
     await c.poke();
-    expect(kernel.calls).toEqual(["replace 192.0.2.15 eth0 2"]);
-    expect(changes).toEqual([{ ip: "192.0.2.15", link: "eth0", held: true, reason: "predecessor cp-2 left", code: "elected", at: 1000 }]);
-    expect(ann.sent).toEqual(["burst 192.0.2.15 x3/50ms"]);
+    // nftables mode: the address outlives the deadline by a second or two (proof.ts addressLifetime).
+    expect(kernel.calls).toEqual([`allow ${IP} 2400`, `replace ${IP} eth0 4`]);
+    expect(changes).toEqual([{ ip: IP, link: "eth0", held: true, reason: "predecessor cp-2 left", code: "elected", at: 1000 }]);
+    expect(ann.sent).toEqual([`burst ${IP} x3/50ms`]);
+    expect(c.serving).toBe(true);
     expect(timers.live.size).toBe(1);
     timers.fire();
-    expect(ann.sent).toEqual(["burst 192.0.2.15 x3/50ms", "once 192.0.2.15"]);
+    expect(ann.sent).toEqual([`burst ${IP} x3/50ms`, `once ${IP}`]);
   });
 
-  test("each later pass refreshes the lifetime without announcing or reporting again", async () => {
-    facts = { ...facts, leader: true };
+  test("each later pass moves the fence and the lifetime without announcing or reporting again", async () => {
+    facts = provenFor(2400);
     await c.poke();
-    facts = { ...facts, fenceLifetime: 1 };
+    now += 250;
+    facts = provenFor(2400);
     await c.poke();
-    await c.poke();
-    expect(kernel.calls).toEqual(["replace 192.0.2.15 eth0 1", "replace 192.0.2.15 eth0 1", "replace 192.0.2.15 eth0 1"]);
+    expect(kernel.calls).toEqual([`allow ${IP} 2400`, `replace ${IP} eth0 4`, `allow ${IP} 2400`, `replace ${IP} eth0 4`]);
+    expect(fence.allowed.get(IP)).toBe(now + 2400);
     expect(changes).toHaveLength(1);
     expect(ann.sent).toHaveLength(1);
   });
 
-  test("a passed fence deadline removes the address even though etcd still says leader", async () => {
-    facts = { ...facts, leader: true };
+  test("a passed deadline fences and removes the VIP even though etcd still says first in the queue", async () => {
+    facts = provenFor(2400);
     await c.poke();
-    now = 4000;
-    facts = { ...facts, fenceLifetime: null };
+    now += 2400;
     await c.poke();
-    expect(kernel.calls.at(-1)).toBe("delete 192.0.2.15 eth0");
-    expect(changes.at(-1)).toEqual({ ip: "192.0.2.15", link: "eth0", held: false, reason: "lease not proven (keepalive deadline passed)", code: "fence-expired", at: 4000 });
+    expect(kernel.calls.slice(-2)).toEqual([`deny ${IP}`, `delete ${IP} eth0`]);
+    expect(changes.at(-1)).toEqual({ ip: IP, link: "eth0", held: false, reason: "no committed heartbeat proves our key (etcd unreachable or slow)", code: "fence-expired", at: now });
     expect(timers.live.size).toBe(0);
     expect(kernel.present.size).toBe(0);
+    expect(fence.allowed.size).toBe(0);
+    expect(c.serving).toBe(false);
   });
 
   test("after a freeze, a refresh timer that fires before the release pass announces nothing", async () => {
-    facts = { ...facts, leader: true };
+    facts = provenFor(2400);
     await c.poke();
     expect(ann.guard?.()).toBe(true);
-    // The process was frozen past its deadline: the facts say "no proof" but
-    // no pass has run yet, so the controller still believes it holds.
-    facts = { ...facts, fenceLifetime: null };
+    // Frozen past the deadline: no pass has run yet, so the controller still believes it holds.
+    now += 5000;
     expect(c.held).toBe(true);
     expect(ann.guard?.()).toBe(false);
     timers.fire();
-    expect(ann.sent).toEqual(["burst 192.0.2.15 x3/50ms"]);
+    expect(ann.sent).toEqual([`burst ${IP} x3/50ms`]);
     // ...and the refused refresh asked for the pass that releases it.
     await c.poke();
     expect(c.held).toBe(false);
-    expect(kernel.calls.at(-1)).toBe("delete 192.0.2.15 eth0");
+    expect(kernel.calls.at(-1)).toBe(`delete ${IP} eth0`);
   });
 
-  test("the lifetime is read when the request leaves: a freeze between decision and send adds nothing", async () => {
-    facts = { ...facts, leader: true };
+  test("the deadline is read when each request leaves: a freeze between decision and send adds nothing", async () => {
+    facts = provenFor(2400);
     kernel.beforeSend = () => {
-      facts = { ...facts, fenceLifetime: null };
+      now += 3000;
     };
     await c.poke();
     expect(kernel.present.size).toBe(0);
     expect(c.held).toBe(false);
     expect(changes).toEqual([]);
-    expect(errors).toEqual(["holding 192.0.2.15 on eth0: no lifetime left: not sent"]);
+    expect(errors).toEqual([`holding ${IP} on eth0: no lifetime left: not sent`]);
+    // The fence element was opened before the freeze; the next pass closes it.
+    await c.poke();
+    expect(fence.allowed.size).toBe(0);
+    expect(c.serving).toBe(false);
   });
 
   test("pokes during a pass coalesce into one more pass that sees the latest facts", async () => {
-    facts = { ...facts, leader: true };
+    facts = provenFor(2400);
     kernel.afterSend = () => {
       kernel.afterSend = null;
       facts = { ...facts, stopping: true };
@@ -186,16 +224,31 @@ describe("VipController", () => {
       void c.poke();
     };
     await c.poke();
-    expect(kernel.calls).toEqual(["replace 192.0.2.15 eth0 1", "delete 192.0.2.15 eth0"]);
+    expect(kernel.calls).toEqual([`allow ${IP} 2400`, `replace ${IP} eth0 4`, `deny ${IP}`, `delete ${IP} eth0`]);
     expect(changes.map((x) => x.reason)).toEqual(["predecessor cp-2 left", "shutting down"]);
   });
 
-  test("a kernel failure while adding is reported, not counted as holding, and retried on the next pass", async () => {
-    facts = { ...facts, leader: true };
-    kernel.failOnce(new Error("ENODEV: adding 192.0.2.15/32 to eth0"));
+  test("a kernel failure while adding is reported and counted, not held, and retried on the next pass", async () => {
+    facts = provenFor(2400);
+    kernel.failOnce(new Error("EACCES: adding 192.0.2.15/32 to eth0"));
     await c.poke();
     expect(c.held).toBe(false);
-    expect(errors).toEqual(["holding 192.0.2.15 on eth0: ENODEV: adding 192.0.2.15/32 to eth0"]);
+    expect(errors).toEqual([`holding ${IP} on eth0: EACCES: adding 192.0.2.15/32 to eth0`]);
+    expect(failures).toEqual([1]);
+    // It may be answering (the fence element is open): it still claims the VIP.
+    expect(c.serving).toBe(true);
+    await c.poke();
+    expect(c.held).toBe(true);
+  });
+
+  test("another node's claim keeps a follower from taking the VIP, but not a holder from keeping it", async () => {
+    facts = { ...provenFor(2400), claimedUntil: now + 500 };
+    await c.poke();
+    expect(c.held).toBe(false);
+    facts = { ...facts, claimedUntil: null };
+    await c.poke();
+    expect(c.held).toBe(true);
+    facts = { ...facts, claimedUntil: now + 500 };
     await c.poke();
     expect(c.held).toBe(true);
   });

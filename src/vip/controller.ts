@@ -2,8 +2,15 @@
 // a pass computes the decision from the facts *now* and makes the kernel
 // match it. Passes never overlap: a request during a pass runs one more pass
 // after it, so the last word always comes from the latest facts.
+//
+// Holding is two kernel writes, fence first: the nftables element that lets
+// the VIP's traffic through until the proof's deadline, then the address
+// with its lifetime. Releasing is the reverse: fence, then address
+// (design.md §5). Both read the deadline when their request leaves, never
+// before an await: a process frozen in between must not send a stale one.
+import { addressLifetime } from "../election/proof.ts";
 import { decideHold, type HoldDecision, type VipFacts } from "./decision.ts";
-import type { AddressKernel, AnnouncePort, Timers } from "./ports.ts";
+import type { AddressKernel, AnnouncePort, FencePort, Timers } from "./ports.ts";
 import { realTimers } from "./ports.ts";
 
 export interface AnnounceSettings {
@@ -27,6 +34,7 @@ export interface OwnershipChange {
 
 export interface ControllerDeps {
   readonly kernel: AddressKernel;
+  readonly fence: FencePort;
   /** The announcer for a link, or null when it cannot be opened right now. */
   readonly announcer: (link: string) => AnnouncePort | null;
   readonly announce: AnnounceSettings;
@@ -34,6 +42,8 @@ export interface ControllerDeps {
   readonly timers?: Timers;
   readonly onChange: (c: OwnershipChange) => void;
   readonly onError: (op: string, err: unknown) => void;
+  /** Adding the VIP failed `consecutive` times in a row (reset by a success). */
+  readonly onHoldFailed?: (err: unknown, consecutive: number) => void;
   /** Frames sent for this VIP (bursts and refreshes). */
   readonly onAnnounced?: (frames: number) => void;
   /** Why we won, for the log line ("predecessor cp-2 left"); asked at acquisition. */
@@ -46,10 +56,17 @@ export class VipController {
   since: number | null = null;
   lastDecision: HoldDecision | null = null;
   /**
+   * The kernel may be answering for the VIP: from the moment a hold begins
+   * until a release has removed fence element and address. Heartbeats claim
+   * the VIP while this is true (design.md §4).
+   */
+  serving = false;
+  /**
    * The kernel confirmed the address is not on the link and no event has said
-   * otherwise since: a follower need not ask again on every keepalive.
+   * otherwise since: a follower need not ask again on every heartbeat.
    */
   private knownAbsent = false;
+  private failures = 0;
   private running: Promise<void> | null = null;
   private again = false;
   private burstAbort: AbortController | null = null;
@@ -97,28 +114,33 @@ export class VipController {
     else await this.release(d.reason, d.code);
   }
 
-  /** The fence lifetime by the facts at this instant; null when the VIP may not be held. */
-  private lifetimeNow = (): number | null => {
+  /** The deadline by the facts at this instant; null when the VIP may not be held. */
+  private deadlineNow = (): number | null => {
     const d = decideHold(this.facts());
-    return d.hold ? d.lifetime : null;
+    return d.hold ? d.deadline : null;
   };
 
   private async hold(): Promise<void> {
     this.knownAbsent = false;
+    this.serving = true;
+    const { kernel, fence, clock } = this.deps;
     try {
+      await fence.allow(this.ip, this.deadlineNow);
       // Refreshing the lifetime of an address we already hold is the same
-      // request as adding it: NLM_F_REPLACE makes it idempotent. The lifetime
-      // is read again when the request leaves (see Lifetime in kernel/rtnl.ts).
-      await this.deps.kernel.replaceAddress(this.link, this.ip, this.lifetimeNow);
+      // request as adding it: NLM_F_REPLACE makes it idempotent.
+      await kernel.replaceAddress(this.link, this.ip, () => addressLifetime(fence.mode, this.deadlineNow(), clock()));
     } catch (err) {
+      this.failures++;
       this.deps.onError(`holding ${this.ip} on ${this.link}`, err);
+      this.deps.onHoldFailed?.(err, this.failures);
       // We may or may not have it now; the next pass decides again. If the
-      // kernel did add it, its lifetime still fences it.
+      // kernel did add it, the fence and its lifetime still bound it.
       return;
     }
+    this.failures = 0;
     if (this.held) return;
     this.held = true;
-    this.since = this.deps.clock();
+    this.since = clock();
     this.deps.onChange({ ip: this.ip, link: this.link, held: true, reason: this.deps.winReason?.() ?? "elected", code: "elected", at: this.since });
     this.startAnnouncing();
   }
@@ -129,7 +151,14 @@ export class VipController {
     // Set before the await: from here on nothing may treat the VIP as ours.
     this.held = false;
     this.since = null;
-    if (!wasHeld && this.knownAbsent) return;
+    if (!wasHeld && this.knownAbsent && !this.serving) return;
+    let clean = true;
+    try {
+      await this.deps.fence.deny(this.ip);
+    } catch (err) {
+      clean = false;
+      this.deps.onError(`fencing ${this.ip} on ${this.link}`, err);
+    }
     try {
       await this.deps.kernel.deleteAddress(this.link, this.ip);
       this.knownAbsent = true;
@@ -137,6 +166,8 @@ export class VipController {
       // ENODEV and the like: the link went away, and the address with it.
       this.deps.onError(`removing ${this.ip} from ${this.link}`, err);
     }
+    // Only a confirmed fence ends the claim: the element may still let traffic through otherwise.
+    if (clean) this.serving = false;
     if (wasHeld) this.deps.onChange({ ip: this.ip, link: this.link, held: false, reason, code, at: this.deps.clock() });
   }
 

@@ -1,38 +1,51 @@
 import { describe, expect, test } from "bun:test";
 import { decideCandidacy, decideHold, type ReleaseCode, type VipFacts } from "./decision.ts";
 
-const holder: VipFacts = { leader: true, fenceLifetime: 1, link: "up", gateOpen: true, stopping: false };
+const NOW = 10_000;
+const holder: VipFacts = { now: NOW, head: true, proof: NOW + 2000, claimedUntil: null, held: false, link: "up", gateOpen: true, withdrawn: null, stopping: false };
 
 describe("decideHold", () => {
-  test("a proven leader on an up link with an open gate holds, for exactly the fence lifetime", () => {
-    expect(decideHold(holder)).toEqual({ hold: true, lifetime: 1 });
-    expect(decideHold({ ...holder, fenceLifetime: 7 })).toEqual({ hold: true, lifetime: 7 });
+  test("a proven head on an up link with an open gate holds, until its proof runs out", () => {
+    expect(decideHold(holder)).toEqual({ hold: true, deadline: NOW + 2000 });
+    expect(decideHold({ ...holder, proof: NOW + 1 })).toEqual({ hold: true, deadline: NOW + 1 });
   });
+  const unproven = "no committed heartbeat proves our key (etcd unreachable or slow)";
   const cases: [string, Partial<VipFacts>, string, ReleaseCode][] = [
     ["stopping", { stopping: true }, "shutting down", "shutdown"],
     ["link gone", { link: "absent" }, "link is missing", "link-down"],
     ["link down", { link: "down" }, "link is down", "link-down"],
     ["gate closed", { gateOpen: false }, "kube-apiserver gate closed", "gate-closed"],
-    ["no lease proof", { fenceLifetime: null }, "lease not proven (keepalive deadline passed)", "fence-expired"],
-    ["fence shorter than a kernel second", { fenceLifetime: 0 }, "lease not proven (keepalive deadline passed)", "fence-expired"],
-    ["follower", { leader: false }, "not the elected holder", "not-elected"],
-    // A stale "leader" fact with an expired fence must never hold: that is the split-brain case.
-    ["stale leader without proof", { leader: true, fenceLifetime: null }, "lease not proven (keepalive deadline passed)", "fence-expired"],
+    ["withdrawn by the slot", { withdrawn: "the kernel refuses the address" }, "the kernel refuses the address", "withdrawn"],
+    ["not first in the queue", { head: false }, "not first in the queue", "not-elected"],
+    ["never proven", { proof: null }, unproven, "fence-expired"],
+    // etcd still says we are first, but our clock says the proof has run out:
+    // another node may take over now. This is the case the fence exists for.
+    ["a stale head whose proof ran out", { proof: NOW - 1 }, unproven, "fence-expired"],
+    ["a proof that ends this very instant", { proof: NOW }, unproven, "fence-expired"],
+    ["another node's claim still runs", { claimedUntil: NOW + 300 }, "another node may still answer for it for 300 ms (its claim runs out)", "claimed"],
   ];
   for (const [name, change, reason, code] of cases) {
-    test(`${name} → released: ${reason}`, () => expect(decideHold({ ...holder, ...change })).toEqual({ hold: false, reason, code }));
+    test(`${name} → not held: ${reason}`, () => expect(decideHold({ ...holder, ...change })).toEqual({ hold: false, reason, code }));
   }
+  test("a claim that has run out does not block", () => {
+    expect(decideHold({ ...holder, claimedUntil: NOW })).toEqual({ hold: true, deadline: NOW + 2000 });
+  });
+  test("another node's claim does not take a VIP from its holder", () => {
+    expect(decideHold({ ...holder, held: true, claimedUntil: NOW + 300 })).toEqual({ hold: true, deadline: NOW + 2000 });
+  });
   test("the first failing condition names the reason", () => {
-    expect(decideHold({ ...holder, stopping: true, link: "down", leader: false })).toEqual({ hold: false, reason: "shutting down", code: "shutdown" });
+    expect(decideHold({ ...holder, stopping: true, link: "down", head: false })).toEqual({ hold: false, reason: "shutting down", code: "shutdown" });
   });
 });
 
 describe("decideCandidacy", () => {
+  const ready = { link: "up", gateOpen: true, stopping: false, withdrawn: null } as const;
   test("stands only when it could hold", () => {
-    expect(decideCandidacy({ link: "up", gateOpen: true, stopping: false }).stand).toBe(true);
-    expect(decideCandidacy({ link: "down", gateOpen: true, stopping: false })).toEqual({ stand: false, reason: "link is down" });
-    expect(decideCandidacy({ link: "absent", gateOpen: true, stopping: false })).toEqual({ stand: false, reason: "link is missing" });
-    expect(decideCandidacy({ link: "up", gateOpen: false, stopping: false })).toEqual({ stand: false, reason: "kube-apiserver gate closed" });
-    expect(decideCandidacy({ link: "up", gateOpen: true, stopping: true })).toEqual({ stand: false, reason: "shutting down" });
+    expect(decideCandidacy(ready)).toEqual({ stand: true, reason: "ready" });
+    expect(decideCandidacy({ ...ready, link: "down" })).toEqual({ stand: false, reason: "link is down" });
+    expect(decideCandidacy({ ...ready, link: "absent" })).toEqual({ stand: false, reason: "link is missing" });
+    expect(decideCandidacy({ ...ready, gateOpen: false })).toEqual({ stand: false, reason: "kube-apiserver gate closed" });
+    expect(decideCandidacy({ ...ready, stopping: true })).toEqual({ stand: false, reason: "shutting down" });
+    expect(decideCandidacy({ ...ready, withdrawn: "EACCES" })).toEqual({ stand: false, reason: "EACCES" });
   });
 });

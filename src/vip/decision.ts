@@ -1,57 +1,67 @@
 // The pure heart of ownership: from what vipd knows about one VIP right now,
-// decide whether the address may be on the link, for how long, and whether
-// this node should be a candidate at all. No I/O; the agent feeds it facts
-// and applies the answer.
+// decide whether the address may be on the link and until when, and whether
+// this node should stand for it at all. No I/O; the slot feeds it facts and
+// the controller applies the answer (design.md §8).
 
 /** What the agent knows about one VIP at one instant. */
 export interface VipFacts {
-  /** etcd says our key is first in this VIP's election queue. */
-  readonly leader: boolean;
+  readonly now: number;
+  /** Our key is first in the VIP's queue (etcd's view, as this agent last read it). */
+  readonly head: boolean;
   /**
-   * Whole seconds the kernel may keep the address before the lease could have
-   * expired at etcd (see election/fence.ts); null when that cannot be proven.
+   * Until when a committed heartbeat proves our key (design.md §3); null when
+   * none does. Leadership is a fact from etcd that may be stale; the proof is
+   * a fact of our own clock.
    */
-  readonly fenceLifetime: number | null;
+  readonly proof: number | null;
+  /** Until when another node may still answer for the VIP by its claims (design.md §4); null: nobody. */
+  readonly claimedUntil: number | null;
+  /** We hold it now (the controller's word). Claims only keep a VIP from being taken, not from being kept. */
+  readonly held: boolean;
   /** The VIP's link: absent, administratively or physically down, or up. */
   readonly link: "absent" | "down" | "up";
   /** The kube-apiserver gate (always open when no gate is configured). */
   readonly gateOpen: boolean;
+  /** Why this node withdrew from the VIP on its own (e.g. the kernel refuses the address); null: it did not. */
+  readonly withdrawn: string | null;
   readonly stopping: boolean;
 }
 
 /** Short, fixed tokens for metrics labels (vipd_ownership_transitions_total). */
-export type ReleaseCode = "shutdown" | "link-down" | "gate-closed" | "fence-expired" | "not-elected";
+export type ReleaseCode = "shutdown" | "link-down" | "gate-closed" | "withdrawn" | "fence-expired" | "not-elected" | "claimed";
 
 export type HoldDecision =
-  | { readonly hold: true; readonly lifetime: number }
+  | { readonly hold: true; readonly deadline: number }
   | { readonly hold: false; readonly reason: string; readonly code: ReleaseCode };
 
 /**
  * Whether the VIP may be on the link. Every condition must hold at once; the
  * first one that fails names the reason, in the order an operator would look
- * for it. The lease proof is checked even for a leader: leadership is a fact
- * from etcd that may be stale, while the fence is a fact of our own clock.
+ * for it.
  */
 export function decideHold(f: VipFacts): HoldDecision {
   if (f.stopping) return { hold: false, reason: "shutting down", code: "shutdown" };
   if (f.link === "absent") return { hold: false, reason: "link is missing", code: "link-down" };
   if (f.link === "down") return { hold: false, reason: "link is down", code: "link-down" };
   if (!f.gateOpen) return { hold: false, reason: "kube-apiserver gate closed", code: "gate-closed" };
-  if (f.fenceLifetime === null || f.fenceLifetime < 1) {
-    return { hold: false, reason: "lease not proven (keepalive deadline passed)", code: "fence-expired" };
+  if (f.withdrawn !== null) return { hold: false, reason: f.withdrawn, code: "withdrawn" };
+  if (!f.head) return { hold: false, reason: "not first in the queue", code: "not-elected" };
+  if (f.proof === null || f.proof <= f.now) return { hold: false, reason: "no committed heartbeat proves our key (etcd unreachable or slow)", code: "fence-expired" };
+  if (!f.held && f.claimedUntil !== null && f.claimedUntil > f.now) {
+    return { hold: false, reason: `another node may still answer for it for ${Math.ceil(f.claimedUntil - f.now)} ms (its claim runs out)`, code: "claimed" };
   }
-  if (!f.leader) return { hold: false, reason: "not the elected holder", code: "not-elected" };
-  return { hold: true, lifetime: f.fenceLifetime };
+  return { hold: true, deadline: f.proof };
 }
 
 /**
- * Whether this node should be in the VIP's election queue. A node that could
- * not hold the address must not stand, or it would win and leave the VIP dark
- * while a healthy node waits behind it.
+ * Whether this node should be in the VIP's queue. A node that could not hold
+ * the address must not stand, or it would win and leave the VIP dark while a
+ * healthy node waits behind it.
  */
-export function decideCandidacy(f: Pick<VipFacts, "link" | "gateOpen" | "stopping">): { stand: boolean; reason: string } {
+export function decideCandidacy(f: Pick<VipFacts, "link" | "gateOpen" | "stopping" | "withdrawn">): { stand: boolean; reason: string } {
   if (f.stopping) return { stand: false, reason: "shutting down" };
   if (f.link !== "up") return { stand: false, reason: f.link === "absent" ? "link is missing" : "link is down" };
   if (!f.gateOpen) return { stand: false, reason: "kube-apiserver gate closed" };
+  if (f.withdrawn !== null) return { stand: false, reason: f.withdrawn };
   return { stand: true, reason: "ready" };
 }

@@ -69,7 +69,7 @@ test("without a client certificate etcd refuses: no VIP, and /healthz says why",
   try {
     const body = await waitFor("an unhealthy /healthz", async () => {
       const h = await healthz();
-      return h.endsWith(" 503") && !h.includes("not connected yet") ? h : null;
+      return h.endsWith(" 503") && !h.includes(": connecting") ? h : null;
     }, 15_000);
     expect(body).toContain("etcd session not established");
     expect(body).toContain("etcd rejected our client certificate (or we sent none)");

@@ -81,7 +81,7 @@ test("the IPv6 VIP moves off a node whose link went down; the IPv4 VIP stays", a
     vips: { ip: string; role: string; leader: string | null; queue: { node: string }[] }[];
   };
   const v6 = status.vips.find((v) => v.ip === V6)!;
-  expect(v6.role).toBe("follower");
+  expect(v6.role).toBe("waiting");
   expect(v6.leader).toBe(next6);
   expect(v6.queue.map((q) => q.node).at(-1)).toBe(h6.name);
   expect(violations).toEqual([]);

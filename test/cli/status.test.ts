@@ -1,45 +1,52 @@
-// `vipd status` against a real etcd: queues made by real VipElection
-// instances and by hand in the same layout; the holder and the waiting order
-// must be etcd's FIFO order, before and after the holder leaves.
+// `vipd status` against a real etcd: queues made by real sessions and keys
+// written by hand in the same layout; the first in line and the waiting
+// order must be etcd's FIFO order, before and after the first one leaves,
+// and "answering" must follow the heartbeats' claims.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { Etcd3 } from "etcd3";
 import { readStatus, renderStatusJson, renderStatusTable, type StatusReport } from "../../src/cli/status.ts";
-import { connectEtcd } from "../../src/election/client.ts";
-import { VipElection } from "../../src/election/election.ts";
-import { AgentLease } from "../../src/election/lease.ts";
+import { connectEtcd, EtcdConnection } from "../../src/election/connection.ts";
+import { currentIncarnation, encodeIncarnation } from "../../src/election/incarnation.ts";
+import { agentKey, electionKey, encodeHeartbeat, heartbeatKey } from "../../src/election/keys.ts";
+import { monotonicClock } from "../../src/election/proof.ts";
+import { Session } from "../../src/election/session.ts";
 import { type EtcdServer, startEtcd } from "../lab/etcd.ts";
+import { waitFor } from "../lab/sh.ts";
 
-const PREFIX = "/vipd/vip/";
+const PREFIX = "/vipd/";
 let etcd: EtcdServer;
 let admin: Etcd3;
-const cleanup: (() => void)[] = [];
+const cleanup: (() => Promise<void>)[] = [];
+const quiet = { error() {}, warn() {}, info() {}, debug() {} };
 
 beforeAll(async () => {
   etcd = await startEtcd();
   admin = connectEtcd({ endpoints: etcd.endpoints });
 });
 afterAll(async () => {
-  for (const f of cleanup.reverse()) f();
+  for (const f of cleanup.reverse()) await f();
   admin?.close();
   await etcd?.stop();
 });
 
-async function agent(node: string, vips: readonly string[]): Promise<{ lease: AgentLease; elections: Map<string, VipElection> }> {
-  const client = connectEtcd({ endpoints: etcd.endpoints });
-  const lease = new AgentLease(client);
-  await lease.grant(5);
-  const elections = new Map<string, VipElection>();
-  for (const vip of vips) {
-    const e = new VipElection(client, lease, { prefix: PREFIX, vip, node });
-    await e.campaign();
-    elections.set(vip, e);
-  }
-  cleanup.push(() => {
-    for (const e of elections.values()) e.close();
-    lease.close();
-    client.close();
+async function agent(node: string, vips: readonly string[]): Promise<Session> {
+  const conn = new EtcdConnection({ endpoints: etcd.endpoints });
+  const session = new Session({
+    settings: { endpoints: etcd.endpoints, prefix: PREFIX, node, holdMs: 2500, leaseTtlS: 5 },
+    conn,
+    identity: currentIncarnation({ holdMs: 2500, version: "test" }),
+    clock: monotonicClock,
+    log: quiet,
+    serving: () => [],
   });
-  return { lease, elections };
+  session.start();
+  await waitFor(`${node} ready`, () => session.ready, 5000);
+  for (const vip of vips) await session.join(vip);
+  cleanup.push(async () => {
+    await session.stop(300).catch(() => {});
+    conn.close();
+  });
+  return session;
 }
 
 const nodes = (r: StatusReport, vip: string) => {
@@ -47,51 +54,57 @@ const nodes = (r: StatusReport, vip: string) => {
   return [row.holder?.node ?? null, ...row.waiting.map((w) => w.node)];
 };
 
-test("holder and queue order of every VIP, from real elections and hand-made keys", async () => {
+test("first in line, waiting order and who answers, for every VIP", async () => {
   const a = await agent("cp-1", ["192.0.2.10", "2001:db8::10"]);
-  const b = await agent("cp-2", ["2001:db8::10", "192.0.2.10"]);
-  const c = await agent("cp-3", ["192.0.2.10"]);
-  // Same layout by hand: the lease in the key, the node as the value, put in this order.
-  const l1 = await admin.lease(30, { autoKeepAlive: false }).grant();
-  const l2 = await admin.lease(30, { autoKeepAlive: false }).grant();
-  await admin.put(`${PREFIX}192.0.2.9/${BigInt(l2).toString(16)}`).value("cp-b").lease(l2);
-  await admin.put(`${PREFIX}192.0.2.9/${BigInt(l1).toString(16)}`).value("cp-a").lease(l1);
-  // Not election keys: ignored.
-  await admin.put(`${PREFIX}192.0.2.9`).value("junk");
-  await admin.put(`${PREFIX}192.0.2.9/abc/def`).value("junk");
+  await agent("cp-2", ["2001:db8::10", "192.0.2.10"]);
+  await agent("cp-3", ["192.0.2.10"]);
+  // The same layout by hand: cp-b joined before cp-a, and cp-b's heartbeat claims the VIP.
+  const lease = await admin.lease(30, { autoKeepAlive: false }).grant();
+  cleanup.push(async () => void (await admin.leaseClient.leaseRevoke({ ID: lease }).catch(() => {})));
+  const inc = currentIncarnation({ holdMs: 3000, version: "hand" });
+  await admin.put(agentKey(PREFIX, "cp-b")).value(encodeIncarnation(inc)).lease(lease);
+  await admin.put(electionKey(PREFIX, "192.0.2.9", "cp-b")).value(inc.run).lease(lease);
+  await admin.put(electionKey(PREFIX, "192.0.2.9", "cp-a")).value("r").lease(lease);
+  await admin.put(heartbeatKey(PREFIX, "cp-b")).value(encodeHeartbeat({ run: inc.run, seq: 1, claims: ["192.0.2.9"] })).lease(lease);
+  // Not vipd's keys: ignored.
+  await admin.put(`${PREFIX}elections/192.0.2.9`).value("junk");
   await admin.put(`${PREFIX}status`).value("junk");
+  // The heartbeats of the real sessions claim what they head.
+  await waitFor("cp-1 claims its VIPs", async () => (await readStatus(admin, PREFIX)).vips.find((v) => v.vip === "192.0.2.10")?.claimedBy.includes("cp-1"), 3000);
 
   const report = await readStatus(admin, PREFIX);
   expect(report.vips.map((v) => v.vip)).toEqual(["192.0.2.9", "192.0.2.10", "2001:db8::10"]);
   expect(nodes(report, "192.0.2.9")).toEqual(["cp-b", "cp-a"]);
   expect(nodes(report, "192.0.2.10")).toEqual(["cp-1", "cp-2", "cp-3"]);
   expect(nodes(report, "2001:db8::10")).toEqual(["cp-1", "cp-2"]);
+  expect(report.vips[0]!.claimedBy).toEqual(["cp-b"]);
+  expect(report.vips[1]!.claimedBy).toEqual(["cp-1"]);
   const row = report.vips[1]!;
-  expect(row.holder!.lease).toBe(a.lease.id);
-  expect(row.holder!.key).toBe(`${PREFIX}192.0.2.10/${a.lease.id}`);
-  expect(row.waiting.map((w) => w.lease)).toEqual([b.lease.id, c.lease.id]);
+  expect(row.holder!.key).toBe(electionKey(PREFIX, "192.0.2.10", "cp-1"));
   expect(row.holder!.createRevision).toBeLessThan(row.waiting[0]!.createRevision);
   expect(report.revision).toBeGreaterThanOrEqual(row.waiting[1]!.createRevision);
+  expect(report.agents.map((x) => [x.node, x.holdMs])).toEqual([["cp-1", 2500], ["cp-2", 2500], ["cp-3", 2500], ["cp-b", 3000]]);
+  expect(report.agents[0]!.pid).toBe(process.pid);
 
-  // The same as VipElection.queue, the view the agents themselves have.
-  const q = await VipElection.queue(admin, PREFIX, "192.0.2.10");
-  expect(q.map((x) => x.key)).toEqual([row.holder!.key, ...row.waiting.map((w) => w.key)]);
+  // The same order as the agents' own view.
+  expect(a.view.queue("192.0.2.10").map((c) => c.key)).toEqual([row.holder!.key, ...row.waiting.map((w) => w.key)]);
 
-  // The holder resigns: the next in line holds, the queue moves up.
-  await a.elections.get("192.0.2.10")!.resign();
+  // The first one leaves: the next in line is first, the queue moves up.
+  await a.release(["192.0.2.10"]);
   const after = await readStatus(admin, PREFIX, ["192.0.2.10", "198.51.100.1"]);
   expect(after.vips.map((v) => v.vip)).toEqual(["192.0.2.10", "198.51.100.1"]);
   expect(nodes(after, "192.0.2.10")).toEqual(["cp-2", "cp-3"]);
-  expect(after.vips[1]).toEqual({ vip: "198.51.100.1", holder: null, waiting: [] });
+  expect(after.vips[1]).toEqual({ vip: "198.51.100.1", holder: null, claimedBy: [], waiting: [] });
 
   const table = renderStatusTable(after);
   const lines = table.trimEnd().split("\n");
-  expect(lines[0]).toMatch(/^VIP +HOLDER +LEASE +JOINED AT REV +WAITING \(IN ORDER\)$/);
-  expect(lines[1]).toMatch(new RegExp(`^192\\.0\\.2\\.10 +cp-2 +${b.lease.id} +\\d+ +cp-3$`));
+  expect(lines[0]).toMatch(/^VIP +FIRST +ANSWERING +JOINED AT REV +WAITING \(IN ORDER\)$/);
+  expect(lines[1]).toMatch(/^192\.0\.2\.10 +cp-2 +\S+ +\d+ +cp-3$/);
   expect(lines[2]).toMatch(/^198\.51\.100\.1 +\(none\) +- +- +-$/);
-  expect(lines[3]).toBe(`etcd revision ${after.revision}`);
+  expect(lines[4]).toMatch(/^AGENT +HOST +PID +HOLD +STARTED$/);
+  expect(lines.at(-1)).toBe(`etcd revision ${after.revision}`);
   // Columns line up: each header starts where its cells start.
-  for (const h of ["HOLDER", "LEASE", "WAITING"]) {
+  for (const h of ["FIRST", "ANSWERING", "WAITING"]) {
     const col = lines[0]!.indexOf(h);
     expect(lines[1]![col - 1]).toBe(" ");
     expect(lines[1]![col]).not.toBe(" ");
@@ -103,7 +116,8 @@ test("holder and queue order of every VIP, from real elections and hand-made key
 });
 
 test("no VIPs under the prefix: an empty report and a table that says so", async () => {
-  const report = await readStatus(admin, "/vipd-empty/vip/");
+  const report = await readStatus(admin, "/vipd-empty/");
   expect(report.vips).toEqual([]);
+  expect(report.agents).toEqual([]);
   expect(renderStatusTable(report)).toContain("(no VIPs in etcd)");
 });

@@ -1,6 +1,6 @@
 // Mutual TLS: etcd with --client-cert-auth and a throwaway CA from certs.ts.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { connectEtcd } from "../../src/election/client.ts";
+import { connectEtcd, EtcdConnection } from "../../src/election/connection.ts";
 import { AgentLease } from "../../src/election/lease.ts";
 import { makeCerts, type TestCerts } from "../lab/certs.ts";
 import { startEtcd, type EtcdServer } from "../lab/etcd.ts";
@@ -24,19 +24,24 @@ afterAll(async () => {
 
 test("a client certificate signed by the CA is accepted", async () => {
   expect(etcd.endpoints[0]).toStartWith("https://127.0.0.1:");
-  const c = connectEtcd({
+  const conn = new EtcdConnection({
     endpoints: etcd.endpoints,
     tls: { caFile: certs.caFile, certFile: certs.clientCertFile, keyFile: certs.clientKeyFile },
   });
   try {
+    const c = conn.client;
     await c.put("/tls/x").value("y");
     expect(await c.get("/tls/x").string()).toBe("y");
-    const lease = new AgentLease(c);
+    const lease = new AgentLease(conn);
     await lease.grant(3);
-    expect(lease.valid()).toBe(true);
+    expect(lease.ttl).toBe(3);
+    // The watch that requires a leader works over TLS too.
+    const stream = await conn.watch();
+    stream.cancel();
     await lease.revoke();
+    expect((await c.leaseClient.leaseTimeToLive({ ID: lease.etcdId })).TTL).toBe("-1");
   } finally {
-    c.close();
+    conn.close();
   }
 });
 

@@ -1,0 +1,123 @@
+// The VIP links as the kernel sees them: whether each is there and up (with
+// carrier), its index and MAC, one announcer per link, and the kernel's
+// link and address events. Events only say "look again" (design.md §8).
+import { Announcer } from "../kernel/announce.ts";
+import { type KernelEvent, LinkEvents } from "../kernel/link-events.ts";
+import type { Address, Link, Rtnl } from "../kernel/rtnl.ts";
+import { describeError, type Logger } from "../log.ts";
+import type { AnnouncePort } from "../vip/ports.ts";
+
+export type LinkState = "absent" | "down" | "up";
+
+export interface LinkWatchEvents {
+  /** A link changed state (or index: it was re-created). */
+  link(name: string, state: LinkState): void;
+  /** An address event on one of our links. */
+  address(name: string, address: Address, deleted: boolean): void;
+  /** Events were lost: every fact must be re-read. */
+  overrun(): void;
+}
+
+export class LinkWatch {
+  readonly #links = new Map<string, { state: LinkState; link: Link | null }>();
+  readonly #announcers = new Map<string, { key: string; port: Announcer }>();
+  #events: LinkEvents | null = null;
+
+  private constructor(
+    private readonly rtnl: Rtnl,
+    private readonly log: Logger,
+    private readonly on: LinkWatchEvents,
+  ) {}
+
+  /** Reads every named link, then subscribes to the kernel's events. */
+  static async open(names: Iterable<string>, rtnl: Rtnl, log: Logger, on: LinkWatchEvents): Promise<LinkWatch> {
+    const w = new LinkWatch(rtnl, log, on);
+    for (const name of new Set(names)) await w.refresh(name);
+    w.#events = LinkEvents.open((e) => w.#onEvent(e));
+    return w;
+  }
+
+  names(): string[] {
+    return [...this.#links.keys()];
+  }
+
+  state(name: string): LinkState {
+    return this.#links.get(name)?.state ?? "absent";
+  }
+
+  link(name: string): Link | null {
+    return this.#links.get(name)?.link ?? null;
+  }
+
+  /** The announcer for a link, opened on first use and replaced when the link is re-created. */
+  announcer(name: string): AnnouncePort | null {
+    const link = this.link(name);
+    if (!link) return null;
+    const have = this.#announcers.get(name);
+    if (have) return have.port;
+    try {
+      const port = Announcer.open({ index: link.index, name: link.name, mac: link.mac });
+      this.#announcers.set(name, { key: announcerKey(link), port });
+      return port;
+    } catch (err) {
+      this.log.error("opening announcer failed", { link: name, error: describeError(err) });
+      return null;
+    }
+  }
+
+  /** Reads one link from the kernel again. */
+  async refresh(name: string): Promise<void> {
+    let link: Link | null = null;
+    try {
+      link = await this.rtnl.link(name);
+    } catch (err) {
+      if ((err as { code?: string }).code !== "ENODEV") throw err;
+    }
+    this.#set(name, link);
+  }
+
+  close(): void {
+    this.#events?.close();
+    this.#events = null;
+    for (const a of this.#announcers.values()) a.port.close();
+    this.#announcers.clear();
+  }
+
+  #set(name: string, link: Link | null): void {
+    // IFF_UP alone is not enough: a cut cable (no carrier) must count as down.
+    const state: LinkState = !link ? "absent" : link.up && link.lowerUp ? "up" : "down";
+    const before = this.#links.get(name);
+    this.#links.set(name, { state, link });
+    const ann = this.#announcers.get(name);
+    if (ann && (!link || ann.key !== announcerKey(link))) {
+      ann.port.close();
+      this.#announcers.delete(name);
+    }
+    if (before && (before.state !== state || before.link?.index !== link?.index)) {
+      if (before.state !== state) this.log.info(`link ${name} is ${state}`, { link: name, state });
+      this.on.link(name, state);
+    }
+  }
+
+  #onEvent(e: KernelEvent): void {
+    if (e.type === "overrun") {
+      this.log.warn("kernel events were lost; re-reading links");
+      for (const name of this.#links.keys()) {
+        void this.refresh(name).catch((err) => this.log.error("re-reading link failed", { link: name, error: describeError(err) }));
+      }
+      this.on.overrun();
+      return;
+    }
+    if (e.type === "link") {
+      const name = [...this.#links.keys()].find((n) => n === e.link.name || this.#links.get(n)?.link?.index === e.link.index);
+      if (name) this.#set(name, e.deleted || e.link.name !== name ? null : e.link);
+      return;
+    }
+    const name = [...this.#links.keys()].find((n) => this.#links.get(n)?.link?.index === e.address.linkIndex);
+    if (name) this.on.address(name, e.address, e.deleted);
+  }
+}
+
+function announcerKey(link: Link): string {
+  return `${link.index}/${Array.from(link.mac).join(",")}`;
+}

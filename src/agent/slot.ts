@@ -1,0 +1,312 @@
+// One VIP on this node: whether to stand for it (candidacy), its place in
+// etcd's queue (join, release, takeover through the session), and its
+// controller, which makes the kernel match the decision (design.md §8).
+//
+// Every fact change calls update(): decide again from the facts as they are
+// now, poke the controller when that changes anything, and arm one timer
+// for the next moment the facts change by themselves (a proof running out,
+// another node's claim running out, the agents ahead falling silent).
+//
+// The one ordering rule lives in withdraw(): the address (and its fence
+// element) goes first, and only then is etcd told, because telling etcd lets
+// the next node take over at once (design.md, invariant I4).
+import type { VipSettings } from "../config/index.ts";
+import { describeEtcdError } from "../election/etcd-error.ts";
+import type { Clock } from "../election/proof.ts";
+import type { Session } from "../election/session.ts";
+import type { VipdMetrics } from "../health/vipd-metrics.ts";
+import { describeError, type Logger } from "../log.ts";
+import { type AnnounceSettings, VipController } from "../vip/controller.ts";
+import { decideCandidacy, decideHold, type VipFacts } from "../vip/decision.ts";
+import type { AddressKernel, FencePort } from "../vip/ports.ts";
+import type { LinkWatch } from "./links.ts";
+
+export interface SlotDeps {
+  readonly vip: VipSettings;
+  readonly node: string;
+  readonly session: Session;
+  readonly links: LinkWatch;
+  readonly gateOpen: () => boolean;
+  readonly stopping: () => boolean;
+  readonly kernel: AddressKernel;
+  readonly fence: FencePort;
+  readonly announce: AnnounceSettings;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metrics: VipdMetrics;
+  /** Endpoints, for etcd errors as sentences. */
+  readonly endpoints: readonly string[];
+}
+
+export interface VipStatus {
+  ip: string;
+  link: string;
+  /** The node first in the queue, null when nobody stands. */
+  leader: string | null;
+  /** Whether this node has the address on its link now. */
+  owner: boolean;
+  /** When this node acquired it (ISO 8601), null when it does not hold it. */
+  since: string | null;
+  role: "holder" | "first" | "waiting" | "out";
+  candidacy: string;
+  reason: string;
+  /** The queue as this node last read it, first in line first. */
+  queue: { node: string; host: string | null }[];
+}
+
+/** Consecutive failures to add the address before the node stands down for it. */
+export const HOLD_FAILURES_TO_WITHDRAW = 3;
+/** How long a node stands down after the kernel kept refusing the address. */
+export const WITHDRAW_MS = 30_000;
+/** Retry after a failed join or release. */
+const RETRY_MS = 1000;
+/** How long a committed join may take to show in the view before the slot joins again. */
+const JOIN_VISIBLE_MS = 2000;
+
+export class Slot {
+  readonly controller: VipController;
+  readonly #d: SlotDeps;
+  #candidacy = "not started";
+  #busy: Promise<void> | null = null;
+  #withdrawn: { reason: string; until: number } | null = null;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #timerAt = Infinity;
+  #appliedDeadline: number | null = null;
+  #head = false;
+  #headSince: number | null = null;
+  #winReason = "first in the queue";
+  #lastQueue: string[] = [];
+  #releasedAt: number | null = null;
+  #tookFrom: string | null = null;
+  #joinedAt: number | null = null;
+
+  constructor(deps: SlotDeps) {
+    this.#d = deps;
+    const { vip, metrics, log, node } = deps;
+    metrics.declareVip(vip.ip, vip.link);
+    this.controller = new VipController(vip.ip, vip.link, () => this.#facts(), {
+      kernel: deps.kernel,
+      fence: deps.fence,
+      announcer: (link) => deps.links.announcer(link),
+      announce: deps.announce,
+      clock: deps.clock,
+      onChange: (c) => {
+        const fields = { vip: c.ip, link: c.link, node, reason: c.reason };
+        metrics.ownership(c.ip, c.link, c.held, c.code);
+        if (c.held) {
+          log.info("acquired VIP", fields);
+          if (this.#headSince !== null) metrics.failover(c.ip, c.at - this.#headSince);
+        } else {
+          log.warn("released VIP", fields);
+          this.#releasedAt = c.at;
+        }
+      },
+      onError: (op, err) => log.error(`${op} failed`, { vip: vip.ip, error: describeError(err) }),
+      onHoldFailed: (err, n) => this.#holdFailed(err, n),
+      onAnnounced: (n) => metrics.announced(vip.ip, n),
+      winReason: () => this.#winReason,
+    });
+  }
+
+  get vip(): VipSettings {
+    return this.#d.vip;
+  }
+
+  /** Why this node does (not) stand, and the decision, for /healthz. */
+  get withdrawnReason(): string | null {
+    return this.#withdrawn?.reason ?? null;
+  }
+
+  #facts(): VipFacts {
+    const { session, vip, clock, links } = this.#d;
+    const now = clock();
+    return {
+      now,
+      head: session.isHead(vip.ip),
+      proof: session.proof(vip.ip),
+      claimedUntil: session.claimedElsewhereUntil(vip.ip),
+      held: this.controller.held,
+      link: links.state(vip.link),
+      gateOpen: this.#d.gateOpen(),
+      withdrawn: this.#withdrawn && this.#withdrawn.until > now ? this.#withdrawn.reason : null,
+      stopping: this.#d.stopping(),
+    };
+  }
+
+  /** Some fact changed: decide candidacy and holding again. */
+  update(): void {
+    const { session, vip, clock } = this.#d;
+    const now = clock();
+    if (this.#withdrawn && this.#withdrawn.until <= now) {
+      this.#d.log.info("standing for the VIP again", { vip: vip.ip, after: this.#withdrawn.reason });
+      this.#withdrawn = null;
+    }
+    const facts = this.#facts();
+    this.#noteQueue(facts.head);
+    const c = decideCandidacy(facts);
+    this.#candidacy = c.reason;
+    if (session.mine(vip.ip)) this.#joinedAt = null;
+    if (session.ready && !this.#busy) {
+      // Our own key reaches the view through the watch a moment after the
+      // join commits; until then, we are queued all the same.
+      const joining = this.#joinedAt !== null && now - this.#joinedAt < JOIN_VISIBLE_MS;
+      const queued = session.mine(vip.ip) !== undefined || joining;
+      if (c.stand && !queued) this.#run(this.#join());
+      else if (!c.stand && queued) this.#run(this.#withdraw(c.reason));
+    }
+    const d = decideHold(facts);
+    if (d.hold ? !this.controller.held || d.deadline !== this.#appliedDeadline : this.controller.held || this.controller.serving) {
+      this.#appliedDeadline = d.hold ? d.deadline : null;
+      void this.controller.poke();
+    }
+    this.#arm(facts);
+  }
+
+  /** Our key is gone (a takeover, an operator): the proof is already void; let go now. */
+  deposed(): void {
+    this.#d.log.warn("our election key is gone; releasing", { vip: this.#d.vip.ip });
+    this.update();
+  }
+
+  /** Removes the address (and fence element) for good: the agent is stopping. */
+  async stop(): Promise<void> {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    await this.controller.poke();
+  }
+
+  /** The next moment facts change by themselves. */
+  #arm(f: VipFacts): void {
+    const { session, vip } = this.#d;
+    const candidates: number[] = [];
+    if (f.proof !== null && (this.controller.held || this.controller.serving)) candidates.push(f.proof);
+    if (f.head && !f.held && f.claimedUntil !== null) candidates.push(f.claimedUntil);
+    const takeover = session.takeoverAt(vip.ip);
+    if (takeover !== null) candidates.push(takeover);
+    if (this.#withdrawn) candidates.push(this.#withdrawn.until);
+    const at = Math.min(...candidates);
+    if (at === this.#timerAt) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#timerAt = at;
+    if (at === Infinity) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#timerAt = Infinity;
+      this.#due();
+    }, Math.max(0, at - this.#d.clock()) + 1);
+  }
+
+  #due(): void {
+    const { session, vip, clock } = this.#d;
+    const at = session.takeoverAt(vip.ip);
+    if (at !== null && at <= clock() && !this.#busy && session.ready) this.#run(this.#takeover());
+    this.update();
+  }
+
+  #run(p: Promise<void>): void {
+    this.#busy = p.finally(() => {
+      this.#busy = null;
+      this.update();
+    });
+  }
+
+  async #join(): Promise<void> {
+    const { session, vip, log } = this.#d;
+    const before = session.view.queue(vip.ip);
+    try {
+      await session.join(vip.ip);
+      this.#joinedAt = this.#d.clock();
+      this.#winReason = before.length === 0 ? "first in the queue when it joined" : `joined behind ${before.map((c) => c.node).join(", ")}`;
+      log.info("standing for VIP", { vip: vip.ip, queue: before.map((c) => c.node).join(",") || "(empty)" });
+    } catch (err) {
+      log.warn("joining the queue failed; retrying", { vip: vip.ip, error: describeEtcdError(err, this.#d.endpoints) });
+      await new Promise((r) => setTimeout(r, RETRY_MS));
+    }
+  }
+
+  /** The address goes first; only then may the next candidate be told (invariant I4). */
+  async #withdraw(reason: string): Promise<void> {
+    const { session, vip, log } = this.#d;
+    await this.controller.poke();
+    if (this.controller.serving) {
+      // The fence could not be confirmed closed: do not let the next node in yet.
+      await new Promise((r) => setTimeout(r, RETRY_MS));
+      return;
+    }
+    try {
+      await session.release([vip.ip]);
+      log.info("withdrew from the VIP's queue", { vip: vip.ip, reason });
+    } catch (err) {
+      log.warn("leaving the queue failed; retrying", { vip: vip.ip, error: describeEtcdError(err, this.#d.endpoints) });
+      await new Promise((r) => setTimeout(r, RETRY_MS));
+    }
+  }
+
+  async #takeover(): Promise<void> {
+    const { session, vip, log, clock } = this.#d;
+    const ahead = session.view.queue(vip.ip).map((c) => c.node);
+    const silent = ahead.length ? Math.round(clock() - (session.view.heartbeat(ahead[0]!)?.receivedAt ?? clock())) : 0;
+    try {
+      const r = await session.takeover(vip.ip);
+      if (r.took && r.from.length) {
+        this.#d.metrics.tookOver(vip.ip);
+        this.#tookFrom = r.from.join(", ");
+        this.#winReason = `took over from ${this.#tookFrom}: no heartbeat for ${silent} ms`;
+        log.info("took the VIP's queue over", { vip: vip.ip, from: this.#tookFrom, silentMs: silent });
+      }
+    } catch (err) {
+      log.warn("takeover failed; retrying", { vip: vip.ip, error: describeEtcdError(err, this.#d.endpoints) });
+      await new Promise((r) => setTimeout(r, RETRY_MS));
+    }
+  }
+
+  #holdFailed(err: unknown, consecutive: number): void {
+    if (consecutive < HOLD_FAILURES_TO_WITHDRAW || this.#withdrawn) return;
+    const reason = `the kernel refused the address ${consecutive} times (${describeError(err)}); standing down for ${WITHDRAW_MS / 1000} s`;
+    this.#withdrawn = { reason, until: this.#d.clock() + WITHDRAW_MS };
+    this.#d.log.error("cannot hold the VIP; letting another node take it", { vip: this.#d.vip.ip, reason });
+    this.update();
+  }
+
+  /** Notes when we became first in the queue, and why, for the log and the failover metric. */
+  #noteQueue(head: boolean): void {
+    const { session, vip, clock, metrics, node } = this.#d;
+    const queue = session.view.queue(vip.ip).map((c) => c.node);
+    if (head && !this.#head) {
+      this.#headSince = clock();
+      const gone = this.#lastQueue.filter((n) => n !== node && !queue.includes(n));
+      if (gone.length && !this.#tookFrom) this.#winReason = `${gone.join(", ")} left the queue`;
+      this.#tookFrom = null;
+    }
+    if (!head) this.#headSince = null;
+    // The loser's side of a failover: from our release until another node is first.
+    if (this.#releasedAt !== null && queue[0] && queue[0] !== node) {
+      metrics.failover(vip.ip, clock() - this.#releasedAt);
+      this.#releasedAt = null;
+    }
+    this.#head = head;
+    this.#lastQueue = queue;
+  }
+
+  status(wallNow: number): VipStatus {
+    const { session, vip, clock } = this.#d;
+    const now = clock();
+    const queue = session.view.queue(vip.ip);
+    const mine = session.mine(vip.ip);
+    const role = this.controller.held ? "holder" : session.isHead(vip.ip) ? "first" : mine ? "waiting" : "out";
+    const since = this.controller.since;
+    const d = this.controller.lastDecision;
+    return {
+      ip: vip.ip,
+      link: vip.link,
+      leader: queue[0]?.node ?? null,
+      owner: this.controller.held,
+      since: since === null ? null : new Date(wallNow - (now - since)).toISOString(),
+      role,
+      candidacy: this.#candidacy,
+      reason: d && !d.hold ? d.reason : this.controller.held ? this.#winReason : this.#candidacy,
+      queue: queue.map((c) => ({ node: c.node, host: session.view.agent(c.node)?.incarnation?.host ?? null })),
+    };
+  }
+}

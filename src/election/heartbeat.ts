@@ -1,0 +1,231 @@
+// The agent's heartbeat: one etcd transaction every 250 ms, whatever the
+// number of VIPs (design.md §3).
+//
+//   if   agents/<node> was created by this run            (create revision)
+//   and  elections/<vip>/<node> still is the key we hold,  for every VIP we head
+//   then put heartbeats/<node> = {run, seq, claims}
+//   else read those keys back, to learn which one is gone
+//
+// A committed heartbeat needed a quorum, so a stale or cut-off etcd member
+// cannot fake one. Its send time proves every key it guarded until send time
+// + hold − margin (proof.ts). A failed guard is how a deposed holder learns
+// it was deposed, even when its watch is silent.
+//
+// Heartbeats do not wait for each other: one goes out every interval, each
+// dated by its own send time, so one slow round trip costs nothing as long
+// as a later one lands. While they fail (etcd electing a leader, say) the
+// interval shortens, so the proof resumes soon after etcd does. When none is
+// answered at all for a second, the connection is replaced: the calls may be
+// stuck on a half-open TCP link.
+import { GRPCDeadlineExceededError, type ITxnRequest, type ITxnResponse } from "etcd3";
+import { type EtcdConnection, within } from "./connection.ts";
+import { Emitter } from "./emitter.ts";
+import { decodeIncarnation, type Incarnation } from "./incarnation.ts";
+import { agentKey, electionKey, encodeHeartbeat, heartbeatKey } from "./keys.ts";
+import { type Clock, HEARTBEAT_INTERVAL_MS, HEARTBEAT_RETRY_MS } from "./proof.ts";
+
+/** One of our election keys a heartbeat requires to still exist. */
+export interface Guarded {
+  readonly vip: string;
+  readonly createRevision: string;
+}
+
+export interface HeartbeatEvents extends Record<string, unknown> {
+  /** A heartbeat committed: every guarded key is proven from sentAt. */
+  committed: { sentAt: number; revision: string; guarded: readonly Guarded[]; rttMs: number };
+  /** The guard failed on these VIPs' keys: someone deleted them (a takeover, an operator, the lease). */
+  deposed: { vips: readonly string[] };
+  /** Our agent record is gone, or belongs to another run now. */
+  evicted: { reason: string; by: Incarnation | null };
+  /** A heartbeat could not be sent or was not answered; the loop goes on. */
+  failed: { reason: string };
+  /** No heartbeat was answered for a while; the connection was replaced. */
+  stalled: { silentMs: number };
+}
+
+export interface HeartbeatOptions {
+  readonly conn: EtcdConnection;
+  readonly clock: Clock;
+  readonly prefix: string;
+  readonly node: string;
+  readonly run: string;
+  /** The lease the heartbeat key is put with (decimal). */
+  readonly lease: string;
+  /** Create revision of our agent record. */
+  readonly agentRevision: string;
+  /** Per call: the keys to guard and the VIPs to claim, read when each heartbeat leaves. */
+  readonly guard: () => readonly Guarded[];
+  readonly claims: () => readonly string[];
+  /** Sequence numbers, shared with every other write of the heartbeat key. */
+  readonly nextSeq: () => number;
+  /** Deadline per heartbeat: one answered after the proof it would give has ended proves nothing. */
+  readonly timeoutMs: number;
+  readonly intervalMs?: number;
+  /** No answer of any kind for this long while heartbeats are out: replace the connection. Default 1000 ms. */
+  readonly stallMs?: number;
+}
+
+/** Most heartbeats out at once; more would only queue behind a wedged connection. */
+const MAX_IN_FLIGHT = 16;
+
+export class Heartbeat extends Emitter<HeartbeatEvents> {
+  readonly #o: HeartbeatOptions;
+  readonly #interval: number;
+  readonly #stallMs: number;
+  #running = false;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #inFlight = 0;
+  /** Bumped when the connection is replaced: answers to older calls no longer count as in flight. */
+  #generation = 0;
+  #unsubscribe: (() => void) | null = null;
+  #lastSentAt = -Infinity;
+  #lastCommitAt: number | null = null;
+  #lastAnswerAt: number;
+  /** `${vip} ${createRevision}` → latest send time of a committed heartbeat that guarded it. */
+  readonly #proven = new Map<string, number>();
+
+  constructor(opts: HeartbeatOptions) {
+    super();
+    this.#o = opts;
+    this.#interval = opts.intervalMs ?? HEARTBEAT_INTERVAL_MS;
+    this.#stallMs = opts.stallMs ?? 1000;
+    this.#lastAnswerAt = opts.clock();
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#lastAnswerAt = this.#o.clock();
+    // Calls on a replaced connection may never return: stop waiting for them.
+    this.#unsubscribe = this.#o.conn.onReset(() => {
+      this.#generation++;
+      this.#inFlight = 0;
+      this.#lastAnswerAt = this.#o.clock();
+      this.#send();
+    });
+    this.#send();
+  }
+
+  stop(): void {
+    this.#unsubscribe?.();
+    this.#unsubscribe = null;
+    this.#running = false;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  /** Sends one now (a new head needs its proof without waiting for the next interval). */
+  beat(): void {
+    if (this.#running) this.#send();
+  }
+
+  /** Send time of the latest committed heartbeat that guarded this key; null if none did. */
+  provenSince(vip: string, createRevision: string): number | null {
+    return this.#proven.get(`${vip} ${createRevision}`) ?? null;
+  }
+
+  /** Records a proof from another guarded write of ours (a takeover transaction). */
+  prove(g: Guarded, sentAt: number): void {
+    const k = `${g.vip} ${g.createRevision}`;
+    if ((this.#proven.get(k) ?? -Infinity) < sentAt) this.#proven.set(k, sentAt);
+  }
+
+  /** Drops proofs of keys that are gone. */
+  forget(keep: (g: Guarded) => boolean): void {
+    for (const k of this.#proven.keys()) {
+      const [vip, createRevision] = k.split(" ") as [string, string];
+      if (!keep({ vip, createRevision })) this.#proven.delete(k);
+    }
+  }
+
+  get lastCommitAt(): number | null {
+    return this.#lastCommitAt;
+  }
+
+  #schedule(): void {
+    if (!this.#running) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    const healthy = this.#lastCommitAt !== null && this.#o.clock() - this.#lastCommitAt < 2 * this.#interval;
+    const next = this.#lastSentAt + (healthy ? this.#interval : HEARTBEAT_RETRY_MS);
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#send();
+    }, Math.max(0, next - this.#o.clock()));
+  }
+
+  #send(): void {
+    if (!this.#running) return;
+    const now = this.#o.clock();
+    if (this.#inFlight > 0 && now - this.#lastAnswerAt > this.#stallMs) {
+      this.emit("stalled", { silentMs: Math.round(now - this.#lastAnswerAt) });
+      // Sends the next heartbeat itself, through onReset.
+      return this.#o.conn.reset();
+    }
+    if (this.#inFlight >= MAX_IN_FLIGHT) return this.#schedule();
+    const o = this.#o;
+    const guarded = [...o.guard()];
+    const agent = Buffer.from(agentKey(o.prefix, o.node));
+    const elections = guarded.map((g) => Buffer.from(electionKey(o.prefix, g.vip, o.node)));
+    const req: ITxnRequest = {
+      compare: [
+        { key: agent, target: "Create", result: "Equal", create_revision: o.agentRevision },
+        ...guarded.map((g, i) => ({ key: elections[i]!, target: "Create" as const, result: "Equal" as const, create_revision: g.createRevision })),
+      ],
+      success: [{
+        request_put: {
+          key: Buffer.from(heartbeatKey(o.prefix, o.node)),
+          value: Buffer.from(encodeHeartbeat({ run: o.run, seq: o.nextSeq(), claims: o.claims() })),
+          lease: o.lease,
+        },
+      }],
+      failure: [{ request_range: { key: agent } }, ...elections.map((key) => ({ request_range: { key } }))],
+    };
+    // The proof starts when the request leaves, not when it was decided.
+    const sentAt = o.clock();
+    this.#lastSentAt = sentAt;
+    this.#inFlight++;
+    const gen = this.#generation;
+    o.conn.client.kv.txn(req, within(o.timeoutMs)).then(
+      (res) => this.#answered(res, sentAt, guarded, gen),
+      (err: unknown) => this.#failed(err, gen),
+    );
+    this.#schedule();
+  }
+
+  #answered(res: ITxnResponse, sentAt: number, guarded: readonly Guarded[], gen: number): void {
+    // A late answer from a replaced connection still proves what it proves.
+    if (gen === this.#generation) this.#inFlight--;
+    const now = this.#o.clock();
+    this.#lastAnswerAt = now;
+    if (!this.#running) return;
+    if (res.succeeded) {
+      if (this.#lastCommitAt === null || now > this.#lastCommitAt) this.#lastCommitAt = now;
+      for (const g of guarded) this.prove(g, sentAt);
+      this.emit("committed", { sentAt, revision: res.header.revision, guarded, rttMs: now - sentAt });
+      return;
+    }
+    const [agent, ...keys] = res.responses.map((r) => r.response_range?.kvs ?? []);
+    const record = agent?.[0];
+    if (!record || record.create_revision !== this.#o.agentRevision) {
+      const by = record ? decodeIncarnation(record.value.toString()) : null;
+      this.emit("evicted", {
+        reason: record ? "our agent record was replaced by another run of vipd under this node name" : "our agent record is gone (lease expired or revoked, or deleted by hand)",
+        by,
+      });
+      return;
+    }
+    const lost = guarded.filter((g, i) => keys[i]?.[0]?.create_revision !== g.createRevision).map((g) => g.vip);
+    if (lost.length) this.emit("deposed", { vips: lost });
+    // The rest are still ours: prove them without waiting for the next interval.
+    this.#send();
+  }
+
+  #failed(err: unknown, gen: number): void {
+    if (gen !== this.#generation) return;
+    this.#inFlight--;
+    // An error from etcd ("no leader") is an answer; our own deadline running out is not.
+    if (!(err instanceof GRPCDeadlineExceededError)) this.#lastAnswerAt = this.#o.clock();
+    if (!this.#running) return;
+    this.emit("failed", { reason: err instanceof Error ? err.message : String(err) });
+  }
+}

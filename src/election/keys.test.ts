@@ -1,0 +1,43 @@
+import { describe, expect, test } from "bun:test";
+import { agentKey, compareRevisions, decodeHeartbeat, electionKey, encodeHeartbeat, heartbeatKey, parseKey, prefixEnd } from "./keys.ts";
+
+const P = "/vipd/";
+
+describe("parseKey", () => {
+  const cases: [string, ReturnType<typeof parseKey>][] = [
+    [agentKey(P, "cp-1"), { kind: "agent", node: "cp-1" }],
+    [heartbeatKey(P, "cp-1"), { kind: "heartbeat", node: "cp-1" }],
+    [electionKey(P, "192.0.2.10", "cp-2"), { kind: "election", vip: "192.0.2.10", node: "cp-2" }],
+    [electionKey(P, "2001:db8::10", "n.3"), { kind: "election", vip: "2001:db8::10", node: "n.3" }],
+    ["/vipd/vip/192.0.2.10/694d8f2b1c3e9a01", { kind: "legacy", vip: "192.0.2.10" }],
+    ["/vipd/agents/", { kind: "unknown" }],
+    ["/vipd/agents/-bad", { kind: "unknown" }],
+    ["/vipd/elections/192.0.2.10", { kind: "unknown" }],
+    ["/vipd/elections/a/b/cp-1", { kind: "unknown" }],
+    ["/vipd/something", { kind: "unknown" }],
+    ["/other/agents/cp-1", null],
+  ];
+  for (const [key, want] of cases) test(key, () => expect(parseKey(P, key)).toEqual(want));
+});
+
+test("prefixEnd increments the last byte that can be", () => {
+  expect(prefixEnd("/vipd/").toString()).toBe("/vipd0");
+  expect([...prefixEnd(Buffer.from([0x61, 0xff]))]).toEqual([0x62]);
+  expect([...prefixEnd(Buffer.from([0xff, 0xff]))]).toEqual([0]);
+});
+
+describe("heartbeat values", () => {
+  test("round trip", () => {
+    const h = { run: "ab12", seq: 7, claims: ["192.0.2.10", "2001:db8::1"] };
+    expect(decodeHeartbeat(encodeHeartbeat(h))).toEqual(h);
+  });
+  for (const bad of ["", "null", "[]", '{"run":"","seq":1,"claims":[]}', '{"run":"a","seq":-1,"claims":[]}', '{"run":"a","seq":1.5,"claims":[]}', '{"run":"a","seq":1,"claims":[1]}', '{"run":"a","seq":1}']) {
+    test(`rejects ${JSON.stringify(bad)}`, () => expect(decodeHeartbeat(bad)).toBeNull());
+  }
+});
+
+test("revisions compare as 64-bit integers, not text", () => {
+  expect(compareRevisions("9", "10")).toBe(-1);
+  expect(compareRevisions("9223372036854775807", "9223372036854775806")).toBe(1);
+  expect(compareRevisions(5, "5")).toBe(0);
+});

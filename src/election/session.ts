@@ -1,0 +1,599 @@
+// The agent's etcd session: connection, lease, registration of this run
+// under its node name, the cluster view, the heartbeats and the proofs they
+// give, and the three writes that change a queue — join, release, takeover
+// (design.md §2–§7).
+//
+// It never touches the kernel. It answers "may this agent hold the VIP, and
+// until when?" from etcd facts, and the VIP slots decide with that and the
+// link and gate facts.
+//
+// A session that loses its footing (its agent record or lease gone) says
+// "lost" — every VIP must be released — and registers again by itself. One
+// that finds another live run under its node name says "fatal": the agent
+// stops and exits 2 (design.md §6).
+import type { ITxnRequest } from "etcd3";
+import type { Logger } from "../log.ts";
+import { type EtcdConnection, type EtcdTlsFiles, within } from "./connection.ts";
+import { Emitter } from "./emitter.ts";
+import { describeEtcdError } from "./etcd-error.ts";
+import { etcdVersionWarning } from "./etcd-version.ts";
+import { type Guarded, Heartbeat } from "./heartbeat.ts";
+import { decodeIncarnation, describeIncarnation, encodeIncarnation, type Incarnation, judge, processAlive } from "./incarnation.ts";
+import { agentKey, electionKey, electionsPrefix, encodeHeartbeat, heartbeatKey, LEGACY_ELECTIONS, prefixEnd } from "./keys.ts";
+import { AgentLease } from "./lease.ts";
+import { type Clock, proofDeadline, silenceWindow, TAKEOVER_STAGGER_MS } from "./proof.ts";
+import { type Candidate, ClusterView } from "./view.ts";
+import { Watcher } from "./watcher.ts";
+
+export interface SessionSettings {
+  readonly endpoints: readonly string[];
+  readonly tls?: EtcdTlsFiles | undefined;
+  readonly prefix: string;
+  readonly node: string;
+  readonly holdMs: number;
+  /** TTL of the cleanup lease, seconds. */
+  readonly leaseTtlS: number;
+}
+
+export interface SessionOptions {
+  readonly settings: SessionSettings;
+  readonly conn: EtcdConnection;
+  readonly identity: Incarnation;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** VIPs this agent's kernel may be answering for right now; they stay claimed until released. */
+  readonly serving: () => Iterable<string>;
+  readonly processAlive?: (pid: number, start: string) => boolean;
+  readonly rpcTimeoutMs?: number;
+}
+
+export interface SessionEvents extends Record<string, unknown> {
+  /** The view or a proof changed: decide again. */
+  changed: Record<string, never>;
+  /** Our keys for these VIPs are gone: stop answering for them now. */
+  deposed: { vips: readonly string[] };
+  /** Our agent record or lease is gone: release everything. The session registers again by itself. */
+  lost: { reason: string };
+  /** Another live run owns this node name: stop (exit 2). */
+  fatal: { reason: string };
+  /** A heartbeat's outcome, for metrics. */
+  heartbeat: { result: "committed" | "failed" | "deposed"; rttMs?: number };
+}
+
+/** A problem no retry can fix: the agent must stop. */
+export class SessionFatalError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SessionFatalError";
+  }
+}
+
+const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 5000;
+
+export class Session extends Emitter<SessionEvents> {
+  readonly view: ClusterView;
+  readonly #o: SessionOptions;
+  readonly #s: SessionSettings;
+  readonly #rpcMs: number;
+  #lease: AgentLease | null = null;
+  #watcher: Watcher | null = null;
+  #heartbeat: Heartbeat | null = null;
+  #agentRevision: string | null = null;
+  #seq = 0;
+  #ready = false;
+  #stopped = false;
+  #lastError: string | null = "connecting";
+  #lastHeartbeatError: string | null = null;
+  #versionChecked = false;
+  #ended: (() => void) | null = null;
+  #loop: Promise<void> | null = null;
+  readonly #releasing = new Set<string>();
+  #heads = new Set<string>();
+
+  constructor(opts: SessionOptions) {
+    super();
+    this.#o = opts;
+    this.#s = opts.settings;
+    this.#rpcMs = opts.rpcTimeoutMs ?? 2000;
+    this.view = new ClusterView(this.#s.prefix, (key, why) => opts.log.warn("ignoring a key under vipd's prefix", { key, reason: why }));
+  }
+
+  /** Starts connecting and registering in the background. */
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  get ready(): boolean {
+    return this.#ready && (this.#watcher?.synced ?? false);
+  }
+  get lastError(): string | null {
+    return this.#lastError;
+  }
+  get lease(): AgentLease | null {
+    return this.#lease;
+  }
+  get identity(): Incarnation {
+    return this.#o.identity;
+  }
+  get lastHeartbeatAt(): number | null {
+    return this.#heartbeat?.lastCommitAt ?? null;
+  }
+  get lastHeartbeatError(): string | null {
+    return this.#lastHeartbeatError;
+  }
+
+  // ---- facts for the slots --------------------------------------------------
+
+  /** Our key in a VIP's queue, if the view has it. */
+  mine(vip: string): Candidate | undefined {
+    return this.view.queue(vip).find((c) => c.node === this.#s.node && c.run === this.#o.identity.run);
+  }
+
+  /** Whether our key is first in the VIP's queue. */
+  isHead(vip: string): boolean {
+    const first = this.view.queue(vip)[0];
+    return first !== undefined && first.node === this.#s.node && first.run === this.#o.identity.run;
+  }
+
+  /**
+   * Until when a heartbeat proves our key for this VIP (design.md §3); null:
+   * unproven. It does not wait for the view to be current: a proof stands on
+   * the heartbeat's guard alone, and a view being read again must not drop a
+   * VIP that etcd still proves.
+   */
+  proof(vip: string): number | null {
+    if (!this.#ready || this.#releasing.has(vip)) return null;
+    const me = this.mine(vip);
+    const since = me ? (this.#heartbeat?.provenSince(vip, me.createRevision) ?? null) : null;
+    return since === null ? null : proofDeadline(since, this.#s.holdMs);
+  }
+
+  /** Until when another node may still answer for the VIP by its claims; null: nobody else. */
+  claimedElsewhereUntil(vip: string): number | null {
+    return this.view.claimedUntil(vip, this.#s.node, this.#o.clock());
+  }
+
+  /**
+   * When this agent may try to take the VIP from the agents ahead of it
+   * (design.md §3): each must have been silent for its window, and ranks
+   * after the first wait a stagger more. Null: not queued, or already first.
+   */
+  takeoverAt(vip: string): number | null {
+    if (!this.ready) return null;
+    const q = this.view.queue(vip);
+    const rank = q.findIndex((c) => c.node === this.#s.node && c.run === this.#o.identity.run);
+    if (rank <= 0) return null;
+    const synced = this.view.syncedAt ?? this.#o.clock();
+    let at = -Infinity;
+    for (const c of q.slice(0, rank)) at = Math.max(at, this.view.silentAfter(c.node, Math.max(synced, c.firstSeenAt)));
+    return at + (rank - 1) * TAKEOVER_STAGGER_MS;
+  }
+
+  // ---- writes -----------------------------------------------------------------
+
+  /** Joins the VIP's queue (at the back). */
+  async join(vip: string): Promise<void> {
+    const agentRevision = this.#requireRegistered();
+    const key = Buffer.from(electionKey(this.#s.prefix, vip, this.#s.node));
+    const res = await this.#o.conn.client.kv.txn({
+      compare: [
+        { key: Buffer.from(agentKey(this.#s.prefix, this.#s.node)), target: "Create", result: "Equal", create_revision: agentRevision },
+        { key, target: "Create", result: "Equal", create_revision: "0" },
+      ],
+      success: [{ request_put: { key, value: Buffer.from(this.#o.identity.run), lease: this.#lease!.etcdId } }],
+      failure: [{ request_range: { key } }],
+    }, within(this.#rpcMs));
+    if (!res.succeeded) {
+      const had = res.responses[0]?.response_range?.kvs[0];
+      if (!had) throw new Error(`joining the queue for ${vip}: our agent record is gone`);
+      // Ours already (a retry after an answer that got lost): nothing to do.
+      if (had.value.toString() !== this.#o.identity.run) throw new Error(`joining the queue for ${vip}: a key of another run of this node is in the way`);
+    }
+    this.#watcher?.expect(res.header.revision);
+    // Our proof must guard the new key from the next heartbeat on.
+    this.#heartbeat?.beat();
+  }
+
+  /**
+   * Leaves the VIPs' queues and, in the same transaction, publishes a
+   * heartbeat that no longer claims them, so that the next in line takes over
+   * at once (design.md §4). The caller must have removed the addresses first.
+   * Uses its own fresh deadline: it runs on the way out.
+   */
+  async release(vips: readonly string[], timeoutMs = this.#rpcMs): Promise<void> {
+    if (vips.length === 0 || this.#agentRevision === null || !this.#lease) return;
+    for (const v of vips) this.#releasing.add(v);
+    try {
+      const serving = new Set(this.#o.serving());
+      const still = vips.filter((v) => serving.has(v));
+      if (still.length) throw new Error(`releasing ${still.join(", ")}: still on the link`);
+      const res = await this.#o.conn.client.kv.txn({
+        compare: [{ key: Buffer.from(agentKey(this.#s.prefix, this.#s.node)), target: "Create", result: "Equal", create_revision: this.#agentRevision }],
+        success: [
+          ...vips.map((v) => ({ request_delete_range: { key: Buffer.from(electionKey(this.#s.prefix, v, this.#s.node)) } })),
+          { request_put: this.#heartbeatPut(this.#claims()) },
+        ],
+        failure: [],
+      }, within(timeoutMs));
+      if (!res.succeeded) throw new Error(`releasing ${vips.join(", ")}: our agent record is gone (its keys went with it)`);
+      this.#watcher?.expect(res.header.revision);
+    } finally {
+      for (const v of vips) this.#releasing.delete(v);
+    }
+  }
+
+  /**
+   * Takes the VIP from the agents ahead, who have been silent for their
+   * windows: one transaction that compares their heartbeats unchanged since
+   * this agent last heard them and deletes their keys for this VIP, and puts
+   * our own heartbeat claiming it. Its send time proves our key. False,
+   * without writing, before takeoverAt(); false when someone spoke meanwhile
+   * (or the queue changed).
+   */
+  async takeover(vip: string): Promise<{ took: boolean; from: string[] }> {
+    const agentRevision = this.#requireRegistered();
+    const q = this.view.queue(vip);
+    const rank = q.findIndex((c) => c.node === this.#s.node && c.run === this.#o.identity.run);
+    if (rank <= 0) return { took: rank === 0, from: [] };
+    const at = this.takeoverAt(vip);
+    if (at === null || this.#o.clock() < at) return { took: false, from: [] };
+    const me = q[rank]!;
+    const ahead = q.slice(0, rank);
+    const p = this.#s.prefix;
+    const req: ITxnRequest = {
+      compare: [
+        { key: Buffer.from(agentKey(p, this.#s.node)), target: "Create", result: "Equal", create_revision: agentRevision },
+        { key: Buffer.from(me.key), target: "Create", result: "Equal", create_revision: me.createRevision },
+        ...ahead.flatMap((c) => [
+          { key: Buffer.from(heartbeatKey(p, c.node)), target: "Mod" as const, result: "Equal" as const, mod_revision: this.view.heartbeat(c.node)?.modRevision ?? "0" },
+          { key: Buffer.from(c.key), target: "Create" as const, result: "Equal" as const, create_revision: c.createRevision },
+        ]),
+      ],
+      success: [
+        ...ahead.map((c) => ({ request_delete_range: { key: Buffer.from(c.key) } })),
+        { request_put: this.#heartbeatPut([...new Set([...this.#claims(), vip])]) },
+      ],
+      failure: [],
+    };
+    const sentAt = this.#o.clock();
+    const res = await this.#o.conn.client.kv.txn(req, within(this.#rpcMs));
+    if (!res.succeeded) return { took: false, from: [] };
+    this.#heartbeat?.prove({ vip, createRevision: me.createRevision }, sentAt);
+    this.#watcher?.expect(res.header.revision);
+    this.emit("changed", {});
+    return { took: true, from: ahead.map((c) => c.node) };
+  }
+
+  /**
+   * Leaves every queue (with a heartbeat that claims nothing) and revokes the
+   * lease, each with its own short deadline. The caller has removed every
+   * address first.
+   */
+  async stop(timeoutMs = 600): Promise<void> {
+    this.#stopped = true;
+    this.#heartbeat?.stop();
+    const mine = this.view.vips().filter((v) => this.mine(v));
+    const errors: string[] = [];
+    if (this.#ready) {
+      await this.release(mine, timeoutMs).catch((e: unknown) => errors.push(describeEtcdError(e, this.#s.endpoints)));
+      await this.#lease?.revoke(timeoutMs).catch((e: unknown) => errors.push(describeEtcdError(e, this.#s.endpoints)));
+    }
+    this.#end();
+    await this.#loop;
+    if (errors.length) throw new Error(errors.join("; "));
+  }
+
+  // ---- the session loop -----------------------------------------------------------
+
+  async #run(): Promise<void> {
+    let backoff = RETRY_MIN_MS;
+    while (!this.#stopped) {
+      try {
+        await this.#establish();
+        if (this.#stopped) break;
+        backoff = RETRY_MIN_MS;
+        this.#ready = true;
+        this.#lastError = null;
+        this.#o.log.info("etcd session established", { node: this.#s.node, lease: this.#lease!.id, holdMs: this.#s.holdMs });
+        this.emit("changed", {});
+        await new Promise<void>((resolve) => {
+          this.#ended = resolve;
+        });
+      } catch (err) {
+        if (this.#stopped) break;
+        if (err instanceof SessionFatalError) {
+          this.#lastError = err.message;
+          this.#stopped = true;
+          this.#teardown();
+          this.emit("fatal", { reason: err.message });
+          break;
+        }
+        this.#lastError = describeEtcdError(err, this.#s.endpoints);
+        this.#o.log.warn("etcd not ready; retrying", { error: this.#lastError, retryInMs: backoff });
+        this.#teardown();
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(RETRY_MAX_MS, backoff * 2);
+        continue;
+      }
+      this.#teardown();
+    }
+  }
+
+  async #establish(): Promise<void> {
+    const { conn, log } = this.#o;
+    if (!this.#versionChecked) {
+      const st = await conn.client.maintenance.status(within(this.#rpcMs));
+      this.#versionChecked = true;
+      const warning = etcdVersionWarning(st.version);
+      if (warning) log.warn(warning, { etcdVersion: st.version });
+    }
+    await this.#refuseLegacy();
+    const lease = new AgentLease(conn, { clock: this.#o.clock, rpcTimeoutMs: this.#rpcMs });
+    this.#lease = lease;
+    lease.on("lost", ({ reason }) => this.#lose(`etcd lease ${lease.id}: ${reason}`));
+    lease.on("stream-error", ({ reason }) => log.debug("keepalive stream error", { reason }));
+    await lease.grant(this.#s.leaseTtlS);
+    await this.#register(lease);
+    const watcher = new Watcher({
+      conn,
+      view: this.view,
+      clock: this.#o.clock,
+      changed: () => this.#viewChanged(),
+      warn: (reason) => log.warn("etcd watch", { reason }),
+      rpcTimeoutMs: this.#rpcMs,
+    });
+    this.#watcher = watcher;
+    await watcher.start();
+    this.#startHeartbeat(lease);
+  }
+
+  #startHeartbeat(lease: AgentLease): void {
+    const hb = new Heartbeat({
+      conn: this.#o.conn,
+      clock: this.#o.clock,
+      prefix: this.#s.prefix,
+      node: this.#s.node,
+      run: this.#o.identity.run,
+      lease: lease.etcdId,
+      agentRevision: this.#agentRevision!,
+      guard: () => this.#guard(),
+      claims: () => this.#claims(),
+      nextSeq: () => ++this.#seq,
+      timeoutMs: Math.min(this.#s.holdMs, 2000),
+    });
+    this.#heartbeat = hb;
+    hb.on("committed", ({ revision, rttMs }) => {
+      this.emit("heartbeat", { result: "committed", rttMs });
+      this.#lastHeartbeatError = null;
+      this.#watcher?.expect(revision);
+      this.emit("changed", {});
+    });
+    hb.on("failed", ({ reason }) => {
+      this.emit("heartbeat", { result: "failed" });
+      this.#lastHeartbeatError = describeEtcdError(new Error(reason), this.#s.endpoints);
+    });
+    hb.on("stalled", ({ silentMs }) => this.#o.log.warn("etcd answered no heartbeat; reconnecting", { silentMs }));
+    hb.on("deposed", ({ vips }) => {
+      this.emit("heartbeat", { result: "deposed" });
+      hb.forget((g) => !vips.includes(g.vip));
+      this.emit("deposed", { vips });
+      this.emit("changed", {});
+    });
+    hb.on("evicted", ({ reason, by }) => {
+      if (by && by.run !== this.#o.identity.run) {
+        this.#stopped = true;
+        this.#end();
+        this.emit("fatal", { reason: `node name "${this.#s.node}" was taken over by another vipd (${describeIncarnation(by)}) while this one could not reach etcd; stopping` });
+        return;
+      }
+      this.#lose(reason);
+    });
+    hb.start();
+  }
+
+  /**
+   * A node that just became first in a queue (its predecessor released, or
+   * was taken over) needs a proof now, not at the next interval: graceful
+   * hand-over costs one round trip instead of up to 250 ms.
+   */
+  #viewChanged(): void {
+    const heads = new Set(this.#guard().map((g) => g.vip));
+    const news = [...heads].some((v) => !this.#heads.has(v));
+    this.#heads = heads;
+    if (news) this.#heartbeat?.beat();
+    this.emit("changed", {});
+  }
+
+  #lose(reason: string): void {
+    if (!this.#ready) return;
+    this.#ready = false;
+    this.#lastError = reason;
+    this.#o.log.warn("etcd session lost; registering again", { reason });
+    this.#end();
+    this.emit("lost", { reason });
+  }
+
+  /** Ends the current session: the loop wakes up and, unless stopped, establishes a new one. */
+  #end(): void {
+    const done = this.#ended;
+    this.#ended = null;
+    this.#teardown();
+    done?.();
+  }
+
+  #teardown(): void {
+    this.#ready = false;
+    this.#heartbeat?.stop();
+    this.#heartbeat = null;
+    this.#watcher?.close();
+    this.#watcher = null;
+    this.#lease?.close();
+    this.#agentRevision = null;
+  }
+
+  /** vipd 0.1 elected by another layout: running beside it could make two holders. */
+  async #refuseLegacy(): Promise<void> {
+    const prefix = Buffer.from(`${this.#s.prefix}${LEGACY_ELECTIONS}`);
+    const res = await this.#o.conn.client.kv.range({ key: prefix, range_end: prefixEnd(prefix), count_only: true }, within(this.#rpcMs));
+    if (Number(res.count) > 0) {
+      throw new SessionFatalError(
+        `etcd holds vipd 0.1 election keys under ${prefix.toString()}: a vipd 0.1 agent may still be running, and the two versions would each elect a holder. ` +
+          "Stop every vipd 0.1 agent first (their keys leave with their leases, a few seconds later), then start this version",
+      );
+    }
+  }
+
+  /**
+   * Claims this node name for this run (design.md §6). Another run's record
+   * is cleared at once when that run is provably dead (same kernel, its PID
+   * gone); a run elsewhere is cleared only after its heartbeat has been
+   * silent for its window; a live one is refused.
+   */
+  async #register(lease: AgentLease): Promise<void> {
+    const { conn, identity, log } = this.#o;
+    const p = this.#s.prefix;
+    const node = this.#s.node;
+    const aKey = Buffer.from(agentKey(p, node));
+    const hKey = Buffer.from(heartbeatKey(p, node));
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > 5) throw new Error(`registering as node ${node}: the record kept changing under us`);
+      const read = await conn.client.kv.txn({
+        compare: [],
+        success: [{ request_range: { key: aKey } }, { request_range: { key: hKey } }],
+        failure: [],
+      }, within(this.#rpcMs));
+      const agent = read.responses[0]?.response_range?.kvs[0];
+      const beat = read.responses[1]?.response_range?.kvs[0];
+      if (!agent) {
+        const res = await conn.client.kv.txn({
+          compare: [{ key: aKey, target: "Create", result: "Equal", create_revision: "0" }],
+          success: [
+            { request_put: { key: aKey, value: Buffer.from(encodeIncarnation(identity)), lease: lease.etcdId } },
+            { request_put: { key: hKey, value: Buffer.from(encodeHeartbeat({ run: identity.run, seq: ++this.#seq, claims: [...this.#o.serving()] })), lease: lease.etcdId } },
+          ],
+          failure: [],
+        }, within(this.#rpcMs));
+        if (!res.succeeded) continue;
+        this.#agentRevision = res.header.revision;
+        await this.#clearOwnElectionKeys();
+        return;
+      }
+      const other = decodeIncarnation(agent.value.toString());
+      const beatRevision = beat?.mod_revision ?? "0";
+      if (other?.run === identity.run) {
+        // Our own record from before the session was lost: start over cleanly.
+        await this.#clear(agent.mod_revision, beatRevision);
+        continue;
+      }
+      const verdict = other ? judge(identity, other, this.#o.processAlive ?? processAlive) : { kind: "elsewhere" as const };
+      const who = other ? describeIncarnation(other) : `a record vipd cannot read at ${aKey.toString()}`;
+      if (verdict.kind === "alive") {
+        throw new SessionFatalError(`another vipd already runs as node "${node}" on this machine (${who}): stop it, or give this one its own --node-name`);
+      }
+      if (verdict.kind === "elsewhere" || !verdict.here) {
+        const windowMs = silenceWindow(other?.holdMs ?? this.view.holdOf(node));
+        log.warn(`node name "${node}" is registered by another run of vipd (${who}); waiting ${Math.round(windowMs)} ms for its heartbeat to fall silent`);
+        if (await this.#heardWithin(hKey, beatRevision, windowMs)) {
+          throw new SessionFatalError(
+            `node name "${node}" is in use by a live vipd elsewhere (${who}): its heartbeat moved within the last ${Math.round(windowMs)} ms. ` +
+              "Give each node its own --node-name (a cloned VM keeps its host name)",
+          );
+        }
+      }
+      if (await this.#clear(agent.mod_revision, beatRevision)) {
+        log.info("cleared the keys of this node's previous run", { previous: who, verdict: verdict.kind === "dead" && verdict.here ? "dead, here" : verdict.kind });
+      }
+    }
+  }
+
+  /** Polls the heartbeat key for a change of revision within windowMs. */
+  async #heardWithin(key: Buffer, revision: string, windowMs: number): Promise<boolean> {
+    const end = this.#o.clock() + windowMs;
+    while (this.#o.clock() < end) {
+      await new Promise((r) => setTimeout(r, Math.min(250, Math.max(0, end - this.#o.clock()))));
+      const res = await this.#o.conn.client.kv.range({ key, keys_only: true }, within(this.#rpcMs));
+      if ((res.kvs[0]?.mod_revision ?? "0") !== revision) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Deletes another (dead) run's record, heartbeat and election keys under
+   * our node name, if nothing of it moved since we read it.
+   */
+  async #clear(agentRevision: string, beatRevision: string): Promise<boolean> {
+    const p = this.#s.prefix;
+    const mine = await this.#ownElectionKeys();
+    const res = await this.#o.conn.client.kv.txn({
+      compare: [
+        { key: Buffer.from(agentKey(p, this.#s.node)), target: "Mod", result: "Equal", mod_revision: agentRevision },
+        { key: Buffer.from(heartbeatKey(p, this.#s.node)), target: "Mod", result: "Equal", mod_revision: beatRevision },
+      ],
+      success: [
+        { request_delete_range: { key: Buffer.from(agentKey(p, this.#s.node)) } },
+        { request_delete_range: { key: Buffer.from(heartbeatKey(p, this.#s.node)) } },
+        ...mine.map((key) => ({ request_delete_range: { key } })),
+      ],
+      failure: [],
+    }, within(this.#rpcMs));
+    return res.succeeded;
+  }
+
+  /** Election keys under our node name left by an earlier registration: none of them is guarded by this one. */
+  async #clearOwnElectionKeys(): Promise<void> {
+    const keys = await this.#ownElectionKeys();
+    if (keys.length === 0) return;
+    await this.#o.conn.client.kv.txn({ compare: [], success: keys.map((key) => ({ request_delete_range: { key } })), failure: [] }, within(this.#rpcMs));
+  }
+
+  async #ownElectionKeys(): Promise<Buffer[]> {
+    const prefix = Buffer.from(electionsPrefix(this.#s.prefix));
+    const res = await this.#o.conn.client.kv.range({ key: prefix, range_end: prefixEnd(prefix), keys_only: true }, within(this.#rpcMs));
+    const suffix = `/${this.#s.node}`;
+    return res.kvs.map((kv) => kv.key).filter((k) => k.toString().endsWith(suffix));
+  }
+
+  #requireRegistered(): string {
+    if (this.#agentRevision === null || !this.#lease || !this.#ready) throw new Error("etcd session not established");
+    return this.#agentRevision;
+  }
+
+  /** Our keys a heartbeat must guard: the VIPs we head (and are not leaving). */
+  #guard(): Guarded[] {
+    const out: Guarded[] = [];
+    for (const vip of this.view.vips()) {
+      if (this.#releasing.has(vip) || !this.isHead(vip)) continue;
+      out.push({ vip, createRevision: this.view.queue(vip)[0]!.createRevision });
+    }
+    return out;
+  }
+
+  /** What our heartbeats claim: every VIP we head, and every VIP the kernel may still answer for. */
+  #claims(): string[] {
+    const claims = new Set(this.#guard().map((g) => g.vip));
+    for (const v of this.#o.serving()) claims.add(v);
+    return [...claims];
+  }
+
+  #heartbeatPut(claims: readonly string[]) {
+    return {
+      key: Buffer.from(heartbeatKey(this.#s.prefix, this.#s.node)),
+      value: Buffer.from(encodeHeartbeat({ run: this.#o.identity.run, seq: ++this.#seq, claims })),
+      lease: this.#lease!.etcdId,
+    };
+  }
+
+  /** For /status: the session as people need to see it. */
+  describe(): { lease: string | null; ttl: number | null; agents: { node: string; silentForMs: number | null; host: string | null }[] } {
+    const now = this.#o.clock();
+    return {
+      lease: this.#lease && this.#lease.ttl > 0 ? this.#lease.id : null,
+      ttl: this.#lease && this.#lease.ttl > 0 ? this.#lease.ttl : null,
+      agents: this.view.agents().map((a) => {
+        const hb = this.view.heartbeat(a.node);
+        return { node: a.node, host: a.incarnation?.host ?? null, silentForMs: hb ? Math.round(now - hb.receivedAt) : null };
+      }),
+    };
+  }
+}

@@ -1,0 +1,154 @@
+import { describe, expect, test } from "bun:test";
+import { encodeIncarnation, type Incarnation } from "./incarnation.ts";
+import { agentKey, electionKey, encodeHeartbeat, heartbeatKey } from "./keys.ts";
+import { silenceWindow } from "./proof.ts";
+import { ClusterView, type Kv } from "./view.ts";
+
+const P = "/vipd/";
+const VIP = "192.0.2.10";
+let rev = 100;
+const kv = (key: string, value: string, create?: number): Kv => {
+  rev++;
+  return { key: Buffer.from(key), value: Buffer.from(value), create_revision: String(create ?? rev), mod_revision: String(rev) };
+};
+const inc = (node: string, holdMs = 2500): Incarnation => ({
+  run: `run-${node}`, host: node, machine: "m", boot: "b", netns: "n", pidns: "p", pid: 1, start: "1", holdMs, version: "t", startedAt: "t",
+});
+const beat = (node: string, seq: number, claims: string[], run = `run-${node}`) => kv(heartbeatKey(P, node), encodeHeartbeat({ run, seq, claims }));
+
+function view() {
+  const foreign: string[] = [];
+  return { v: new ClusterView(P, (k, why) => foreign.push(`${k}: ${why}`)), foreign };
+}
+
+describe("queues", () => {
+  test("ordered by create revision, holder first, with the run that wrote each key", () => {
+    const { v } = view();
+    const b = kv(electionKey(P, VIP, "b"), "run-b", 5);
+    const a = kv(electionKey(P, VIP, "a"), "run-a", 3);
+    const c = kv(electionKey(P, VIP, "c"), "run-c", 9);
+    v.load([b, c, a], "200", 1000);
+    expect(v.queue(VIP).map((x) => [x.node, x.run])).toEqual([["a", "run-a"], ["b", "run-b"], ["c", "run-c"]]);
+    v.apply([{ type: "delete", kv: a }], 1100);
+    expect(v.queue(VIP).map((x) => x.node)).toEqual(["b", "c"]);
+    expect(v.vips()).toEqual([VIP]);
+  });
+
+  test("a re-read keeps when a key was first seen; a re-created key is new", () => {
+    const { v } = view();
+    const a = kv(electionKey(P, VIP, "a"), "run-a");
+    v.load([a], "200", 1000);
+    v.load([a], "201", 5000);
+    expect(v.queue(VIP)[0]!.firstSeenAt).toBe(1000);
+    const again = kv(electionKey(P, VIP, "a"), "run-a2");
+    v.load([again], "300", 6000);
+    expect(v.queue(VIP)[0]!.firstSeenAt).toBe(6000);
+  });
+});
+
+describe("heartbeats and silence", () => {
+  test("a node is silent a window after its latest heartbeat arrived here", () => {
+    const { v } = view();
+    v.load([kv(agentKey(P, "a"), encodeIncarnation(inc("a", 2000))), beat("a", 1, [])], "200", 1000);
+    expect(v.silentAfter("a", 0)).toBe(1000 + silenceWindow(2000));
+    v.apply([{ type: "put", kv: beat("a", 2, []) }], 1250);
+    expect(v.silentAfter("a", 0)).toBe(1250 + silenceWindow(2000));
+  });
+
+  test("a re-read of an unchanged heartbeat is not a sign of life", () => {
+    const { v } = view();
+    const hb = beat("a", 1, []);
+    v.load([hb], "200", 1000);
+    v.load([hb], "200", 4000);
+    expect(v.heartbeat("a")!.receivedAt).toBe(1000);
+  });
+
+  test("never heard of: counted from the given moment, with the longest hold", () => {
+    const { v } = view();
+    v.load([], "200", 1000);
+    expect(v.silentAfter("ghost", 3000)).toBe(3000 + silenceWindow(30_000));
+  });
+
+  test("a deleted heartbeat compares as revision 0 and keeps its time", () => {
+    const { v } = view();
+    const hb = beat("a", 1, [VIP]);
+    v.load([hb], "200", 1000);
+    v.apply([{ type: "delete", kv: { ...hb, mod_revision: "300" } }], 1500);
+    expect(v.heartbeat("a")).toMatchObject({ modRevision: "0", receivedAt: 1000 });
+  });
+});
+
+describe("claims", () => {
+  test("another node's claim holds for its silence window", () => {
+    const { v } = view();
+    v.load([kv(agentKey(P, "a"), encodeIncarnation(inc("a"))), beat("a", 1, [VIP])], "200", 1000);
+    const end = 1000 + silenceWindow(2500);
+    expect(v.claimedUntil(VIP, "me", 1000)).toBe(end);
+    expect(v.claimedUntil(VIP, "me", end)).toBeNull();
+    expect(v.claimedUntil("192.0.2.99", "me", 1000)).toBeNull();
+    expect(v.claimedUntil(VIP, "a", 1000)).toBeNull();
+  });
+
+  test("a release (a heartbeat without the VIP) ends the claim at once", () => {
+    const { v } = view();
+    v.load([beat("a", 1, [VIP])], "200", 1000);
+    v.apply([{ type: "put", kv: beat("a", 2, []) }], 1100);
+    expect(v.claimedUntil(VIP, "me", 1100)).toBeNull();
+  });
+
+  test("a heartbeat that committed late does not override a newer one's claims", () => {
+    const { v } = view();
+    v.load([beat("a", 5, [VIP])], "200", 1000);
+    v.apply([{ type: "put", kv: beat("a", 4, []) }], 1100);
+    // Still claimed, and alive as of the late one's arrival.
+    expect(v.heartbeat("a")).toMatchObject({ seq: 5, receivedAt: 1100 });
+    expect(v.claimedUntil(VIP, "me", 1100)).not.toBeNull();
+  });
+
+  test("a new run of the node replaces the old run's claims", () => {
+    const { v } = view();
+    v.load([beat("a", 50, [VIP])], "200", 1000);
+    v.apply([{ type: "put", kv: beat("a", 0, [], "run-a2") }], 1100);
+    expect(v.claimedUntil(VIP, "me", 1100)).toBeNull();
+  });
+
+  test("keys deleted behind a live run's back: its last claims stay until they run out", () => {
+    const { v } = view();
+    const hb = beat("a", 1, [VIP]);
+    v.load([hb], "200", 1000);
+    v.apply([{ type: "delete", kv: hb }], 1200);
+    expect(v.claimedUntil(VIP, "me", 1200)).toBe(1000 + silenceWindow(30_000));
+    v.load([], "300", 2000);
+    expect(v.claimedUntil(VIP, "me", 2000)).toBe(1000 + silenceWindow(30_000));
+    v.prune(1000 + silenceWindow(30_000));
+    expect(v.heartbeat("a")).toBeUndefined();
+  });
+
+  test("an unreadable heartbeat claims every VIP and is reported once", () => {
+    const { v, foreign } = view();
+    v.load([kv(heartbeatKey(P, "x"), "garbage")], "200", 1000);
+    v.apply([{ type: "put", kv: kv(heartbeatKey(P, "x"), "more garbage") }], 1100);
+    expect(v.claimedUntil(VIP, "me", 1100)).not.toBeNull();
+    expect(foreign).toEqual([`${heartbeatKey(P, "x")}: not a heartbeat vipd wrote; treating it as claiming every VIP`]);
+  });
+});
+
+test("foreign keys are reported, legacy keys are listed", () => {
+  const { v, foreign } = view();
+  v.load([kv("/vipd/junk", "x"), kv("/vipd/vip/192.0.2.10/abc", "cp-1"), kv(agentKey(P, "a"), "{}")], "200", 1000);
+  expect(v.legacyVips).toEqual(["192.0.2.10"]);
+  expect(foreign).toEqual(["/vipd/junk: not a key vipd writes", `${agentKey(P, "a")}: not an agent record vipd wrote`]);
+  expect(v.holdOf("a")).toBe(30_000);
+});
+
+test("revision follows the events and advance()", () => {
+  const { v } = view();
+  v.load([], "1", 0);
+  const e = kv(electionKey(P, VIP, "a"), "r");
+  v.apply([{ type: "put", kv: e }], 1);
+  expect(v.revision).toBe(e.mod_revision);
+  v.advance("100000");
+  expect(v.revision).toBe("100000");
+  v.advance("5");
+  expect(v.revision).toBe("100000");
+});

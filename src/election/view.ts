@@ -1,0 +1,294 @@
+// What this agent knows of the whole cluster, built from one range and one
+// prefix watch (watcher.ts) over everything under vipd's prefix: the agents'
+// records, their latest heartbeats — when each arrived *here*, on this
+// agent's clock — and every VIP's queue (design.md §3, §4).
+//
+// Pure: fed with key-values and the local time they were received, so the
+// takeover and claim arithmetic is tested without etcd.
+//
+// Anything under the prefix that vipd did not write (a foreign writer, a
+// hand edit) is reported once through onForeign and read in the way that
+// keeps a VIP unheld rather than doubly held: a heartbeat whose value cannot
+// be read still counts as a sign of life and claims every VIP.
+import { decodeIncarnation, type Incarnation } from "./incarnation.ts";
+import { compareRevisions, decodeHeartbeat, parseKey } from "./keys.ts";
+import { MAX_HOLD_MS, silenceWindow } from "./proof.ts";
+
+/** The parts of etcd's KeyValue the view reads (etcd3's IKeyValue fits). */
+export interface Kv {
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+  readonly create_revision: string;
+  readonly mod_revision: string;
+}
+
+export interface Candidate {
+  readonly vip: string;
+  readonly node: string;
+  readonly key: string;
+  /** The run that wrote it (the value). */
+  readonly run: string;
+  readonly createRevision: string;
+  /** Local clock when this agent first saw the key. */
+  readonly firstSeenAt: number;
+}
+
+export interface AgentRecord {
+  readonly node: string;
+  /** null: the value is not a record vipd wrote. */
+  readonly incarnation: Incarnation | null;
+  readonly createRevision: string;
+  readonly modRevision: string;
+}
+
+export interface HeartbeatRecord {
+  readonly node: string;
+  /** Run and order of the heartbeat whose claims are in force (the highest seq of the latest run). */
+  readonly run: string | null;
+  readonly seq: number;
+  /** VIPs claimed; "all" when the value could not be read. */
+  readonly claims: ReadonlySet<string> | "all";
+  /** The key's mod revision as last seen; "0" once the key was deleted. */
+  readonly modRevision: string;
+  /** Local clock when the latest heartbeat (by revision) arrived. */
+  readonly receivedAt: number;
+}
+
+export type KvEvent = { readonly type: "put" | "delete"; readonly kv: Kv };
+
+const text = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString();
+
+export class ClusterView {
+  #revision = "0";
+  #syncedAt: number | null = null;
+  readonly #agents = new Map<string, AgentRecord>();
+  readonly #heartbeats = new Map<string, HeartbeatRecord>();
+  /** vip → key → candidate. */
+  readonly #queues = new Map<string, Map<string, Candidate>>();
+  readonly #legacy = new Set<string>();
+  readonly #foreign = new Set<string>();
+
+  constructor(
+    readonly prefix: string,
+    private readonly onForeign: (key: string, why: string) => void = () => {},
+  ) {}
+
+  /** The etcd revision this view reflects. */
+  get revision(): string {
+    return this.#revision;
+  }
+
+  /** Local clock of the first full read; null before it. */
+  get syncedAt(): number | null {
+    return this.#syncedAt;
+  }
+
+  /** VIPs with vipd 0.1 election keys (`<prefix>vip/…`). */
+  get legacyVips(): readonly string[] {
+    return [...this.#legacy];
+  }
+
+  /**
+   * Replaces the view with a full read at `revision`. Heartbeats whose
+   * revision did not change keep the time they were first received; a
+   * heartbeat key that vanished keeps its last claims until they run out,
+   * because its run may still be answering for them (design.md §4).
+   */
+  load(kvs: readonly Kv[], revision: string, receivedAt: number): void {
+    const beats = new Set<string>();
+    this.#agents.clear();
+    this.#legacy.clear();
+    const oldQueues = new Map([...this.#queues].map(([vip, q]) => [vip, new Map(q)]));
+    this.#queues.clear();
+    for (const kv of kvs) {
+      const key = text(kv.key);
+      const parsed = parseKey(this.prefix, key);
+      if (parsed?.kind === "heartbeat") beats.add(parsed.node);
+      if (parsed?.kind === "election") {
+        // A key seen before keeps its first sighting: a re-read is not news.
+        const seen = oldQueues.get(parsed.vip)?.get(key);
+        if (seen && seen.createRevision === kv.create_revision) {
+          this.#queue(parsed.vip).set(key, seen);
+          continue;
+        }
+      }
+      this.#put(key, kv, receivedAt, true);
+    }
+    for (const [node, hb] of this.#heartbeats) {
+      if (!beats.has(node) && hb.modRevision !== "0") this.#heartbeats.set(node, { ...hb, modRevision: "0" });
+    }
+    this.#revision = revision;
+    this.#syncedAt ??= receivedAt;
+  }
+
+  /** Applies watch events in order. */
+  apply(events: readonly KvEvent[], receivedAt: number): void {
+    for (const e of events) {
+      const key = text(e.kv.key);
+      if (e.type === "put") this.#put(key, e.kv, receivedAt, false);
+      else this.#delete(key);
+      if (compareRevisions(e.kv.mod_revision, this.#revision) > 0) this.#revision = e.kv.mod_revision;
+    }
+  }
+
+  /** Marks a revision as seen (a watch progress notice, or our own committed write). */
+  advance(revision: string): void {
+    if (compareRevisions(revision, this.#revision) > 0) this.#revision = revision;
+  }
+
+  #put(key: string, kv: Kv, receivedAt: number, loading: boolean): void {
+    const parsed = parseKey(this.prefix, key);
+    if (!parsed) return;
+    const value = text(kv.value);
+    switch (parsed.kind) {
+      case "agent": {
+        const incarnation = decodeIncarnation(value);
+        if (!incarnation) this.#foreignOnce(key, "not an agent record vipd wrote");
+        this.#agents.set(parsed.node, { node: parsed.node, incarnation, createRevision: kv.create_revision, modRevision: kv.mod_revision });
+        return;
+      }
+      case "heartbeat":
+        return this.#beat(parsed.node, key, kv, value, receivedAt, loading);
+      case "election": {
+        const q = this.#queue(parsed.vip);
+        const had = q.get(key);
+        const same = had && had.createRevision === kv.create_revision;
+        q.set(key, {
+          vip: parsed.vip,
+          node: parsed.node,
+          key,
+          run: value,
+          createRevision: kv.create_revision,
+          firstSeenAt: same ? had.firstSeenAt : receivedAt,
+        });
+        return;
+      }
+      case "legacy":
+        this.#legacy.add(parsed.vip);
+        return;
+      case "unknown":
+        this.#foreignOnce(key, "not a key vipd writes");
+        return;
+    }
+  }
+
+  #beat(node: string, key: string, kv: Kv, value: string, receivedAt: number, loading: boolean): void {
+    const had = this.#heartbeats.get(node);
+    // On a re-read, a heartbeat we already had is not a new sign of life.
+    if (loading && had && had.modRevision === kv.mod_revision) return;
+    const hb = decodeHeartbeat(value);
+    if (!hb) this.#foreignOnce(key, "not a heartbeat vipd wrote; treating it as claiming every VIP");
+    let claims: HeartbeatRecord["claims"] = hb ? new Set(hb.claims) : "all";
+    let run = hb?.run ?? null;
+    let seq = hb?.seq ?? 0;
+    // Within one run, a heartbeat that committed late (sent before a newer
+    // one) must not speak last: its claims may be out of date.
+    if (hb && had && had.run === hb.run && hb.seq < had.seq) {
+      claims = had.claims;
+      run = had.run;
+      seq = had.seq;
+    }
+    this.#heartbeats.set(node, { node, run, seq, claims, modRevision: kv.mod_revision, receivedAt });
+  }
+
+  #delete(key: string): void {
+    const parsed = parseKey(this.prefix, key);
+    if (!parsed) return;
+    switch (parsed.kind) {
+      case "agent":
+        this.#agents.delete(parsed.node);
+        return;
+      case "heartbeat": {
+        const had = this.#heartbeats.get(parsed.node);
+        if (had) this.#heartbeats.set(parsed.node, { ...had, modRevision: "0" });
+        return;
+      }
+      case "election": {
+        const q = this.#queues.get(parsed.vip);
+        q?.delete(key);
+        if (q && q.size === 0) this.#queues.delete(parsed.vip);
+        return;
+      }
+      case "legacy":
+      case "unknown":
+        return;
+    }
+  }
+
+  #queue(vip: string): Map<string, Candidate> {
+    let q = this.#queues.get(vip);
+    if (!q) this.#queues.set(vip, (q = new Map()));
+    return q;
+  }
+
+  #foreignOnce(key: string, why: string): void {
+    if (this.#foreign.has(key)) return;
+    this.#foreign.add(key);
+    this.onForeign(key, why);
+  }
+
+  /** A VIP's queue, holder first. */
+  queue(vip: string): Candidate[] {
+    return [...(this.#queues.get(vip)?.values() ?? [])].sort((a, b) => compareRevisions(a.createRevision, b.createRevision));
+  }
+
+  /** Every VIP with a queue. */
+  vips(): string[] {
+    return [...this.#queues.keys()];
+  }
+
+  agent(node: string): AgentRecord | undefined {
+    return this.#agents.get(node);
+  }
+
+  agents(): AgentRecord[] {
+    return [...this.#agents.values()];
+  }
+
+  heartbeat(node: string): HeartbeatRecord | undefined {
+    return this.#heartbeats.get(node);
+  }
+
+  heartbeats(): HeartbeatRecord[] {
+    return [...this.#heartbeats.values()];
+  }
+
+  /** The hold time a node published; the longest allowed when unknown (keeps a VIP unheld rather than doubly held). */
+  holdOf(node: string): number {
+    return this.#agents.get(node)?.incarnation?.holdMs ?? MAX_HOLD_MS;
+  }
+
+  /**
+   * When the last sign of life from `node`, as this agent knows it, stops
+   * counting: its latest heartbeat's arrival plus its silence window. With no
+   * heartbeat ever seen, the earliest moment this view could have seen one
+   * (`since`, e.g. when its key was first seen) stands in.
+   */
+  silentAfter(node: string, since: number): number {
+    const hb = this.#heartbeats.get(node);
+    const heard = hb ? hb.receivedAt : since;
+    return heard + silenceWindow(this.holdOf(node));
+  }
+
+  /**
+   * Until when another node may still be answering for `vip` by its own
+   * heartbeats' claims (design.md §4), or null when nobody else may.
+   */
+  claimedUntil(vip: string, except: string, now: number): number | null {
+    let until: number | null = null;
+    for (const hb of this.#heartbeats.values()) {
+      if (hb.node === except) continue;
+      if (hb.claims !== "all" && !hb.claims.has(vip)) continue;
+      const end = hb.receivedAt + silenceWindow(this.holdOf(hb.node));
+      if (end > now && (until === null || end > until)) until = end;
+    }
+    return until;
+  }
+
+  /** Forgets deleted heartbeats whose claims can no longer matter. */
+  prune(now: number): void {
+    for (const [node, hb] of this.#heartbeats) {
+      if (hb.modRevision === "0" && hb.receivedAt + silenceWindow(this.holdOf(node)) <= now) this.#heartbeats.delete(node);
+    }
+  }
+}

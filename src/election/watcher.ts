@@ -1,0 +1,168 @@
+// Keeps a ClusterView current: one range read of everything under vipd's
+// prefix, then one watch from the revision after it (design.md §7). One
+// stream per agent, whatever the number of VIPs.
+//
+// A watch can go quiet without an error: its member may be cut off from the
+// cluster, or its TCP connection half-open. Two guards:
+// - the stream requires a leader (EtcdConnection.watch), so a member that
+//   loses its leader cancels it;
+// - our own heartbeats are a probe: each one that commits at revision R
+//   must come back through the watch within a second. If it does not, the
+//   watch is stalled; the connection is replaced and the view read again.
+// On any cancel or error the view is read again from scratch (level-
+// triggered: no event is trusted to have arrived).
+import type { IWatchResponse } from "etcd3";
+import { type EtcdConnection, type WatchStream, within } from "./connection.ts";
+import { compareRevisions, prefixEnd } from "./keys.ts";
+import type { Clock } from "./proof.ts";
+import type { ClusterView, KvEvent } from "./view.ts";
+
+export interface WatcherOptions {
+  readonly conn: EtcdConnection;
+  readonly view: ClusterView;
+  readonly clock: Clock;
+  /** The view changed (or was read again). */
+  readonly changed: () => void;
+  readonly warn: (reason: string) => void;
+  readonly rpcTimeoutMs?: number;
+  /** How long our own committed write may take to show up in the watch. Default 1000 ms. */
+  readonly progressMs?: number;
+}
+
+export class Watcher {
+  readonly #o: WatcherOptions;
+  readonly #prefix: Buffer;
+  #stream: WatchStream | null = null;
+  #active = false;
+  #synced = false;
+  #backoffMs = 0;
+  #failures = 0;
+  #retry: ReturnType<typeof setTimeout> | null = null;
+  #unsubscribe: (() => void) | null = null;
+  readonly #expectations = new Set<ReturnType<typeof setTimeout>>();
+
+  constructor(opts: WatcherOptions) {
+    this.#o = opts;
+    this.#prefix = Buffer.from(opts.view.prefix);
+  }
+
+  /** Whether the view reflects a read and a live watch (false while re-reading). */
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  /** Reads everything and starts watching. Rejects if the first read fails. */
+  async start(): Promise<void> {
+    this.#active = true;
+    // The stream on a replaced connection may hang silently: read again on the new one.
+    this.#unsubscribe = this.#o.conn.onReset(() => this.#fail("etcd connection replaced", { reset: false }));
+    await this.#sync();
+  }
+
+  close(): void {
+    this.#unsubscribe?.();
+    this.#unsubscribe = null;
+    this.#active = false;
+    this.#synced = false;
+    this.#drop();
+    if (this.#retry) clearTimeout(this.#retry);
+    this.#retry = null;
+    for (const t of this.#expectations) clearTimeout(t);
+    this.#expectations.clear();
+  }
+
+  /**
+   * One of our writes committed at `revision`: the watch must deliver it
+   * within progressMs, or it is considered stalled.
+   */
+  expect(revision: string): void {
+    if (!this.#synced || compareRevisions(this.#o.view.revision, revision) >= 0) return;
+    const t = setTimeout(() => {
+      this.#expectations.delete(t);
+      if (!this.#active || !this.#synced || compareRevisions(this.#o.view.revision, revision) >= 0) return;
+      this.#o.warn(`watch did not deliver revision ${revision} within ${this.#o.progressMs ?? 1000} ms; reconnecting`);
+      // Reads the view again itself, through onReset.
+      this.#o.conn.reset();
+    }, this.#o.progressMs ?? 1000);
+    this.#expectations.add(t);
+  }
+
+  async #sync(): Promise<void> {
+    this.#drop();
+    const { conn, view, clock } = this.#o;
+    const res = await conn.client.kv.range({ key: this.#prefix, range_end: prefixEnd(this.#prefix) }, within(this.#o.rpcTimeoutMs ?? 2000));
+    if (!this.#active) return;
+    view.load(res.kvs, res.header.revision, clock());
+    const stream = await conn.watch();
+    if (!this.#active) {
+      stream.cancel();
+      return;
+    }
+    this.#stream = stream;
+    stream.on("data", (r: IWatchResponse) => this.#onData(stream, r));
+    stream.on("error", (err: Error) => this.#streamFailed(stream, `watch: ${err.message}`));
+    stream.on("end", () => this.#streamFailed(stream, "watch stream ended"));
+    stream.write({
+      create_request: {
+        key: this.#prefix,
+        range_end: prefixEnd(this.#prefix),
+        // Everything after the read: no change is missed in between.
+        start_revision: (BigInt(res.header.revision) + 1n).toString(),
+      },
+    });
+    this.#synced = true;
+    this.#failures = 0;
+    this.#backoffMs = 0;
+    this.#o.changed();
+  }
+
+  #onData(stream: WatchStream, r: IWatchResponse): void {
+    if (stream !== this.#stream) return;
+    if (r.canceled) return this.#streamFailed(stream, `watch canceled by etcd: ${r.cancel_reason || (r.compact_revision !== "0" ? "history compacted" : "no reason given")}`);
+    if (r.events.length === 0) {
+      // Created, or a progress notice: the view is current up to the header.
+      if (!r.created) this.#o.view.advance(r.header.revision);
+      return;
+    }
+    const events: KvEvent[] = r.events.map((e) => ({ type: e.type === "Delete" ? "delete" : "put", kv: e.kv }));
+    this.#o.view.apply(events, this.#o.clock());
+    this.#o.changed();
+  }
+
+  #streamFailed(stream: WatchStream, reason: string): void {
+    if (stream !== this.#stream) return;
+    this.#fail(reason);
+  }
+
+  #fail(reason: string, opts: { reset?: boolean } = {}): void {
+    this.#drop();
+    if (!this.#active) return;
+    this.#synced = false;
+    this.#failures++;
+    // Twice in a row on the same connection: try a new one (which calls back here once).
+    if (this.#failures >= 2 && opts.reset !== false) {
+      this.#failures = 0;
+      return this.#o.conn.reset();
+    }
+    this.#backoffMs = Math.min(1000, this.#backoffMs ? this.#backoffMs * 2 : 100);
+    this.#o.warn(`${reason}; reading the view again in ${this.#backoffMs} ms`);
+    this.#o.changed();
+    if (this.#retry) clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => {
+      this.#retry = null;
+      this.#sync().catch((err: unknown) => this.#fail(`reading vipd's keys: ${err instanceof Error ? err.message : String(err)}`));
+    }, this.#backoffMs);
+  }
+
+  #drop(): void {
+    const s = this.#stream;
+    this.#stream = null;
+    if (s) {
+      try {
+        s.cancel();
+      } catch {
+        // already closed
+      }
+    }
+  }
+}

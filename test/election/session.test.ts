@@ -1,0 +1,286 @@
+// The etcd session against a real etcd: registration under a node name,
+// heartbeats and the proofs they give, the queue writes (join, release,
+// takeover), claims, and a deposed holder learning it from its heartbeat.
+// Sessions run in this process; "another agent" is either a second Session
+// or keys written by hand in the same layout (a run that froze or died).
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import type { Etcd3 } from "etcd3";
+import { connectEtcd, EtcdConnection } from "../../src/election/connection.ts";
+import { currentIncarnation, encodeIncarnation, type Incarnation } from "../../src/election/incarnation.ts";
+import { agentKey, electionKey, encodeHeartbeat, heartbeatKey } from "../../src/election/keys.ts";
+import { MARGIN_MS, monotonicClock, silenceWindow } from "../../src/election/proof.ts";
+import { Session, type SessionEvents } from "../../src/election/session.ts";
+import type { Logger } from "../../src/log.ts";
+import { type EtcdServer, startEtcd } from "../lab/etcd.ts";
+import { sleep, waitFor } from "../lab/sh.ts";
+
+const VIP = "192.0.2.10";
+const HOLD = 1000;
+let etcd: EtcdServer;
+let admin: Etcd3;
+let prefixN = 0;
+const open: { session: Session; conn: EtcdConnection }[] = [];
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+  admin = connectEtcd({ endpoints: etcd.endpoints });
+});
+afterEach(async () => {
+  for (const o of open.splice(0)) {
+    await o.session.stop(300).catch(() => {});
+    o.conn.close();
+  }
+});
+afterAll(async () => {
+  admin?.close();
+  await etcd?.stop();
+});
+
+function quietLog(lines: string[] = []): Logger {
+  const at = (level: string) => (msg: string, fields?: object) => void lines.push(`${level} ${msg} ${fields ? JSON.stringify(fields) : ""}`);
+  return { error: at("error"), warn: at("warn"), info: at("info"), debug: () => {} };
+}
+
+interface Agent {
+  session: Session;
+  serving: Set<string>;
+  events: { [K in keyof SessionEvents]: SessionEvents[K][] };
+  log: string[];
+}
+
+function agent(node: string, prefix: string, opts: { identity?: Incarnation; alive?: (pid: number, start: string) => boolean; holdMs?: number } = {}): Agent {
+  const conn = new EtcdConnection({ endpoints: etcd.endpoints });
+  const serving = new Set<string>();
+  const log: string[] = [];
+  const holdMs = opts.holdMs ?? HOLD;
+  const session = new Session({
+    settings: { endpoints: etcd.endpoints, prefix, node, holdMs, leaseTtlS: 5 },
+    conn,
+    identity: opts.identity ?? currentIncarnation({ holdMs, version: "test" }),
+    clock: monotonicClock,
+    log: quietLog(log),
+    serving: () => serving,
+    ...(opts.alive ? { processAlive: opts.alive } : {}),
+  });
+  const events = { changed: [], deposed: [], lost: [], fatal: [], heartbeat: [] } as Agent["events"];
+  for (const k of Object.keys(events) as (keyof SessionEvents)[]) session.on(k, (e) => (events[k] as unknown[]).push(e));
+  session.start();
+  open.push({ session, conn });
+  return { session, serving, events, log };
+}
+
+const freshPrefix = () => `/t${++prefixN}/`;
+const ready = (a: Agent) => waitFor("session ready", () => a.session.ready, 5000);
+
+describe("proof", () => {
+  test("a head's committed heartbeat proves its key for hold − margin from when it was sent", async () => {
+    const p = freshPrefix();
+    const a = agent("a", p);
+    await ready(a);
+    await a.session.join(VIP);
+    await waitFor("head", () => a.session.isHead(VIP), 2000);
+    const proof = await waitFor("proof", () => a.session.proof(VIP), 2000);
+    const left = proof - monotonicClock();
+    expect(left).toBeLessThanOrEqual(HOLD - MARGIN_MS);
+    // Heartbeats go out every 250 ms: the newest proof is never older than that plus a round trip.
+    expect(left).toBeGreaterThan(HOLD - MARGIN_MS - 400);
+    // It keeps moving.
+    await sleep(600);
+    expect(a.session.proof(VIP)!).toBeGreaterThan(proof);
+    // Its heartbeat claims what it heads.
+    const hb = await admin.get(heartbeatKey(p, "a")).string();
+    expect(JSON.parse(hb!).claims).toEqual([VIP]);
+  });
+
+  test("a follower holds no proof for a VIP it does not head", async () => {
+    const p = freshPrefix();
+    const a = agent("a", p);
+    const b = agent("b", p);
+    await ready(a);
+    await ready(b);
+    await a.session.join(VIP);
+    await b.session.join(VIP);
+    await waitFor("b sees the queue", () => b.session.view.queue(VIP).length === 2, 2000);
+    await sleep(600);
+    expect(b.session.isHead(VIP)).toBe(false);
+    expect(b.session.proof(VIP)).toBeNull();
+    expect(a.session.proof(VIP)).not.toBeNull();
+  });
+});
+
+describe("release and takeover", () => {
+  test("a release hands over at once: the next is first and nothing is claimed elsewhere", async () => {
+    const p = freshPrefix();
+    const a = agent("a", p);
+    const b = agent("b", p);
+    await ready(a);
+    await ready(b);
+    await a.session.join(VIP);
+    await b.session.join(VIP);
+    await waitFor("b sees a's claim", () => b.session.claimedElsewhereUntil(VIP) !== null, 2000);
+    const t0 = monotonicClock();
+    await a.session.release([VIP]);
+    await waitFor("b first", () => b.session.isHead(VIP), 1000);
+    expect(b.session.claimedElsewhereUntil(VIP)).toBeNull();
+    await waitFor("b proven", () => b.session.proof(VIP), 1000);
+    expect(monotonicClock() - t0).toBeLessThan(500);
+  });
+
+  test("a release refuses while the kernel may still answer for the VIP", async () => {
+    const p = freshPrefix();
+    const a = agent("a", p);
+    await ready(a);
+    await a.session.join(VIP);
+    a.serving.add(VIP);
+    await expect(a.session.release([VIP])).rejects.toThrow("still on the link");
+    expect(await admin.get(electionKey(p, VIP, "a")).string()).not.toBeNull();
+  });
+
+  test("a silent agent ahead is taken over after its window, not before", async () => {
+    const p = freshPrefix();
+    // A run that froze right after a heartbeat claiming the VIP: its keys, written by hand.
+    const lease = await admin.lease(30, { autoKeepAlive: false }).grant();
+    const ghost = { ...currentIncarnation({ holdMs: 1500, version: "test" }), boot: "another-kernel" };
+    await admin.put(agentKey(p, "ghost")).value(encodeIncarnation(ghost)).lease(lease);
+    await admin.put(electionKey(p, VIP, "ghost")).value(ghost.run).lease(lease);
+    await admin.put(heartbeatKey(p, "ghost")).value(encodeHeartbeat({ run: ghost.run, seq: 1, claims: [VIP] })).lease(lease);
+    const b = agent("b", p);
+    await ready(b);
+    const readAt = monotonicClock();
+    await b.session.join(VIP);
+    await waitFor("queued behind ghost", () => b.session.takeoverAt(VIP) !== null, 2000);
+    const at = b.session.takeoverAt(VIP)!;
+    // The window is the ghost's own published hold, from when b first heard it.
+    expect(at - readAt).toBeGreaterThan(silenceWindow(1500) - 200);
+    expect(at - readAt).toBeLessThanOrEqual(silenceWindow(1500) + 300);
+    expect(b.session.claimedElsewhereUntil(VIP)).not.toBeNull();
+    expect((await b.session.takeover(VIP)).took).toBe(false);
+    expect(await admin.get(electionKey(p, VIP, "ghost")).string()).toBe(ghost.run);
+    await sleep(Math.max(0, at - monotonicClock()) + 5);
+    expect(await b.session.takeover(VIP)).toEqual({ took: true, from: ["ghost"] });
+    expect(await admin.get(electionKey(p, VIP, "ghost")).string()).toBeNull();
+    await waitFor("b first", () => b.session.isHead(VIP), 1000);
+    expect(b.session.proof(VIP)).not.toBeNull();
+    // The ghost's claim ran out with its window: nothing blocks b.
+    expect(b.session.claimedElsewhereUntil(VIP)).toBeNull();
+    await admin.leaseClient.leaseRevoke({ ID: lease });
+  });
+
+  test("an agent ahead that keeps beating is never taken over", async () => {
+    const p = freshPrefix();
+    const a = agent("a", p);
+    const b = agent("b", p);
+    await ready(a);
+    await ready(b);
+    await a.session.join(VIP);
+    await b.session.join(VIP);
+    await sleep(silenceWindow(HOLD) + 500);
+    expect(b.session.takeoverAt(VIP)! - monotonicClock()).toBeGreaterThan(HOLD * 0.5);
+    expect((await b.session.takeover(VIP)).took).toBe(false);
+    expect(a.session.isHead(VIP)).toBe(true);
+  });
+});
+
+describe("a deposed holder", () => {
+  test("learns it from its next heartbeat, and its claim keeps the VIP from the next node until it lets go", async () => {
+    const p = freshPrefix();
+    const a = agent("a", p);
+    const b = agent("b", p);
+    await ready(a);
+    await ready(b);
+    await a.session.join(VIP);
+    await waitFor("a proven", () => a.session.proof(VIP), 2000);
+    a.serving.add(VIP); // a's kernel answers for the VIP
+    await b.session.join(VIP);
+    await waitFor("b queued", () => b.session.view.queue(VIP).length === 2, 2000);
+    // An operator deletes a's key by hand.
+    await admin.delete().key(electionKey(p, VIP, "a"));
+    await waitFor("a deposed", () => a.events.deposed.length > 0 || !a.session.mine(VIP), 1000);
+    expect(a.session.proof(VIP)).toBeNull();
+    await waitFor("b first", () => b.session.isHead(VIP), 1000);
+    // b is first, but a still claims the VIP: b must not take it yet.
+    expect(b.session.claimedElsewhereUntil(VIP)).not.toBeNull();
+    // a lets go: its next heartbeat claims nothing.
+    a.serving.delete(VIP);
+    await waitFor("a's claim gone", () => b.session.claimedElsewhereUntil(VIP) === null, 1000);
+  });
+});
+
+describe("one live run per node name", () => {
+  test("a second run on this machine is refused while the first one's process lives", async () => {
+    const p = freshPrefix();
+    const a = agent("n1", p);
+    await ready(a);
+    const second = agent("n1", p, { alive: () => true });
+    await waitFor("fatal", () => second.events.fatal[0], 5000);
+    expect(second.events.fatal[0]!.reason).toContain('another vipd already runs as node "n1" on this machine');
+    expect(second.session.ready).toBe(false);
+    // The first is untouched.
+    await sleep(400);
+    expect(a.events.lost).toEqual([]);
+    expect(a.events.fatal).toEqual([]);
+  });
+
+  test("a restart clears the dead run's keys at once, and the old run, if it ever speaks again, stops", async () => {
+    const p = freshPrefix();
+    const a = agent("n1", p);
+    await ready(a);
+    await a.session.join(VIP);
+    const t0 = monotonicClock();
+    const restarted = agent("n1", p, { alive: () => false });
+    await ready(restarted);
+    expect(monotonicClock() - t0).toBeLessThan(1000);
+    expect(restarted.log.join("\n")).toContain("cleared the keys of this node's previous run");
+    expect(await admin.get(electionKey(p, VIP, "n1")).string()).toBeNull();
+    await waitFor("old run evicted", () => a.events.fatal[0], 2000);
+    expect(a.events.fatal[0]!.reason).toContain('node name "n1" was taken over by another vipd');
+  });
+
+  test("the same name on another machine is refused while its heartbeat moves", async () => {
+    const p = freshPrefix();
+    const a = agent("n1", p);
+    await ready(a);
+    const elsewhere = { ...currentIncarnation({ holdMs: HOLD, version: "test" }), boot: "another-kernel" };
+    const t0 = monotonicClock();
+    const b = agent("n1", p, { identity: elsewhere });
+    await waitFor("fatal", () => b.events.fatal[0], 5000);
+    expect(b.events.fatal[0]!.reason).toContain('node name "n1" is in use by a live vipd elsewhere');
+    // It listened for a's heartbeat for a's window before deciding.
+    expect(monotonicClock() - t0).toBeLessThan(silenceWindow(HOLD) + 1000);
+  });
+
+  test("the same name left by a silent run on another machine is taken after its window", async () => {
+    const p = freshPrefix();
+    const lease = await admin.lease(30, { autoKeepAlive: false }).grant();
+    const gone = { ...currentIncarnation({ holdMs: 1200, version: "test" }), boot: "another-kernel" };
+    await admin.put(agentKey(p, "n1")).value(encodeIncarnation(gone)).lease(lease);
+    await admin.put(heartbeatKey(p, "n1")).value(encodeHeartbeat({ run: gone.run, seq: 9, claims: [] })).lease(lease);
+    const t0 = monotonicClock();
+    const b = agent("n1", p);
+    await ready(b);
+    expect(monotonicClock() - t0).toBeGreaterThan(silenceWindow(1200) - 100);
+    expect(b.events.fatal).toEqual([]);
+    await admin.leaseClient.leaseRevoke({ ID: lease });
+  });
+});
+
+test("vipd 0.1's keys under the prefix stop the session with a sentence", async () => {
+  const p = freshPrefix();
+  await admin.put(`${p}vip/${VIP}/694d8f2b1c3e9a01`).value("cp-1");
+  const a = agent("a", p);
+  await waitFor("fatal", () => a.events.fatal[0], 5000);
+  expect(a.events.fatal[0]!.reason).toContain("vipd 0.1 election keys");
+});
+
+test("losing the lease makes the session release everything and register again", async () => {
+  const p = freshPrefix();
+  const a = agent("a", p);
+  await ready(a);
+  await a.session.join(VIP);
+  await waitFor("proof", () => a.session.proof(VIP), 2000);
+  await admin.leaseClient.leaseRevoke({ ID: a.session.lease!.etcdId });
+  await waitFor("lost", () => a.events.lost[0], 3000);
+  expect(a.session.proof(VIP)).toBeNull();
+  await waitFor("registered again", () => a.session.ready, 5000);
+  expect(await admin.get(agentKey(p, "a")).string()).not.toBeNull();
+});
