@@ -1,0 +1,141 @@
+// What vipd costs etcd: writes per second and revisions per day for 3 and 7
+// agents, at 1, 10 and 100 VIPs, to show the cost follows the number of
+// agents and not the number of VIPs (design.md §3: one heartbeat transaction
+// per agent per 250 ms, whatever it heads).
+//
+//   npm run bench:etcd [-- --seconds 20] [-- --record]
+//
+// Each agent is the real etcd session (src/election/session.ts) run in this
+// process against one local etcd member, every agent standing for every VIP,
+// so the first of them heads them all and claims them in every heartbeat (the
+// largest heartbeat). Writes = etcd revisions over the window: every write
+// transaction vipd sends makes exactly one revision. Bytes = the size of the
+// values those revisions store, read back from etcd's history.
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { connectEtcd, EtcdConnection, within } from "../src/election/connection.ts";
+import { currentIncarnation } from "../src/election/incarnation.ts";
+import { heartbeatKey, prefixEnd } from "../src/election/keys.ts";
+import { monotonicClock } from "../src/election/proof.ts";
+import { Session } from "../src/election/session.ts";
+import { machine, recordSection } from "../test/lab/bench.ts";
+import { startEtcd } from "../test/lab/etcd.ts";
+import { sleep, waitFor } from "../test/lab/sh.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "20" },
+    record: { type: "boolean", default: false },
+  },
+});
+const seconds = Number(args.seconds);
+if (!Number.isFinite(seconds) || seconds < 5) {
+  console.error(`--seconds wants a number of at least 5, got ${args.seconds}`);
+  process.exit(2);
+}
+
+const quiet = { error: (m: string) => console.error(m), warn() {}, info() {}, debug() {} };
+const etcd = await startEtcd();
+const admin = connectEtcd({ endpoints: etcd.endpoints });
+
+interface Row {
+  agents: number;
+  vips: number;
+  writesPerSecond: number;
+  perAgent: number;
+  revisionsPerDay: number;
+  bytesPerHeartbeat: { min: number; max: number };
+  bytesPerDay: number;
+}
+
+const vipList = (n: number) => Array.from({ length: n }, (_, i) => `10.${Math.floor(i / 250)}.${i % 250}.1`);
+
+async function scenario(agents: number, vips: number, index: number): Promise<Row> {
+  const prefix = `/bench${index}/`;
+  const sessions: { session: Session; conn: EtcdConnection }[] = [];
+  try {
+    for (let a = 0; a < agents; a++) {
+      const conn = new EtcdConnection({ endpoints: etcd.endpoints });
+      const session = new Session({
+        settings: { endpoints: etcd.endpoints, prefix, node: `n${a + 1}`, holdMs: 2500, leaseTtlS: 10 },
+        conn,
+        identity: currentIncarnation({ holdMs: 2500, version: "bench" }),
+        clock: monotonicClock,
+        log: quiet,
+        serving: () => [],
+      });
+      session.start();
+      sessions.push({ session, conn });
+      await waitFor(`agent ${a + 1} ready`, () => session.ready, 10_000);
+      for (const v of vipList(vips)) await session.join(v);
+    }
+    const first = sessions[0]!.session;
+    await waitFor("the first agent proven for every VIP", () => vipList(vips).every((v) => first.proof(v) !== null), 20_000);
+    await sleep(2000);
+    const r0 = Number((await admin.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), count_only: true }, within(2000))).header.revision);
+    const t0 = performance.now();
+    await sleep(seconds * 1000);
+    const r1 = Number((await admin.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), count_only: true }, within(2000))).header.revision);
+    const elapsed = (performance.now() - t0) / 1000;
+    // The stored size of each revision: every heartbeat's key and value, from etcd's history.
+    const sizes: number[] = [];
+    for (let a = 0; a < agents; a++) {
+      const key = Buffer.from(heartbeatKey(prefix, `n${a + 1}`));
+      const res = await admin.kv.range({ key, revision: String(r1) }, within(2000));
+      const kv = res.kvs[0];
+      if (kv) sizes.push(kv.key.length + kv.value.length);
+    }
+    const writesPerSecond = (r1 - r0) / elapsed;
+    const meanBytes = sizes.reduce((s, x) => s + x, 0) / sizes.length;
+    return {
+      agents,
+      vips,
+      writesPerSecond,
+      perAgent: writesPerSecond / agents,
+      revisionsPerDay: writesPerSecond * 86_400,
+      bytesPerHeartbeat: { min: Math.min(...sizes), max: Math.max(...sizes) },
+      bytesPerDay: writesPerSecond * 86_400 * meanBytes,
+    };
+  } finally {
+    for (const s of sessions) {
+      await s.session.stop(500).catch(() => {});
+      s.conn.close();
+    }
+  }
+}
+
+const rows: Row[] = [];
+try {
+  let i = 0;
+  for (const agents of [3, 7]) {
+    for (const vips of [1, 10, 100]) {
+      const row = await scenario(agents, vips, i++);
+      rows.push(row);
+      console.log(`${agents} agents, ${vips} VIPs: ${row.writesPerSecond.toFixed(2)} writes/s (${row.perAgent.toFixed(2)} per agent), ${(row.revisionsPerDay / 1e6).toFixed(2)} M revisions/day, heartbeat ${row.bytesPerHeartbeat.min}–${row.bytesPerHeartbeat.max} B`);
+    }
+  }
+} finally {
+  admin.close();
+  await etcd.stop();
+}
+
+const mb = (b: number) => `${(b / 1e6).toFixed(0)} MB`;
+const body = `## etcd cost
+
+Command: \`npm run bench:etcd -- --seconds ${seconds} --record\` (as root) · ${new Date().toISOString().slice(0, 10)} · ${await machine()} · Bun ${Bun.version} · etcd 3.4.23, one member
+
+Each agent is vipd's etcd session, all of them standing for every VIP, the first one heading
+(and claiming) them all. Writes are etcd revisions over ${seconds} s: each heartbeat, and nothing else
+in steady state, is one write. Bytes are the key and value each heartbeat stores; etcd keeps every
+revision until it is compacted (kube-apiserver compacts every 5 minutes; a standalone etcd needs
+\`--auto-compaction-retention\`), so "per day" is what history grows by between compactions, at most.
+
+| agents | VIPs | writes/s | per agent | revisions/day | heartbeat size | history/day |
+|---|---|---|---|---|---|---|
+${rows.map((r) => `| ${r.agents} | ${r.vips} | ${r.writesPerSecond.toFixed(2)} | ${r.perAgent.toFixed(2)} | ${(r.revisionsPerDay / 1e6).toFixed(2)} M | ${r.bytesPerHeartbeat.min}–${r.bytesPerHeartbeat.max} B | ${mb(r.bytesPerDay)} |`).join("\n")}
+
+Writes per agent stay at the heartbeat rate (4 per second) at 1, 10 and 100 VIPs: the count does
+not grow with the VIPs. The size does, for the one agent that heads them: its heartbeat lists the
+VIPs it claims.`;
+console.log(body);
+if (args.record) await recordSection(join(import.meta.dir, "..", "BENCHMARKS.md"), "etcd", body);
