@@ -138,8 +138,13 @@ try {
       const holders = env.recorder.holders();
       const two = holders.length > 1 ? red(`  ⚠ ${holders.length} holders: ${holders.join(", ")}`) : "";
       // A release on a node whose agent is dead was the kernel's doing: the
-      // address lifetime vipd set ran out with nobody left to refresh it.
-      const byKernel = !e.held && !lab.node(e.node).vip?.running ? dim(" (its agent is dead: the kernel let the address expire)") : "";
+      // fence element or the address lifetime vipd set ran out with nobody
+      // left to refresh it. The fence may cut the node off before the address goes.
+      const byKernel = !e.held && !lab.node(e.node).vip?.running
+        ? dim(env.recorder.hasAddress(e.node)
+          ? " (its agent is dead: its nftables fence expired; the address is still there, fenced)"
+          : " (its agent is dead: the kernel let the address expire)")
+        : "";
       queue.push({ t: e.t, text: e.held ? `${node(e.node)} ${green("●")} holds ${lab.vip}${two}` : `${node(e.node)} ${dim("○")} released ${lab.vip}${byKernel}${two}` });
     });
     env.prober.onSample((s) => pending.push(s));
@@ -147,7 +152,7 @@ try {
 
     const failovers: { fault: Fault; r: TrialResult }[] = [];
     for (const fault of [FAULTS.graceful, { ...FAULTS.crash, holdMs: 10_000 }]) {
-      const holder = await steady(env, impl, 40_000);
+      const holder = await steady(env, impl, { timeoutMs: 40_000 });
       say(bold(`▶ ${fault.title} on the holder, ${node(holder.name)}`));
       const r = await runTrial(env, impl, fault, 0);
       failovers.push({ fault, r });

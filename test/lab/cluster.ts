@@ -15,6 +15,7 @@ import type { Subprocess } from "bun";
 import { type EtcdCluster, type EtcdOptions, startEtcdCluster } from "./etcd.ts";
 import type { VipImplementation } from "./implementations.ts";
 import { type Host, Segment } from "./netns.ts";
+import { FENCE_FAMILY, FENCE_TABLE } from "./ownership.ts";
 import { sleep, waitFor } from "./sh.ts";
 
 /** The lab's clock: epoch milliseconds with sub-millisecond resolution, comparable across processes. */
@@ -48,6 +49,18 @@ export class LabProcess {
   }
   get exited(): Promise<number> {
     return this.proc.exited;
+  }
+
+  /** The program's stdout, when it was spawned with `stdout: "pipe"`. */
+  get stdout(): ReadableStream<Uint8Array> | null {
+    const s = this.proc.stdout;
+    return s instanceof ReadableStream ? s : null;
+  }
+
+  /** The program's stderr, when it was spawned with `stderr: "pipe"`. */
+  get stderr(): ReadableStream<Uint8Array> | null {
+    const s = this.proc.stderr;
+    return s instanceof ReadableStream ? s : null;
   }
 
   /**
@@ -142,6 +155,36 @@ export function processTree(pid: number): number[] {
     }
   }
   return out;
+}
+
+/** Which of a program's output streams come back to the lab instead of going to its log. */
+export interface SpawnStreams {
+  stdout?: "pipe";
+  stderr?: "pipe";
+}
+
+/**
+ * Spawns argv in namespace ns as a LabProcess (tracked by PID, killed on exit
+ * if nobody stopped it), stdout and stderr appended to logFile unless piped.
+ * The Lab's spawnIn adds its own bookkeeping; tests that need no lab (a
+ * scratch namespace) call this directly.
+ */
+export function spawnInNetns(ns: string, logFile: string, name: string, argv: readonly string[], opts: SpawnStreams = {}): LabProcess {
+  hookExit();
+  // `ip netns exec` execs the command in place, so the PID is the program's own.
+  // One append-mode descriptor for both streams, so neither overwrites the other.
+  const log = openSync(logFile, "a");
+  try {
+    const proc = Bun.spawn(["ip", "netns", "exec", ns, ...argv], {
+      cwd: REPO_ROOT,
+      stdin: "ignore",
+      stdout: opts.stdout ?? log,
+      stderr: opts.stderr ?? log,
+    });
+    return new LabProcess(name, proc, logFile);
+  } finally {
+    closeSync(log);
+  }
 }
 
 const live = new Set<LabProcess>();
@@ -263,22 +306,9 @@ export class Lab {
     return this.etcd;
   }
 
-  /** Spawns argv in namespace ns, stdout and stderr appended to logFile. */
-  spawnIn(ns: string, logFile: string, name: string, argv: readonly string[], opts: { stdout?: "pipe" } = {}): LabProcess {
-    // `ip netns exec` execs the command in place, so the PID is the program's own.
-    // One append-mode descriptor for both streams, so neither overwrites the other.
-    const log = openSync(logFile, "a");
-    try {
-      const proc = Bun.spawn(["ip", "netns", "exec", ns, ...argv], {
-        cwd: REPO_ROOT,
-        stdin: "ignore",
-        stdout: opts.stdout ?? log,
-        stderr: log,
-      });
-      return this.track(new LabProcess(name, proc, logFile));
-    } finally {
-      closeSync(log);
-    }
+  /** Spawns argv in namespace ns, stdout and stderr appended to logFile unless piped back. */
+  spawnIn(ns: string, logFile: string, name: string, argv: readonly string[], opts: SpawnStreams = {}): LabProcess {
+    return this.track(spawnInNetns(ns, logFile, name, argv, opts));
   }
 
   private track(p: LabProcess): LabProcess {
@@ -355,6 +385,14 @@ export class Lab {
   /** Removes a VIP left on a node's link (after a crash), so the next trial starts clean. */
   async clearVip(node: LabNode): Promise<void> {
     await this.seg.ip(node.host.ns, "addr", "flush", "dev", node.host.link, "to", `${this.vip}/32`);
+  }
+
+  /**
+   * Removes vipd's nftables fence table from a node, as a reboot would (a
+   * node without one: nothing to do), so a restarted agent starts clean.
+   */
+  async clearFence(node: LabNode): Promise<void> {
+    await this.seg.exec(node.host, ["nft", "delete", "table", FENCE_FAMILY, FENCE_TABLE], { allowFail: true });
   }
 
   async destroy(): Promise<void> {

@@ -1,11 +1,20 @@
-// SLOW (about 6 minutes): the reduced fault matrix for vipd, run in CI.
+// SLOW (about 11 minutes): the reduced fault matrix for vipd, run in CI.
 //
 // A 3-node lab (etcd cluster, stand-in apiservers, vipd from source on every
-// node, a client probing the VIP every 10 ms), and every fault of faults.ts
-// applied twice to whichever node holds the VIP. Fails on
-// - any overlap: two kernels holding the VIP at once, for any time at all;
-// - a VIP still on a dead, frozen or cut-off holder past its kernel lifetime
-//   (lease TTL + 1 s);
+// node, a client probing the VIP every 10 ms) and every fault of FAULT_IDS
+// applied to whichever node holds the VIP: the faults that move the VIP
+// REPS_FAILOVER times each — crash, freeze, link-down and partition once with
+// etcd's raft leader placed on the victim's node and once off it — and the
+// etcd faults after which the VIP must stay REPS_STAY times each. Ownership is
+// effective ownership (recorder.ts): the address on the link and not fenced
+// off by vipd's nftables fence. Fails on
+// - a trial that fails as a trial: no single steady holder within 20 s before
+//   the fault (or after placing etcd's leader), or within 20 s after recovery;
+// - a recovery that has not settled on one steady holder by the end of its
+//   settle window (4 s after the fault is undone);
+// - any overlap: two nodes holding the VIP at once, for any time at all;
+// - a VIP still held by a dead, frozen or cut-off holder past its kernel
+//   lifetime (lease TTL + 1 s);
 // - a failover slower than its budget (DESIGN.md) with a generous CI margin:
 //   graceful stop 500 ms instead of 50 ms; another node serving within
 //   TTL + 3 s. When the fault also took out the etcd raft leader (the
@@ -15,6 +24,11 @@
 //   renews every lease by TTL + one election timeout. That budget is
 //   2 rounds × 2 s + TTL + 1 s, plus the same CI margin. Which case a trial is
 //   in is measured (TrialResult.victimWasEtcdLeader), not guessed.
+// For the faults where the VIP must stay, only "no overlap" and "recovers to
+// one steady holder" are asserted; their budgets (moves, outage) are the
+// STAY_* constants below, unset until the design numbers are decided.
+// After a trial that failed as a trial, the lab is reset (vipd restarted
+// everywhere from a clean kernel) so the faults after it are still judged.
 // Needs root; skipped without it, or with VIPD_SKIP_FAULT_MATRIX=1 for a quick
 // local run. The full comparison with keepalived and ucarp is
 // `npm run bench:failover`.
@@ -23,12 +37,15 @@ import { rmSync } from "node:fs";
 import { Lab } from "./cluster.ts";
 import { FAULT_IDS, FAULTS, type FaultId } from "./faults.ts";
 import { vipd, vipdAvailable } from "./implementations.ts";
-import { startInstruments, runTrial, type TrialEnv, type TrialResult } from "./trial.ts";
+import { resetImplementation, runTrial, startInstruments, TrialError, type TrialEnv, type TrialResult } from "./trial.ts";
 
 const isRoot = process.getuid?.() === 0;
 const skip = !isRoot || process.env.VIPD_SKIP_FAULT_MATRIX === "1" || !vipdAvailable();
-const REPS = 2;
 const impl = vipd();
+
+// ---- Repetitions and budgets, all here. -------------------------------------
+const REPS_FAILOVER = 2;
+const REPS_STAY = 1;
 const TTL_MS = impl.leaseTtlMs!;
 const FENCE_MS = impl.fenceMs!;
 const CI_GRACEFUL_MS = 500;
@@ -36,6 +53,10 @@ const ETCD_ELECTION_MS = 1000;
 const CI_MARGIN_MS = 3000;
 const CI_SERVE_MS = TTL_MS + CI_MARGIN_MS;
 const CI_SERVE_AFTER_ETCD_LEADER_LOSS_MS = 2 * (2 * ETCD_ELECTION_MS) + TTL_MS + ETCD_ELECTION_MS + CI_MARGIN_MS;
+/** Faults where the VIP must stay: the longest client outage allowed; null = measured and printed, not asserted (not decided yet). */
+const STAY_MAX_OUTAGE_MS: number | null = null;
+/** The same: how many repetitions may see the VIP move; null = not asserted (not decided yet). */
+const STAY_MAX_REPS_MOVED: number | null = null;
 
 let lab: Lab;
 let env: TrialEnv & { close(): Promise<void> };
@@ -57,7 +78,10 @@ afterAll(async () => {
   if (results.length) {
     console.log("fault matrix (vipd):");
     for (const r of results) {
-      console.log(`  ${r.fault} #${r.rep + 1} on ${r.victim}${r.victimWasEtcdLeader ? " (etcd leader)" : ""}: outage ${Math.round(r.outageMs)} ms, served by other ${r.servedByOtherMs === null ? "never" : `${Math.round(r.servedByOtherMs)} ms`}, released ${r.victimReleasedMs === null ? "never" : `${Math.round(r.victimReleasedMs)} ms`}, overlap ${r.overlapMs} ms`);
+      console.log(`  ${r.fault} #${r.rep + 1} on ${r.victim}${r.victimWasEtcdLeader ? " (etcd leader)" : ""}: outage ${Math.round(r.outageMs)} ms, ` +
+        `${FAULTS[r.fault].vipStays ? `VIP moved: ${r.moved ? `yes, to ${r.movedTo.join(", ")}` : "no"}` : `served by other ${r.servedByOtherMs === null ? "never" : `${Math.round(r.servedByOtherMs)} ms`}, released ${r.victimReleasedMs === null ? "never" : `${Math.round(r.victimReleasedMs)} ms`}`}, ` +
+        `overlap ${r.overlapMs} ms, after recovery: outage ${Math.round(r.recoveryOutageMs)} ms, ${r.recovery.steady ? "one steady holder" : "NOT steady"}` +
+        `${Object.entries(r.timings).map(([k, v]) => `, ${k} ${Math.round(v)} ms`).join("")}${r.failure ? `; FAILED: ${r.failure}` : ""}`);
     }
   }
 }, 30_000);
@@ -68,28 +92,50 @@ const TAKES_ETCD_MEMBER: ReadonlySet<FaultId> = new Set(["link-down", "partition
 /** Faults after which another node is expected to serve (not quorum loss: nobody can prove a lease). */
 const FAILS_OVER: ReadonlySet<FaultId> = new Set(["graceful", "crash", "freeze", "link-down", "partition", "etcd-leader-and-holder"]);
 
-describe.skipIf(skip)("fault matrix: vipd (slow, ~6 min)", () => {
+async function reset(why: string): Promise<void> {
+  console.log(`resetting vipd on every node (clean kernel) after ${why}`);
+  await resetImplementation(env, impl);
+}
+
+describe.skipIf(skip)("fault matrix: vipd (slow, ~11 min)", () => {
   for (const id of FAULT_IDS) {
     const fault = FAULTS[id];
+    const reps = fault.vipStays ? REPS_STAY : REPS_FAILOVER;
     test(fault.title, async () => {
       unfinished++;
-      for (let rep = 0; rep < REPS; rep++) {
-        const r = await runTrial(env, impl, fault, rep);
+      for (let rep = 0; rep < reps; rep++) {
+        const what = `${id} #${rep + 1} (logs in ${lab.dir})`;
+        let r: TrialResult;
+        try {
+          r = await runTrial(env, impl, fault, rep);
+        } catch (e) {
+          if (e instanceof TrialError) await reset(what);
+          throw e;
+        }
         results.push(r);
-        const what = `${id} #${rep + 1} on ${r.victim} (logs in ${lab.dir})`;
-        expect(r.overlapMs, `${what}: two holders`).toBe(0);
-        expect(r.victimReleasedMs, `${what}: VIP never left the victim`).not.toBeNull();
-        expect(r.victimReleasedMs!, `${what}: VIP stayed on the victim past its kernel lifetime`).toBeLessThanOrEqual(FENCE_MS);
-        if (id === "graceful") expect(r.outageMs, `${what}: graceful outage`).toBeLessThanOrEqual(CI_GRACEFUL_MS);
-        if (FAILS_OVER.has(id)) {
-          expect(r.servedByOtherMs, `${what}: no other node served`).not.toBeNull();
+        if (r.failure && r.recovery.steadyLaterMs === null) await reset(what);
+        const on = `${what} on ${r.victim}`;
+        expect(r.failure, `${on}: the trial failed`).toBeNull();
+        expect(r.overlapMs, `${on}: two holders`).toBe(0);
+        expect(r.recovery.steady, `${on}: no single steady holder at the end of the recovery (holders ${r.recovery.holders.join(", ") || "none"}; ` +
+          `steady ${r.recovery.steadyLaterMs === null ? "never" : `${Math.round(r.recovery.steadyLaterMs)} ms after recovery`})`).toBe(true);
+        if (fault.vipStays) {
+          if (STAY_MAX_OUTAGE_MS !== null) expect(r.outageMs, `${on}: client outage`).toBeLessThanOrEqual(STAY_MAX_OUTAGE_MS);
+          if (STAY_MAX_REPS_MOVED !== null) expect(results.filter((x) => x.fault === id && x.moved).length, `${on}: repetitions in which the VIP moved`).toBeLessThanOrEqual(STAY_MAX_REPS_MOVED);
+          continue;
+        }
+        expect(r.victimReleasedMs, `${on}: VIP never left the victim`).not.toBeNull();
+        expect(r.victimReleasedMs!, `${on}: VIP stayed on the victim past its kernel lifetime`).toBeLessThanOrEqual(FENCE_MS);
+        if (id === "graceful") expect(r.outageMs, `${on}: graceful outage`).toBeLessThanOrEqual(CI_GRACEFUL_MS);
+        if (FAILS_OVER.has(fault.base)) {
+          expect(r.servedByOtherMs, `${on}: no other node served`).not.toBeNull();
           // "etcd-leader-and-holder" kills the raft leader wherever it runs.
-          const leaderLost = id === "etcd-leader-and-holder" || (TAKES_ETCD_MEMBER.has(id) && r.victimWasEtcdLeader !== false);
+          const leaderLost = id === "etcd-leader-and-holder" || (TAKES_ETCD_MEMBER.has(fault.base) && r.victimWasEtcdLeader !== false);
           const budget = leaderLost ? CI_SERVE_AFTER_ETCD_LEADER_LOSS_MS : CI_SERVE_MS;
-          expect(r.servedByOtherMs!, `${what}: failover slower than ${budget} ms${leaderLost ? " (etcd leader lost too)" : ""}`).toBeLessThanOrEqual(budget);
+          expect(r.servedByOtherMs!, `${on}: failover slower than ${budget} ms${leaderLost ? " (etcd leader lost too)" : ""}`).toBeLessThanOrEqual(budget);
         }
       }
       unfinished--;
-    }, 2 * (FAULTS[id].holdMs + 40_000));
+    }, reps * (fault.holdMs + 60_000));
   }
 });

@@ -1,6 +1,7 @@
 // The faults of the matrix, each applied to the node that holds the VIP when
 // it starts (the victim) and undone by recover() after its hold time.
 //
+// Faults on the holder, where the VIP should move:
 // - graceful: SIGTERM to the implementation's main PID (as `systemctl stop`).
 // - crash: SIGKILL to every process of the implementation (parent and children).
 // - freeze: SIGSTOP to every process for the hold, then SIGCONT.
@@ -15,16 +16,63 @@
 // - etcd-leader-and-holder: the raft leader's etcd member and the victim's
 //   implementation are SIGKILLed at the same moment (one node when the holder
 //   is also the leader).
-import { sh } from "./sh.ts";
-import type { Lab, LabNode } from "./cluster.ts";
+// crash, freeze, link-down and partition also come placed: `<fault>@leader`
+// with etcd's raft leader moved onto the victim's node first, `<fault>@follower`
+// with it moved to another node. The trial places it before the fault's clock
+// starts and waits for a steady holder again (trial.ts).
+//
+// Faults of etcd alone, where the VIP must NOT move (vipStays): the holder is
+// fine and etcd keeps quorum; the trials report whether the VIP moved anyway
+// and what the client lost (expected: nothing).
+// - etcd-leader-elsewhere: the raft leader's member, on a node that does not
+//   hold the VIP, is SIGKILLed; restarted at recovery.
+// - etcd-member-freeze: the holder's own member (a follower) is frozen for
+//   1.5 s (SIGSTOP, SIGCONT); `@leader`: the same with the leader on the holder.
+// - etcd-move-leader-to-holder: MoveLeader from another node to the holder's
+//   member; etcd-move-leader-off-holder: from the holder's member to another.
+import { type Lab, type LabNode, labNow } from "./cluster.ts";
+import { etcdLeader, type LeaderMove, moveEtcdLeader, waitForEtcdLeader } from "./etcd-admin.ts";
+import { sh, sleep } from "./sh.ts";
 
-export type FaultId = "graceful" | "crash" | "freeze" | "link-down" | "partition" | "quorum-loss" | "etcd-leader-and-holder";
+export { etcdLeader } from "./etcd-admin.ts";
 
-export const FAULT_IDS: readonly FaultId[] = ["graceful", "crash", "freeze", "link-down", "partition", "quorum-loss", "etcd-leader-and-holder"];
+type Placeable = "crash" | "freeze" | "link-down" | "partition";
+
+export type FaultId =
+  | "graceful"
+  | Placeable
+  | `${Placeable}@leader`
+  | `${Placeable}@follower`
+  | "quorum-loss"
+  | "etcd-leader-and-holder"
+  | "etcd-leader-elsewhere"
+  | "etcd-member-freeze"
+  | "etcd-member-freeze@leader"
+  | "etcd-move-leader-to-holder"
+  | "etcd-move-leader-off-holder";
+
+/** The faults the benchmark and the fault matrix run by default, in order. */
+export const FAULT_IDS: readonly FaultId[] = [
+  "graceful",
+  "crash@leader", "crash@follower",
+  "freeze@leader", "freeze@follower",
+  "link-down@leader", "link-down@follower",
+  "partition@leader", "partition@follower",
+  "quorum-loss", "etcd-leader-and-holder",
+  "etcd-leader-elsewhere", "etcd-member-freeze", "etcd-member-freeze@leader",
+  "etcd-move-leader-to-holder", "etcd-move-leader-off-holder",
+];
+
+/** Where etcd's raft leader must be when the fault hits: on the victim's node, or on another. */
+export type LeaderPlacement = "victim" | "elsewhere";
 
 export interface AppliedFault {
   /** What exactly was done, for the log (e.g. which etcd member was leader). */
   detail: string;
+  /** What the fault measured while it lasted, in ms (e.g. how long etcd took to elect a leader). */
+  readonly timings?: Record<string, number>;
+  /** What it learnt while it lasted, for the log; filled in as it happens. */
+  readonly notes?: string[];
   recover(): Promise<void>;
 }
 
@@ -35,18 +83,34 @@ export interface Fault {
   readonly holdMs: number;
   /** The victim's implementation is dead or frozen: a VIP still on it counts as left behind. */
   readonly victimStops: boolean;
+  /**
+   * Where etcd's raft leader is put before the fault, outside its clock;
+   * wherever it happens to be when absent.
+   */
+  readonly etcdLeader?: LeaderPlacement;
+  /**
+   * The fault leaves the holder able to serve and etcd with quorum: the VIP
+   * must stay where it is and the client should notice nothing.
+   */
+  readonly vipStays: boolean;
+  /** The unplaced fault this one is a variant of (its own id otherwise): targets judge them together. */
+  readonly base: FaultId;
   apply(lab: Lab, victim: LabNode): Promise<AppliedFault>;
 }
 
 const HOLD_MS = 15_000;
+/** Faults of etcd alone: the disturbance, then a few seconds to see whether anything moves. */
+const ETCD_HOLD_MS = 6000;
+const MEMBER_FREEZE_MS = 1500;
 
 /**
  * Recovery from a dead program is a reboot of the node: a VIP the dead program
- * left on the link is gone, and the program starts again.
+ * left on the link is gone, so is its nftables fence, and the program starts again.
  */
 async function rebootVip(lab: Lab, victim: LabNode): Promise<void> {
   await lab.stopVip(victim, "SIGKILL", 1000);
   await lab.clearVip(victim);
+  await lab.clearFence(victim);
   await restartVip(lab, victim);
 }
 
@@ -63,123 +127,262 @@ function vipProcess(victim: LabNode) {
   return victim.vip;
 }
 
-export const FAULTS: Record<FaultId, Fault> = {
-  graceful: {
-    id: "graceful",
-    title: "graceful stop (SIGTERM)",
-    holdMs: 6000,
-    victimStops: true,
-    async apply(lab, victim) {
-      const p = vipProcess(victim);
-      p.signal("SIGTERM");
-      return { detail: `SIGTERM to ${p.name} (pid ${p.pid})`, recover: async () => {
-        await lab.stopVip(victim, "SIGTERM", 1000);
-        await restartVip(lab, victim);
-      } };
-    },
-  },
-  crash: {
-    id: "crash",
-    title: "process crash (SIGKILL)",
-    holdMs: HOLD_MS,
-    victimStops: true,
-    async apply(lab, victim) {
-      const p = vipProcess(victim);
-      const pids = p.tree();
-      p.signalTree("SIGKILL");
-      return { detail: `SIGKILL to ${p.name} (pids ${pids.join(",")})`, recover: async () => {
-        await rebootVip(lab, victim);
-      } };
-    },
-  },
-  freeze: {
-    id: "freeze",
-    title: "process frozen 15 s (SIGSTOP, SIGCONT)",
-    holdMs: HOLD_MS,
-    victimStops: true,
-    async apply(_lab, victim) {
-      const p = vipProcess(victim);
-      p.signalTree("SIGSTOP");
-      return { detail: `SIGSTOP to ${p.name} (pids ${p.tree().join(",")})`, recover: async () => p.signalTree("SIGCONT") };
-    },
-  },
-  "link-down": {
-    id: "link-down",
-    title: "link down 15 s (cable cut at the switch)",
-    holdMs: HOLD_MS,
-    victimStops: false,
-    async apply(lab, victim) {
-      await lab.seg.cable(victim.host, "down");
-      return { detail: `switch port ${victim.host.port} down`, recover: () => lab.seg.cable(victim.host, "up") };
-    },
-  },
-  partition: {
-    id: "partition",
-    title: "network partition 15 s (nftables drops all but loopback)",
-    holdMs: HOLD_MS,
-    victimStops: false,
-    async apply(lab, victim) {
-      const link = victim.host.link;
-      await nft(victim, `table netdev vipd_lab_partition {
-        chain in { type filter hook ingress device "${link}" priority -500; policy drop; }
-        chain out { type filter hook egress device "${link}" priority -500; policy drop; }
-      }`);
-      return { detail: `nftables drop on ${victim.name}/${link}`, recover: () => nft(victim, "delete table netdev vipd_lab_partition") };
-    },
-  },
-  "quorum-loss": {
-    id: "quorum-loss",
-    title: "etcd quorum lost 15 s (other members killed)",
-    holdMs: HOLD_MS,
-    victimStops: false,
-    async apply(lab, victim) {
-      const others = lab.nodes.filter((n) => n !== victim).map((n) => n.name);
-      await Promise.all(others.map((n) => lab.etcdCluster.stopMember(n, "SIGKILL")));
-      return { detail: `etcd SIGKILLed on ${others.join(", ")}`, recover: async () => {
-        for (const n of others) await lab.etcdCluster.startMember(n);
-      } };
-    },
-  },
-  "etcd-leader-and-holder": {
-    id: "etcd-leader-and-holder",
-    title: "etcd raft leader and VIP holder killed (SIGKILL)",
-    holdMs: HOLD_MS,
-    victimStops: true,
-    async apply(lab, victim) {
-      const leader = await etcdLeader(lab);
-      const p = vipProcess(victim);
-      await Promise.all([lab.etcdCluster.stopMember(leader, "SIGKILL"), Promise.resolve(p.signalTree("SIGKILL"))]);
-      return { detail: `SIGKILL to etcd leader on ${leader} and ${p.name} on ${victim.name}`, recover: async () => {
-        await lab.etcdCluster.startMember(leader);
-        await rebootVip(lab, victim);
-      } };
-    },
+/** The node after `node` in the lab's order (n1 → n2 → n3 → n1): where a leader placed "elsewhere" goes. */
+export function nextNode(lab: Lab, node: LabNode): LabNode {
+  const i = lab.nodes.indexOf(node);
+  return lab.nodes[(i + 1) % lab.nodes.length]!;
+}
+
+/**
+ * Puts etcd's raft leader on the victim's node or on another one (the next
+ * node), with MoveLeader, and waits until every member names it. Returns the
+ * move made, or null when the leader already stood where it should.
+ */
+export async function placeEtcdLeader(lab: Lab, where: LeaderPlacement, victim: LabNode): Promise<LeaderMove | null> {
+  const leader = await etcdLeader(lab);
+  if (where === "victim" ? leader === victim.name : leader !== victim.name) return null;
+  return await moveEtcdLeader(lab, where === "victim" ? victim.name : nextNode(lab, victim).name);
+}
+
+const graceful: Fault = {
+  id: "graceful",
+  base: "graceful",
+  title: "graceful stop (SIGTERM)",
+  holdMs: 6000,
+  victimStops: true,
+  vipStays: false,
+  async apply(lab, victim) {
+    const p = vipProcess(victim);
+    p.signal("SIGTERM");
+    return { detail: `SIGTERM to ${p.name} (pid ${p.pid})`, recover: async () => {
+      await lab.stopVip(victim, "SIGTERM", 1000);
+      await restartVip(lab, victim);
+    } };
   },
 };
 
+const crash: Fault & { id: Placeable } = {
+  id: "crash",
+  base: "crash",
+  title: "process crash (SIGKILL)",
+  holdMs: HOLD_MS,
+  victimStops: true,
+  vipStays: false,
+  async apply(lab, victim) {
+    const p = vipProcess(victim);
+    const pids = p.tree();
+    p.signalTree("SIGKILL");
+    return { detail: `SIGKILL to ${p.name} (pids ${pids.join(",")})`, recover: async () => {
+      await rebootVip(lab, victim);
+    } };
+  },
+};
+
+const freeze: Fault & { id: Placeable } = {
+  id: "freeze",
+  base: "freeze",
+  title: "process frozen 15 s (SIGSTOP, SIGCONT)",
+  holdMs: HOLD_MS,
+  victimStops: true,
+  vipStays: false,
+  async apply(_lab, victim) {
+    const p = vipProcess(victim);
+    p.signalTree("SIGSTOP");
+    return { detail: `SIGSTOP to ${p.name} (pids ${p.tree().join(",")})`, recover: async () => p.signalTree("SIGCONT") };
+  },
+};
+
+const linkDown: Fault & { id: Placeable } = {
+  id: "link-down",
+  base: "link-down",
+  title: "link down 15 s (cable cut at the switch)",
+  holdMs: HOLD_MS,
+  victimStops: false,
+  vipStays: false,
+  async apply(lab, victim) {
+    await lab.seg.cable(victim.host, "down");
+    return { detail: `switch port ${victim.host.port} down`, recover: () => lab.seg.cable(victim.host, "up") };
+  },
+};
+
+const partition: Fault & { id: Placeable } = {
+  id: "partition",
+  base: "partition",
+  title: "network partition 15 s (nftables drops all but loopback)",
+  holdMs: HOLD_MS,
+  victimStops: false,
+  vipStays: false,
+  async apply(_lab, victim) {
+    const link = victim.host.link;
+    await nft(victim, `table netdev vipd_lab_partition {
+      chain in { type filter hook ingress device "${link}" priority -500; policy drop; }
+      chain out { type filter hook egress device "${link}" priority -500; policy drop; }
+    }`);
+    return { detail: `nftables drop on ${victim.name}/${link}`, recover: () => nft(victim, "delete table netdev vipd_lab_partition") };
+  },
+};
+
+/** The same fault with etcd's raft leader placed first. */
+function placed<B extends Placeable>(f: Fault & { id: B }, where: LeaderPlacement): Fault {
+  return {
+    ...f,
+    id: where === "victim" ? `${f.id}@leader` : `${f.id}@follower`,
+    title: `${f.title}, ${where === "victim" ? "etcd raft leader on the victim's node" : "etcd raft leader on another node"}`,
+    etcdLeader: where,
+  };
+}
+
+const quorumLoss: Fault = {
+  id: "quorum-loss",
+  base: "quorum-loss",
+  title: "etcd quorum lost 15 s (other members killed)",
+  holdMs: HOLD_MS,
+  victimStops: false,
+  vipStays: false,
+  async apply(lab, victim) {
+    const others = lab.nodes.filter((n) => n !== victim).map((n) => n.name);
+    await Promise.all(others.map((n) => lab.etcdCluster.stopMember(n, "SIGKILL")));
+    return { detail: `etcd SIGKILLed on ${others.join(", ")}`, recover: async () => {
+      for (const n of others) await lab.etcdCluster.startMember(n);
+    } };
+  },
+};
+
+const leaderAndHolder: Fault = {
+  id: "etcd-leader-and-holder",
+  base: "etcd-leader-and-holder",
+  title: "etcd raft leader and VIP holder killed (SIGKILL)",
+  holdMs: HOLD_MS,
+  victimStops: true,
+  vipStays: false,
+  async apply(lab, victim) {
+    const leader = await etcdLeader(lab);
+    const p = vipProcess(victim);
+    await Promise.all([lab.etcdCluster.stopMember(leader, "SIGKILL"), Promise.resolve(p.signalTree("SIGKILL"))]);
+    return { detail: `SIGKILL to etcd leader on ${leader} and ${p.name} on ${victim.name}`, recover: async () => {
+      await lab.etcdCluster.startMember(leader);
+      await rebootVip(lab, victim);
+    } };
+  },
+};
+
+const leaderElsewhere: Fault = {
+  id: "etcd-leader-elsewhere",
+  base: "etcd-leader-elsewhere",
+  title: "etcd raft leader killed on a node not holding the VIP (SIGKILL)",
+  holdMs: ETCD_HOLD_MS,
+  victimStops: false,
+  vipStays: true,
+  etcdLeader: "elsewhere",
+  async apply(lab, victim) {
+    const leader = await etcdLeader(lab);
+    if (leader === victim.name) throw new Error(`etcd's leader is on the holder ${victim.name}, not elsewhere`);
+    const killedAt = labNow();
+    await lab.etcdCluster.stopMember(leader, "SIGKILL");
+    const timings: Record<string, number> = {};
+    const notes: string[] = [];
+    const survivors = lab.nodes.map((n) => n.name).filter((n) => n !== leader);
+    // Measured alongside: how long the survivors take to agree on a new leader.
+    const elected = waitForEtcdLeader(lab, (l) => l !== leader, { nodes: survivors, timeoutMs: ETCD_HOLD_MS }).then(
+      ({ leader: next }) => {
+        timings["etcd election"] = labNow() - killedAt;
+        notes.push(`etcd elected ${next} ${Math.round(timings["etcd election"])} ms after the kill`);
+      },
+      (e) => void notes.push(`no new etcd leader: ${e instanceof Error ? e.message : String(e)}`),
+    );
+    return { detail: `SIGKILL to the etcd leader on ${leader} (VIP on ${victim.name})`, timings, notes, recover: async () => {
+      await elected;
+      await lab.etcdCluster.startMember(leader);
+    } };
+  },
+};
+
+const memberFreeze: Fault = {
+  id: "etcd-member-freeze",
+  base: "etcd-member-freeze",
+  title: "holder's etcd member (a follower) frozen 1.5 s (SIGSTOP, SIGCONT)",
+  holdMs: ETCD_HOLD_MS,
+  victimStops: false,
+  vipStays: true,
+  etcdLeader: "elsewhere",
+  async apply(lab, victim) {
+    const etcd = lab.etcdCluster;
+    etcd.signal(victim.name, "SIGSTOP");
+    let thawed = false;
+    const thaw = () => {
+      if (thawed) return;
+      thawed = true;
+      etcd.signal(victim.name, "SIGCONT");
+    };
+    const timer = sleep(MEMBER_FREEZE_MS).then(thaw);
+    return { detail: `SIGSTOP to etcd on ${victim.name} (pid ${etcd.pid(victim.name)}) for ${MEMBER_FREEZE_MS} ms`, recover: async () => {
+      thaw();
+      await timer;
+    } };
+  },
+};
+
+const memberFreezeOnLeader: Fault = {
+  ...memberFreeze,
+  id: "etcd-member-freeze@leader",
+  title: "holder's etcd member, the raft leader, frozen 1.5 s (SIGSTOP, SIGCONT)",
+  etcdLeader: "victim",
+};
+
+/** MoveLeader while the VIP is held: onto the holder's member, or off it to the next node. */
+function moveLeader(direction: "to-holder" | "off-holder"): Fault {
+  return {
+    id: direction === "to-holder" ? "etcd-move-leader-to-holder" : "etcd-move-leader-off-holder",
+    base: direction === "to-holder" ? "etcd-move-leader-to-holder" : "etcd-move-leader-off-holder",
+    title: direction === "to-holder" ? "etcd MoveLeader onto the holder's member" : "etcd MoveLeader off the holder's member",
+    holdMs: 5000,
+    victimStops: false,
+    vipStays: true,
+    etcdLeader: direction === "to-holder" ? "elsewhere" : "victim",
+    async apply(lab, victim) {
+      const to = direction === "to-holder" ? victim : nextNode(lab, victim);
+      const m = await moveEtcdLeader(lab, to.name);
+      return {
+        detail: `MoveLeader ${m.from} → ${m.to}: answered in ${Math.round(m.requestMs)} ms, seen by all members after ${Math.round(m.visibleMs)} ms`,
+        timings: { "MoveLeader answered": m.requestMs, "MoveLeader seen by all": m.visibleMs },
+        recover: async () => {},
+      };
+    },
+  };
+}
+
+export const FAULTS: Record<FaultId, Fault> = {
+  graceful,
+  crash,
+  freeze,
+  "link-down": linkDown,
+  partition,
+  "crash@leader": placed(crash, "victim"),
+  "crash@follower": placed(crash, "elsewhere"),
+  "freeze@leader": placed(freeze, "victim"),
+  "freeze@follower": placed(freeze, "elsewhere"),
+  "link-down@leader": placed(linkDown, "victim"),
+  "link-down@follower": placed(linkDown, "elsewhere"),
+  "partition@leader": placed(partition, "victim"),
+  "partition@follower": placed(partition, "elsewhere"),
+  "quorum-loss": quorumLoss,
+  "etcd-leader-and-holder": leaderAndHolder,
+  "etcd-leader-elsewhere": leaderElsewhere,
+  "etcd-member-freeze": memberFreeze,
+  "etcd-member-freeze@leader": memberFreezeOnLeader,
+  "etcd-move-leader-to-holder": moveLeader("to-holder"),
+  "etcd-move-leader-off-holder": moveLeader("off-holder"),
+};
+
+const isFaultId = (s: string): s is FaultId => Object.hasOwn(FAULTS, s);
+
 export function faultsByName(list: string): Fault[] {
   return list.split(",").map((s) => s.trim()).filter(Boolean).map((id) => {
-    const f = FAULTS[id as FaultId];
-    if (!f) throw new Error(`unknown fault "${id}" (wanted ${FAULT_IDS.join(", ")})`);
-    return f;
+    if (!isFaultId(id)) throw new Error(`unknown fault "${id}" (wanted ${Object.keys(FAULTS).join(", ")})`);
+    return FAULTS[id];
   });
 }
 
 async function nft(node: LabNode, script: string): Promise<void> {
   await sh(["ip", "netns", "exec", node.host.ns, "nft", script]);
-}
-
-/**
- * The node whose etcd member is the raft leader: each member's
- * /v3/maintenance/status (grpc-gateway) names the leader's member ID and its own.
- */
-export async function etcdLeader(lab: Lab): Promise<string> {
-  for (const node of lab.nodes) {
-    const out = await sh(["ip", "netns", "exec", node.host.ns, "curl", "-sf", "--max-time", "1", "-X", "POST",
-      "-d", "{}", "http://127.0.0.1:2379/v3/maintenance/status"], { allowFail: true });
-    if (!out) continue;
-    const s = JSON.parse(out) as { header?: { member_id?: string }; leader?: string };
-    if (s.leader && s.header?.member_id === s.leader) return node.name;
-  }
-  throw new Error("no etcd member reports itself as the raft leader");
 }

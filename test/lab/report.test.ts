@@ -4,13 +4,16 @@ import type { FaultId } from "./faults.ts";
 import type { ImplementationId } from "./implementations.ts";
 import { aggregate, BEGIN, END, evaluateTargets, markdownReport, spliceBetweenMarkers } from "./report.ts";
 import { timelineSvg } from "./timeline-svg.ts";
-import type { TrialResult } from "./trial.ts";
+import type { TrialFailure, TrialResult } from "./trial.ts";
 
 function trial(impl: ImplementationId, fault: FaultId, rep: number, over: Partial<TrialResult> = {}): TrialResult {
   return {
-    impl, fault, rep, victim: "n1", detail: "", t0: 0, recoverAt: 15000, endAt: 19000,
+    impl, fault, rep, victim: "n1", detail: "", placement: null, t0: 0, recoverAt: 15000, endAt: 19000,
     outageMs: 0, recoveryOutageMs: 0, newHolderMs: 100, newHolder: "n2", servedByOtherMs: 110,
-    victimReleasedMs: 5, leftBehind: false, victimWasEtcdLeader: false, overlapMs: 0, staleAnswers: 0, probes: 1900,
+    victimReleasedMs: 5, victimAddressGoneMs: 5, leftBehind: false, addressLeftBehind: false, victimWasEtcdLeader: false,
+    moved: true, movedTo: ["n2"], overlapMs: 0, addressOverlapMs: 0, staleAnswers: 0, probes: 1900, probeErrors: {},
+    recovery: { staleAnswers: 0, probeErrors: {}, holders: ["n2"], addressLeftOn: [], steady: true, steadyLaterMs: null },
+    timings: {}, failure: null,
     timeline: { from: -1000, to: 19000, recoverAt: 15000, ownership: { n1: [{ start: -1000, end: 5 }], n2: [{ start: 100, end: 19000 }] },
       outages: [{ start: 0, end: 110 }], answers: [{ start: -1000, end: 0, node: "n1" }, { start: 110, end: 19000, node: "n2" }] },
     ...over,
@@ -30,6 +33,23 @@ describe("aggregate", () => {
     const k = rows.find((r) => r.impl === "keepalived")!;
     expect([k.reps, k.leftBehind, k.repsWithOverlap, k.overlapTotalMs, k.overlapMaxMs]).toEqual([2, 2, 2, 23000, 12000]);
     expect(rows.find((r) => r.impl === "vipd")!.noNewHolder).toBe(1);
+  });
+  test("moves, recoveries, failed trials and the fault's timings are counted per row", () => {
+    const failures: TrialFailure[] = [{ impl: "vipd", fault: "etcd-move-leader-to-holder", rep: 2, phase: "placement", message: "no steady holder" }];
+    const rows = aggregate([
+      trial("vipd", "etcd-move-leader-to-holder", 0, { moved: false, movedTo: [], timings: { "MoveLeader seen by all": 120 } }),
+      trial("vipd", "etcd-move-leader-to-holder", 1, { moved: true, movedTo: ["n3"], timings: { "MoveLeader seen by all": 140 },
+        recovery: { staleAnswers: 0, probeErrors: { ECONNREFUSED: 2 }, holders: [], addressLeftOn: ["n1"], steady: false, steadyLaterMs: null },
+        probeErrors: { ECONNREFUSED: 2, EHOSTUNREACH: 1 }, failure: "no single steady holder" }),
+    ], failures);
+    expect(rows.length).toBe(1);
+    const r = rows[0]!;
+    expect([r.reps, r.moved, r.steadyAtEnd, r.failed, r.probeErrors]).toEqual([2, 1, 1, 2, 3]);
+    expect(r.timings["MoveLeader seen by all"]!.median).toBe(130);
+  });
+  test("a fault that only failed to start still gets a row", () => {
+    const rows = aggregate([], [{ impl: "keepalived", fault: "crash@leader", rep: 0, phase: "steady", message: "m" }]);
+    expect(rows.map((r) => [r.impl, r.fault, r.reps, r.failed])).toEqual([["keepalived", "crash@leader", 0, 1]]);
   });
 });
 
@@ -53,6 +73,36 @@ describe("targets", () => {
     expect(o.pass).toBe(false);
     expect(o.detail).toContain("partition #2");
   });
+  test("the placed variants of a fault are judged together", () => {
+    const v = evaluateTargets([trial("vipd", "crash@leader", 0), trial("vipd", "crash@follower", 0, { victimReleasedMs: null })], budget);
+    expect(v.find((x) => x.target.startsWith("crash: VIP leaves"))!.pass).toBe(false);
+    const link = evaluateTargets([
+      trial("vipd", "link-down@follower", 0, { outageMs: 3000 }), trial("keepalived", "link-down@follower", 0, { outageMs: 3100 }),
+      trial("vipd", "link-down@leader", 0, { outageMs: 5000 }), trial("keepalived", "link-down@leader", 0, { outageMs: 3100 }),
+    ], budget);
+    expect(link.filter((x) => x.target.startsWith("link-down")).map((x) => [x.target.split(":")[0], x.pass])).toEqual([
+      ["link-down@follower", true], ["link-down@leader", false],
+    ]);
+  });
+  test("a VIP that moves under an etcd-only fault is a MISS that names where it went", () => {
+    const v = evaluateTargets([
+      trial("vipd", "etcd-leader-elsewhere", 0, { moved: false, movedTo: [] }),
+      trial("vipd", "etcd-member-freeze", 0, { moved: true, movedTo: ["n3"] }),
+    ], budget);
+    const t = v.find((x) => x.target.includes("never moves"))!;
+    expect(t.pass).toBe(false);
+    expect(t.detail).toBe("etcd-member-freeze #1: to n3");
+  });
+  test("failed trials, run or not started, are a MISS that names them", () => {
+    const v = evaluateTargets([trial("vipd", "graceful", 0), trial("vipd", "graceful", 1, { failure: "x" })], budget,
+      [{ impl: "vipd", fault: "crash@leader", rep: 0, phase: "steady", message: "m" }, { impl: "keepalived", fault: "crash@leader", rep: 0, phase: "steady", message: "m" }]);
+    const t = v.find((x) => x.target.includes("steady"))!;
+    expect(t).toEqual({ target: "every trial starts steady and recovers to one steady holder within its settle window", pass: false, detail: "not: graceful #2, crash@leader #1 (steady)" });
+    expect(evaluateTargets([trial("vipd", "graceful", 0)], budget).find((x) => x.target.includes("steady"))!.pass).toBe(true);
+    const slow = evaluateTargets([trial("vipd", "graceful", 0, {
+      recovery: { staleAnswers: 0, probeErrors: {}, holders: ["n2"], addressLeftOn: [], steady: false, steadyLaterMs: 5230 } })], budget);
+    expect(slow.find((x) => x.target.includes("steady"))!.detail).toBe("not: graceful #1 (steady only 5.23 s after recovery)");
+  });
   test("without vipd in the run nothing passes", () => {
     expect(evaluateTargets([trial("keepalived", "graceful", 0)], budget)).toEqual([{ target: "vipd measured", pass: false, detail: "vipd was not part of this run" }]);
   });
@@ -75,6 +125,25 @@ describe("BENCHMARKS.md", () => {
     expect(md).toMatch(/\| keepalived \| 1 \| .* \| 0 ms \/ 0 ms \| .* \| 1\/1 \| 1\/1 \| 0 \|/);
     expect(md).toContain("**PASS** overlap exactly 0");
   });
+  test("faults where the VIP must stay get their own table, moves in bold; failed trials are listed", () => {
+    const results = [
+      trial("vipd", "etcd-move-leader-off-holder", 0, { moved: true, movedTo: ["n2"], outageMs: 40, timings: { "MoveLeader seen by all": 130 } }),
+      trial("keepalived", "etcd-move-leader-off-holder", 0, { moved: false, movedTo: [], failure: "no single steady holder 4000 ms after recovery" }),
+    ];
+    const failures: TrialFailure[] = [{ impl: "vipd", fault: "etcd-move-leader-off-holder", rep: 1, phase: "placement", message: "the VIP kept moving" }];
+    const md = markdownReport(results, { command: "c", date: "d", machine: "m", implementations: {} }, [], {}, failures);
+    expect(md).toContain("| implementation | reps | **VIP moved** | **client outage** median / max |");
+    expect(md).toContain("| vipd | 1 | **1/1** | 40 ms / 40 ms | 0 ms / 0 ms | 0 ms (0 ms) | 0 | 0 | 1/1 | MoveLeader seen by all 130 ms | **1** |");
+    expect(md).toContain("| keepalived | 1 | 0/1 |");
+    expect(md).toContain("### Failed trials");
+    expect(md).toContain("- vipd etcd-move-leader-off-holder #2: could not start (placement): the VIP kept moving");
+    expect(md).toContain("- keepalived etcd-move-leader-off-holder #1 on n1: no single steady holder 4000 ms after recovery");
+  });
+  test("an address left behind but fenced is told apart from a VIP left behind", () => {
+    const md = markdownReport([trial("vipd", "freeze@leader", 0, { addressLeftBehind: true, addressOverlapMs: 900 })],
+      { command: "c", date: "d", machine: "m", implementations: {} }, [], {});
+    expect(md).toContain("| 0 ms (0 ms); address, fenced: 900 ms | 0/1 | 0/1 (address, fenced: 1/1) | 0 | 1/1 | 0 |");
+  });
 });
 
 test("the timeline picture has a bar per holding interval and the client's outages", () => {
@@ -83,4 +152,13 @@ test("the timeline picture has a bar per holding interval and the client's outag
   expect(svg.endsWith("</svg>")).toBe(true);
   expect(svg.match(/<title>n\d: /g)?.length).toBe(2);
   expect(svg).toContain("no answer: 110 ms");
+  expect(svg).not.toContain("fenced");
+});
+
+test("an address present but fenced is drawn apart from holding, and the legend says so", () => {
+  const tl = trial("vipd", "freeze@leader", 0).timeline;
+  const svg = timelineSvg("freeze", [{ title: "vipd", subtitle: "s", timeline: { ...tl, fenced: { n1: [{ start: 5, end: 1200 }], n2: [] } } }]);
+  expect(svg).toContain("<title>n1 fenced: address present, traffic dropped 5…1200 ms</title>");
+  expect(svg).toContain("pale: address present but fenced");
+  expect(svg.match(/<title>n\d: /g)?.length).toBe(2);
 });

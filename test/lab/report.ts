@@ -1,14 +1,15 @@
 // From trial results to what a reader gets: one row of statistics per
 // implementation × fault, the issue's targets evaluated PASS/MISS, and the
-// markdown table for BENCHMARKS.md. Pure.
+// markdown for BENCHMARKS.md. Pure.
 import { FAULTS, type FaultId } from "./faults.ts";
 import type { ImplementationId } from "./implementations.ts";
 import { formatMs, summarize, type Summary } from "./stats.ts";
-import type { TrialResult } from "./trial.ts";
+import type { TrialFailure, TrialResult } from "./trial.ts";
 
 export interface Row {
   impl: ImplementationId;
   fault: FaultId;
+  /** Trials that ran to the end (failed ones included); trials that could not start are in `failed` only. */
   reps: number;
   outage: Summary;
   recoveryOutage: Summary;
@@ -17,24 +18,43 @@ export interface Row {
   victimReleased: Summary;
   /** Repetitions in which another node never took the VIP during the fault. */
   noNewHolder: number;
+  /** Repetitions in which another node took the VIP at any time of the trial. */
+  moved: number;
   overlapTotalMs: number;
   overlapMaxMs: number;
   repsWithOverlap: number;
+  /** The same for the bare address, fenced or not. */
+  addressOverlapTotalMs: number;
   leftBehind: number;
+  addressLeftBehind: number;
   staleAnswers: number;
+  /** Failed probes other than timeouts (refused, unreachable, HTTP errors), whole trials. */
+  probeErrors: number;
+  /** Repetitions that ended with one steady holder serving the client. */
+  steadyAtEnd: number;
+  /** Trials that failed as trials: could not start (no steady holder, placement) or did not recover. */
+  failed: number;
+  /** The fault's own measurements (e.g. etcd's election), summarised by name. */
+  timings: Record<string, Summary>;
 }
 
-export function aggregate(results: readonly TrialResult[]): Row[] {
-  const groups = new Map<string, TrialResult[]>();
-  for (const r of results) {
-    const k = `${r.impl}\u0000${r.fault}`;
-    groups.set(k, [...(groups.get(k) ?? []), r]);
-  }
-  return [...groups.values()].map((rs) => {
-    const first = rs[0]!;
+const sum = (xs: readonly number[]) => xs.reduce((a, x) => a + x, 0);
+const count = (m: Record<string, number>) => sum(Object.values(m));
+
+export function aggregate(results: readonly TrialResult[], failures: readonly TrialFailure[] = []): Row[] {
+  const groups = new Map<string, { impl: ImplementationId; fault: FaultId; rs: TrialResult[]; fs: TrialFailure[] }>();
+  const group = (impl: ImplementationId, fault: FaultId) => {
+    const k = `${impl}\u0000${fault}`;
+    if (!groups.has(k)) groups.set(k, { impl, fault, rs: [], fs: [] });
+    return groups.get(k)!;
+  };
+  for (const r of results) group(r.impl, r.fault).rs.push(r);
+  for (const f of failures) group(f.impl, f.fault).fs.push(f);
+  return [...groups.values()].map(({ impl, fault, rs, fs }) => {
+    const names = [...new Set(rs.flatMap((r) => Object.keys(r.timings ?? {})))];
     return {
-      impl: first.impl,
-      fault: first.fault,
+      impl,
+      fault,
       reps: rs.length,
       outage: summarize(rs.map((r) => r.outageMs)),
       recoveryOutage: summarize(rs.map((r) => r.recoveryOutageMs)),
@@ -42,11 +62,18 @@ export function aggregate(results: readonly TrialResult[]): Row[] {
       servedByOther: summarize(rs.map((r) => r.servedByOtherMs)),
       victimReleased: summarize(rs.map((r) => r.victimReleasedMs)),
       noNewHolder: rs.filter((r) => r.newHolderMs === null).length,
-      overlapTotalMs: rs.reduce((a, r) => a + r.overlapMs, 0),
-      overlapMaxMs: Math.max(...rs.map((r) => r.overlapMs)),
+      moved: rs.filter((r) => r.moved).length,
+      overlapTotalMs: sum(rs.map((r) => r.overlapMs)),
+      overlapMaxMs: rs.length ? Math.max(...rs.map((r) => r.overlapMs)) : 0,
       repsWithOverlap: rs.filter((r) => r.overlapMs > 0).length,
+      addressOverlapTotalMs: sum(rs.map((r) => r.addressOverlapMs ?? r.overlapMs)),
       leftBehind: rs.filter((r) => r.leftBehind).length,
-      staleAnswers: rs.reduce((a, r) => a + r.staleAnswers, 0),
+      addressLeftBehind: rs.filter((r) => r.addressLeftBehind ?? r.leftBehind).length,
+      staleAnswers: sum(rs.map((r) => r.staleAnswers)),
+      probeErrors: sum(rs.map((r) => count(r.probeErrors ?? {}))),
+      steadyAtEnd: rs.filter((r) => r.recovery?.steady ?? true).length,
+      failed: fs.length + rs.filter((r) => r.failure).length,
+      timings: Object.fromEntries(names.map((n) => [n, summarize(rs.map((r) => r.timings?.[n] ?? null))])),
     };
   });
 }
@@ -64,8 +91,11 @@ export interface VipdBudget {
   fenceMs: number;
 }
 
+const baseOf = (f: FaultId): FaultId => FAULTS[f]?.base ?? f;
+const repetitions = (n: number) => `${n} repetition${n === 1 ? "" : "s"}`;
+
 /** The issue's targets for vipd, judged against this run's numbers (and keepalived's from the same run). */
-export function evaluateTargets(results: readonly TrialResult[], budget: VipdBudget): TargetVerdict[] {
+export function evaluateTargets(results: readonly TrialResult[], budget: VipdBudget, failures: readonly TrialFailure[] = []): TargetVerdict[] {
   const rows = aggregate(results);
   const row = (impl: ImplementationId, fault: FaultId) => rows.find((r) => r.impl === impl && r.fault === fault);
   const out: TargetVerdict[] = [];
@@ -83,17 +113,16 @@ export function evaluateTargets(results: readonly TrialResult[], budget: VipdBud
         detail: `vipd ${formatMs(m)} vs keepalived ${formatMs(km)} (${m > 0 ? (km / m).toFixed(1) : "∞"}×)` });
     }
   }
-  for (const f of ["link-down", "partition"] as const) {
-    const v = row("vipd", f);
-    const k = row("keepalived", f);
-    if (v && k) {
-      const vm = v.outage.median ?? Infinity;
-      const km = k.outage.median ?? Infinity;
-      out.push({ target: `${f}: client outage no longer than keepalived's`, pass: vm <= km, detail: `median vipd ${formatMs(vm)} vs keepalived ${formatMs(km)}` });
-    }
+  // Each placed variant of link-down and partition against keepalived's same variant.
+  for (const v of rows.filter((r) => r.impl === "vipd" && (baseOf(r.fault) === "link-down" || baseOf(r.fault) === "partition"))) {
+    const k = row("keepalived", v.fault);
+    if (!k) continue;
+    const vm = v.outage.median ?? Infinity;
+    const km = k.outage.median ?? Infinity;
+    out.push({ target: `${v.fault}: client outage no longer than keepalived's`, pass: vm <= km, detail: `median vipd ${formatMs(vm)} vs keepalived ${formatMs(km)}` });
   }
   for (const f of ["crash", "freeze"] as const) {
-    const rs = vipdRuns.filter((r) => r.fault === f);
+    const rs = vipdRuns.filter((r) => baseOf(r.fault) === f);
     if (rs.length === 0) continue;
     const fenced = rs.every((r) => r.victimReleasedMs !== null && r.victimReleasedMs <= budget.fenceMs);
     const worstRelease = Math.max(...rs.map((r) => r.victimReleasedMs ?? Infinity));
@@ -107,12 +136,30 @@ export function evaluateTargets(results: readonly TrialResult[], budget: VipdBud
   }
   const overlapping = vipdRuns.filter((r) => r.overlapMs > 0);
   out.push({ target: "overlap exactly 0 in every fault and repetition", pass: overlapping.length === 0,
-    detail: overlapping.length === 0 ? `${vipdRuns.length} repetitions, none overlapped`
+    detail: overlapping.length === 0 ? `${repetitions(vipdRuns.length)}, none overlapped`
       : overlapping.map((r) => `${r.fault} #${r.rep + 1}: ${formatMs(r.overlapMs)}`).join(", ") });
+  const stays = vipdRuns.filter((r) => FAULTS[r.fault]?.vipStays);
+  if (stays.length) {
+    const moved = stays.filter((r) => r.moved);
+    out.push({ target: "etcd alone disturbed (leader killed elsewhere, member frozen, MoveLeader): the VIP never moves", pass: moved.length === 0,
+      detail: moved.length === 0 ? `${repetitions(stays.length)}, none moved` : moved.map((r) => `${r.fault} #${r.rep + 1}: to ${r.movedTo.join(", ")}`).join(", ") });
+  }
+  const failed = [
+    ...vipdRuns.filter((r) => r.failure || !(r.recovery?.steady ?? true))
+      .map((r) => `${r.fault} #${r.rep + 1}${r.failure ? "" : ` (steady only ${r.recovery.steadyLaterMs === null ? "never" : formatMs(r.recovery.steadyLaterMs)} after recovery)`}`),
+    ...failures.filter((f) => f.impl === "vipd").map((f) => `${f.fault} #${f.rep + 1} (${f.phase})`),
+  ];
+  out.push({ target: "every trial starts steady and recovers to one steady holder within its settle window", pass: failed.length === 0,
+    detail: failed.length === 0 ? `${repetitions(vipdRuns.length)}, all steady` : `not: ${failed.join(", ")}` });
   return out;
 }
 
 const cell = (s: Summary) => `${formatMs(s.median)} / ${formatMs(s.p95)} / ${formatMs(s.max)}`;
+/** "0/5", with the fenced-off address in brackets when it differs. */
+const fencedCell = (effective: number, address: number, of: number) => `${effective}/${of}${address > effective ? ` (address, fenced: ${address}/${of})` : ""}`;
+const overlapCell = (r: Row) => `${formatMs(r.overlapTotalMs)} (${formatMs(r.overlapMaxMs)})${r.addressOverlapTotalMs > r.overlapTotalMs ? `; address, fenced: ${formatMs(r.addressOverlapTotalMs)}` : ""}`;
+const failedCell = (r: Row) => (r.failed ? `**${r.failed}**` : "0");
+const timingsCell = (r: Row) => Object.entries(r.timings).map(([k, s]) => `${k} ${formatMs(s.median)}`).join(", ") || "–";
 
 export interface RunMeta {
   command: string;
@@ -122,8 +169,9 @@ export interface RunMeta {
 }
 
 /** The markdown that goes between the BENCHMARKS.md markers. */
-export function markdownReport(results: readonly TrialResult[], meta: RunMeta, verdicts: readonly TargetVerdict[], svgLinks: Partial<Record<FaultId, string>>): string {
-  const rows = aggregate(results);
+export function markdownReport(results: readonly TrialResult[], meta: RunMeta, verdicts: readonly TargetVerdict[],
+  svgLinks: Partial<Record<FaultId, string>>, failures: readonly TrialFailure[] = []): string {
+  const rows = aggregate(results, failures);
   const lines: string[] = [
     `Command: \`${meta.command}\` — ${meta.date}`,
     "",
@@ -132,31 +180,59 @@ export function markdownReport(results: readonly TrialResult[], meta: RunMeta, v
     ...Object.entries(meta.implementations).map(([id, d]) => `- **${id}**: ${d}`),
     "",
     "Client outage = time the client (a probe to http://VIP:6443/ every 10 ms, 300 ms timeout, new connection each) got no answer while the fault lasted. " +
-      "New holder = when another node's kernel got the VIP; served = first answer from another node; outage after the fault = while the fault was undone and for 4 s after. " +
-      "Overlap = time two or more nodes' kernels held the VIP (netlink events), whole trial including recovery. " +
-      "Left behind = the victim's program was dead or frozen and the VIP was still on its link when the fault ended. " +
-      "Stale answers = successful probes from a node that held no VIP then. Ownership edges are stamped by polling netlink every 2 ms in each node namespace: " +
-      "overlaps and gaps are resolved to a few ms. Faults and how each is applied: test/lab/faults.ts.",
+      "A node *holds* the VIP when the address is on its link and vipd's nftables fence (table netdev vipd, where present) lets its traffic pass; " +
+      "\"address, fenced\" counts the bare address where the fence had cut it off. " +
+      "New holder = when another node took the VIP; served = first answer from another node; outage after the fault = while the fault was undone and for 4 s after. " +
+      "Overlap = time two or more nodes held the VIP, whole trial including recovery. " +
+      "Left behind = the victim's program was dead or frozen and still held the VIP when the fault ended. " +
+      "Stale answers = successful probes from a node that held no VIP then. " +
+      "One holder at the end = exactly one node held the VIP through the last 1.5 s of the recovery and alone answered the client; " +
+      "failed trials = no such steady holder within 20 s before the fault, or within 20 s after the recovery (listed below). " +
+      "Ownership is witnessed by `ip monitor address` and `nft monitor` in each node namespace, independent of vipd's code, " +
+      "with fence expiries computed from the elements' timeouts: edges are late by the monitors' latency, a few ms. " +
+      "Placed faults move etcd's raft leader (MoveLeader) onto the victim's node (`@leader`) or off it (`@follower`) before the fault's clock starts. " +
+      "Faults and how each is applied: test/lab/faults.ts.",
     "",
   ];
   const faults = [...new Set(rows.map((r) => r.fault))];
   for (const f of faults) {
-    lines.push(`### ${FAULTS[f].title}`, "");
+    const fault = FAULTS[f];
+    lines.push(`### ${fault?.title ?? f}`, "");
     if (svgLinks[f]) lines.push(`![timeline: ${f}](${svgLinks[f]})`, "");
-    lines.push("| implementation | reps | client outage median / p95 / max | new holder (median) | served by another node (median) | outage after the fault (median / max) | overlap total (max per rep) | reps with overlap | VIP left behind | stale answers |",
-      "|---|---|---|---|---|---|---|---|---|---|");
-    for (const r of rows.filter((x) => x.fault === f)) {
-      lines.push(`| ${r.impl} | ${r.reps} | ${cell(r.outage)} | ${r.noNewHolder === r.reps ? "none" : formatMs(r.newHolder.median)}${r.noNewHolder && r.noNewHolder < r.reps ? ` (none in ${r.noNewHolder})` : ""} | ${r.servedByOther.n ? formatMs(r.servedByOther.median) : "none"} | ${formatMs(r.recoveryOutage.median)} / ${formatMs(r.recoveryOutage.max)} | ${formatMs(r.overlapTotalMs)} (${formatMs(r.overlapMaxMs)}) | ${r.repsWithOverlap}/${r.reps} | ${r.leftBehind}/${r.reps} | ${r.staleAnswers} |`);
+    if (fault?.vipStays) {
+      lines.push("The VIP must stay on its holder: a move or any outage is a regression.", "",
+        "| implementation | reps | **VIP moved** | **client outage** median / max | outage after the fault (median / max) | overlap total (max per rep) | stale answers | probe errors | one holder at the end | etcd (median) | failed trials |",
+        "|---|---|---|---|---|---|---|---|---|---|---|");
+      for (const r of rows.filter((x) => x.fault === f)) {
+        lines.push(`| ${r.impl} | ${r.reps} | ${r.moved ? `**${r.moved}/${r.reps}**` : `0/${r.reps}`} | ${formatMs(r.outage.median)} / ${formatMs(r.outage.max)} | ${formatMs(r.recoveryOutage.median)} / ${formatMs(r.recoveryOutage.max)} | ${overlapCell(r)} | ${r.staleAnswers} | ${r.probeErrors} | ${r.steadyAtEnd}/${r.reps} | ${timingsCell(r)} | ${failedCell(r)} |`);
+      }
+    } else {
+      lines.push("| implementation | reps | client outage median / p95 / max | new holder (median) | served by another node (median) | outage after the fault (median / max) | overlap total (max per rep) | reps with overlap | VIP left behind | stale answers | one holder at the end | failed trials |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|");
+      for (const r of rows.filter((x) => x.fault === f)) {
+        lines.push(`| ${r.impl} | ${r.reps} | ${cell(r.outage)} | ${r.noNewHolder === r.reps ? "none" : formatMs(r.newHolder.median)}${r.noNewHolder && r.noNewHolder < r.reps ? ` (none in ${r.noNewHolder})` : ""} | ${r.servedByOther.n ? formatMs(r.servedByOther.median) : "none"} | ${formatMs(r.recoveryOutage.median)} / ${formatMs(r.recoveryOutage.max)} | ${overlapCell(r)} | ${r.repsWithOverlap}/${r.reps} | ${fencedCell(r.leftBehind, r.addressLeftBehind, r.reps)} | ${r.staleAnswers} | ${r.steadyAtEnd}/${r.reps} | ${failedCell(r)} |`);
+      }
     }
     lines.push("");
   }
+  const failedTrials = [
+    ...failures.map((f) => `- ${f.impl} ${f.fault} #${f.rep + 1}: could not start (${f.phase}): ${clip(f.message)}`),
+    ...results.filter((r) => r.failure).map((r) => `- ${r.impl} ${r.fault} #${r.rep + 1} on ${r.victim}: ${clip(r.failure!)}`),
+  ];
+  if (failedTrials.length) lines.push("### Failed trials", "", ...failedTrials, "");
   if (verdicts.length) {
-    lines.push("### vipd targets (from issue 4)", "");
+    lines.push("### vipd targets (issue 4; no move and recovery: issues D and E)", "");
     for (const v of verdicts) lines.push(`- **${v.pass ? "PASS" : "MISS"}** ${v.target} — ${v.detail}`);
     lines.push("");
   }
   return lines.join("\n");
 }
+
+/** One line of at most 400 characters, for a table or a list. */
+const clip = (s: string) => {
+  const one = s.replace(/\s+/g, " ").trim();
+  return one.length > 400 ? `${one.slice(0, 399)}…` : one;
+};
 
 export const BEGIN = "<!-- failover:begin -->";
 export const END = "<!-- failover:end -->";

@@ -1,16 +1,21 @@
 // The benchmark's arithmetic and parsing, on hand-made samples and intervals.
 import { describe, expect, test } from "bun:test";
 import { parseProbeLine } from "./prober.ts";
-import { ownershipIntervals } from "./recorder.ts";
+import { ownershipIntervals } from "./ownership.ts";
 import {
   formatMs,
+  holdersStarting,
   newHolderAt,
   outages,
   overlap,
   type ProbeSample,
+  probeErrors,
+  probeTally,
   quantile,
   releasedAt,
+  soleServer,
   staleAnswers,
+  subtract,
   summarize,
   total,
 } from "./stats.ts";
@@ -108,6 +113,38 @@ describe("failover facts", () => {
     // An answer 3 ms before the recorder stamped the add is polling jitter, not a stale answer.
     expect(staleAnswers([ok(1197, "n2", 1198)], perNode)).toBe(0);
     expect(staleAnswers([ok(1180, "n2", 1190)], perNode)).toBe(1);
+  });
+  test("the VIP moved to every other node that started holding it in the window, in order", () => {
+    const m = new Map([
+      ["n1", [{ start: -500, end: 40 }, { start: 6000, end: 9000 }]],
+      ["n2", [{ start: 1200, end: 5000 }]],
+      ["n3", [{ start: -900, end: 10 }, { start: 800, end: 900 }]],
+    ]);
+    expect(holdersStarting(m, "n1", 0, 9000)).toEqual(["n3", "n2"]);
+    // A hold that began before the window (clipped to its start) is no move.
+    expect(holdersStarting(new Map([["n2", [{ start: 0, end: 50 }]]]), "n1", 1, 100)).toEqual([]);
+    expect(holdersStarting(m, "n2", 0, 9000)).toEqual(["n3", "n1"]);
+  });
+  test("subtracting intervals leaves what the second list does not cover", () => {
+    expect(subtract([{ start: 0, end: 100 }], [{ start: 10, end: 20 }, { start: 90, end: 120 }])).toEqual([{ start: 0, end: 10 }, { start: 20, end: 90 }]);
+    expect(subtract([{ start: 0, end: 100 }], [{ start: 0, end: 100 }])).toEqual([]);
+    expect(subtract([{ start: 0, end: 10 }, { start: 50, end: 60 }], [])).toEqual([{ start: 0, end: 10 }, { start: 50, end: 60 }]);
+  });
+  test("probe errors leave timeouts out and count the rest by error", () => {
+    const samples: ProbeSample[] = [fail(0), { t: 10, d: 11, ok: false, error: "ECONNREFUSED" }, { t: 20, d: 21, ok: false, error: "ECONNREFUSED" },
+      { t: 30, d: 31, ok: false, error: "HTTP 500" }, ok(40)];
+    expect(probeErrors(samples)).toEqual({ ECONNREFUSED: 2, "HTTP 500": 1 });
+    expect(probeTally(samples)).toBe("timeout ×1, ECONNREFUSED ×2, HTTP 500 ×1, answered by n1 ×1");
+    expect(probeTally([])).toBe("no probes");
+  });
+  test("a sole server answered every probe of the window, and enough of them", () => {
+    const run = Array.from({ length: 10 }, (_, i) => ok(i * 10, "n2"));
+    expect(soleServer(run, 0, 100, 10)).toBe("n2");
+    expect(soleServer(run, 0, 100, 11)).toBeNull();
+    expect(soleServer([...run, ok(55, "n3")], 0, 100, 10)).toBeNull();
+    expect(soleServer([...run, fail(55)], 0, 100, 10)).toBeNull();
+    // Probes outside the window do not count either way.
+    expect(soleServer([fail(-5), ...run, ok(100, "n3")], 0, 100, 10)).toBe("n2");
   });
   test("answer runs group consecutive successes by node", () => {
     const runs = answerRuns([ok(0, "n1", 1), ok(10, "n1", 11), fail(20), ok(30, "n2", 31), ok(40, "n3", 41)]);

@@ -89,9 +89,69 @@ export function releasedAt(list: readonly Interval[], at: number, until: number)
 }
 
 /**
+ * Nodes other than `except` that started holding the VIP in [from, to), in
+ * order of their first start there: where the VIP moved.
+ */
+export function holdersStarting(perNode: ReadonlyMap<string, readonly Interval[]>, except: string, from: number, to: number): string[] {
+  const firsts: { node: string; t: number }[] = [];
+  for (const [node, list] of perNode) {
+    if (node === except) continue;
+    const i = list.filter((x) => x.start >= from && x.start < to && x.end > x.start).sort((a, b) => a.start - b.start)[0];
+    if (i) firsts.push({ node, t: i.start });
+  }
+  return firsts.sort((a, b) => a.t - b.t).map((x) => x.node);
+}
+
+/** The parts of `a` not covered by `b` (both lists of disjoint intervals). */
+export function subtract(a: readonly Interval[], b: readonly Interval[]): Interval[] {
+  const cuts = [...b].sort((x, y) => x.start - y.start);
+  const out: Interval[] = [];
+  for (const i of a) {
+    let start = i.start;
+    for (const c of cuts) {
+      if (c.end <= start || c.start >= i.end) continue;
+      if (c.start > start) out.push({ start, end: c.start });
+      start = Math.max(start, c.end);
+    }
+    if (start < i.end) out.push({ start, end: i.end });
+  }
+  return out;
+}
+
+/** Failed probes by error, timeouts left out (they are the outage): refusals, unreachable hosts, HTTP errors. */
+export function probeErrors(samples: readonly ProbeSample[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of samples) if (!s.ok && s.error !== "timeout") out[s.error] = (out[s.error] ?? 0) + 1;
+  return out;
+}
+
+/**
+ * The one node that answered every probe started in [from, to), if at least
+ * `minProbes` did and all succeeded; null otherwise.
+ */
+export function soleServer(samples: readonly ProbeSample[], from: number, to: number, minProbes: number): string | null {
+  const inWindow = samples.filter((s) => s.t >= from && s.t < to);
+  if (inWindow.length < minProbes) return null;
+  const first = inWindow[0]!;
+  if (!first.ok) return null;
+  return inWindow.every((s) => s.ok && s.node === first.node) ? first.node : null;
+}
+
+/** Probe outcomes (the answering node, or the error) and how often each occurred: for messages. */
+export function probeTally(samples: readonly ProbeSample[]): string {
+  const n = new Map<string, number>();
+  for (const s of samples) {
+    const k = s.ok ? `answered by ${s.node}` : s.error;
+    n.set(k, (n.get(k) ?? 0) + 1);
+  }
+  return [...n].map(([k, c]) => `${k} ×${c}`).join(", ") || "no probes";
+}
+
+/**
  * Successful probes answered by a node that did not hold the VIP at any time
- * during the probe. Ownership edges are stamped when the recorder polls
- * (every few ms), so a probe within `toleranceMs` of a hold is not counted.
+ * during the probe. Ownership edges are stamped when the monitors' lines
+ * arrive (a few ms after the kernel's change), so a probe within
+ * `toleranceMs` of a hold is not counted.
  */
 export function staleAnswers(samples: readonly ProbeSample[], perNode: ReadonlyMap<string, readonly Interval[]>, toleranceMs = 5): number {
   let n = 0;

@@ -1,7 +1,9 @@
 // One picture per fault: for each implementation (one repetition), a row per
-// node showing when it held the VIP, and a client row showing which node
-// answered (in that node's colour) or that nothing did (red). Two bars in one
-// column of node rows mean two holders. Pure: trial timelines in, SVG text out.
+// node showing when it held the VIP (and, pale, when the address was still on
+// its link but fenced off by vipd's nftables fence), and a client row showing
+// which node answered (in that node's colour) or that nothing did (red). Two
+// bars in one column of node rows mean two holders. Pure: trial timelines in,
+// SVG text out.
 import { overlap } from "./stats.ts";
 import type { Timeline } from "./trial.ts";
 
@@ -52,6 +54,10 @@ export function timelineSvg(title: string, panels: readonly TimelinePanel[]): st
     for (const n of nodes) {
       out.push(`<text x="10" y="${ry + 12}">${esc(n)} holds</text>`);
       out.push(`<rect x="${LEFT}" y="${ry}" width="${W - LEFT - RIGHT}" height="${ROW}" fill="#f2f2f2"/>`);
+      // The address still on the link while vipd's fence drops its traffic: pale, outlined.
+      for (const i of tl.fenced?.[n] ?? []) {
+        out.push(`<rect x="${x(i.start).toFixed(1)}" y="${ry + 0.5}" width="${Math.max(1, x(i.end) - x(i.start)).toFixed(1)}" height="${ROW - 1}" fill="${colour(n)}" fill-opacity="0.2" stroke="${colour(n)}" stroke-dasharray="2,2"><title>${esc(n)} fenced: address present, traffic dropped ${Math.round(i.start)}…${Math.round(i.end)} ms</title></rect>`);
+      }
       for (const i of tl.ownership[n] ?? []) {
         out.push(`<rect x="${x(i.start).toFixed(1)}" y="${ry}" width="${Math.max(1, x(i.end) - x(i.start)).toFixed(1)}" height="${ROW}" fill="${colour(n)}"><title>${esc(n)}: ${Math.round(i.start)}…${Math.round(i.end)} ms</title></rect>`);
       }
@@ -78,7 +84,9 @@ export function timelineSvg(title: string, panels: readonly TimelinePanel[]): st
     out.push(`<line x1="${x(s * 1000)}" x2="${x(s * 1000)}" y1="${axisY}" y2="${axisY + 4}" stroke="#333"/>`);
     if (s % 2 === 0) out.push(`<text x="${x(s * 1000)}" y="${axisY + 16}" text-anchor="middle">${s} s</text>`);
   }
+  const fenced = panels.some((p) => Object.values(p.timeline.fenced ?? {}).some((l) => l.length > 0));
   const legend = [...nodes.map((n) => `<tspan fill="${colour(n)}">■</tspan> ${esc(n)}`), `<tspan fill="${FAIL}">■</tspan> client got no answer / two holders`,
+    ...(fenced ? ["pale: address present but fenced"] : []),
     "dashed lines: fault applied (black), fault ends (grey)"].join("    ");
   out.push(`<text x="${LEFT}" y="${axisY + 34}">${legend}</text>`);
   out.push("</svg>");

@@ -1,22 +1,37 @@
 // One repetition of one fault against one implementation, measured: bring the
-// lab to a steady state (one holder, the client served by it), apply the fault
-// to the holder, hold, recover, watch the recovery, then compute the numbers
-// from the probe samples and the ownership intervals. Used by the fault-matrix
-// test, the demo and the benchmark alike.
+// lab to a steady state (one holder, the client served by it), put etcd's
+// raft leader where the fault wants it, apply the fault to the holder, hold,
+// recover, watch the recovery, then compute the numbers from the probe
+// samples and the ownership intervals. Used by the fault-matrix test, the
+// demo and the benchmark alike.
+//
+// A trial can fail as a trial, apart from any budget: when no single steady
+// holder appears within 20 s before the fault (it throws a TrialError saying
+// what it saw), or within the same 20 s after the recovery's settle window
+// (its result says so in `failure`). Whether the holder was already steady at
+// the end of the settle window is measured apart (recovery.steady): a slow
+// recovery is a number, a wedged one a failure. Nothing here repairs the lab
+// behind the caller's back; resetImplementation() is for callers that want
+// to go on after a failure, and say so.
 import { type Lab, type LabNode, labNow } from "./cluster.ts";
-import { etcdLeader, type Fault, type FaultId } from "./faults.ts";
+import { etcdLeader, type Fault, type FaultId, type LeaderPlacement, placeEtcdLeader } from "./faults.ts";
 import type { ImplementationId, VipImplementation } from "./implementations.ts";
 import { Prober } from "./prober.ts";
 import { OwnershipRecorder } from "./recorder.ts";
 import { sleep } from "./sh.ts";
 import {
+  holdersStarting,
   type Interval,
   newHolderAt,
   outages,
   overlap,
   type ProbeSample,
+  probeErrors,
+  probeTally,
   releasedAt,
+  soleServer,
   staleAnswers,
+  subtract,
   total,
 } from "./stats.ts";
 
@@ -25,7 +40,10 @@ export interface TrialResult {
   fault: FaultId;
   rep: number;
   victim: string;
+  /** What the fault did and learnt. */
   detail: string;
+  /** How etcd's raft leader was put where the fault wants it, before t0; null when nothing had to move. */
+  placement: string | null;
   /** Lab clock of the fault; every other time below is ms relative to it. */
   t0: number;
   recoverAt: number;
@@ -34,35 +52,83 @@ export interface TrialResult {
   outageMs: number;
   /** Client outage caused by the recovery itself ([recoverAt, endAt)). */
   recoveryOutageMs: number;
-  /** First time another node added the VIP; null if none did during the fault. */
+  /** First time another node took the VIP (effectively); null if none did during the fault. */
   newHolderMs: number | null;
   newHolder: string | null;
   /** When another node first answered the client; null if none did during the fault. */
   servedByOtherMs: number | null;
-  /** When the VIP left the victim; null if it was still there at recovery. */
+  /** When the victim stopped holding the VIP (address gone or fenced off); null if it still held it at recovery. */
   victimReleasedMs: number | null;
-  /** The victim's program was dead or frozen and still held the VIP at recovery. */
+  /**
+   * When the VIP's address left the victim's link; null if it was still
+   * there at recovery. Later than victimReleasedMs while vipd's fence had
+   * already cut the victim off: "address still present, but fenced".
+   */
+  victimAddressGoneMs: number | null;
+  /** The victim's program was dead or frozen and still held the VIP (effectively) at recovery. */
   leftBehind: boolean;
+  /** The same for the bare address, fenced or not. */
+  addressLeftBehind: boolean;
   /**
    * Whether the victim's etcd member was the raft leader when the fault hit
    * (null: no member answered). Losing the leader costs an etcd election, and
    * the new leader renews every lease: failovers are slower by design then.
    */
   victimWasEtcdLeader: boolean | null;
-  /** Time with two or more holders, whole observation. */
+  /** Another node became the effective holder during the trial ([0, endAt)): the VIP moved. */
+  moved: boolean;
+  /** Those nodes, in the order they took it. */
+  movedTo: string[];
+  /** Time with two or more effective holders, whole observation. */
   overlapMs: number;
+  /** Time with the address on two or more links, fenced or not (what exceeds overlapMs was fenced off). */
+  addressOverlapMs: number;
   /** Successful probes answered by a node that held no VIP at the time. */
   staleAnswers: number;
   probes: number;
+  /** Failed probes other than timeouts, whole observation, by error. */
+  probeErrors: Record<string, number>;
+  recovery: RecoveryCheck;
+  /** What the fault measured, in ms (e.g. "etcd election", "MoveLeader seen by all"). */
+  timings: Record<string, number>;
+  /**
+   * Why the trial failed as a trial: still no single steady holder 20 s after
+   * the recovery's settle window, or a witness that went blind. Null when it
+   * did not. Budgets (recovery.steady among them) are the caller's to judge.
+   */
+  failure: string | null;
   /** For timelines: ownership per node, client outages and answering nodes, relative to t0. */
   timeline: Timeline;
+}
+
+/** What the settle window after recover() showed. */
+export interface RecoveryCheck {
+  /** Successful probes after recover() answered by a node that held no VIP then. */
+  staleAnswers: number;
+  /** Failed probes after recover() other than timeouts, by error. */
+  probeErrors: Record<string, number>;
+  /** Effective holders at the end of the settle window. */
+  holders: string[];
+  /** Nodes that still had the VIP's address at the end without holding it (fenced off). */
+  addressLeftOn: string[];
+  /** Exactly one effective holder at the end, held through the last 1.5 s and alone answering the client. */
+  steady: boolean;
+  /**
+   * When not steady at the end: how long after recover() a steady holder was
+   * confirmed (waited for up to 20 s more, outside the measured window); null
+   * if never, and then the trial failed.
+   */
+  steadyLaterMs: number | null;
 }
 
 export interface Timeline {
   from: number;
   to: number;
   recoverAt: number;
+  /** Effective ownership per node. */
   ownership: Record<string, Interval[]>;
+  /** The address on the link but fenced off by vipd's nftables fence. */
+  fenced?: Record<string, Interval[]>;
   outages: Interval[];
   /** Runs of successful probes answered by the same node. */
   answers: (Interval & { node: string })[];
@@ -75,41 +141,141 @@ export interface TrialEnv {
   log?: (line: string) => void;
 }
 
+/** Which phase of a trial found no steady state. */
+export type TrialPhase = "steady" | "placement";
+
+/** The trial could not bring the lab to the state its fault needs; the message says what it saw. */
+export class TrialError extends Error {
+  constructor(readonly phase: TrialPhase, message: string) {
+    super(message);
+    this.name = "TrialError";
+  }
+}
+
+/** A trial that threw a TrialError, for reports. */
+export interface TrialFailure {
+  impl: ImplementationId;
+  fault: FaultId;
+  rep: number;
+  phase: TrialPhase;
+  message: string;
+}
+
+export function trialFailure(e: TrialError, impl: ImplementationId, fault: FaultId, rep: number): TrialFailure {
+  return { impl, fault, rep, phase: e.phase, message: e.message };
+}
+
 const PRE_MS = 1000;
 const SETTLE_MS = 4000;
+/** Steady: one holder through this window, and the client's probes in it all answered by that holder… */
+const STEADY_WINDOW_MS = 1500;
+/** …except the last probes, which may still be waiting for their answer (probe timeout 300 ms). */
+const PROBES_PENDING_MS = 350;
+const STEADY_MIN_PROBES = 80;
+const STEADY_TIMEOUT_MS = 20_000;
+
+/** The node that held the VIP alone through [from, to] and alone answered the probes in it; null if none. */
+function steadyHolder(env: TrialEnv, from: number, to: number): string | null {
+  const holders = env.recorder.holders();
+  if (holders.length !== 1) return null;
+  const h = holders[0]!;
+  for (const [node, list] of env.recorder.intervals(from, to)) {
+    const covered = total(list);
+    if (node === h ? covered < to - from : covered > 0) return null;
+  }
+  const probesTo = to - PROBES_PENDING_MS;
+  return soleServer(env.prober.between(from, probesTo), from, probesTo, STEADY_MIN_PROBES) === h ? h : null;
+}
+
+/** What the lab looks like now, for a failure message. */
+export function describeLab(env: TrialEnv, impl: VipImplementation): string {
+  const { lab, recorder, prober } = env;
+  const now = labNow();
+  const procs = lab.nodes.map((n) => `${n.name} ${n.vip === null ? "not started" : n.vip.running ? "running" : "exited"}`);
+  const problems = recorder.problems.length ? `; witness problems: ${recorder.problems.join(" | ")}` : "";
+  return `holders: ${recorder.holders().join(", ") || "none"}; address on: ${recorder.addressHolders().join(", ") || "none"}; ` +
+    `last 2 s of probes: ${probeTally(prober.between(now - 2000, now))}; ${impl.id}: ${procs.join(", ")}${problems}`;
+}
+
+export interface SteadyOptions {
+  timeoutMs?: number;
+  /** Count only what happened after this lab time (e.g. after etcd's leader was moved). */
+  since?: number;
+}
 
 /**
- * Waits until exactly one node holds the VIP and the client has been served by
- * it for a whole second. If that does not happen within `timeoutMs`, restarts
- * the implementation everywhere from a clean kernel state once.
+ * Waits until exactly one node has held the VIP for 1.5 s, the client served
+ * by it alone, and returns that node. Starts the implementation on nodes
+ * where it was never started (or was stopped by the lab); one that exited by
+ * itself is a failure, as is no steady holder within the timeout: both throw
+ * a TrialError that says what was seen.
  */
-export async function steady(env: TrialEnv, impl: VipImplementation, timeoutMs = 20_000): Promise<LabNode> {
+export async function steady(env: TrialEnv, impl: VipImplementation, opts: SteadyOptions = {}): Promise<LabNode> {
   const { lab } = env;
-  for (let attempt = 0; ; attempt++) {
-    await lab.startVipEverywhere(impl);
-    const end = labNow() + timeoutMs;
-    while (labNow() < end) {
-      const holders = env.recorder.holders();
-      if (holders.length === 1) {
-        const since = labNow() - 1500;
-        const recent = env.prober.between(since, labNow() - 350);
-        const ok = recent.length >= 80 && recent.every((s) => s.ok && s.node === holders[0]);
-        if (ok) return lab.node(holders[0]!);
-      }
-      await sleep(100);
+  const exited = lab.nodes.filter((n) => n.vip !== null && !n.vip.running);
+  if (exited.length) {
+    throw new TrialError("steady", `${impl.id} exited by itself on ${exited.map((n) => `${n.name}:\n${n.vip!.logTail(10)}`).join("\n")}`);
+  }
+  await lab.startVipEverywhere(impl);
+  const timeoutMs = opts.timeoutMs ?? STEADY_TIMEOUT_MS;
+  const end = labNow() + timeoutMs;
+  for (;;) {
+    const now = labNow();
+    if (now - STEADY_WINDOW_MS >= (opts.since ?? -Infinity)) {
+      const h = steadyHolder(env, now - STEADY_WINDOW_MS, now);
+      if (h) return lab.node(h);
     }
-    if (attempt > 0) {
-      throw new Error(`${impl.id} did not settle on one holder serving the client in ${timeoutMs} ms (holders: ${env.recorder.holders().join(",") || "none"})`);
+    if (now > end) throw new TrialError("steady", `${impl.id} did not settle on one holder serving the client in ${timeoutMs} ms (${describeLab(env, impl)})`);
+    await sleep(100);
+  }
+}
+
+/**
+ * Restarts the implementation on every node from a clean kernel (no VIP on
+ * any link, no fence table). Never called by a trial: for callers going on
+ * after a failed one, who log that they did.
+ */
+export async function resetImplementation(env: TrialEnv, impl: VipImplementation): Promise<void> {
+  const { lab } = env;
+  await lab.stopVipEverywhere("SIGTERM");
+  for (const n of lab.nodes) {
+    await lab.clearVip(n);
+    await lab.clearFence(n);
+  }
+  await lab.startVipEverywhere(impl);
+}
+
+/**
+ * Moves etcd's raft leader onto the holder's node or off it, and waits for a
+ * steady holder again. Should the VIP move meanwhile, the new holder becomes
+ * the victim and the leader is placed again for it (three tries).
+ */
+async function placeLeader(env: TrialEnv, impl: VipImplementation, where: LeaderPlacement, victim: LabNode): Promise<{ victim: LabNode; placement: string | null }> {
+  const done: string[] = [];
+  for (let attempt = 1; ; attempt++) {
+    const move = await placeEtcdLeader(env.lab, where, victim).catch((e) => {
+      throw new TrialError("placement", `putting etcd's raft leader ${where === "victim" ? "on" : "off"} ${victim.name}: ${e instanceof Error ? e.message : String(e)}`);
+    });
+    if (!move) return { victim, placement: done.join("; ") || null };
+    done.push(`MoveLeader ${move.from} → ${move.to}, seen by all members after ${Math.round(move.visibleMs)} ms`);
+    const holder = await steady(env, impl, { since: labNow() }).catch((e) => {
+      throw e instanceof TrialError ? new TrialError("placement", `after ${done.join("; ")}: ${e.message}`) : e;
+    });
+    if (holder !== victim) {
+      if (attempt === 3) throw new TrialError("placement", `the VIP kept moving when etcd's leader was moved: ${done.join("; ")}`);
+      done.push(`the VIP moved from ${victim.name} to ${holder.name}`);
+      victim = holder;
     }
-    env.log?.(`${impl.id}: no steady state; restarting it on every node from a clean state`);
-    await lab.stopVipEverywhere("SIGTERM");
-    for (const n of lab.nodes) await lab.clearVip(n);
   }
 }
 
 export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fault, rep: number): Promise<TrialResult> {
   const { lab, recorder, prober } = env;
-  const victim = await steady(env, impl);
+  const problemsBefore = recorder.problems.length;
+  const overrunsBefore = recorder.overruns;
+  let victim = await steady(env, impl);
+  let placement: string | null = null;
+  if (fault.etcdLeader) ({ victim, placement } = await placeLeader(env, impl, fault.etcdLeader, victim));
   // Asked before the fault's clock starts, so it costs the trial nothing.
   const leader = await etcdLeader(lab).catch(() => null);
   const t0 = labNow();
@@ -118,25 +284,54 @@ export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fa
   await sleep(Math.max(0, t0 + fault.holdMs - labNow()));
   const recoverAt = labNow();
   const victimHeldAtRecovery = recorder.isHeld(victim.name);
+  const victimAddressAtRecovery = recorder.hasAddress(victim.name);
   await applied.recover();
   await sleep(SETTLE_MS);
   const endAt = labNow();
+
+  const holdersAtEnd = recorder.holders();
+  const addressAtEnd = recorder.addressHolders();
+  const steadyAtEnd = steadyHolder(env, endAt - STEADY_WINDOW_MS, endAt) !== null;
+  const failures: string[] = [];
+  let steadyLaterMs: number | null = null;
+  if (!steadyAtEnd) {
+    const seen = describeLab(env, impl);
+    // Measured outside the trial's window: is it wedged, or only slow?
+    try {
+      await steady(env, impl);
+      steadyLaterMs = labNow() - recoverAt;
+    } catch {
+      steadyLaterMs = null;
+    }
+    if (steadyLaterMs === null) {
+      failures.push(`no single steady holder after recovery: none at the end of the ${SETTLE_MS} ms settle window (${seen}), nor ${STEADY_TIMEOUT_MS} ms later (${describeLab(env, impl)})`);
+    }
+  }
+  const newProblems = recorder.problems.slice(problemsBefore);
+  if (newProblems.length) failures.push(`the ownership witness failed: ${newProblems.join(" | ")}`);
+
   const from = t0 - PRE_MS;
   const perNode = recorder.intervals(from, endAt);
+  const addressPerNode = recorder.addressIntervals(from, endAt);
   const samples = prober.between(from, endAt);
   const during = samples.filter((s) => s.t >= t0 && s.t < recoverAt);
   const after = samples.filter((s) => s.t >= recoverAt);
   const newHolder = newHolderAt(recorder.intervals(t0, recoverAt), victim.name, t0);
   const served = during.find((s) => s.ok && s.node !== victim.name);
   const released = releasedAt(perNode.get(victim.name) ?? [], t0, recoverAt);
+  const addressGone = releasedAt(addressPerNode.get(victim.name) ?? [], t0, recoverAt);
+  const movedTo = holdersStarting(perNode, victim.name, t0, endAt);
+  const overruns = recorder.overruns - overrunsBefore;
   const rel = (x: number) => x - t0;
   const relI = (i: Interval): Interval => ({ start: rel(i.start), end: rel(i.end) });
+  const relAll = (m: ReadonlyMap<string, readonly Interval[]>) => Object.fromEntries([...m].map(([n, l]) => [n, l.map(relI)]));
   return {
     impl: impl.id,
     fault: fault.id,
     rep,
     victim: victim.name,
-    detail: applied.detail,
+    detail: [applied.detail, ...(applied.notes ?? []), ...(overruns ? [`${overruns} monitor overrun(s), state re-read`] : [])].join("; "),
+    placement,
     t0,
     recoverAt: rel(recoverAt),
     endAt: rel(endAt),
@@ -146,16 +341,33 @@ export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fa
     newHolder: newHolder?.node ?? null,
     servedByOtherMs: served ? rel(served.d) : null,
     victimReleasedMs: released === null ? null : rel(released),
+    victimAddressGoneMs: addressGone === null ? null : rel(addressGone),
     leftBehind: fault.victimStops && victimHeldAtRecovery,
+    addressLeftBehind: fault.victimStops && victimAddressAtRecovery,
     victimWasEtcdLeader: leader === null ? null : leader === victim.name,
+    moved: movedTo.length > 0,
+    movedTo,
     overlapMs: overlap(perNode).total,
+    addressOverlapMs: overlap(addressPerNode).total,
     staleAnswers: staleAnswers(samples, perNode),
     probes: samples.length,
+    probeErrors: probeErrors(samples),
+    recovery: {
+      staleAnswers: staleAnswers(after, perNode),
+      probeErrors: probeErrors(after),
+      holders: holdersAtEnd,
+      addressLeftOn: addressAtEnd.filter((n) => !holdersAtEnd.includes(n)),
+      steady: steadyAtEnd,
+      steadyLaterMs,
+    },
+    timings: { ...applied.timings },
+    failure: failures.length ? failures.join("; ") : null,
     timeline: {
       from: rel(from),
       to: rel(endAt),
       recoverAt: rel(recoverAt),
-      ownership: Object.fromEntries([...perNode].map(([n, l]) => [n, l.map(relI)])),
+      ownership: relAll(perNode),
+      fenced: relAll(new Map([...addressPerNode].map(([n, l]) => [n, subtract(l, perNode.get(n) ?? [])]))),
       outages: outages(samples, endAt).map(relI),
       answers: answerRuns(samples).map((r) => ({ ...relI(r), node: r.node })),
     },
@@ -185,7 +397,7 @@ export async function startInstruments(lab: Lab, log?: (line: string) => void): 
     lab, recorder, prober, ...(log ? { log } : {}),
     close: async () => {
       await prober.stop();
-      recorder.close();
+      await recorder.close();
     },
   };
 }
