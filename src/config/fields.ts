@@ -71,6 +71,12 @@ function wholeIn(n: number, min: number, max: number): boolean {
   return Number.isInteger(n) && n >= min && n <= max;
 }
 
+/** The most VIPs one agent serves (design.md §3): a heartbeat guards every VIP key the agent heads. */
+export const MAX_VIPS = 100;
+export const TOO_MANY_VIPS =
+  `one agent serves at most ${MAX_VIPS} VIPs: each heartbeat is one etcd transaction that guards the key of every VIP ` +
+  "the agent holds, and etcd allows 128 operations in a transaction (--max-txn-ops)";
+
 /** A keepalive every TTL/6 (at least 500 ms at TTL 3) leaves the lease this much beyond a hold. */
 export const LEASE_BEYOND_HOLD_MS = 500;
 

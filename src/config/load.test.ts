@@ -243,6 +243,12 @@ describe("errors name the document, the field and what was wanted", () => {
     ["a scalar document", docs(VIP, "hello\n"), {}, ['document 1: expected a mapping with apiVersion and kind, received "hello"']],
     ["a list document", docs(VIP, "- a\n- b\n"), {}, ["document 1: expected a mapping with apiVersion and kind, received a list of 2"]],
     ["TTL 2", docs(VIP, agent("election: { leaseTTL: 2 }")), {}, [`document 1 (VIPAgentConfig): election.leaseTTL: ${TOO_SHORT_2}`]],
+    [
+      "101 VIPs",
+      docs(...Array.from({ length: 101 }, (_, i) => vip(`10.0.${Math.floor(i / 200)}.${(i % 200) + 1}`))),
+      {},
+      ["document 100 (Layer2VIPConfig): one agent serves at most 100 VIPs: each heartbeat is one etcd transaction that guards the key of every VIP the agent holds, and etcd allows 128 operations in a transaction (--max-txn-ops)"],
+    ],
     ["hold 999 ms", docs(VIP, agent("election: { holdTime: 999 }")), {}, ["document 1 (VIPAgentConfig): election.holdTime: expected a whole number of milliseconds from 1000 to 30000, received 999"]],
     ["hold 2.5 s written as seconds", docs(VIP, agent("election: { holdTime: 2.5 }")), {}, ["document 1 (VIPAgentConfig): election.holdTime: expected a whole number of milliseconds from 1000 to 30000, received 2.5"]],
     ["hold 30001 ms", VIP, { flags: { "hold-time": "30001" } }, ["flag --hold-time: expected a whole number of milliseconds from 1000 to 30000, received 30001"]],

@@ -181,6 +181,10 @@ function vipsFrom(docs: { index: number; value: unknown }[], issues: ConfigIssue
     seen.set(r.output.name, index);
     vips.push({ ip: r.output.name, family: parseIp(r.output.name)!.family, link: r.output.link, document: index });
   }
+  if (vips.length > f.MAX_VIPS) {
+    const label = documentLabel(vips[f.MAX_VIPS]!.document, LAYER2);
+    issues.push(issue(label, "", `at most ${f.MAX_VIPS} ${LAYER2} documents`, `${vips.length}`, f.TOO_MANY_VIPS));
+  }
   return vips;
 }
 
