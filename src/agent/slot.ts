@@ -60,6 +60,8 @@ export const HOLD_FAILURES_TO_WITHDRAW = 3;
 export const WITHDRAW_MS = 30_000;
 /** Retry after a failed join or release. */
 const RETRY_MS = 1000;
+/** Retry after a takeover that failed: soon, since every moment counts towards the failover. */
+const TAKEOVER_RETRY_MS = 100;
 /** How long a committed join may take to show in the view before the slot joins again. */
 const JOIN_VISIBLE_MS = 2000;
 
@@ -249,6 +251,8 @@ export class Slot {
     const silent = ahead.length ? Math.round(clock() - (session.view.heartbeat(ahead[0]!)?.receivedAt ?? clock())) : 0;
     try {
       const r = await session.takeover(vip.ip);
+      // Someone spoke meanwhile, and our view has not caught up yet: give it a moment.
+      if (!r.took) await new Promise((res) => setTimeout(res, TAKEOVER_RETRY_MS / 2));
       if (r.took && r.from.length) {
         this.#d.metrics.tookOver(vip.ip);
         this.#tookFrom = r.from.join(", ");
@@ -256,8 +260,9 @@ export class Slot {
         log.info("took the VIP's queue over", { vip: vip.ip, from: this.#tookFrom, silentMs: silent });
       }
     } catch (err) {
+      // etcd may be electing a leader (the old one went with the holder): try again soon.
       log.warn("takeover failed; retrying", { vip: vip.ip, error: describeEtcdError(err, this.#d.endpoints) });
-      await new Promise((r) => setTimeout(r, RETRY_MS));
+      await new Promise((r) => setTimeout(r, TAKEOVER_RETRY_MS));
     }
   }
 

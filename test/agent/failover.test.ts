@@ -1,9 +1,11 @@
 // vipd end to end on the lab: three control-plane nodes on one bridge, each
 // with an etcd member of one cluster, a stand-in kube-apiserver and vipd, plus
-// a client namespace. The recorder watches the VIP appear and disappear in
-// every node namespace (kernel address events) for the whole run, so any
-// overlap — two nodes holding the VIP at once — fails the suite, whatever
-// scenario caused it. Runs from source and as the compiled binary.
+// a client namespace. The recorder witnesses, in every node namespace and
+// independently of vipd's code, when the VIP is on a node's link and not
+// fenced off by vipd's nftables table, for the whole run, so any overlap —
+// two nodes holding the VIP at once — fails the suite, whatever scenario
+// caused it. Bounds come from the design (test/lab/bounds.ts). Runs from
+// source and as the compiled binary.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { type Lab, Lab as LabClass, labNow, REPO_ROOT } from "../lab/cluster.ts";
@@ -12,8 +14,11 @@ import { parsePrometheusText, sampleValue } from "../lab/prom-text.ts";
 import { OwnershipRecorder } from "../lab/recorder.ts";
 import { sh, sleep, waitFor } from "../lab/sh.ts";
 import { overlap } from "../lab/stats.ts";
+import { CI_ALLOWANCE, vipdBounds } from "../lab/bounds.ts";
 
-const TTL_MS = 3000;
+const B = vipdBounds();
+const RELEASE_MS = B.releaseMs + CI_ALLOWANCE.releaseMs;
+const SERVE_MS = B.serveMs + CI_ALLOWANCE.serveMs;
 
 for (const mode of ["source", "binary"] as const) {
   describe(`vipd (${mode}) on a 3-node lab`, () => {
@@ -34,7 +39,7 @@ for (const mode of ["source", "binary"] as const) {
     }, 120_000);
 
     afterAll(async () => {
-      rec?.close();
+      await rec?.close();
       await lab?.destroy();
     }, 60_000);
 
@@ -105,28 +110,30 @@ for (const mode of ["source", "binary"] as const) {
       await sleep(1500);
     }, 30_000);
 
-    test("SIGKILL: another node holds it within TTL + 1 s; the dead node's VIP goes by its kernel lifetime", async () => {
+    test("SIGKILL: the dead node's kernel stops answering by its proof deadline; another node holds it after its silence window", async () => {
       const h = await holder();
       const t = labNow();
       h.vip!.signalTree("SIGKILL");
-      const gone = await waitFor("VIP gone from the killed node", () => !rec.isHeld(h.name), TTL_MS + 2000, 10);
+      await waitFor("VIP fenced on the killed node", () => !rec.isHeld(h.name), RELEASE_MS + 1000, 5);
       const goneMs = labNow() - t;
-      const next = await waitFor("a new holder", () => rec.holders().find((n) => n !== h.name), TTL_MS + 2000, 10);
+      const next = await waitFor("a new holder", () => rec.holders().find((n) => n !== h.name), SERVE_MS + 1000, 5);
       const takeoverMs = labNow() - t;
-      console.log(`[${mode}] crash: kernel removed the VIP from ${h.name} after ${Math.round(goneMs)} ms; ${next} holds it after ${Math.round(takeoverMs)} ms`);
-      expect(gone).toBe(true);
-      expect(takeoverMs).toBeLessThan(TTL_MS + 1000);
+      console.log(`[${mode}] crash: ${h.name}'s fence closed after ${Math.round(goneMs)} ms; ${next} holds it after ${Math.round(takeoverMs)} ms`);
+      expect(goneMs).toBeLessThanOrEqual(RELEASE_MS);
+      expect(takeoverMs).toBeLessThanOrEqual(SERVE_MS);
+      // The dead node's address, a coarse backstop, is gone a second or two later.
+      await waitFor("the address gone from the killed node", async () => !(await lab.seg.has(h.host, lab.vip)), 5000, 50);
       noOverlapSoFar();
       await lab.stopVip(h, "SIGKILL");
       await lab.startVip(lab.implementation!, h);
       await sleep(1500);
     }, 30_000);
 
-    test("SIGSTOP for 2×TTL, then SIGCONT: no overlap, and the resumed node does not take the VIP back", async () => {
+    test("SIGSTOP for two hold times, then SIGCONT: no overlap, and the resumed node does not take the VIP back", async () => {
       const h = await holder();
       h.vip!.signalTree("SIGSTOP");
-      const next = await waitFor("a new holder", () => rec.holders().find((n) => n !== h.name), TTL_MS + 2000, 10);
-      await sleep(2 * TTL_MS - (TTL_MS + 1000));
+      const next = await waitFor("a new holder", () => rec.holders().find((n) => n !== h.name), SERVE_MS + 1000, 10);
+      await sleep(2 * B.holdMs - SERVE_MS);
       expect(rec.isHeld(h.name)).toBe(false);
       h.vip!.signalTree("SIGCONT");
       await sleep(3000);
@@ -135,14 +142,14 @@ for (const mode of ["source", "binary"] as const) {
       noOverlapSoFar();
     }, 30_000);
 
-    test("all etcd members stopped: the VIP is gone within TTL + 1 s; etcd back: one node holds it again", async () => {
+    test("all etcd members stopped: the VIP is fenced by the proof deadline; etcd back: one node holds it again", async () => {
       await holder();
       const t = labNow();
       for (const n of lab.nodes) await lab.etcdCluster.stopMember(n.name, "SIGKILL");
-      await waitFor("no holder", () => rec.holders().length === 0, TTL_MS + 2000, 10);
+      await waitFor("no holder", () => rec.holders().length === 0, RELEASE_MS + 1000, 5);
       const goneMs = labNow() - t;
-      console.log(`[${mode}] quorum lost: VIP gone after ${Math.round(goneMs)} ms`);
-      expect(goneMs).toBeLessThan(TTL_MS + 1000);
+      console.log(`[${mode}] quorum lost: VIP fenced after ${Math.round(goneMs)} ms`);
+      expect(goneMs).toBeLessThanOrEqual(RELEASE_MS);
       await sleep(1000);
       expect(rec.holders()).toEqual([]);
       await Promise.all(lab.nodes.map((n) => lab.etcdCluster.startMember(n.name)));
@@ -151,9 +158,11 @@ for (const mode of ["source", "binary"] as const) {
       noOverlapSoFar();
     }, 60_000);
 
-    test("the whole run: never two holders", () => {
+    test("the whole run: never two holders, and every scenario above moved the VIP", () => {
       noOverlapSoFar();
-      expect(rec.edges.length).toBeGreaterThan(0);
+      // Start, SIGTERM, SIGKILL, SIGSTOP and quorum loss each moved the VIP at least once.
+      const acquisitions = rec.edges.filter((e) => e.held).length;
+      expect(acquisitions).toBeGreaterThanOrEqual(5);
     });
   });
 }

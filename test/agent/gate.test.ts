@@ -21,7 +21,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  rec?.close();
+  await rec?.close();
   await lab?.destroy();
 }, 60_000);
 

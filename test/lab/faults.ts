@@ -30,7 +30,14 @@
 //   1.5 s (SIGSTOP, SIGCONT); `@leader`: the same with the leader on the holder.
 // - etcd-move-leader-to-holder: MoveLeader from another node to the holder's
 //   member; etcd-move-leader-off-holder: from the holder's member to another.
+// - same-node-name: a second instance started under the holder's node name on
+//   another host of the segment (the client's namespace, where no agent runs:
+//   a cloned VM that kept its host name). It must refuse to run (exit 2) and
+//   leave the holder alone. Only for implementations with node names (vipd).
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { type Lab, type LabNode, labNow } from "./cluster.ts";
+import type { VipImplementation } from "./implementations.ts";
 import { etcdLeader, type LeaderMove, moveEtcdLeader, waitForEtcdLeader } from "./etcd-admin.ts";
 import { sh, sleep } from "./sh.ts";
 
@@ -49,7 +56,8 @@ export type FaultId =
   | "etcd-member-freeze"
   | "etcd-member-freeze@leader"
   | "etcd-move-leader-to-holder"
-  | "etcd-move-leader-off-holder";
+  | "etcd-move-leader-off-holder"
+  | "same-node-name";
 
 /** The faults the benchmark and the fault matrix run by default, in order. */
 export const FAULT_IDS: readonly FaultId[] = [
@@ -61,6 +69,7 @@ export const FAULT_IDS: readonly FaultId[] = [
   "quorum-loss", "etcd-leader-and-holder",
   "etcd-leader-elsewhere", "etcd-member-freeze", "etcd-member-freeze@leader",
   "etcd-move-leader-to-holder", "etcd-move-leader-off-holder",
+  "same-node-name",
 ];
 
 /** Where etcd's raft leader must be when the fault hits: on the victim's node, or on another. */
@@ -95,6 +104,8 @@ export interface Fault {
   readonly vipStays: boolean;
   /** The unplaced fault this one is a variant of (its own id otherwise): targets judge them together. */
   readonly base: FaultId;
+  /** Whether the fault means anything for an implementation (all of them when absent). */
+  appliesTo?(impl: VipImplementation): boolean;
   apply(lab: Lab, victim: LabNode): Promise<AppliedFault>;
 }
 
@@ -351,6 +362,43 @@ function moveLeader(direction: "to-holder" | "off-holder"): Fault {
   };
 }
 
+/** How long the clone may take to give up: the holder's silence window at most, then its exit. */
+const CLONE_EXIT_MS = 10_000;
+
+const sameNodeName: Fault = {
+  id: "same-node-name",
+  base: "same-node-name",
+  title: "a second instance under the holder's node name, on another host",
+  holdMs: 5000,
+  victimStops: false,
+  vipStays: true,
+  appliesTo: (impl) => impl.startUnderName !== undefined,
+  async apply(lab, victim) {
+    const impl = lab.implementation;
+    if (!impl?.startUnderName) throw new Error(`${impl?.id ?? "no implementation"} has no node names to clone`);
+    const dir = join(lab.dir, `clone-of-${victim.name}`);
+    mkdirSync(dir, { recursive: true });
+    const clone = impl.startUnderName({
+      name: victim.name,
+      index: -1,
+      host: lab.client,
+      peers: lab.nodes.map((n) => n.host),
+      vip: lab.vip,
+      dir,
+      etcdEndpoint: `http://${victim.host.ip4}:2379`,
+      apiserverUrl: `http://${victim.host.ip4}:6443/readyz`,
+      spawn: (name, argv) => lab.spawnIn(lab.client.ns, join(dir, `${name}.log`), name, argv),
+    }, victim.name, { healthPort: 8099 });
+    const t0 = labNow();
+    const code = await Promise.race([clone.exited, sleep(CLONE_EXIT_MS).then(() => null)]);
+    const exitMs = labNow() - t0;
+    const notes = [`the clone exited ${code === null ? `not at all within ${CLONE_EXIT_MS} ms` : `with ${code} after ${Math.round(exitMs)} ms`}: ${clone.logTail(3)}`];
+    if (code === null) await clone.stop("SIGKILL", 1000);
+    if (code !== 2) throw new Error(notes[0]);
+    return { detail: `${impl.id} started as ${victim.name} on ${lab.client.name}`, timings: { "clone refused": exitMs }, notes, recover: async () => {} };
+  },
+};
+
 export const FAULTS: Record<FaultId, Fault> = {
   graceful,
   crash,
@@ -372,6 +420,7 @@ export const FAULTS: Record<FaultId, Fault> = {
   "etcd-member-freeze@leader": memberFreezeOnLeader,
   "etcd-move-leader-to-holder": moveLeader("to-holder"),
   "etcd-move-leader-off-holder": moveLeader("off-holder"),
+  "same-node-name": sameNodeName,
 };
 
 const isFaultId = (s: string): s is FaultId => Object.hasOwn(FAULTS, s);

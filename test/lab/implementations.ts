@@ -5,6 +5,7 @@
 // the node's namespace; stopping and faults go through the returned process.
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { DEFAULT_HOLD_MS } from "../../src/election/proof.ts";
 import { type LabProcess, type NodeContext, REPO_ROOT } from "./cluster.ts";
 
 export type ImplementationId = "vipd" | "keepalived" | "ucarp";
@@ -13,49 +14,50 @@ export interface VipImplementation {
   readonly id: ImplementationId;
   /** One line for tables and the demo: what runs and with which settings. */
   readonly description: string;
-  /**
-   * The kernel-fence promise, for implementations that make one: after its
-   * process dies or freezes, the VIP must leave the node within this many ms.
-   */
-  readonly fenceMs: number | null;
-  /** Lease TTL in ms, for the "another node serves within TTL + 1 s" budget. */
-  readonly leaseTtlMs: number | null;
+  /** vipd's hold time in ms, from which its bounds follow (bounds.ts); null for the others. */
+  readonly holdMs: number | null;
   start(node: NodeContext): Promise<LabProcess>;
+  /**
+   * Starts a second instance on `node` under another node's name (a cloned
+   * VM that kept its host name), for the fault that checks it is refused.
+   * Only implementations with node names have it.
+   */
+  startUnderName?(node: NodeContext, name: string, opts: { healthPort: number }): LabProcess;
 }
-
-/** vipd's default lease TTL (DESIGN.md, `election.leaseTTL`). */
-export const VIPD_DEFAULT_TTL_S = 3;
 
 export interface VipdOptions {
   /** Run the compiled binary at this path instead of `bun src/main.ts`. */
   binary?: string;
-  /** --lease-ttl; vipd's default when absent. */
-  leaseTtlS?: number;
+  /** --hold-time in ms; vipd's default when absent. */
+  holdMs?: number;
 }
 
 export function vipd(opts: VipdOptions = {}): VipImplementation {
-  const ttlS = opts.leaseTtlS ?? VIPD_DEFAULT_TTL_S;
+  const holdMs = opts.holdMs ?? DEFAULT_HOLD_MS;
   const program = opts.binary ? [opts.binary] : [process.execPath, join(REPO_ROOT, "src", "main.ts")];
+  const argv = (node: NodeContext, name: string, port: number) => {
+    const config = join(node.dir, "vipd.yaml");
+    writeFileSync(config, `apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: ${node.vip}\nlink: ${node.host.link}\n`);
+    return [
+      ...program, "run",
+      "--config", config,
+      "--node-name", name,
+      "--etcd-endpoints", node.etcdEndpoint,
+      "--health-listen", `127.0.0.1:${port}`,
+      "--log-format", "json",
+      "--apiserver-url", node.apiserverUrl,
+      ...(opts.holdMs ? ["--hold-time", String(opts.holdMs)] : []),
+    ];
+  };
   return {
     id: "vipd",
-    description: `vipd (${opts.binary ? "binary" : "from source"}), lease TTL ${ttlS} s${opts.leaseTtlS ? "" : " (default)"}, local etcd member, apiserver gate`,
-    // The lease cannot outlive its TTL at the server; the kernel lifetime is
-    // whole seconds and expiry may run up to ~1 s late.
-    fenceMs: ttlS * 1000 + 1000,
-    leaseTtlMs: ttlS * 1000,
+    description: `vipd (${opts.binary ? "binary" : "from source"}), hold time ${holdMs} ms${opts.holdMs ? "" : " (default)"}, local etcd member, apiserver gate`,
+    holdMs,
     async start(node) {
-      const config = join(node.dir, "vipd.yaml");
-      writeFileSync(config, `apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: ${node.vip}\nlink: ${node.host.link}\n`);
-      return node.spawn("vipd", [
-        ...program, "run",
-        "--config", config,
-        "--node-name", node.name,
-        "--etcd-endpoints", node.etcdEndpoint,
-        "--health-listen", "127.0.0.1:8099",
-        "--log-format", "json",
-        "--apiserver-url", node.apiserverUrl,
-        ...(opts.leaseTtlS ? ["--lease-ttl", String(opts.leaseTtlS)] : []),
-      ]);
+      return node.spawn("vipd", argv(node, node.name, 8099));
+    },
+    startUnderName(node, name, { healthPort }) {
+      return node.spawn(`vipd-as-${name}`, argv(node, name, healthPort));
     },
   };
 }
@@ -80,8 +82,7 @@ export function keepalived(opts: KeepalivedOptions = {}): VipImplementation {
   return {
     id: "keepalived",
     description: `keepalived (Debian), kubeadm HA guide config: priorities 101/100/100, advert_int 1, ${opts.unicast ? "unicast" : "multicast"} VRRP`,
-    fenceMs: null,
-    leaseTtlMs: null,
+    holdMs: null,
     async start(node) {
       const check = join(node.dir, "check_apiserver.sh");
       writeFileSync(check, [
@@ -151,8 +152,7 @@ export function ucarp(): VipImplementation {
   return {
     id: "ucarp",
     description: "ucarp (Debian), defaults: advbase 1, advskew 0, no preempt; -z; ip addr add/del scripts",
-    fenceMs: null,
-    leaseTtlMs: null,
+    holdMs: null,
     async start(node) {
       const up = join(node.dir, "vip-up.sh");
       const down = join(node.dir, "vip-down.sh");
