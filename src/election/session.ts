@@ -137,8 +137,8 @@ export class Session extends Emitter<SessionEvents> {
   }
 
   /**
-   * Until when a heartbeat proves our key for this VIP (design.md §3); null:
-   * unproven. It does not wait for the view to be current: a proof stands on
+   * Until when a heartbeat proves our key for this VIP (design.md §3,
+   * invariant I1); null: unproven. It does not wait for the view to be current: a proof stands on
    * the heartbeat's guard alone, and a view being read again must not drop a
    * VIP that etcd still proves.
    */
@@ -198,7 +198,8 @@ export class Session extends Emitter<SessionEvents> {
   /**
    * Leaves the VIPs' queues and, in the same transaction, publishes a
    * heartbeat that no longer claims them, so that the next in line takes over
-   * at once (design.md §4). The caller must have removed the addresses first.
+   * at once (design.md §4). The caller must have removed the addresses first
+   * (invariant I4); this refuses while the kernel may still answer for one.
    * Uses its own fresh deadline: it runs on the way out.
    */
   async release(vips: readonly string[], timeoutMs = this.#rpcMs): Promise<void> {
@@ -225,7 +226,7 @@ export class Session extends Emitter<SessionEvents> {
 
   /**
    * Takes the VIP from the agents ahead, who have been silent for their
-   * windows: one transaction that compares their heartbeats unchanged since
+   * windows (design.md invariant I3): one transaction that compares their heartbeats unchanged since
    * this agent last heard them and deletes their keys for this VIP, and puts
    * our own heartbeat claiming it. Its send time proves our key. False,
    * without writing, before takeoverAt(); false when someone spoke meanwhile
@@ -321,20 +322,26 @@ export class Session extends Emitter<SessionEvents> {
   }
 
   async #establish(): Promise<void> {
-    const { conn, log } = this.#o;
-    if (!this.#versionChecked) {
-      const st = await conn.client.maintenance.status(within(this.#rpcMs));
-      this.#versionChecked = true;
-      const warning = etcdVersionWarning(st.version);
-      if (warning) log.warn(warning, { etcdVersion: st.version });
-    }
-    await this.#refuseLegacy();
-    const lease = new AgentLease(conn, { clock: this.#o.clock, rpcTimeoutMs: this.#rpcMs });
+    const { conn, log, clock } = this.#o;
+    const t0 = clock();
+    const lease = new AgentLease(conn, { clock, rpcTimeoutMs: this.#rpcMs });
     this.#lease = lease;
     lease.on("lost", ({ reason }) => this.#lose(`etcd lease ${lease.id}: ${reason}`));
     lease.on("stream-error", ({ reason }) => log.debug("keepalive stream error", { reason }));
-    await lease.grant(this.#s.leaseTtlS);
+    // Three independent reads and a grant: one round trip, not four.
+    const [status] = await Promise.all([
+      this.#versionChecked ? null : conn.client.maintenance.status(within(this.#rpcMs)),
+      this.#refuseLegacy(),
+      lease.grant(this.#s.leaseTtlS),
+    ]);
+    if (status) {
+      this.#versionChecked = true;
+      const warning = etcdVersionWarning(status.version);
+      if (warning) log.warn(warning, { etcdVersion: status.version });
+    }
+    const t1 = clock();
     await this.#register(lease);
+    const t2 = clock();
     const watcher = new Watcher({
       conn,
       view: this.view,
@@ -346,6 +353,7 @@ export class Session extends Emitter<SessionEvents> {
     this.#watcher = watcher;
     await watcher.start();
     this.#startHeartbeat(lease);
+    log.debug("etcd session phases", { leaseMs: Math.round(t1 - t0), registerMs: Math.round(t2 - t1), viewMs: Math.round(clock() - t2) });
   }
 
   #startHeartbeat(lease: AgentLease): void {
@@ -445,7 +453,7 @@ export class Session extends Emitter<SessionEvents> {
   }
 
   /**
-   * Claims this node name for this run (design.md §6). Another run's record
+   * Claims this node name for this run (design.md §6, invariant I7). Another run's record
    * is cleared at once when that run is provably dead (same kernel, its PID
    * gone); a run elsewhere is cleared only after its heartbeat has been
    * silent for its window; a live one is refused.
@@ -569,7 +577,7 @@ export class Session extends Emitter<SessionEvents> {
     return out;
   }
 
-  /** What our heartbeats claim: every VIP we head, and every VIP the kernel may still answer for. */
+  /** What our heartbeats claim: every VIP we head, and every VIP the kernel may still answer for (invariant I5). */
   #claims(): string[] {
     const claims = new Set(this.#guard().map((g) => g.vip));
     for (const v of this.#o.serving()) claims.add(v);

@@ -11,6 +11,13 @@
 //   watch is stalled; the connection is replaced and the view read again.
 // On any cancel or error the view is read again from scratch (level-
 // triggered: no event is trusted to have arrived).
+//
+// The watch is opened first, from "now", and the read is made at the
+// revision etcd reports when the watch is created. Reading first and then
+// watching from the revision after the read would make the watch "unsynced"
+// whenever anything is written in between (our own registration, say), and
+// etcd serves unsynced watches from a loop that runs every 100 ms: every
+// event, our first heartbeats included, would arrive up to 100 ms late.
 import type { IWatchResponse } from "etcd3";
 import { type EtcdConnection, type WatchStream, within } from "./connection.ts";
 import { compareRevisions, prefixEnd } from "./keys.ts";
@@ -90,33 +97,48 @@ export class Watcher {
   async #sync(): Promise<void> {
     this.#drop();
     const { conn, view, clock } = this.#o;
-    const res = await conn.client.kv.range({ key: this.#prefix, range_end: prefixEnd(this.#prefix) }, within(this.#o.rpcTimeoutMs ?? 2000));
-    if (!this.#active) return;
-    view.load(res.kvs, res.header.revision, clock());
+    const timeoutMs = this.#o.rpcTimeoutMs ?? 2000;
     const stream = await conn.watch();
     if (!this.#active) {
       stream.cancel();
       return;
     }
     this.#stream = stream;
-    stream.on("data", (r: IWatchResponse) => this.#onData(stream, r));
-    stream.on("error", (err: Error) => this.#streamFailed(stream, `watch: ${err.message}`));
-    stream.on("end", () => this.#streamFailed(stream, "watch stream ended"));
-    stream.write({
-      create_request: {
-        key: this.#prefix,
-        range_end: prefixEnd(this.#prefix),
-        // Everything after the read: no change is missed in between.
-        start_revision: (BigInt(res.header.revision) + 1n).toString(),
-      },
+    // Events that arrive while the read is under way wait for it.
+    let early: { r: IWatchResponse; at: number }[] | null = [];
+    const created = new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`etcd did not create the watch within ${timeoutMs} ms`)), timeoutMs);
+      stream.on("data", (r: IWatchResponse) => {
+        if (r.created) {
+          clearTimeout(timer);
+          resolve(r.header.revision);
+        }
+        if (early) early.push({ r, at: clock() });
+        else this.#onData(stream, r, clock());
+      });
+      stream.on("error", (err: Error) => {
+        clearTimeout(timer);
+        reject(err);
+        this.#streamFailed(stream, `watch: ${err.message}`);
+      });
+      stream.on("end", () => this.#streamFailed(stream, "watch stream ended"));
     });
+    stream.write({ create_request: { key: this.#prefix, range_end: prefixEnd(this.#prefix) } });
+    const revision = await created;
+    // The state the watch continues from: everything after `revision` comes through it.
+    const res = await conn.client.kv.range({ key: this.#prefix, range_end: prefixEnd(this.#prefix), revision }, within(timeoutMs));
+    if (!this.#active || stream !== this.#stream) return;
+    view.load(res.kvs, revision, clock());
+    const pending = early;
+    early = null;
+    for (const { r, at } of pending) this.#onData(stream, r, at);
     this.#synced = true;
     this.#failures = 0;
     this.#backoffMs = 0;
     this.#o.changed();
   }
 
-  #onData(stream: WatchStream, r: IWatchResponse): void {
+  #onData(stream: WatchStream, r: IWatchResponse, receivedAt: number): void {
     if (stream !== this.#stream) return;
     if (r.canceled) return this.#streamFailed(stream, `watch canceled by etcd: ${r.cancel_reason || (r.compact_revision !== "0" ? "history compacted" : "no reason given")}`);
     if (r.events.length === 0) {
@@ -125,7 +147,7 @@ export class Watcher {
       return;
     }
     const events: KvEvent[] = r.events.map((e) => ({ type: e.type === "Delete" ? "delete" : "put", kv: e.kv }));
-    this.#o.view.apply(events, this.#o.clock());
+    this.#o.view.apply(events, receivedAt);
     this.#o.changed();
   }
 
