@@ -16,7 +16,7 @@ import { ApiServerGate } from "./health/gate.ts";
 import type { HealthReport } from "./health/server.ts";
 import { VipdMetrics } from "./health/vipd-metrics.ts";
 import { claimNetnsLock, type NetnsLock } from "./kernel/netns-lock.ts";
-import { NftFence, probeNftables } from "./kernel/nft-fence.ts";
+import { NftFence, nftablesMissing } from "./kernel/nft-fence.ts";
 import { ENOENT } from "./kernel/errno.ts";
 import { KernelError } from "./kernel/error.ts";
 import { Rtnl } from "./kernel/rtnl.ts";
@@ -147,7 +147,8 @@ export class Agent {
     const { settings, log } = this;
     const links = await LinkWatch.open(settings.vips.map((v) => v.link), this.#rtnl, log, {
       link: (name) => {
-        void this.#configureFence();
+        // Logged inside; the next link event or ENOENT retry tries again.
+        this.#configureFence().catch(() => {});
         for (const s of this.#slots) if (s.vip.link === name) s.update();
       },
       address: (name, address, deleted) => {
@@ -172,20 +173,30 @@ export class Agent {
     await this.#removeLeftovers();
   }
 
-  /** nftables when the kernel has it; otherwise the address lifetime alone, with its longer minimum hold. */
+  /**
+   * nftables when the kernel has it; otherwise the address lifetime alone,
+   * with its longer minimum hold. Building the table is the probe: a kernel
+   * without nftables refuses the socket or the chain.
+   */
   async #openFence(): Promise<void> {
-    const probe = await probeNftables();
-    if (!probe.ok) {
+    let nft: NftFence;
+    try {
+      nft = NftFence.open({ clock: this.#clock });
+      this.#nft = nft;
+      await this.#configureFence();
+    } catch (err) {
+      const missing = nftablesMissing(err);
+      if (!missing) throw err;
+      this.#nft?.close();
+      this.#nft = null;
       const min = minimumHold("lifetime");
-      this.log.warn("nftables unavailable; fencing with address lifetimes only (whole seconds, removed up to 1 s late)", { reason: probe.reason });
+      this.log.warn("nftables unavailable; fencing with address lifetimes only (whole seconds, removed up to 1 s late)", { reason: missing });
       if (this.#holdMs < min) {
         this.log.warn(`hold time raised from ${this.#holdMs} ms to ${min} ms, the least an address-lifetime fence can keep`);
         this.#holdMs = min;
       }
       return;
     }
-    const nft = NftFence.open({ clock: this.#clock });
-    this.#nft = nft;
     // Someone flushed the ruleset (`nft flush ruleset`, a firewall reload):
     // the table is gone. Build it again, keeping what is allowed, and retry once.
     const again = async <T>(op: () => Promise<T>): Promise<T> => {
@@ -203,7 +214,6 @@ export class Agent {
       allow: (ip, deadline) => again(() => nft.allow(ip, deadline)),
       deny: (ip) => again(() => nft.deny(ip)),
     };
-    await this.#configureFence();
   }
 
   /** (Re)builds the fence table for the links that exist now, keeping what is allowed. */
@@ -219,7 +229,7 @@ export class Agent {
         this.#egress = r.egress;
       }
     } catch (err) {
-      this.log.error("building the nftables fence failed", { error: describeError(err) });
+      if (!nftablesMissing(err)) this.log.error("building the nftables fence failed", { error: describeError(err) });
       throw err;
     }
   }

@@ -479,6 +479,17 @@ const PROBE_HINTS: Record<number, string> = {
   [ENOENT]: "a module is missing (nf_tables' netdev filter chain type)",
 };
 
+/**
+ * Why an error from opening or configuring the fence means this kernel has
+ * no usable nftables (a missing module or config option), or null when it
+ * means something else (EPERM: a missing capability is the operator's to fix).
+ */
+export function nftablesMissing(err: unknown): string | null {
+  if (!(err instanceof KernelError) || err.errno === EPERM) return null;
+  const hint = PROBE_HINTS[err.errno];
+  return hint ? `${err.message}: ${hint}` : null;
+}
+
 /** Whether nftables with netdev ingress is usable here, or why not (e.g. EPROTONOSUPPORT, ENOENT module missing, EPERM). */
 export async function probeNftables(): Promise<{ ok: true; egress: boolean } | { ok: false; reason: string }> {
   const refused = (e: unknown) => {
