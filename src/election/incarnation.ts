@@ -11,6 +11,7 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync, readlinkSync } from "node:fs";
 import { hostname } from "node:os";
+import { jsonObject } from "./keys.ts";
 
 export interface Incarnation {
   /** Random per run: election keys carry it, so a run knows its own keys. */
@@ -87,14 +88,8 @@ export function currentIncarnation(opts: { holdMs: number; version: string; proc
 
 /** Parses a record another run wrote; null when it is not one (a foreign writer, an older layout). */
 export function decodeIncarnation(text: string): Incarnation | null {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (typeof v !== "object" || v === null) return null;
-  const r = v as Record<string, unknown>;
+  const r = jsonObject(text);
+  if (!r) return null;
   const strings = ["run", "host", "machine", "boot", "netns", "pidns", "start", "version", "startedAt"];
   if (!strings.every((k) => typeof r[k] === "string") || !r.run) return null;
   if (!Number.isSafeInteger(r.pid) || !Number.isFinite(r.holdMs) || (r.holdMs as number) <= 0) return null;

@@ -86,16 +86,24 @@ export function encodeHeartbeat(h: HeartbeatValue): string {
   return JSON.stringify({ run: h.run, seq: h.seq, claims: h.claims });
 }
 
-/** Parses a heartbeat value; null when it is not one vipd wrote. */
-export function decodeHeartbeat(text: string): HeartbeatValue | null {
-  let v: unknown;
+/**
+ * A JSON object from a value under vipd's prefix, or null for anything else:
+ * values may come from a foreign writer, and must never throw.
+ */
+export function jsonObject(text: string): Record<string, unknown> | null {
   try {
-    v = JSON.parse(text);
+    const v: unknown = JSON.parse(text);
+    return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
   } catch {
     return null;
   }
-  if (typeof v !== "object" || v === null) return null;
-  const { run, seq, claims } = v as Record<string, unknown>;
+}
+
+/** Parses a heartbeat value; null when it is not one vipd wrote. */
+export function decodeHeartbeat(text: string): HeartbeatValue | null {
+  const v = jsonObject(text);
+  if (!v) return null;
+  const { run, seq, claims } = v;
   if (typeof run !== "string" || !run || typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) return null;
   if (!Array.isArray(claims) || !claims.every((c) => typeof c === "string")) return null;
   return { run, seq, claims: claims as string[] };

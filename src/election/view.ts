@@ -253,7 +253,10 @@ export class ClusterView {
     return [...this.#heartbeats.values()];
   }
 
-  /** The hold time a node published; the longest allowed when unknown (keeps a VIP unheld rather than doubly held). */
+  /**
+   * The hold time a node published (design.md invariant I8); the longest
+   * allowed when unknown (keeps a VIP unheld rather than doubly held).
+   */
   holdOf(node: string): number {
     return this.#agents.get(node)?.incarnation?.holdMs ?? MAX_HOLD_MS;
   }

@@ -21,7 +21,7 @@ export interface BurstOptions {
  * Three rounds 50 ms apart: a single lost frame (a switch still learning the
  * port, a busy receiver) does not leave a cache pointing at the old owner, and
  * the whole burst is over in 100 ms. Caches that miss all three are fixed by
- * the slower refresh the owner runs while it holds the VIP (DESIGN.md).
+ * the slower refresh the owner runs while it holds the VIP (README, "How ownership works").
  */
 export const DEFAULT_BURST: Readonly<BurstOptions> = Object.freeze({ count: 3, intervalMs: 50 });
 

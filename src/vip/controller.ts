@@ -7,7 +7,8 @@
 // the VIP's traffic through until the proof's deadline, then the address
 // with its lifetime. Releasing is the reverse: fence, then address
 // (design.md §5). Both read the deadline when their request leaves, never
-// before an await: a process frozen in between must not send a stale one.
+// before an await: a process frozen in between must not send a stale one
+// (invariant I2).
 import { addressLifetime } from "../election/proof.ts";
 import { decideHold, type HoldDecision, type VipFacts } from "./decision.ts";
 import type { AddressKernel, AnnouncePort, FencePort, Timers } from "./ports.ts";

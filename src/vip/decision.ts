@@ -37,7 +37,8 @@ export type HoldDecision =
 /**
  * Whether the VIP may be on the link. Every condition must hold at once; the
  * first one that fails names the reason, in the order an operator would look
- * for it.
+ * for it. Holding needs a proof (design.md I1) and, to acquire, no claim of
+ * another node in force (I5).
  */
 export function decideHold(f: VipFacts): HoldDecision {
   if (f.stopping) return { hold: false, reason: "shutting down", code: "shutdown" };

@@ -1,4 +1,4 @@
-// The CLI's contract (DESIGN.md): exit 0 / 2 / 1, errors as sentences on
+// The CLI's contract (README, "Exit codes"): exit 0 / 2 / 1, errors as sentences on
 // stderr, never a stack trace for a user mistake.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
