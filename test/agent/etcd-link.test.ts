@@ -8,61 +8,45 @@
 //   leader but still answers): etcd cancels the watch, because vipd requires
 //   a leader on it; a plain watch would stay open and silent.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type EtcdCluster, startEtcdCluster } from "../lab/etcd.ts";
-import { type Host, Segment } from "../lab/netns.ts";
+import type { Host } from "../lab/netns.ts";
 import { sh, sleep, waitFor } from "../lab/sh.ts";
+import { SmallLab, stopVipd } from "../lab/small-lab.ts";
 
-const ROOT = join(import.meta.dir, "..", "..");
 const VIP = "192.0.2.150";
-let seg: Segment;
+let lab: SmallLab;
 let n: Host[];
-let etcd: EtcdCluster;
-let dir: string;
-const procs: ReturnType<typeof Bun.spawn>[] = [];
+let config: string;
 
 beforeAll(async () => {
-  seg = await Segment.create(["n1", "n2", "n3"]);
-  n = ["n1", "n2", "n3"].map((x) => seg.host(x));
-  etcd = await startEtcdCluster(n.map((h) => ({ name: h.name, ns: h.ns, ip: h.ip4 })), { extraArgs: ["--pre-vote=true"] });
-  dir = mkdtempSync(join(tmpdir(), "vipd-etcd-link-"));
-  writeFileSync(join(dir, "vip.yaml"), `apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: ${VIP}\nlink: eth0\n`);
+  lab = await SmallLab.start(["n1", "n2", "n3"], { extraArgs: ["--pre-vote=true"] });
+  n = ["n1", "n2", "n3"].map((x) => lab.host(x));
+  config = lab.vipConfig("vip.yaml", VIP);
 }, 60_000);
 
-afterAll(async () => {
-  for (const p of procs) {
-    if (p.exitCode === null) p.kill("SIGKILL");
-    await p.exited;
-  }
-  await etcd?.stopAll();
-  await seg?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-}, 30_000);
+afterAll(() => lab?.close(), 30_000);
 
-function vipd(endpoint: Host) {
-  const argv = [process.execPath, join(ROOT, "src/main.ts"), "run", "--config", join(dir, "vip.yaml"), "--node-name", "n1",
-    "--etcd-endpoints", `http://${endpoint.ip4}:2379`, "--log-format", "json"];
-  const p = Bun.spawn(["ip", "netns", "exec", n[0]!.ns, ...argv], { stdout: "ignore", stderr: process.env.LAB_DEBUG ? "inherit" : "pipe" });
-  procs.push(p);
-  return p;
-}
+const vipd = (endpoint: Host) =>
+  lab.vipd(n[0]!, ["--config", config, "--node-name", "n1", "--etcd-endpoints", `http://${endpoint.ip4}:2379`, "--log-format", "json"]);
 
 const nft = (host: Host, script: string) => sh(["ip", "netns", "exec", host.ns, "nft", script]);
+
+/** Local ports of n1's established TCP connections to a member's client port. */
+async function connectionsTo(member: Host): Promise<string[]> {
+  const out = await sh(["ip", "netns", "exec", n[0]!.ns, "ss", "-Htn", "state", "established", "dst", `${member.ip4}:2379`]);
+  return out.split("\n").filter(Boolean).map((l) => l.trim().split(/\s+/).at(-2)!.split(":").at(-1)!);
+}
 
 test("a half-open TCP link to etcd: vipd reconnects on new connections and keeps its VIP", async () => {
   const [n1, n2] = [n[0]!, n[1]!];
   const p = vipd(n2);
   try {
-    await waitFor("the VIP on n1", () => seg.has(n1, VIP), 15_000);
+    await waitFor("the VIP on n1", () => lab.seg.has(n1, VIP), 15_000);
     await sleep(1000);
     // Every TCP connection vipd has to n2's member, by its source port on n1.
-    const ports = (await sh(["ip", "netns", "exec", n1.ns, "ss", "-Htn", "state", "established", "dst", `${n2.ip4}:2379`]))
-      .split("\n").filter(Boolean).map((l) => l.trim().split(/\s+/).at(-2)!.split(":").at(-1)!);
+    const ports = await connectionsTo(n2);
     expect(ports.length).toBeGreaterThan(0);
-    const monitor = Bun.spawn(["ip", "-n", n1.ns, "monitor", "address"], { stdout: "pipe" });
-    procs.push(monitor);
+    const monitor = lab.spawn(n1, ["ip", "monitor", "address"]);
     // Black holes, silently: on n2 drop those connections' segments both ways. New ones pass.
     await nft(n2, `table inet vipd_test_blackhole {
       chain in { type filter hook input priority -10; ip saddr ${n1.ip4} tcp sport { ${ports.join(", ")} } drop; }
@@ -73,28 +57,24 @@ test("a half-open TCP link to etcd: vipd reconnects on new connections and keeps
     monitor.kill();
     const events = (await new Response(monitor.stdout).text()).split("\n").filter((l) => l.includes(`${VIP}/`));
     expect(events.filter((l) => l.startsWith("Deleted"))).toEqual([]);
-    expect(await seg.has(n1, VIP)).toBe(true);
-    const fresh = (await sh(["ip", "netns", "exec", n1.ns, "ss", "-Htn", "state", "established", "dst", `${n2.ip4}:2379`]))
-      .split("\n").filter(Boolean).map((l) => l.trim().split(/\s+/).at(-2)!.split(":").at(-1)!);
+    expect(await lab.seg.has(n1, VIP)).toBe(true);
+    const fresh = await connectionsTo(n2);
     expect(fresh.some((port) => !ports.includes(port))).toBe(true);
   } finally {
     await nft(n2, "delete table inet vipd_test_blackhole").catch(() => {});
-    p.kill("SIGTERM");
-    expect(await p.exited).toBe(0);
   }
-  const log = await new Response(p.stderr as ReadableStream).text();
-  expect(log).toMatch(/etcd answered no heartbeat; reconnecting|did not deliver revision/);
-  expect(log).not.toContain("released VIP\",\"vip\":\"192.0.2.150\",\"link\":\"eth0\",\"node\":\"n1\",\"reason\":\"no committed");
+  const { code, log } = await stopVipd(p);
+  expect(code).toBe(0);
+  // (With LAB_DEBUG=1 the log went to the terminal instead.)
+  if (!process.env.LAB_DEBUG) expect(log).toMatch(/etcd answered no heartbeat; reconnecting|did not deliver revision/);
 }, 60_000);
 
 test("a member cut off from the cluster cancels a watch that requires a leader; a plain watch stays silent", async () => {
   const [n1, n3] = [n[0]!, n[2]!];
   const watch = (plain: boolean) =>
-    Bun.spawn(["ip", "netns", "exec", n1.ns, process.execPath, join(import.meta.dir, "..", "election", "fixtures", "watch-until-end.ts"),
-      `http://${n3.ip4}:2379`, ...(plain ? ["--plain"] : [])], { stdout: "pipe", stderr: "inherit" });
+    lab.spawn(n1, [process.execPath, join(import.meta.dir, "..", "election", "fixtures", "watch-until-end.ts"), `http://${n3.ip4}:2379`, ...(plain ? ["--plain"] : [])]);
   const ours = watch(false);
   const plain = watch(true);
-  procs.push(ours, plain);
   const lines = (p: ReturnType<typeof watch>) => {
     const out: { event: string; detail: string }[] = [];
     void (async () => {

@@ -56,12 +56,13 @@ test("version and validate work from an empty directory with an empty environmen
 test("the binary holds a VIP through a real etcd and gives it back on SIGTERM", async () => {
   const seg = await Segment.create(["n1"]);
   let etcd: EtcdCluster | null = null;
+  let p: ReturnType<typeof runBin> | null = null;
   try {
     const n1 = seg.host("n1");
     // etcd runs inside the node's namespace on its loopback, as on a control-plane node.
     etcd = await startEtcdCluster([{ name: "n1", ns: n1.ns, ip: n1.ip4 }]);
     writeFileSync(join(dir, "vip.yaml"), "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 192.0.2.99\nlink: eth0\n");
-    const p = runBin(["run", "--config", "vip.yaml", "--node-name", "n1", "--etcd-endpoints", etcd.endpoints.join(","), "--health-listen", "127.0.0.1:18099", "--log-format", "json"], { ns: n1.ns });
+    p = runBin(["run", "--config", "vip.yaml", "--node-name", "n1", "--etcd-endpoints", etcd.endpoints.join(","), "--health-listen", "127.0.0.1:18099", "--log-format", "json"], { ns: n1.ns });
     const addr = await waitFor("the VIP on n1", async () => (await seg.addresses(n1)).find((a) => a.local === "192.0.2.99"), 15_000);
     // The kernel fence: the nftables element lets the VIP through for at most
     // hold − margin (2450 ms) after a heartbeat...
@@ -94,6 +95,11 @@ test("the binary holds a VIP through a real etcd and gives it back on SIGTERM", 
     expect(lines.find((l) => l.msg === "acquired VIP")).toBeDefined();
     expect(lines.find((l) => l.msg === "released VIP")?.reason).toBe("shutting down");
   } finally {
+    // A failed expectation must not leave the binary running in a namespace about to vanish.
+    if (p && p.exitCode === null && p.signalCode === null) {
+      p.kill("SIGKILL");
+      await p.exited;
+    }
     await etcd?.stopAll();
     await seg.destroy();
   }
