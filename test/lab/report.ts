@@ -238,7 +238,7 @@ export function markdownReport(results: readonly TrialResult[], meta: RunMeta, v
   ];
   if (failedTrials.length) lines.push("### Failed trials", "", ...failedTrials, "");
   if (verdicts.length) {
-    lines.push("### vipd targets (issue 4; no move and recovery: issues D and E)", "");
+    lines.push("### vipd targets (issues 4 and 8)", "");
     for (const v of verdicts) lines.push(`- **${v.pass ? "PASS" : "MISS"}** ${v.target} — ${v.detail}`);
     lines.push("");
   }
