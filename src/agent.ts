@@ -7,7 +7,7 @@
 // with nothing allowed and VIPs left on the links by an earlier run are
 // removed *before* the session registers, because registering clears that
 // run's keys and lets the next node take over at once.
-import type { Settings } from "./config/index.ts";
+import { etcdTls, type Settings } from "./config/index.ts";
 import { EtcdConnection } from "./election/connection.ts";
 import { currentIncarnation, type Incarnation } from "./election/incarnation.ts";
 import { type Clock, type FenceMode, minimumHold, monotonicClock } from "./election/proof.ts";
@@ -245,9 +245,10 @@ export class Agent {
 
   #startSession(identity: Incarnation): void {
     const s = this.settings;
-    this.#conn = new EtcdConnection({ endpoints: s.etcd.endpoints, tls: s.etcd.tls });
+    const tls = etcdTls(s.etcd);
+    this.#conn = new EtcdConnection({ endpoints: s.etcd.endpoints, tls, ...(s.etcd.serverName ? { tlsServerName: s.etcd.serverName } : {}) });
     const session = new Session({
-      settings: { endpoints: s.etcd.endpoints, tls: s.etcd.tls, prefix: s.etcd.prefix, node: s.nodeName, holdMs: this.#holdMs, leaseTtlS: s.election.leaseTTL },
+      settings: { endpoints: s.etcd.endpoints, tls, prefix: s.etcd.prefix, node: s.nodeName, holdMs: this.#holdMs, leaseTtlS: s.election.leaseTTL },
       conn: this.#conn,
       identity,
       clock: this.#clock,

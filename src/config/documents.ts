@@ -6,6 +6,7 @@ import * as v from "valibot";
 import { parseAllDocuments } from "yaml";
 import * as f from "./fields.ts";
 import { type ConfigIssue, issue, joinPath, render } from "./issue.ts";
+import { type Entries, TABLE } from "./table.ts";
 
 export const LAYER2 = "Layer2VIPConfig";
 export const AGENT = "VIPAgentConfig";
@@ -16,41 +17,20 @@ export const layer2Schema = v.strictObject(
   f.MAPPING,
 );
 
-const opt = v.optional;
-const tlsFiles = { caFile: opt(f.filePath), certFile: opt(f.filePath), keyFile: opt(f.filePath) };
+/** The table's entries as optional fields; a section is a strict object (unknown fields are typos). */
+function fieldsOf(entries: Entries): Record<string, v.GenericSchema> {
+  return Object.fromEntries(
+    Object.entries(entries).map(([name, node]) => [
+      name,
+      v.optional(node.kind === "setting" ? node.schema : v.strictObject(fieldsOf(node.entries), f.MAPPING)),
+    ]),
+  );
+}
 
-export const agentSchema = v.strictObject(
-  {
-    apiVersion: f.apiVersion,
-    kind: v.literal(AGENT),
-    nodeName: opt(f.nodeName),
-    etcd: opt(v.strictObject({ endpoints: opt(f.endpoints), prefix: opt(f.keyPrefix), ...tlsFiles }, f.MAPPING)),
-    election: opt(v.strictObject({ holdTime: opt(f.holdTime), leaseTTL: opt(f.leaseTTL) }, f.MAPPING)),
-    health: opt(v.strictObject({ listen: opt(f.hostPort) }, f.MAPPING)),
-    apiServer: opt(
-      v.strictObject(
-        {
-          url: opt(f.httpUrl),
-          ...tlsFiles,
-          insecureSkipVerify: opt(f.bool),
-          interval: opt(f.seconds),
-          timeout: opt(f.seconds),
-          rise: opt(f.count),
-          fall: opt(f.count),
-        },
-        f.MAPPING,
-      ),
-    ),
-    announce: opt(
-      v.strictObject({ burst: opt(f.count), burstInterval: opt(f.burstInterval), refresh: opt(f.refresh) }, f.MAPPING),
-    ),
-    log: opt(v.strictObject({ format: opt(f.logFormat), level: opt(f.logLevel) }, f.MAPPING)),
-  },
-  f.MAPPING,
-);
+/** vipd's own document: every setting of the table, all optional. */
+export const agentSchema = v.strictObject({ apiVersion: f.apiVersion, kind: v.literal(AGENT), ...fieldsOf(TABLE) }, f.MAPPING);
 
 export type Layer2Doc = v.InferOutput<typeof layer2Schema>;
-export type AgentDoc = v.InferOutput<typeof agentSchema>;
 
 export interface Documents {
   layer2: { index: number; value: unknown }[];

@@ -51,6 +51,13 @@ export const endpoints = v.pipe(v.array(endpoint, "a list of etcd URLs"), v.minL
 
 export const filePath = v.pipe(v.string("a file path"), v.nonEmpty("a file path"));
 
+const DNS_NAME = "a DNS name: labels of letters, digits and '-', separated by '.'";
+/** A name a TLS certificate may carry as a DNS SAN. */
+export const serverName = v.pipe(
+  v.string(DNS_NAME),
+  v.check((s) => s.length <= 253 && s.split(".").every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l)), DNS_NAME),
+);
+
 const PREFIX = 'a key prefix that starts and ends with "/" and has no whitespace';
 export const keyPrefix = v.pipe(
   v.string(PREFIX),

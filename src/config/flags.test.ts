@@ -68,12 +68,23 @@ describe("FLAGS", () => {
       "etcd-ca": "VIPD_ETCD_CA",
       "etcd-cert": "VIPD_ETCD_CERT",
       "etcd-key": "VIPD_ETCD_KEY",
+      "etcd-server-name": "VIPD_ETCD_SERVER_NAME",
+      "etcd-prefix": "VIPD_ETCD_PREFIX",
       "hold-time": "VIPD_HOLD_TIME",
       "lease-ttl": "VIPD_LEASE_TTL",
       "health-listen": "VIPD_HEALTH_LISTEN",
       "apiserver-url": "VIPD_APISERVER_URL",
       "apiserver-ca": "VIPD_APISERVER_CA",
+      "apiserver-cert": "VIPD_APISERVER_CERT",
+      "apiserver-key": "VIPD_APISERVER_KEY",
       "apiserver-insecure-skip-verify": "VIPD_APISERVER_INSECURE_SKIP_VERIFY",
+      "apiserver-interval": "VIPD_APISERVER_INTERVAL",
+      "apiserver-timeout": "VIPD_APISERVER_TIMEOUT",
+      "apiserver-rise": "VIPD_APISERVER_RISE",
+      "apiserver-fall": "VIPD_APISERVER_FALL",
+      "announce-burst": "VIPD_ANNOUNCE_BURST",
+      "announce-burst-interval": "VIPD_ANNOUNCE_BURST_INTERVAL",
+      "announce-refresh": "VIPD_ANNOUNCE_REFRESH",
       "log-format": "VIPD_LOG_FORMAT",
       "log-level": "VIPD_LOG_LEVEL",
       help: undefined,
@@ -83,7 +94,9 @@ describe("FLAGS", () => {
   test("help text has one line a flag, with its variable", () => {
     const help = flagHelp().split("\n");
     expect(help).toHaveLength(FLAGS.length);
-    expect(help[7]).toBe("  --lease-ttl SECONDS               TTL of the lease that removes a vanished agent's keys, 3 to 300 (default: 10) [VIPD_LEASE_TTL]");
-    expect(help.at(-1)).toBe("  --help                            show this help");
+    expect(help.find((l) => l.startsWith("  --lease-ttl"))).toBe(
+      "  --lease-ttl SECONDS                TTL of the lease that removes a vanished agent's keys, 3 to 300 s, at least the hold time + 0.5 s (default: 10) [VIPD_LEASE_TTL]",
+    );
+    expect(help.at(-1)).toBe("  --help                             show this help");
   });
 });

@@ -1,8 +1,10 @@
-// Command-line flags as data: one table that parses argv, names each flag's
-// environment variable and prints --help. Only the entry point reads
-// process.argv; this takes the words after the subcommand.
+// Command-line flags as data: specs that parse argv, name each flag's
+// environment variable and print --help. The settings' flags come from the
+// table of settings (table.ts). Only the entry point reads process.argv;
+// this takes the words after the command.
 
 import { type ConfigIssue, issue } from "./issue.ts";
+import { LEAVES, type Leaf } from "./table.ts";
 
 export interface FlagSpec {
   /** Without the leading "--". */
@@ -15,28 +17,35 @@ export interface FlagSpec {
   readonly help: string;
 }
 
-const env = (name: string) => `VIPD_${name.toUpperCase().replaceAll("-", "_")}`;
-const str = (name: string, value: string, help: string): FlagSpec => ({ name, type: "string", value, env: env(name), help });
-const yes = (name: string, help: string): FlagSpec => ({ name, type: "boolean", env: env(name), help });
+/** --config: for the entry point, not a setting. */
+export const CONFIG_FLAG: FlagSpec = Object.freeze({ name: "config", type: "string", value: "FILE", env: "VIPD_CONFIG", help: "configuration file: multi-document YAML" });
+export const HELP_FLAG: FlagSpec = Object.freeze({ name: "help", type: "boolean", help: "show this help" });
 
-const TABLE: FlagSpec[] = [
-  str("config", "FILE", "configuration file: multi-document YAML"),
-  str("node-name", "N", "this node's name in elections (default: hostname)"),
-  str("etcd-endpoints", "URL,URL", "etcd endpoints (default: https://127.0.0.1:2379)"),
-  str("etcd-ca", "FILE", "CA bundle to verify etcd"),
-  str("etcd-cert", "FILE", "client certificate for etcd (needs --etcd-key)"),
-  str("etcd-key", "FILE", "client key for etcd (needs --etcd-cert)"),
-  str("hold-time", "MS", "how long a committed heartbeat proves ownership, 1000 to 30000 ms (default: 2500)"),
-  str("lease-ttl", "SECONDS", "TTL of the lease that removes a vanished agent's keys, 3 to 300 (default: 10)"),
-  str("health-listen", "HOST:PORT", "address of /healthz, /status, /metrics (default: 127.0.0.1:8099)"),
-  str("apiserver-url", "URL", "hold VIPs only while this kube-apiserver readiness URL answers 200"),
-  str("apiserver-ca", "FILE", "CA bundle to verify the kube-apiserver"),
-  yes("apiserver-insecure-skip-verify", "do not verify the kube-apiserver's certificate"),
-  str("log-format", "pretty|json", "log format (default: pretty on a terminal, else json)"),
-  str("log-level", "LEVEL", "silent, error, warn, info, debug or trace (default: info)"),
-  { name: "help", type: "boolean", help: "show this help" },
-];
-export const FLAGS: readonly FlagSpec[] = Object.freeze(TABLE.map((f) => Object.freeze(f)));
+/** A setting's default as a person writes it on a command line. */
+function shown(value: unknown): string {
+  if (Array.isArray(value)) return value.join(",");
+  if (value && typeof value === "object" && "host" in value && "port" in value) {
+    const { host, port } = value as { host: string; port: number };
+    return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  }
+  return String(value);
+}
+
+/** The flag of one setting of the table, with its default in the help. */
+export function settingFlag(leaf: Leaf): FlagSpec {
+  const s = leaf.setting;
+  const suffix = s.default === undefined || s.help.includes("(default") ? "" : ` (default: ${shown(s.default)})`;
+  return Object.freeze({
+    name: s.flag,
+    type: s.text === "boolean" ? "boolean" : "string",
+    ...(s.text === "boolean" ? {} : { value: s.value }),
+    env: leaf.env,
+    help: `${s.help}${suffix}`,
+  });
+}
+
+/** Every flag `vipd run` takes: the config file, every setting, and help. */
+export const FLAGS: readonly FlagSpec[] = Object.freeze([CONFIG_FLAG, ...LEAVES.map(settingFlag), HELP_FLAG]);
 
 export type Flags = Record<string, string | boolean>;
 

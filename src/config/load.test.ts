@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatIssues, loadSettings, summarize, type LoadInput, type LoadResult, type Settings } from "./index.ts";
+import { etcdTls, formatIssues, loadSettings, summarize, type LoadInput, type LoadResult, type Settings } from "./index.ts";
 
 const VIP = "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 192.168.0.15\nlink: enp0s2\n";
 const vip = (name: string, link = "enp0s2") => `apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: "${name}"\nlink: "${link}"\n`;
@@ -128,7 +128,9 @@ log: { format: pretty, level: debug }`),
       etcd: {
         endpoints: ["https://10.0.0.1:2379", "https://[fd00::1]:2379"],
         prefix: "/lab/vipd/",
-        tls: { caFile: "/pki/ca.crt", certFile: "/pki/c.crt", keyFile: "/pki/c.key" },
+        caFile: "/pki/ca.crt",
+        certFile: "/pki/c.crt",
+        keyFile: "/pki/c.key",
       },
       election: { holdTime: 4000, leaseTTL: 5 },
       health: { listen: { host: "::1", port: 9000 } },
@@ -157,7 +159,7 @@ log: { format: pretty, level: debug }`),
     expect(Object.isFrozen(s.vips)).toBe(true);
     expect(Object.isFrozen(s.vips[0])).toBe(true);
     expect(Object.isFrozen(s.etcd.endpoints)).toBe(true);
-    expect(Object.isFrozen(s.etcd.tls)).toBe(true);
+    expect(Object.isFrozen(s.etcd)).toBe(true);
     expect(Object.isFrozen(s.health.listen)).toBe(true);
     expect(() => {
       (s.election as { leaseTTL: number }).leaseTTL = 1;
@@ -190,7 +192,7 @@ describe("precedence: flags > environment > file > defaults", () => {
   });
   test("certificate from the file, key from a flag", () => {
     const s = settings(docs(VIP, agent("etcd: { certFile: /c.crt }")), { flags: { "etcd-key": "/c.key" } });
-    expect(s.etcd.tls).toEqual({ certFile: "/c.crt", keyFile: "/c.key" });
+    expect(etcdTls(s.etcd)).toEqual({ certFile: "/c.crt", keyFile: "/c.key" });
   });
 });
 
@@ -288,7 +290,7 @@ describe("errors name the document, the field and what was wanted", () => {
       "typo in a nested field",
       docs(VIP, agent("etcd: { endpionts: [https://a:2379] }")),
       {},
-      ["document 1 (VIPAgentConfig): etcd.endpionts: unknown field; known fields here: endpoints, prefix, caFile, certFile, keyFile"],
+      ["document 1 (VIPAgentConfig): etcd.endpionts: unknown field; known fields here: endpoints, caFile, certFile, keyFile, serverName, prefix"],
     ],
     [
       "certificate without key",
@@ -379,7 +381,7 @@ describe("TLS files are checked at load time", () => {
 
   test("existing files pass", () => {
     const text = docs(VIP, agent(`etcd: { caFile: ${dir}/ca.crt, certFile: ${dir}/c.crt, keyFile: ${dir}/c.key }`));
-    expect(settings(text, real({})).etcd.tls).toEqual({ caFile: `${dir}/ca.crt`, certFile: `${dir}/c.crt`, keyFile: `${dir}/c.key` });
+    expect(etcdTls(settings(text, real({})).etcd)).toEqual({ caFile: `${dir}/ca.crt`, certFile: `${dir}/c.crt`, keyFile: `${dir}/c.key` });
   });
   test("missing files and directories are named by source", () => {
     const text = docs(VIP, agent(`etcd: { caFile: ${dir}/nope.crt }`));

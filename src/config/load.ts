@@ -17,7 +17,8 @@ import * as f from "./fields.ts";
 import { isReadableFile } from "./file.ts";
 import { FLAGS, type Flags } from "./flags.ts";
 import { type ConfigIssue, issue, render } from "./issue.ts";
-import { DEFAULTS, type Settings, type VipSettings } from "./settings.ts";
+import type { Settings, VipSettings } from "./settings.ts";
+import { type Leaf, LEAVES, OPTIONAL_SECTIONS, type TextKind } from "./table.ts";
 
 export interface LoadInput {
   fileText: string;
@@ -36,42 +37,8 @@ export type LoadResult =
   | { ok: true; settings: Settings; skipped: { index: number; kind: string }[] }
   | { ok: false; issues: ConfigIssue[] };
 
-type Schema = v.GenericSchema;
-
-/** A setting that may come from the file, the environment or a flag. */
-interface Field {
-  key: string;
-  schema: Schema;
-  /** How env/flag text becomes a value before the schema sees it. */
-  text: "string" | "number" | "boolean" | "list";
-  flag?: string;
-}
-
-const FIELDS: readonly Field[] = [
-  { key: "nodeName", schema: f.nodeName, text: "string", flag: "node-name" },
-  { key: "etcd.endpoints", schema: f.endpoints, text: "list", flag: "etcd-endpoints" },
-  { key: "etcd.prefix", schema: f.keyPrefix, text: "string" },
-  { key: "etcd.caFile", schema: f.filePath, text: "string", flag: "etcd-ca" },
-  { key: "etcd.certFile", schema: f.filePath, text: "string", flag: "etcd-cert" },
-  { key: "etcd.keyFile", schema: f.filePath, text: "string", flag: "etcd-key" },
-  { key: "election.holdTime", schema: f.holdTime, text: "number", flag: "hold-time" },
-  { key: "election.leaseTTL", schema: f.leaseTTL, text: "number", flag: "lease-ttl" },
-  { key: "health.listen", schema: f.hostPort, text: "string", flag: "health-listen" },
-  { key: "apiServer.url", schema: f.httpUrl, text: "string", flag: "apiserver-url" },
-  { key: "apiServer.caFile", schema: f.filePath, text: "string", flag: "apiserver-ca" },
-  { key: "apiServer.certFile", schema: f.filePath, text: "string" },
-  { key: "apiServer.keyFile", schema: f.filePath, text: "string" },
-  { key: "apiServer.insecureSkipVerify", schema: f.bool, text: "boolean", flag: "apiserver-insecure-skip-verify" },
-  { key: "apiServer.interval", schema: f.seconds, text: "number" },
-  { key: "apiServer.timeout", schema: f.seconds, text: "number" },
-  { key: "apiServer.rise", schema: f.count, text: "number" },
-  { key: "apiServer.fall", schema: f.count, text: "number" },
-  { key: "announce.burst", schema: f.count, text: "number" },
-  { key: "announce.burstInterval", schema: f.burstInterval, text: "number" },
-  { key: "announce.refresh", schema: f.refresh, text: "number" },
-  { key: "log.format", schema: f.logFormat, text: "string", flag: "log-format" },
-  { key: "log.level", schema: f.logLevel, text: "string", flag: "log-level" },
-];
+/** A setting of the table, by its path ("etcd.endpoints"). */
+const FIELDS: readonly Leaf[] = LEAVES;
 
 /** A validated value and where it came from, so later checks can name the source. */
 interface Sourced {
@@ -82,7 +49,7 @@ interface Sourced {
 }
 type Layer = Map<string, Sourced>;
 
-function fromText(text: string, kind: Field["text"]): unknown {
+function fromText(text: string, kind: TextKind): unknown {
   switch (kind) {
     case "string":
       return text;
@@ -98,22 +65,23 @@ function fromText(text: string, kind: Field["text"]): unknown {
   }
 }
 
-/** Validates one value against its field; adds to the layer or to issues. */
-function admit(field: Field, raw: unknown, document: string, path: string, layer: Layer, issues: ConfigIssue[]): void {
-  const r = v.safeParse(field.schema, raw, { abortEarly: false });
+/** Validates one value against its setting; adds to the layer or to issues. */
+function admit(field: Leaf, raw: unknown, document: string, path: string, layer: Layer, issues: ConfigIssue[]): void {
+  const schema = field.setting.schema;
+  const r = v.safeParse(schema, raw, { abortEarly: false });
   if (!r.success) {
-    issues.push(...fromValibot(field.schema, r.issues, document, path === "" ? [] : [path]));
+    issues.push(...fromValibot(schema, r.issues, document, path === "" ? [] : [path]));
     return;
   }
-  layer.set(field.key, { value: r.output, document, path });
+  layer.set(field.path, { value: r.output, document, path });
 }
 
 function fileLayer(doc: Record<string, unknown>, index: number, issues: ConfigIssue[]): Layer {
   const layer: Layer = new Map();
   for (const field of FIELDS) {
     let value: unknown = doc;
-    for (const k of field.key.split(".")) value = (value as Record<string, unknown> | undefined)?.[k];
-    if (value !== undefined) admit(field, value, documentLabel(index, AGENT), field.key, layer, issues);
+    for (const k of field.path.split(".")) value = (value as Record<string, unknown> | undefined)?.[k];
+    if (value !== undefined) admit(field, value, documentLabel(index, AGENT), field.path, layer, issues);
   }
   return layer;
 }
@@ -128,10 +96,9 @@ function envLayer(env: LoadInput["env"], issues: ConfigIssue[]): Layer {
     }
   }
   for (const field of FIELDS) {
-    const spec = FLAGS.find((s) => s.name === field.flag);
-    const text = spec?.env ? env[spec.env] : undefined;
+    const text = env[field.env];
     // Empty counts as unset, as with systemd's "Environment=VIPD_X=".
-    if (spec?.env && text !== undefined && text !== "") admit(field, fromText(text, field.text), `environment ${spec.env}`, "", layer, issues);
+    if (text !== undefined && text !== "") admit(field, fromText(text, field.setting.text), `environment ${field.env}`, "", layer, issues);
   }
   return layer;
 }
@@ -144,9 +111,9 @@ function flagLayer(flags: Flags, issues: ConfigIssue[]): Layer {
       issues.push(issue(`flag --${name}`, "", "a flag listed by --help", render(value), "unknown flag; see --help"));
       continue;
     }
-    const field = FIELDS.find((fd) => fd.flag === name);
+    const field = FIELDS.find((fd) => fd.setting.flag === name);
     if (!field) continue; // --config, --help: for the entry point, not settings
-    const raw = typeof value === "string" ? fromText(value, field.text) : value;
+    const raw = typeof value === "string" ? fromText(value, field.setting.text) : value;
     admit(field, raw, `flag --${name}`, "", layer, issues);
   }
   return layer;
@@ -199,13 +166,14 @@ export function loadSettings(input: LoadInput): LoadResult {
   }
 
   let file: Layer = new Map();
-  let apiServerSection = false;
+  /** Optional sections the document names, even empty ("apiServer: {}" turns the gate on). */
+  let sectionsNamed = new Set<string>();
   for (const [n, { index, value }] of docs.agent.entries()) {
     const label = documentLabel(index, AGENT);
     const r = v.safeParse(agentSchema, value, { abortEarly: false });
     const docIssues = r.success ? [] : fromValibot(agentSchema, r.issues, label);
-    // Field by field as well, from the raw values, so a too-short TTL is reported even
-    // when something else in the document is wrong; the same shape issue is listed once.
+    // Field by field as well, from the raw values, so a bad value is reported even
+    // when something else in the document is wrong; the same issue is listed once.
     const fieldIssues: ConfigIssue[] = [];
     const layer = fileLayer(value as Record<string, unknown>, index, fieldIssues);
     const seen = new Set(docIssues.map((i) => i.message));
@@ -215,88 +183,63 @@ export function loadSettings(input: LoadInput): LoadResult {
       issues.push(issue(label, "", `at most one ${AGENT} document`, "another one", `only one ${AGENT} document is allowed, and ${documentLabel(first, AGENT)} is one already`));
     } else {
       file = layer;
-      apiServerSection = (value as Record<string, unknown>).apiServer !== undefined;
+      sectionsNamed = new Set(OPTIONAL_SECTIONS.filter((name) => (value as Record<string, unknown>)[name] !== undefined));
     }
   }
   const env = envLayer(input.env, issues);
   const flags = flagLayer(input.flags, issues);
 
   const pick = (key: string): Sourced | undefined => flags.get(key) ?? env.get(key) ?? file.get(key);
-  const get = <T>(key: string, fallback: T): T => (pick(key)?.value as T | undefined) ?? fallback;
 
-  let nodeName = get<string | undefined>("nodeName", undefined);
-  if (nodeName === undefined) {
-    const r = v.safeParse(f.nodeName, input.hostname);
-    if (r.success) nodeName = r.output;
-    else issues.push(...fromValibot(f.nodeName, r.issues, "hostname (the default nodeName; set nodeName, VIPD_NODE_NAME or --node-name)"));
+  // What nothing set: the table's default, or a fallback from the machine.
+  const fallbacks: Record<"hostname" | "terminal", () => unknown> = {
+    hostname: () => {
+      const r = v.safeParse(f.nodeName, input.hostname);
+      if (r.success) return r.output;
+      issues.push(...fromValibot(f.nodeName, r.issues, "hostname (the default nodeName; set nodeName, VIPD_NODE_NAME or --node-name)"));
+      return undefined;
+    },
+    terminal: () => (input.isTTY ? "pretty" : "json"),
+  };
+  const values = new Map<string, unknown>();
+  for (const leaf of FIELDS) {
+    const s = leaf.setting;
+    const value = pick(leaf.path)?.value ?? s.default ?? (s.fallback ? fallbacks[s.fallback]() : undefined);
+    if (value !== undefined) values.set(leaf.path, value);
   }
 
   checkPair(pick, "etcd", "VIPD_ETCD_CERT or --etcd-cert", "VIPD_ETCD_KEY or --etcd-key", issues);
-  checkPair(pick, "apiServer", "", "", issues);
+  checkPair(pick, "apiServer", "VIPD_APISERVER_CERT or --apiserver-cert", "VIPD_APISERVER_KEY or --apiserver-key", issues);
   checkTlsScheme(pick, issues);
-  for (const key of ["etcd.caFile", "etcd.certFile", "etcd.keyFile", "apiServer.caFile", "apiServer.certFile", "apiServer.keyFile"]) {
-    const s = pick(key);
+  for (const leaf of FIELDS) {
+    const s = leaf.setting.file ? pick(leaf.path) : undefined;
     if (s && !fileExists(s.value as string)) issues.push(issue(s.document, s.path, "a readable file", render(s.value)));
   }
 
-  const ttl = pick("election.leaseTTL");
-  const hold = get("election.holdTime", DEFAULTS.holdTime);
-  const short = f.leaseTooShort(get("election.leaseTTL", DEFAULTS.leaseTTL), hold);
+  const hold = values.get("election.holdTime") as number;
+  const short = f.leaseTooShort(values.get("election.leaseTTL") as number, hold);
   if (short) {
-    const s = ttl ?? pick("election.holdTime")!;
+    const s = pick("election.leaseTTL") ?? pick("election.holdTime")!;
     issues.push(issue(s.document, s.path, `a leaseTTL of at least ${Math.ceil((hold + f.LEASE_BEYOND_HOLD_MS) / 1000)} s`, render(s.value), short));
   }
 
   if (issues.length > 0) return { ok: false, issues };
 
-  const tls = files(pick, "etcd");
-  const gate = apiServerSection || FIELDS.some((fd) => fd.key.startsWith("apiServer.") && pick(fd.key));
-  const settings: Settings = {
-    nodeName: nodeName!,
-    vips,
-    etcd: {
-      endpoints: get("etcd.endpoints", DEFAULTS.endpoints),
-      prefix: get("etcd.prefix", DEFAULTS.prefix),
-      ...(Object.keys(tls).length > 0 ? { tls } : {}),
-    },
-    election: { holdTime: hold, leaseTTL: get("election.leaseTTL", DEFAULTS.leaseTTL) },
-    health: { listen: { ...get("health.listen", DEFAULTS.listen) } },
-    ...(gate
-      ? {
-          apiServer: {
-            url: get("apiServer.url", DEFAULTS.apiServerUrl),
-            ...files(pick, "apiServer"),
-            insecureSkipVerify: get("apiServer.insecureSkipVerify", false),
-            interval: get("apiServer.interval", DEFAULTS.interval),
-            timeout: get("apiServer.timeout", DEFAULTS.timeout),
-            rise: get("apiServer.rise", DEFAULTS.rise),
-            fall: get("apiServer.fall", DEFAULTS.fall),
-          },
-        }
-      : {}),
-    announce: {
-      burst: get("announce.burst", DEFAULTS.burst),
-      burstInterval: get("announce.burstInterval", DEFAULTS.burstInterval),
-      refresh: get("announce.refresh", DEFAULTS.refresh),
-    },
-    log: {
-      format: get<"pretty" | "json">("log.format", input.isTTY ? "pretty" : "json"),
-      level: get("log.level", DEFAULTS.logLevel),
-    },
-  };
-  return { ok: true, settings: deepFreeze(settings), skipped: docs.skipped };
+  // An optional section exists when the document names it or anything sets one of its settings.
+  const present = (section: string) => sectionsNamed.has(section) || FIELDS.some((fd) => fd.path.startsWith(`${section}.`) && pick(fd.path));
+  const tree: Record<string, unknown> = { vips };
+  for (const [path, value] of values) {
+    const [section, name] = path.includes(".") ? (path.split(".") as [string, string]) : [null, path];
+    if (section === null) tree[name] = value;
+    else if (!OPTIONAL_SECTIONS.includes(section) || present(section)) {
+      const into = (tree[section] ??= {}) as Record<string, unknown>;
+      into[name] = value;
+    }
+  }
+  return { ok: true, settings: deepFreeze(tree as unknown as Settings), skipped: docs.skipped };
 }
 
 type Pick = (key: string) => Sourced | undefined;
-
-function files(pick: Pick, section: string): { caFile?: string; certFile?: string; keyFile?: string } {
-  const out: { caFile?: string; certFile?: string; keyFile?: string } = {};
-  for (const k of ["caFile", "certFile", "keyFile"] as const) {
-    const s = pick(`${section}.${k}`);
-    if (s) out[k] = s.value as string;
-  }
-  return out;
-}
 
 /** A client certificate is useless without its key and the reverse; say which half is missing. */
 function checkPair(pick: Pick, section: string, certVia: string, keyVia: string, issues: ConfigIssue[]): void {

@@ -6,7 +6,7 @@ const hostPort = (host: string, port: number) => (host.includes(":") ? `[${host}
 
 export function summarize(s: Settings): string {
   const tls = s.etcd.endpoints.some((e) => e.startsWith("https://"));
-  const clientCert = s.etcd.tls?.certFile ? ", client certificate" : "";
+  const clientCert = s.etcd.certFile ? ", client certificate" : "";
   const gate = s.apiServer
     ? `${s.apiServer.url} every ${s.apiServer.interval} s, timeout ${s.apiServer.timeout} s, rise ${s.apiServer.rise}, fall ${s.apiServer.fall}` +
       (s.apiServer.insecureSkipVerify ? " (certificate not verified)" : "")

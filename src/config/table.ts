@@ -1,0 +1,193 @@
+// Every setting of VIPAgentConfig, declared once. From this table come the
+// document schema, the command-line flags, the environment variables
+// (VIPD_<FLAG>), the defaults, `--help`, `vipd config example` and the type
+// of Settings: a setting added here exists everywhere, and nowhere else
+// needs to know its name.
+
+import type * as v from "valibot";
+import * as f from "./fields.ts";
+
+/** How a value written as text (a flag, a variable) becomes a value the schema can judge. */
+export type TextKind = "string" | "number" | "boolean" | "list";
+
+export interface Setting<T = unknown, Required extends boolean = boolean> {
+  readonly kind: "setting";
+  readonly schema: v.GenericSchema<unknown, T>;
+  readonly text: TextKind;
+  /** Without "--"; the variable is VIPD_ and this in upper case. */
+  readonly flag: string;
+  /** Placeholder for the value in help, e.g. "SECONDS". */
+  readonly value: string;
+  readonly help: string;
+  readonly required: Required;
+  /** The value when nothing sets it. */
+  readonly default?: T;
+  /** Filled in when loading, when nothing sets it: the host name, or what suits the terminal. */
+  readonly fallback?: "hostname" | "terminal";
+  /** How `vipd config example` shows a setting that has no default (YAML). */
+  readonly example?: string;
+  /** A file vipd will read: it must exist and be readable when the configuration is loaded. */
+  readonly file?: true;
+}
+
+export interface Section<E extends Entries = Entries, Optional extends boolean = boolean> {
+  readonly kind: "section";
+  readonly entries: E;
+  /**
+   * Present only when the document has the section or any of its settings is
+   * given (the kube-apiserver gate exists only when asked for).
+   */
+  readonly optional: Optional;
+  /** One line for `vipd config example`. */
+  readonly help: string;
+}
+
+export type Entries = { readonly [name: string]: Setting | Section };
+
+type Spec<T> = Omit<Setting<T>, "kind" | "required" | "default" | "fallback" | "schema" | "text"> & {
+  readonly schema: v.GenericSchema<unknown, T>;
+  readonly text?: TextKind;
+};
+
+/** A setting with a default (or a fallback filled in when loading): always present in Settings. */
+function withDefault<T>(spec: Spec<T> & ({ default: T } | { fallback: "hostname" | "terminal" })): Setting<T, true> {
+  return { kind: "setting", text: "string", ...spec, required: true };
+}
+
+/** A setting that may stay unset. */
+function optional<T>(spec: Spec<T>): Setting<T, false> {
+  return { kind: "setting", text: "string", ...spec, required: false };
+}
+
+function section<E extends Entries>(help: string, entries: E): Section<E, false> {
+  return { kind: "section", entries, optional: false, help };
+}
+
+function optionalSection<E extends Entries>(help: string, entries: E): Section<E, true> {
+  return { kind: "section", entries, optional: true, help };
+}
+
+export const TABLE = {
+  nodeName: withDefault({
+    schema: f.nodeName, flag: "node-name", value: "N", fallback: "hostname",
+    help: "this node's name in elections (default: the host name)",
+  }),
+  etcd: section("the etcd cluster vipd elects through (kubeadm's, on a control-plane node)", {
+    endpoints: withDefault({
+      schema: f.endpoints, text: "list", flag: "etcd-endpoints", value: "URL,URL", default: ["https://127.0.0.1:2379"],
+      help: "etcd endpoints",
+    }),
+    caFile: optional({ schema: f.filePath, file: true, flag: "etcd-ca", value: "FILE", help: "CA bundle to verify etcd", example: "/etc/kubernetes/pki/etcd/ca.crt" }),
+    certFile: optional({
+      schema: f.filePath, file: true, flag: "etcd-cert", value: "FILE", help: "client certificate for etcd (needs --etcd-key)",
+      example: "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+    }),
+    keyFile: optional({
+      schema: f.filePath, file: true, flag: "etcd-key", value: "FILE", help: "client key for etcd (needs --etcd-cert)",
+      example: "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+    }),
+    serverName: optional({
+      schema: f.serverName, flag: "etcd-server-name", value: "NAME",
+      help: "name etcd's certificate must carry (default: the endpoint's address or host name)", example: "etcd.example.internal",
+    }),
+    prefix: withDefault({
+      schema: f.keyPrefix, flag: "etcd-prefix", value: "PREFIX", default: "/vipd/",
+      help: "where vipd's keys live in etcd: agents/, heartbeats/, elections/<vip>/",
+    }),
+  }),
+  election: section("how ownership is proven and handed over (docs/design.md)", {
+    holdTime: withDefault({
+      schema: f.holdTime, text: "number", flag: "hold-time", value: "MS", default: 2500,
+      help: "how long a committed heartbeat proves ownership, 1000 to 30000 ms; another node takes over about this long after the holder falls silent",
+    }),
+    leaseTTL: withDefault({
+      schema: f.leaseTTL, text: "number", flag: "lease-ttl", value: "SECONDS", default: 10,
+      help: "TTL of the lease that removes a vanished agent's keys, 3 to 300 s, at least the hold time + 0.5 s",
+    }),
+  }),
+  health: section("/healthz, /status and /metrics", {
+    listen: withDefault({
+      schema: f.hostPort, flag: "health-listen", value: "HOST:PORT", default: { host: "127.0.0.1", port: 8099 },
+      help: "address of /healthz, /status and /metrics",
+    }),
+  }),
+  apiServer: optionalSection("gate ownership on this node's kube-apiserver answering /readyz (absent: no gate)", {
+    url: withDefault({
+      schema: f.httpUrl, flag: "apiserver-url", value: "URL", default: "https://127.0.0.1:6443/readyz",
+      help: "hold VIPs only while this kube-apiserver readiness URL answers 200",
+    }),
+    caFile: optional({ schema: f.filePath, file: true, flag: "apiserver-ca", value: "FILE", help: "CA bundle to verify the kube-apiserver", example: "/etc/kubernetes/pki/ca.crt" }),
+    certFile: optional({
+      schema: f.filePath, file: true, flag: "apiserver-cert", value: "FILE", help: "client certificate for the kube-apiserver (needs --apiserver-key)",
+      example: "/etc/kubernetes/pki/apiserver-kubelet-client.crt",
+    }),
+    keyFile: optional({
+      schema: f.filePath, file: true, flag: "apiserver-key", value: "FILE", help: "client key for the kube-apiserver (needs --apiserver-cert)",
+      example: "/etc/kubernetes/pki/apiserver-kubelet-client.key",
+    }),
+    insecureSkipVerify: withDefault({
+      schema: f.bool, text: "boolean", flag: "apiserver-insecure-skip-verify", value: "", default: false,
+      help: "do not verify the kube-apiserver's certificate",
+    }),
+    interval: withDefault({ schema: f.seconds, text: "number", flag: "apiserver-interval", value: "SECONDS", default: 1, help: "seconds between probes" }),
+    timeout: withDefault({ schema: f.seconds, text: "number", flag: "apiserver-timeout", value: "SECONDS", default: 2, help: "seconds a probe may take" }),
+    rise: withDefault({ schema: f.count, text: "number", flag: "apiserver-rise", value: "N", default: 2, help: "successes in a row that open the gate" }),
+    fall: withDefault({ schema: f.count, text: "number", flag: "apiserver-fall", value: "N", default: 3, help: "failures in a row that close it" }),
+  }),
+  announce: section("gratuitous ARP / unsolicited neighbour advertisements", {
+    burst: withDefault({ schema: f.count, text: "number", flag: "announce-burst", value: "N", default: 3, help: "announcement rounds right after taking a VIP" }),
+    burstInterval: withDefault({
+      schema: f.burstInterval, text: "number", flag: "announce-burst-interval", value: "SECONDS", default: 0.05,
+      help: "seconds between those rounds",
+    }),
+    refresh: withDefault({
+      schema: f.refresh, text: "number", flag: "announce-refresh", value: "SECONDS", default: 10,
+      help: "seconds between announcements while holding (0: none)",
+    }),
+  }),
+  log: section("vipd's log on stderr", {
+    format: withDefault({
+      schema: f.logFormat, flag: "log-format", value: "pretty|json", fallback: "terminal", example: "json",
+      help: "log format (default: pretty on a terminal, else json)",
+    }),
+    level: withDefault({ schema: f.logLevel, flag: "log-level", value: "LEVEL", default: "info", help: "silent, error, warn, info, debug or trace" }),
+  }),
+} as const satisfies Entries;
+
+/** The value type a table node gives Settings. */
+type ValueOf<N> =
+  N extends Setting<infer T, infer R> ? (R extends true ? T : T | undefined)
+  : N extends Section<infer E, infer O> ? (O extends true ? SettingsOf<E> | undefined : SettingsOf<E>)
+  : never;
+
+type SettingsOf<E> = { readonly [K in keyof E as undefined extends ValueOf<E[K]> ? never : K]: ValueOf<E[K]> } & {
+  readonly [K in keyof E as undefined extends ValueOf<E[K]> ? K : never]?: Exclude<ValueOf<E[K]>, undefined>;
+};
+
+/** The settings the table declares, as everything after config/ reads them. */
+export type TableSettings = SettingsOf<typeof TABLE>;
+
+export interface Leaf {
+  /** "etcd.endpoints": where it is in the document and in Settings. */
+  readonly path: string;
+  readonly setting: Setting;
+  /** VIPD_ETCD_ENDPOINTS */
+  readonly env: string;
+}
+
+export const envName = (flag: string) => `VIPD_${flag.toUpperCase().replaceAll("-", "_")}`;
+
+function leavesOf(entries: Entries, base: string): Leaf[] {
+  return Object.entries(entries).flatMap(([name, node]) => {
+    const path = base ? `${base}.${name}` : name;
+    return node.kind === "setting" ? [{ path, setting: node as Setting, env: envName(node.flag) }] : leavesOf(node.entries, path);
+  });
+}
+
+/** Every setting, in table order. */
+export const LEAVES: readonly Leaf[] = Object.freeze(leavesOf(TABLE, ""));
+
+/** The sections that exist only when asked for, by name ("apiServer"). */
+export const OPTIONAL_SECTIONS: readonly string[] = Object.entries(TABLE)
+  .filter(([, n]) => n.kind === "section" && n.optional)
+  .map(([name]) => name);
