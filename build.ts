@@ -46,6 +46,15 @@ const TARGETS = {
   arm64: "bun-linux-arm64",
 } as const;
 
+/** The commit being built, for `vipd version`; "unknown" outside a git checkout. */
+function commit(): string {
+  const r = Bun.spawnSync(["git", "rev-parse", "--short=12", "HEAD"], { cwd: root, stdout: "pipe", stderr: "ignore" });
+  const sha = r.exitCode === 0 ? r.stdout.toString().trim() : "";
+  if (!sha) return "unknown";
+  const dirty = Bun.spawnSync(["git", "status", "--porcelain", "--untracked-files=no"], { cwd: root, stdout: "pipe", stderr: "ignore" });
+  return dirty.stdout.toString().trim() ? `${sha}-dirty` : sha;
+}
+
 async function build(arch: keyof typeof TARGETS, outfile: string): Promise<void> {
   const version = (await Bun.file(join(root, "package.json")).json()).version as string;
   const result = await Bun.build({
@@ -53,7 +62,11 @@ async function build(arch: keyof typeof TARGETS, outfile: string): Promise<void>
     plugins: [embedEtcdProto],
     minify: { syntax: true, whitespace: true },
     sourcemap: "none",
-    define: { VIPD_VERSION: JSON.stringify(version) },
+    define: {
+      VIPD_VERSION: JSON.stringify(version),
+      VIPD_COMMIT: JSON.stringify(commit()),
+      VIPD_TARGET: JSON.stringify(`linux-${arch}`),
+    },
     compile: {
       target: TARGETS[arch],
       outfile,

@@ -1,17 +1,23 @@
-// The commands as functions from arguments to an exit code. Only main.ts
-// touches process.argv, signals and process.exit; everything here gets them
-// through CliIO, so the whole CLI runs in tests.
+// The commands as data: each names its flags, its one-line summary and its
+// function from arguments to an exit code. `vipd --help` and
+// `vipd <command> --help` are printed from this table. Only main.ts touches
+// process.argv, signals and process.exit; everything here gets them through
+// CliIO, so the whole CLI runs in tests.
 import { Agent, StartRefused } from "../agent.ts";
-import { configPath, FLAGS, type FlagSpec, formatIssues, loadSettings, parseFlags, readConfigFile, type Settings, summarize } from "../config/index.ts";
+import {
+  CONFIG_FLAG, configPath, etcdTls, FLAGS, type FlagSpec, flagHelp, formatIssues, HELP_FLAG, LEAVES, loadSettings, parseFlags,
+  readConfigFile, type Settings, settingFlag, summarize,
+} from "../config/index.ts";
+import { configExample } from "../config/example.ts";
 import { connectEtcd } from "../election/connection.ts";
 import { describeEtcdError } from "../election/etcd-error.ts";
-import { HealthServer } from "../health/server.ts";
+import { formatListen, HealthServer } from "../health/server.ts";
 import { createLogger, describeError, type LogLevel } from "../log.ts";
 import { readStatus, renderStatusJson, renderStatusTable } from "./status.ts";
-import { usage } from "./usage.ts";
+import { BUILD, versionLine } from "./version.ts";
+import { waitFor, type WaitFor } from "./wait.ts";
 
-declare const VIPD_VERSION: string | undefined;
-export const VERSION = typeof VIPD_VERSION === "string" ? VIPD_VERSION : "0.1.0-dev";
+export const VERSION = BUILD.version;
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -28,55 +34,179 @@ export interface CliIO {
   readonly stopRequested: Promise<string>;
 }
 
-export async function runCli(io: CliIO): Promise<number> {
-  const [command, ...rest] = io.argv;
-  switch (command) {
-    case "run":
-      return run(rest, io);
-    case "validate":
-      return validate(rest, io);
-    case "status":
-      return status(rest, io);
-    case "version":
-    case "--version":
-      io.out(`vipd ${VERSION}\n`);
-      return EXIT_OK;
-    case undefined:
-    case "help":
-    case "--help":
-    case "-h":
-      (command === undefined ? io.err : io.out)(usage());
-      return command === undefined ? EXIT_USAGE : EXIT_OK;
-    default:
-      io.err(`vipd: unknown command "${command}"\n\n${usage()}`);
-      return EXIT_USAGE;
-  }
+interface Command {
+  /** As typed after `vipd`: "run", "config example". */
+  readonly name: string;
+  /** The usage line, after "vipd ". */
+  readonly synopsis: string;
+  readonly summary: string;
+  readonly flags: readonly FlagSpec[];
+  /** Lines after the flags in `--help`. */
+  readonly notes?: string;
+  run(args: readonly string[], io: CliIO): number | Promise<number>;
 }
 
-const STATUS_FLAGS: readonly FlagSpec[] = [...FLAGS, { name: "json", type: "boolean", help: "vipd status: print JSON" }];
+const flag = (name: string, type: "string" | "boolean", help: string, value?: string): FlagSpec =>
+  Object.freeze({ name, type, help, ...(value ? { value } : {}) });
 
-/**
- * `vipd status` needs no VIP of its own: on a machine without a config file
- * it reads all VIPs under the prefix. This stands in for the VIP documents so
- * the flags and environment still go through the one validated path.
- */
-const NO_VIPS_DOCUMENT = "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 192.0.2.1\nlink: lo\n";
+const settingFlags = (prefix: string) => LEAVES.filter((l) => l.path.startsWith(prefix)).map(settingFlag);
+const JSON_FLAG = flag("json", "boolean", "print JSON");
 
-/** Flags + environment + file → settings, or the issues printed and exit 2. */
-function settingsFrom(
-  args: readonly string[],
-  io: CliIO,
-  opts: { file?: string; spec?: readonly FlagSpec[]; configOptional?: boolean } = {},
-): { settings: Settings; skipped: { index: number; kind: string }[]; flags: Record<string, string | boolean>; fromFile: boolean } | number {
-  const parsed = parseFlags(args, opts.spec ?? FLAGS);
-  if (!parsed.ok) {
-    io.err(`${formatIssues(parsed.issues)}\n\nRun "vipd --help" for usage.\n`);
+const COMMANDS: readonly Command[] = [
+  {
+    name: "run",
+    synopsis: "run --config FILE [flags]",
+    summary: "hold and announce the VIPs this node wins",
+    flags: FLAGS,
+    run: (args, io) => run(args, io),
+  },
+  {
+    name: "validate",
+    synopsis: "validate FILE [flags]",
+    summary: "check a config file: exit 0 and a summary, or 2 and every problem",
+    flags: FLAGS.filter((f) => f !== CONFIG_FLAG),
+    run: (args, io) => validate(args, io),
+  },
+  {
+    name: "status",
+    synopsis: "status [--json] [--config FILE] [etcd flags]",
+    summary: "who holds each VIP and who waits, read from etcd (no agent needed here)",
+    flags: [CONFIG_FLAG, ...settingFlags("etcd."), JSON_FLAG, HELP_FLAG],
+    notes: "With --config, only that file's VIPs are listed; without, every VIP under the prefix.",
+    run: (args, io) => status(args, io),
+  },
+  {
+    name: "wait",
+    synopsis: "wait [--for healthy|holding] [--timeout SECONDS] [--config FILE | --health-listen HOST:PORT]",
+    summary: "wait until this node's vipd is healthy, or holds a VIP (for cloud-init and scripts)",
+    flags: [
+      flag("for", "string", 'what to wait for: "healthy" (/healthz answers 200) or "holding" (this node holds a VIP) (default: healthy)', "healthy|holding"),
+      flag("timeout", "string", "give up after this many seconds (default: 60)", "SECONDS"),
+      CONFIG_FLAG,
+      ...settingFlags("health."),
+      HELP_FLAG,
+    ],
+    notes: "Exit codes: 0 done; 1 timed out (the last answer on stderr); 2 bad usage.",
+    run: (args, io) => wait(args, io),
+  },
+  {
+    name: "config example",
+    synopsis: "config example",
+    summary: "print a commented configuration file with every setting and its default",
+    flags: [HELP_FLAG],
+    run: (args, io) => withHelp("config example", args, io, () => {
+      io.out(configExample());
+      return EXIT_OK;
+    }),
+  },
+  {
+    name: "version",
+    synopsis: "version",
+    summary: "print the version, commit, Bun version and target",
+    flags: [HELP_FLAG],
+    run: (args, io) => withHelp("version", args, io, () => {
+      io.out(`${versionLine()}\n`);
+      return EXIT_OK;
+    }),
+  },
+];
+
+/** `vipd --help`: every command, and how to learn its flags. */
+export function usage(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
+  return `vipd — floating virtual IP agent for highly available control planes
+
+Usage: vipd <command> [flags]
+
+Commands:
+${COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`).join("\n")}
+
+"vipd <command> --help" lists a command's flags; each setting is also read from
+the environment variable shown there (VIPD_...), and from the configuration file.
+
+Exit codes: 0 clean stop, 2 bad usage or configuration, 1 anything else.
+`;
+}
+
+/** `vipd <command> --help`. */
+export function commandHelp(name: string): string {
+  const c = COMMANDS.find((x) => x.name === name)!;
+  return `vipd ${c.synopsis}
+
+${c.summary}.
+
+Flags:
+${flagHelp(c.flags)}
+${c.notes ? `\n${c.notes}\n` : ""}`;
+}
+
+export async function runCli(io: CliIO): Promise<number> {
+  const [first, second, ...rest] = io.argv;
+  if (first === undefined) {
+    io.err(usage());
     return EXIT_USAGE;
   }
-  if (parsed.flags.help) {
+  if (first === "help" || first === "--help" || first === "-h") {
     io.out(usage());
     return EXIT_OK;
   }
+  if (first === "--version") return commandNamed("version")!.run([], io);
+  const two = second === undefined ? undefined : commandNamed(`${first} ${second}`);
+  if (two) return two.run(rest, io);
+  const one = commandNamed(first);
+  if (one) return one.run(io.argv.slice(1), io);
+  const hint = first === "config" ? `: did you mean "vipd config example"?` : "";
+  io.err(`vipd: unknown command "${[first, ...(first === "config" && second ? [second] : [])].join(" ")}"${hint}\n\n${usage()}`);
+  return EXIT_USAGE;
+}
+
+function commandNamed(name: string): Command | undefined {
+  return COMMANDS.find((c) => c.name === name);
+}
+
+/** Parses a command's flags, answers --help, and reports bad usage with exit 2. */
+function parse(name: string, args: readonly string[], io: CliIO): { flags: Record<string, string | boolean>; positionals: string[] } | number {
+  const parsed = parseFlags(args, commandNamed(name)!.flags);
+  if (!parsed.ok) {
+    io.err(`${formatIssues(parsed.issues)}\n\nRun "vipd ${name} --help" for usage.\n`);
+    return EXIT_USAGE;
+  }
+  if (parsed.flags.help) {
+    io.out(commandHelp(name));
+    return EXIT_OK;
+  }
+  return parsed;
+}
+
+function withHelp(name: string, args: readonly string[], io: CliIO, fn: () => number): number {
+  const p = parse(name, args, io);
+  if (typeof p === "number") return p;
+  if (p.positionals.length) {
+    io.err(`vipd ${name}: unexpected ${JSON.stringify(p.positionals[0])}\n\nRun "vipd ${name} --help" for usage.\n`);
+    return EXIT_USAGE;
+  }
+  return fn();
+}
+
+/**
+ * `vipd status` and `vipd wait` need no VIP of their own: on a machine
+ * without a config file they stand this in for the VIP documents, so the
+ * flags and environment still go through the one validated path.
+ */
+const NO_VIPS_DOCUMENT = "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 192.0.2.1\nlink: lo\n";
+const SETTING_FLAGS = new Set(FLAGS.map((f) => f.name));
+
+interface Loaded {
+  settings: Settings;
+  skipped: { index: number; kind: string }[];
+  flags: Record<string, string | boolean>;
+  fromFile: boolean;
+}
+
+/** Flags + environment + file → settings, or the issues printed and exit 2. */
+function settingsFrom(name: string, args: readonly string[], io: CliIO, opts: { file?: string; configOptional?: boolean } = {}): Loaded | number {
+  const parsed = parse(name, args, io);
+  if (typeof parsed === "number") return parsed;
   const path = opts.file ?? configPath(parsed.flags, io.env);
   let text = NO_VIPS_DOCUMENT;
   if (path) {
@@ -87,11 +217,11 @@ function settingsFrom(
     }
     text = file.text;
   } else if (!opts.configOptional) {
-    io.err('vipd: no configuration file: give --config FILE or set VIPD_CONFIG\n\nRun "vipd --help" for usage.\n');
+    io.err(`vipd: no configuration file: give --config FILE or set VIPD_CONFIG\n\nRun "vipd ${name} --help" for usage.\n`);
     return EXIT_USAGE;
   }
-  const flags = { ...parsed.flags };
-  delete flags.json;
+  // The command's own flags (--json, --for) are not settings.
+  const flags = Object.fromEntries(Object.entries(parsed.flags).filter(([k]) => SETTING_FLAGS.has(k)));
   const loaded = loadSettings({ fileText: text, fileName: path ?? "(flags and environment)", env: io.env, flags, hostname: io.hostname, isTTY: io.isTTY });
   if (!loaded.ok) {
     io.err(`${formatIssues(loaded.issues)}\n`);
@@ -101,16 +231,14 @@ function settingsFrom(
 }
 
 function validate(args: readonly string[], io: CliIO): number {
-  const file = args.find((a) => !a.startsWith("-"));
-  if (!file) {
-    io.err('vipd validate: give the configuration file to check, e.g. "vipd validate /etc/vipd/vipd.yaml"\n');
+  const parsed = parse("validate", args, io);
+  if (typeof parsed === "number") return parsed;
+  const [file, ...more] = parsed.positionals;
+  if (!file || more.length) {
+    io.err('vipd validate: give the one configuration file to check, e.g. "vipd validate /etc/vipd/vipd.yaml"\n');
     return EXIT_USAGE;
   }
-  const r = settingsFrom(
-    args.filter((a) => a !== file),
-    io,
-    { file },
-  );
+  const r = settingsFrom("validate", args.filter((a) => a !== file), io, { file });
   if (typeof r === "number") return r;
   for (const s of r.skipped) io.out(`skipping document ${s.index} (${s.kind}): not a vipd document\n`);
   io.out(`${summarize(r.settings)}\n`);
@@ -119,13 +247,17 @@ function validate(args: readonly string[], io: CliIO): number {
 
 /** Who holds each VIP and who waits, read from etcd; no agent needed on this machine. */
 async function status(args: readonly string[], io: CliIO): Promise<number> {
-  const r = settingsFrom(args, io, { spec: STATUS_FLAGS, configOptional: true });
+  const r = settingsFrom("status", args, io, { configOptional: true });
   if (typeof r === "number") return r;
   const { settings } = r;
   const vips = r.fromFile ? settings.vips.map((v) => v.ip) : undefined;
   let client: ReturnType<typeof connectEtcd> | null = null;
   try {
-    client = connectEtcd({ endpoints: settings.etcd.endpoints, tls: settings.etcd.tls });
+    client = connectEtcd({
+      endpoints: settings.etcd.endpoints,
+      tls: etcdTls(settings.etcd),
+      ...(settings.etcd.serverName ? { tlsServerName: settings.etcd.serverName } : {}),
+    });
     const report = await readStatus(client, settings.etcd.prefix, vips);
     io.out(r.flags.json ? renderStatusJson(report) : renderStatusTable(report));
     return EXIT_OK;
@@ -137,8 +269,30 @@ async function status(args: readonly string[], io: CliIO): Promise<number> {
   }
 }
 
+async function wait(args: readonly string[], io: CliIO): Promise<number> {
+  const r = settingsFrom("wait", args, io, { configOptional: true });
+  if (typeof r === "number") return r;
+  const what = r.flags.for ?? "healthy";
+  if (what !== "healthy" && what !== "holding") {
+    io.err(`vipd wait: --for wants "healthy" or "holding", not ${JSON.stringify(what)}\n`);
+    return EXIT_USAGE;
+  }
+  const timeout = r.flags.timeout === undefined ? 60 : Number(r.flags.timeout);
+  if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 86_400) {
+    io.err(`vipd wait: --timeout wants a number of seconds above 0 and at most 86400, not ${JSON.stringify(r.flags.timeout)}\n`);
+    return EXIT_USAGE;
+  }
+  const done = await waitFor(what as WaitFor, r.settings.health.listen, timeout * 1000);
+  if (done.ok) {
+    io.out(`vipd on ${formatListen(r.settings.health.listen)}: ${done.detail}\n`);
+    return EXIT_OK;
+  }
+  io.err(`vipd wait: not ${what} after ${timeout} s: ${done.detail}\n`);
+  return EXIT_FAILURE;
+}
+
 async function run(args: readonly string[], io: CliIO): Promise<number> {
-  const r = settingsFrom(args, io);
+  const r = settingsFrom("run", args, io);
   if (typeof r === "number") return r;
   const { settings } = r;
   const log = createLogger({ format: settings.log.format, level: settings.log.level as LogLevel, write: io.err });

@@ -40,7 +40,7 @@ async function finish(p: ReturnType<typeof runBin>) {
 test("version and validate work from an empty directory with an empty environment", async () => {
   const v = await finish(runBin(["version"]));
   expect(v.code).toBe(0);
-  expect(v.out).toMatch(/^vipd \d+\.\d+\.\d+\n$/);
+  expect(v.out).toMatch(/^vipd \d+\.\d+\.\d+ \(commit ([0-9a-f]{12}(-dirty)?|unknown), Bun \d+\.\d+\.\d+, linux-(x64|arm64)\)\n$/);
   writeFileSync(join(dir, "good.yaml"), "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 2001:db8::15\nlink: eth0\n");
   const ok = await finish(runBin(["validate", "good.yaml"]));
   expect(ok.code).toBe(0);

@@ -106,20 +106,95 @@ describe("vipd run: bad usage exits 2 before touching anything", () => {
 });
 
 describe("other commands", () => {
-  test("version", async () => {
-    expect(await cli(["version"])).toEqual({ code: 0, out: `vipd ${VERSION}\n`, err: "" });
+  test("version: the version, the commit, Bun's version and the target", async () => {
+    const r = await cli(["version"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(`vipd ${VERSION} (commit source, Bun ${Bun.version}, ${process.platform}-${process.arch} (from source))\n`);
+    expect(await cli(["--version"])).toEqual(r);
   });
-  test("help goes to stdout with exit 0; no command is a usage error", async () => {
+  test("help goes to stdout with exit 0 and lists every command; no command is a usage error", async () => {
     const h = await cli(["--help"]);
     expect(h.code).toBe(0);
-    expect(h.out).toContain("vipd run --config FILE");
-    expect(h.out).toContain("VIPD_LEASE_TTL");
+    for (const c of ["run", "validate", "status", "wait", "config example", "version"]) expect(h.out).toMatch(new RegExp(`^  ${c} +\\S`, "m"));
     const none = await cli([]);
     expect(none.code).toBe(2);
+  });
+  test("each command has its own --help, with its flags and their variables", async () => {
+    const run = await cli(["run", "--help"]);
+    expect(run.code).toBe(0);
+    expect(run.out).toStartWith("vipd run --config FILE [flags]");
+    expect(run.out).toContain("--lease-ttl SECONDS");
+    expect(run.out).toContain("[VIPD_LEASE_TTL]");
+    const status = await cli(["status", "--help"]);
+    expect(status.out).toContain("--json");
+    expect(status.out).toContain("--etcd-endpoints URL,URL");
+    expect(status.out).not.toContain("--hold-time");
+    const wait = await cli(["wait", "-h"]);
+    expect(wait.out).toContain("--for healthy|holding");
+    expect(wait.out).toContain("Exit codes: 0 done; 1 timed out");
+    expect((await cli(["config", "example", "--help"])).out).toStartWith("vipd config example");
+    // A flag of another command is an error that points at the right help.
+    const wrong = await cli(["status", "--hold-time", "3000"]);
+    expect(wrong.code).toBe(2);
+    expect(wrong.err).toContain('Run "vipd status --help"');
+  });
+  test("config example: every setting, and a file validate accepts as it is", async () => {
+    const r = await cli(["config", "example"]);
+    expect(r.code).toBe(0);
+    for (const setting of ["endpoints:", "holdTime: 2500", "leaseTTL: 10", "listen: 127.0.0.1:8099", "# apiServer:", "  # url: https://127.0.0.1:6443/readyz", "burstInterval: 0.05", "level: info"]) {
+      expect(r.out).toContain(setting);
+    }
+    const v = await cli(["validate", file("example.yaml", r.out)]);
+    expect(v).toMatchObject({ code: 0, err: "" });
+    expect(v.out).toContain("election:  hold 2500 ms, cleanup lease TTL 10 s");
+    // Uncommented, the optional parts are valid too (file settings aside, which must exist).
+    const all = r.out.replace(/^(\s*)# (?!.*File:)([a-zA-Z]+:)/gm, "$1$2");
+    const w = await cli(["validate", file("example-all.yaml", all)]);
+    expect(w.err).toBe("");
+    expect(w.out).toContain("gate:      https://127.0.0.1:6443/readyz every 1 s");
   });
   test("unknown command", async () => {
     const r = await cli(["serve"]);
     expect(r.code).toBe(2);
     expect(r.err).toContain('unknown command "serve"');
+    expect((await cli(["config", "show"])).err).toContain('did you mean "vipd config example"?');
+  });
+});
+
+describe("vipd wait", () => {
+  test("bad usage: exit 2", async () => {
+    expect((await cli(["wait", "--for", "ready"])).code).toBe(2);
+    expect((await cli(["wait", "--timeout", "0"])).err).toContain("--timeout wants a number of seconds");
+  });
+  test("healthy and holding, against a stand-in agent; a timeout names the last answer", async () => {
+    let health = { status: 503, body: "etcd session not established: connecting" };
+    let owner = false;
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch(req) {
+        const { pathname } = new URL(req.url);
+        if (pathname === "/healthz") return new Response(`${health.body}\n`, { status: health.status });
+        return Response.json({ vips: [{ ip: "192.0.2.15", owner }] });
+      },
+    });
+    try {
+      const listen = `127.0.0.1:${server.port}`;
+      const slow = await cli(["wait", "--health-listen", listen, "--timeout", "0.6"]);
+      expect(slow.code).toBe(1);
+      expect(slow.err).toBe("vipd wait: not healthy after 0.6 s: /healthz answered 503: etcd session not established: connecting\n");
+      setTimeout(() => (health = { status: 200, body: "ok" }), 300);
+      const ok = await cli(["wait", "--health-listen", listen, "--timeout", "5"]);
+      expect(ok).toEqual({ code: 0, out: `vipd on ${listen}: healthy\n`, err: "" });
+      setTimeout(() => (owner = true), 300);
+      const holding = await cli(["wait", "--for", "holding", "--health-listen", listen, "--timeout", "5"]);
+      expect(holding).toEqual({ code: 0, out: `vipd on ${listen}: holding 192.0.2.15\n`, err: "" });
+    } finally {
+      server.stop(true);
+    }
+    // Nobody listening: it keeps trying until the timeout, and says so.
+    const gone = await cli(["wait", "--health-listen", "127.0.0.1:1", "--timeout", "0.3"]);
+    expect(gone.code).toBe(1);
+    expect(gone.err).toContain("no answer on http://127.0.0.1:1");
   });
 });
