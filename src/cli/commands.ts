@@ -199,6 +199,7 @@ const SETTING_FLAGS = new Set(FLAGS.map((f) => f.name));
 interface Loaded {
   settings: Settings;
   skipped: { index: number; kind: string }[];
+  machineConfigs: { index: number; vips: number }[];
   flags: Record<string, string | boolean>;
   fromFile: boolean;
 }
@@ -227,7 +228,15 @@ function settingsFrom(name: string, args: readonly string[], io: CliIO, opts: { 
     io.err(`${formatIssues(loaded.issues)}\n`);
     return EXIT_USAGE;
   }
-  return { settings: loaded.settings, skipped: loaded.skipped, flags: parsed.flags, fromFile: path !== undefined };
+  return { settings: loaded.settings, skipped: loaded.skipped, machineConfigs: loaded.machineConfigs, flags: parsed.flags, fromFile: path !== undefined };
+}
+
+/** One line per document vipd reads only in part, or not at all. */
+function documentNotes(r: Loaded): string[] {
+  return [
+    ...r.machineConfigs.map((m) => `reading document ${m.index} (Talos machine config) for its VIPs (${m.vips} found); the rest of it is not vipd's`),
+    ...r.skipped.map((s) => `skipping document ${s.index} (${s.kind}): not a vipd document`),
+  ];
 }
 
 function validate(args: readonly string[], io: CliIO): number {
@@ -240,7 +249,7 @@ function validate(args: readonly string[], io: CliIO): number {
   }
   const r = settingsFrom("validate", args.filter((a) => a !== file), io, { file });
   if (typeof r === "number") return r;
-  for (const s of r.skipped) io.out(`skipping document ${s.index} (${s.kind}): not a vipd document\n`);
+  for (const line of documentNotes(r)) io.out(`${line}\n`);
   io.out(`${summarize(r.settings)}\n`);
   return EXIT_OK;
 }
@@ -296,7 +305,7 @@ async function run(args: readonly string[], io: CliIO): Promise<number> {
   if (typeof r === "number") return r;
   const { settings } = r;
   const log = createLogger({ format: settings.log.format, level: settings.log.level as LogLevel, write: io.err });
-  for (const s of r.skipped) log.info(`skipping document ${s.index} (${s.kind}): not a vipd document`);
+  for (const line of documentNotes(r)) log.info(line);
   log.info("starting vipd", { version: VERSION, node: settings.nodeName, vips: settings.vips.map((v) => v.ip).join(","), holdMs: settings.election.holdTime, leaseTTL: settings.election.leaseTTL });
 
   let agent: Agent;

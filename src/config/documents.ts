@@ -7,6 +7,7 @@ import { parseAllDocuments } from "yaml";
 import * as f from "./fields.ts";
 import { type ConfigIssue, issue, joinPath, render } from "./issue.ts";
 import { type Entries, TABLE } from "./table.ts";
+import { cloudVipProblem, isCloudVipKind, isMachineConfig } from "./talos.ts";
 
 export const LAYER2 = "Layer2VIPConfig";
 export const AGENT = "VIPAgentConfig";
@@ -35,6 +36,8 @@ export type Layer2Doc = v.InferOutput<typeof layer2Schema>;
 export interface Documents {
   layer2: { index: number; value: unknown }[];
   agent: { index: number; value: unknown }[];
+  /** Talos v1alpha1 machine configs: their VIPs are read, the rest is not vipd's. */
+  machine: { index: number; value: Record<string, unknown> }[];
   skipped: { index: number; kind: string }[];
   issues: ConfigIssue[];
 }
@@ -45,7 +48,7 @@ export function documentLabel(index: number, kind?: string): string {
 
 /** Splits the YAML stream and sorts documents by kind; does not validate our kinds yet. */
 export function readDocuments(text: string): Documents {
-  const out: Documents = { layer2: [], agent: [], skipped: [], issues: [] };
+  const out: Documents = { layer2: [], agent: [], machine: [], skipped: [], issues: [] };
   for (const [index, doc] of parseAllDocuments(text).entries()) {
     if (doc.errors.length > 0) {
       for (const err of doc.errors) {
@@ -69,9 +72,14 @@ export function readDocuments(text: string): Documents {
       out.issues.push(issue(documentLabel(index), "", "a mapping with apiVersion and kind", render(value)));
       continue;
     }
-    const kind = (value as Record<string, unknown>).kind;
+    const fields = value as Record<string, unknown>;
+    const kind = fields.kind;
     if (kind === LAYER2) out.layer2.push({ index, value });
     else if (kind === AGENT) out.agent.push({ index, value });
+    else if (typeof kind === "string" && isCloudVipKind(kind)) {
+      const what = `a VIP announced through a cloud API (${kind})`;
+      out.issues.push(issue(documentLabel(index, kind), "", "a Layer2VIPConfig", what, cloudVipProblem(what)));
+    } else if (isMachineConfig(fields)) out.machine.push({ index, value: fields });
     else out.skipped.push({ index, kind: typeof kind === "string" && kind !== "" ? kind : "untyped" });
   }
   return out;

@@ -42,7 +42,7 @@ describe("defaults and documents", () => {
     expect(settings(VIP, { isTTY: true }).log.format).toBe("pretty");
   });
 
-  test("a whole Talos machine config is skipped and its Layer2VIPConfig used", () => {
+  test("a whole Talos machine config without a VIP: skipped but for its VIPs (none), and its Layer2VIPConfig used", () => {
     const talos = `version: v1alpha1
 debug: false
 persist: true
@@ -81,10 +81,8 @@ cluster:
     const r = load(docs(talos, VIP, hostname, "\n"));
     expect(r.ok).toBe(true);
     if (!r.ok) return;
-    expect(r.skipped).toEqual([
-      { index: 0, kind: "untyped" },
-      { index: 2, kind: "HostnameConfig" },
-    ]);
+    expect(r.skipped).toEqual([{ index: 2, kind: "HostnameConfig" }]);
+    expect(r.machineConfigs).toEqual([{ index: 0, vips: 0 }]);
     expect(r.settings.vips).toEqual([{ ip: "192.168.0.15", family: 4, link: "enp0s2", document: 1 }]);
   });
 
@@ -232,8 +230,8 @@ describe("errors name the document, the field and what was wanted", () => {
       {},
       ["document 1 (Layer2VIPConfig): name: 2001:db8::15 is already declared by document 0 (Layer2VIPConfig)"],
     ],
-    ["no Layer2VIPConfig", agent("nodeName: cp-1"), {}, ["vipd.yaml: expected at least one Layer2VIPConfig document (apiVersion, kind, name, link), found none"]],
-    ["empty file", "", {}, ["vipd.yaml: expected at least one Layer2VIPConfig document (apiVersion, kind, name, link), found none"]],
+    ["no Layer2VIPConfig", agent("nodeName: cp-1"), {}, ["vipd.yaml: expected at least one Layer2VIPConfig document (apiVersion, kind, name, link), or a Talos machine config with a VIP, found none"]],
+    ["empty file", "", {}, ["vipd.yaml: expected at least one Layer2VIPConfig document (apiVersion, kind, name, link), or a Talos machine config with a VIP, found none"]],
     [
       "two VIPAgentConfigs",
       docs(VIP, agent("nodeName: a"), agent("nodeName: b")),
@@ -417,5 +415,99 @@ describe("summarize", () => {
     const text = summarize(settings(VIP, { flags: { "etcd-endpoints": "http://10.0.0.1:2379" } }));
     expect(text).toContain("etcd:      http://10.0.0.1:2379 (TLS: no), prefix /vipd/");
     expect(text).toContain("gate:      none");
+  });
+});
+
+describe("Talos v1alpha1 machine configs, as clusters write them", () => {
+  const machine = (network: string) => `version: v1alpha1
+machine:
+  type: controlplane
+  network:
+    hostname: cp-1
+${network.replace(/^/gm, "    ")}
+cluster:
+  controlPlane:
+    endpoint: https://192.168.0.15:6443
+`;
+  const INTERFACES = `interfaces:
+  - interface: eth0
+    dhcp: true
+    vip:
+      ip: 192.168.0.15
+  - interface: eth1
+    vlans:
+      - vlanId: 100
+        addresses: [10.0.100.2/24]
+        vip:
+          ip: 10.0.100.15
+      - vlanId: 200
+  - interface: eth2
+    addresses: [2001:db8::2/64]
+    vip:
+      ip: "2001:DB8::15"`;
+
+  test("interfaces[].vip and vlans[].vip give VIPs on the interface and on <interface>.<vlanId>", () => {
+    const r = load(machine(INTERFACES));
+    if (!r.ok) throw new Error(formatIssues(r.issues));
+    expect(r.settings.vips).toEqual([
+      { ip: "192.168.0.15", family: 4, link: "eth0", document: 0 },
+      { ip: "10.0.100.15", family: 4, link: "eth1.100", document: 0 },
+      { ip: "2001:db8::15", family: 6, link: "eth2", document: 0 },
+    ]);
+    expect(r.machineConfigs).toEqual([{ index: 0, vips: 3 }]);
+    expect(r.skipped).toEqual([]);
+  });
+
+  test("with a VIPAgentConfig beside it, and a VIP in both forms is one VIP too many", () => {
+    expect(settings(docs(machine(INTERFACES), agent("nodeName: cp-1"))).nodeName).toBe("cp-1");
+    expect(messages(docs(machine(INTERFACES), vip("10.0.100.15", "eth1.100")))).toEqual([
+      "document 1 (Layer2VIPConfig): name: 10.0.100.15 is already declared by document 0 (Talos machine config) at machine.network.interfaces[1].vlans[0].vip.ip",
+    ]);
+  });
+
+  const cases: [string, string, string[]][] = [
+    [
+      "a deviceSelector interface",
+      "interfaces:\n  - deviceSelector:\n      busPath: \"0*\"\n    vip:\n      ip: 192.168.0.15",
+      ["document 0 (Talos machine config): machine.network.interfaces[0].deviceSelector: vipd cannot resolve a deviceSelector to a link: name the link instead (interface: eth0), or declare the VIP in a Layer2VIPConfig document with its link"],
+    ],
+    [
+      "a VLAN of a deviceSelector interface",
+      "interfaces:\n  - deviceSelector: { hardwareAddr: \"*:f0:ab\" }\n    vlans:\n      - vlanId: 5\n        vip: { ip: 192.168.5.15 }",
+      ["document 0 (Talos machine config): machine.network.interfaces[0].deviceSelector: vipd cannot resolve a deviceSelector to a link: name the link instead (interface: eth0), or declare the VIP in a Layer2VIPConfig document with its link"],
+    ],
+    [
+      "a Hetzner Cloud VIP",
+      "interfaces:\n  - interface: eth0\n    vip:\n      ip: 192.168.0.15\n      hcloud:\n        apiToken: secret",
+      ["document 0 (Talos machine config): machine.network.interfaces[0].vip.hcloud: a VIP announced through Hetzner Cloud's API: vipd announces VIPs on layer 2 (ARP and neighbour discovery) and cannot serve it. Leave this VIP to Talos, or declare it as a Layer2VIPConfig if the nodes share a layer-2 segment"],
+    ],
+    [
+      "an Equinix Metal VIP",
+      "interfaces:\n  - interface: eth0\n    vip: { ip: 192.168.0.15, equinixMetal: { apiToken: secret } }",
+      ["document 0 (Talos machine config): machine.network.interfaces[0].vip.equinixMetal: a VIP announced through Equinix Metal's API: vipd announces VIPs on layer 2 (ARP and neighbour discovery) and cannot serve it. Leave this VIP to Talos, or declare it as a Layer2VIPConfig if the nodes share a layer-2 segment"],
+    ],
+    [
+      "a bad VIP address",
+      "interfaces:\n  - interface: eth0\n    vip: { ip: 192.168.0.300 }",
+      ['document 0 (Talos machine config): machine.network.interfaces[0].vip.ip: expected an IPv4 or IPv6 address, received "192.168.0.300"'],
+    ],
+    [
+      "a VLAN id out of range",
+      "interfaces:\n  - interface: eth0\n    vlans:\n      - vlanId: 5000\n        vip: { ip: 192.168.0.15 }",
+      ["document 0 (Talos machine config): machine.network.interfaces[0].vlans[0].vlanId: expected a VLAN id from 1 to 4094, received 5000"],
+    ],
+    [
+      "a VLAN link too long for Linux",
+      "interfaces:\n  - interface: enp0s31f6abcd\n    vlans:\n      - vlanId: 1000\n        vip: { ip: 192.168.0.15 }",
+      ['document 0 (Talos machine config): machine.network.interfaces[0].vlans[0].vlanId: the VLAN\'s link "enp0s31f6abcd.1000" is longer than Linux allows (15 bytes)'],
+    ],
+  ];
+  for (const [name, network, want] of cases) test(`${name}: an error naming the document and the field`, () => expect(messages(machine(network))).toEqual(want));
+
+  test("an HCloudVIPConfig document is an error, not a skipped document", () => {
+    const hcloud = "apiVersion: v1alpha1\nkind: HCloudVIPConfig\nname: 192.168.0.15\nlink: enp0s2\napiToken: secret\n";
+    expect(messages(docs(VIP, hcloud))).toEqual([
+      "document 1 (HCloudVIPConfig): a VIP announced through a cloud API (HCloudVIPConfig): vipd announces VIPs on layer 2 (ARP and neighbour discovery) and cannot serve it. Leave this VIP to Talos, or declare it as a Layer2VIPConfig if the nodes share a layer-2 segment",
+    ]);
   });
 });

@@ -8,11 +8,13 @@ import {
   AGENT,
   LAYER2,
   agentSchema,
+  type Documents,
   documentLabel,
   fromValibot,
   layer2Schema,
   readDocuments,
 } from "./documents.ts";
+import { MACHINE_CONFIG, machineConfigVips } from "./talos.ts";
 import * as f from "./fields.ts";
 import { isReadableFile } from "./file.ts";
 import { FLAGS, type Flags } from "./flags.ts";
@@ -34,7 +36,13 @@ export interface LoadInput {
 }
 
 export type LoadResult =
-  | { ok: true; settings: Settings; skipped: { index: number; kind: string }[] }
+  | {
+      ok: true;
+      settings: Settings;
+      skipped: { index: number; kind: string }[];
+      /** Talos machine configs whose VIPs were taken (the rest of them is not vipd's). */
+      machineConfigs: { index: number; vips: number }[];
+    }
   | { ok: false; issues: ConfigIssue[] };
 
 /** A setting of the table, by its path ("etcd.endpoints"). */
@@ -127,30 +135,41 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-function vipsFrom(docs: { index: number; value: unknown }[], issues: ConfigIssue[]): VipSettings[] {
-  const vips: VipSettings[] = [];
-  const seen = new Map<string, number>();
-  for (const { index, value } of docs) {
+/**
+ * Every VIP, from Layer2VIPConfig documents and Talos machine configs, in
+ * document order; a VIP declared twice (in any two places) is an error that
+ * names both.
+ */
+function vipsFrom(docs: Documents, issues: ConfigIssue[]): VipSettings[] {
+  const found: { index: number; label: string; path: string; ip: string; link: string; raw: unknown }[] = [];
+  for (const { index, value } of docs.layer2) {
     const label = documentLabel(index, LAYER2);
     const r = v.safeParse(layer2Schema, value, { abortEarly: false });
-    if (!r.success) {
-      issues.push(...fromValibot(layer2Schema, r.issues, label));
+    if (!r.success) issues.push(...fromValibot(layer2Schema, r.issues, label));
+    else found.push({ index, label, path: "name", ip: r.output.name, link: r.output.link, raw: (value as { name: unknown }).name });
+  }
+  for (const { index, value } of docs.machine) {
+    const label = documentLabel(index, MACHINE_CONFIG);
+    const r = machineConfigVips(value, label);
+    issues.push(...r.issues);
+    for (const vip of r.vips) found.push({ index, label, path: vip.path, ip: vip.ip, link: vip.link, raw: vip.ip });
+  }
+  found.sort((a, b) => a.index - b.index);
+  const vips: VipSettings[] = [];
+  const seen = new Map<string, (typeof found)[number]>();
+  for (const x of found) {
+    const first = seen.get(x.ip);
+    if (first) {
+      const where = first.path === "name" ? first.label : `${first.label} at ${first.path}`;
+      issues.push(issue(x.label, x.path, "an address no other document declares", render(x.raw), `${x.ip} is already declared by ${where}`));
       continue;
     }
-    const first = seen.get(r.output.name);
-    if (first !== undefined) {
-      const raw = (value as { name: unknown }).name;
-      issues.push(
-        issue(label, "name", "an address no other document declares", render(raw), `${r.output.name} is already declared by ${documentLabel(first, LAYER2)}`),
-      );
-      continue;
-    }
-    seen.set(r.output.name, index);
-    vips.push({ ip: r.output.name, family: parseIp(r.output.name)!.family, link: r.output.link, document: index });
+    seen.set(x.ip, x);
+    vips.push({ ip: x.ip, family: parseIp(x.ip)!.family, link: x.link, document: x.index });
   }
   if (vips.length > f.MAX_VIPS) {
-    const label = documentLabel(vips[f.MAX_VIPS]!.document, LAYER2);
-    issues.push(issue(label, "", `at most ${f.MAX_VIPS} ${LAYER2} documents`, `${vips.length}`, f.TOO_MANY_VIPS));
+    const x = seen.get(vips[f.MAX_VIPS]!.ip)!;
+    issues.push(issue(x.label, "", `at most ${f.MAX_VIPS} VIPs`, `${vips.length}`, f.TOO_MANY_VIPS));
   }
   return vips;
 }
@@ -160,9 +179,10 @@ export function loadSettings(input: LoadInput): LoadResult {
   const docs = readDocuments(input.fileText);
   const issues = [...docs.issues];
 
-  const vips = vipsFrom(docs.layer2, issues);
-  if (docs.layer2.length === 0 && docs.issues.length === 0) {
-    issues.push(issue(input.fileName, "", `at least one ${LAYER2} document`, "none", `expected at least one ${LAYER2} document (apiVersion, kind, name, link), found none`));
+  const vips = vipsFrom(docs, issues);
+  if (vips.length === 0 && issues.length === 0) {
+    issues.push(issue(input.fileName, "", `at least one ${LAYER2} document`, "none",
+      `expected at least one ${LAYER2} document (apiVersion, kind, name, link), or a Talos machine config with a VIP, found none`));
   }
 
   let file: Layer = new Map();
@@ -236,7 +256,8 @@ export function loadSettings(input: LoadInput): LoadResult {
       into[name] = value;
     }
   }
-  return { ok: true, settings: deepFreeze(tree as unknown as Settings), skipped: docs.skipped };
+  const machineConfigs = docs.machine.map(({ index }) => ({ index, vips: vips.filter((x) => x.document === index).length }));
+  return { ok: true, settings: deepFreeze(tree as unknown as Settings), skipped: docs.skipped, machineConfigs };
 }
 
 type Pick = (key: string) => Sourced | undefined;

@@ -45,11 +45,20 @@ describe("vipd validate", () => {
     expect(r.err).toBe("");
   });
 
-  test("a whole Talos machine config: its machine document is skipped by name", async () => {
-    const talos = `version: v1alpha1\nmachine:\n  type: controlplane\ncluster:\n  clusterName: demo\n---\n${GOOD}`;
+  test("a whole Talos machine config: read for its VIPs, other documents skipped by name", async () => {
+    const talos = `version: v1alpha1\nmachine:\n  type: controlplane\n  network:\n    interfaces:\n      - interface: eth0\n        vip:\n          ip: 192.0.2.16\ncluster:\n  clusterName: demo\n---\n${GOOD}---\nkind: HostnameConfig\nhostname: cp-1\n`;
     const r = await cli(["validate", file("talos.yaml", talos)]);
     expect(r.code).toBe(0);
-    expect(r.out).toContain("skipping document 0 (untyped)");
+    expect(r.out).toContain("reading document 0 (Talos machine config) for its VIPs (1 found); the rest of it is not vipd's");
+    expect(r.out).toContain("skipping document 2 (HostnameConfig): not a vipd document");
+    expect(r.out).toContain("VIP:       192.0.2.16 (IPv4) on eth0");
+    expect(r.out).toContain("VIP:       192.0.2.15 (IPv4) on eth0");
+  });
+
+  test("a VIP document vipd cannot serve: exit 2 naming the document", async () => {
+    const r = await cli(["validate", file("hcloud.yaml", `${GOOD}---\napiVersion: v1alpha1\nkind: HCloudVIPConfig\nname: 192.0.2.20\nlink: eth0\napiToken: x\n`)]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("document 1 (HCloudVIPConfig): a VIP announced through a cloud API");
   });
 
   const bad: [string, string, string][] = [
