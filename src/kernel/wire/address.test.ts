@@ -39,7 +39,7 @@ describe("requests", () => {
       `),
     },
     {
-      name: "RTM_NEWADDR IPv6 /128, 5 s, replace, NODAD",
+      name: "RTM_NEWADDR IPv6 /128, 5 s, replace, NODAD, deprecated",
       req: newAddressRequest(at("2001:db8::15", 3), 5, true),
       bytes: hex(`
         5c 00 00 00   // nlmsg_len 92
@@ -57,7 +57,7 @@ describe("requests", () => {
         14 00 01 00   // IFA_ADDRESS, len 20
         20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 15  // 2001:db8::15
         14 00 06 00   // IFA_CACHEINFO
-        05 00 00 00   // ifa_prefered 5
+        00 00 00 00   // ifa_prefered 0: deprecated, never chosen as a source address
         05 00 00 00   // ifa_valid 5
         00 00 00 00   // cstamp
         00 00 00 00   // tstamp

@@ -129,12 +129,24 @@ function addressAttrs(ip: IpAddress): Attr[] {
  * `replace` refreshes an existing address (NLM_F_REPLACE); otherwise an
  * existing one is EEXIST (NLM_F_EXCL).
  */
+/**
+ * A VIP, never the node's own source address: an IPv6 VIP is added
+ * deprecated (preferred lifetime 0), which RFC 6724's rule 3 keeps from being
+ * chosen as the source of the node's own connections while it still receives
+ * and answers for its traffic. Left preferred, a /128 VIP could win rule 8
+ * (longest matching prefix) against the node's address for a peer on the
+ * same /64, and connections from the node — to etcd, to the API server —
+ * would break when the VIP moves. IPv4 has no such rule and needs none: the
+ * kernel prefers the address whose subnet holds the destination, and a /32
+ * holds only itself.
+ */
 export function newAddressRequest(a: HostAddress, lifetimeSeconds: number, replace: boolean): Request {
   const flags = a.ip.family === 6 ? IFA_F_NODAD : 0;
   const hdr = encodeIfaddrmsg(a.ip.family === 4 ? AF_INET : AF_INET6, hostPrefix(a.ip), flags, RT_SCOPE_UNIVERSE, a.index);
+  const preferred = a.ip.family === 6 ? 0 : lifetimeSeconds;
   const payload = withAttrs(hdr, [
     ...addressAttrs(a.ip),
-    { type: IFA_CACHEINFO, data: encodeCacheinfo(lifetimeSeconds, lifetimeSeconds) },
+    { type: IFA_CACHEINFO, data: encodeCacheinfo(preferred, lifetimeSeconds) },
     attrU32(IFA_FLAGS, flags),
   ]);
   const how = replace ? NLM_F_REPLACE : NLM_F_EXCL;
