@@ -12,8 +12,12 @@
 //   the new client the old TCP connection.
 // - Watches require a leader (etcd's `hasleader` metadata): a member cut off
 //   from its cluster then cancels the stream instead of staying silent.
+// - Over TLS each endpoint's channel checks the server certificate against
+//   that endpoint (see channelFactory).
 import { readFileSync } from "node:fs";
-import type { Metadata } from "@grpc/grpc-js";
+import { isIP } from "node:net";
+import { checkServerIdentity, type PeerCertificate } from "node:tls";
+import * as grpc from "@grpc/grpc-js";
 import { Etcd3, type IDuplexStream, type IOptions, type IWatchRequest, type IWatchResponse } from "etcd3";
 
 /** Any of them may be absent: no CA = the system's roots; no cert/key = no client certificate. */
@@ -29,15 +33,13 @@ export interface EtcdConnectOptions {
   /** Time allowed to establish a connection to an endpoint, ms (default 3000). */
   dialTimeoutMs?: number;
   /**
-   * Name the server certificate is checked against. Default: "localhost" when
-   * an endpoint is an IP literal (see connectEtcd), else the endpoint's host.
+   * Name every server certificate is checked against (one of its DNS SANs).
+   * Default: each endpoint's own host, an IP literal against the IP SANs.
    */
-  tlsServerName?: string;
+  tlsServerName?: string | undefined;
 }
 
 export type WatchStream = IDuplexStream<IWatchRequest, IWatchResponse>;
-
-const IP_HOST = /^[a-z]+:\/\/(\[[0-9a-f:.]+\]|\d+\.\d+\.\d+\.\d+)(:\d+)?\/?$/i;
 
 type Policy = NonNullable<NonNullable<IOptions["faultHandling"]>["global"]>;
 
@@ -62,15 +64,87 @@ function readPem(what: string, file: string): Buffer {
 class VipdEtcd extends Etcd3 {
   watchRequiringLeader(): Promise<WatchStream> {
     return this.pool.withConnection("Watch", ({ resource, client, metadata }) => {
-      const md: Metadata = metadata.clone();
+      const md: grpc.Metadata = metadata.clone();
       // rpctypes.MetadataRequireLeaderKey / MetadataHasLeader in etcd's server.
       md.set("hasleader", "true");
-      const stream = (client as unknown as { watch(md: Metadata, opts: object): WatchStream }).watch(md, {});
+      const stream = (client as unknown as { watch(md: grpc.Metadata, opts: object): WatchStream }).watch(md, {});
       // As etcd3's own watch() does: a failed stream counts against its host.
       stream.on("error", (err: Error) => (stream as unknown as { writable: boolean }).writable && this.pool.markFailed(resource, err));
       return stream;
     });
   }
+}
+
+/**
+ * What an endpoint's server certificate must name, and the name to send as SNI.
+ *
+ * Bun quirk: grpc-js sends the endpoint's host as the TLS SNI servername, and
+ * Bun's tls.connect refuses an IP address there ("Setting the TLS ServerName
+ * to an IP address is not permitted"), so https://127.0.0.1 would never
+ * connect. An IP endpoint therefore sends "localhost", through
+ * `grpc.ssl_target_name_override` (etcd serves its one certificate whatever
+ * the SNI says). grpc-js then checks the certificate against that name, not
+ * the endpoint, and kubeadm puts "localhost" in every member's certificate:
+ * any member would pass for any other. So the check is ours (channelFactory),
+ * against the endpoint's IP, or the server name when one is given.
+ */
+export function serverIdentity(host: string, tlsServerName?: string): { expect: string; sni: string | undefined } {
+  const expect = tlsServerName ?? host;
+  if (isIP(expect)) return { expect, sni: "localhost" };
+  return { expect, sni: expect === host ? undefined : expect };
+}
+
+/**
+ * tls.checkServerIdentity, with a refusal that names what the certificate is
+ * for: "server certificate is for 192.0.2.12, localhost, not 192.0.2.11".
+ */
+export function checkEtcdServerIdentity(expect: string, cert: PeerCertificate): Error | undefined {
+  const err = checkServerIdentity(expect, cert);
+  if (!err) return undefined;
+  const sans = (cert.subjectaltname ?? "").split(/,\s*/).filter((s) => s !== "").map(altName);
+  const names = sans.length > 0 ? sans.join(", ") : `CN=${cert.subject?.CN ?? ""} and no subject alternative names`;
+  return Object.assign(new Error(`server certificate is for ${names}, not ${expect}`, { cause: err }), {
+    code: (err as NodeJS.ErrnoException).code ?? "ERR_TLS_CERT_ALTNAME_INVALID",
+  });
+}
+
+/** "IP Address:0:0:0:0:0:0:0:1" → "::1", "DNS:localhost" → "localhost"; other kinds as they are. */
+function altName(san: string): string {
+  if (san.startsWith("DNS:")) return san.slice(4);
+  if (!san.startsWith("IP Address:")) return san;
+  const ip = san.slice(11);
+  return ip.includes(":") ? new URL(`http://[${ip}]`).hostname.slice(1, -1) : ip;
+}
+
+/** "127.0.0.1:2379" → "127.0.0.1", "[::1]:2379" → "::1", "etcd-1:2379" → "etcd-1". */
+function hostOf(address: string): string {
+  const host = new URL(`https://${address}`).hostname;
+  return host.startsWith("[") ? host.slice(1, -1) : host;
+}
+
+/**
+ * grpc-js's channelFactoryOverride client option: etcd3 builds one set of TLS
+ * credentials for all its hosts (IOptions.credentials takes only the PEMs), but
+ * creates every host's clients with the address of that host, so this factory
+ * gives each endpoint's channel credentials whose identity check knows the
+ * endpoint. Credentials are made once per endpoint and shared by its clients.
+ */
+function channelFactory(pems: { ca?: Buffer; key?: Buffer; cert?: Buffer }, tlsServerName: string | undefined) {
+  const byHost = new Map<string, { creds: grpc.ChannelCredentials; sni: string | undefined }>();
+  return (address: string, _etcd3Credentials: grpc.ChannelCredentials, options: grpc.ChannelOptions): grpc.ChannelInterface => {
+    const host = hostOf(address);
+    let e = byHost.get(host);
+    if (!e) {
+      const { expect, sni } = serverIdentity(host, tlsServerName);
+      // Replaces tls.checkServerIdentity (on Bun as on Node), which runs only
+      // once the chain is verified against the CA. grpc-js passes it the SNI
+      // name, so it ignores that and checks its own endpoint's name.
+      const checkServerIdentity = (_sni: string, cert: PeerCertificate) => checkEtcdServerIdentity(expect, cert);
+      e = { creds: grpc.credentials.createSsl(pems.ca, pems.key, pems.cert, { checkServerIdentity }), sni };
+      byHost.set(host, e);
+    }
+    return new grpc.Channel(address, e.creds, e.sni ? { ...options, "grpc.ssl_target_name_override": e.sni } : options);
+  };
 }
 
 function options(opts: EtcdConnectOptions): IOptions {
@@ -82,23 +156,22 @@ function options(opts: EtcdConnectOptions): IOptions {
     grpcOptions: { "grpc.use_local_subchannel_pool": 1 },
   };
   const secure = opts.tls !== undefined || opts.endpoints.some((e) => e.toLowerCase().startsWith("https:"));
-  if (opts.tls) {
-    const { caFile, certFile, keyFile } = opts.tls;
-    out.credentials = {
-      rootCertificate: caFile ? readPem("CA file", caFile) : (undefined as unknown as Buffer),
-      ...(certFile ? { certChain: readPem("certificate file", certFile) } : {}),
-      ...(keyFile ? { privateKey: readPem("key file", keyFile) } : {}),
-    };
-  }
   if (secure) {
-    // Bun quirk: grpc-js passes the endpoint host as the TLS SNI servername,
-    // and Bun's tls.connect refuses an IP address there ("Setting the TLS
-    // ServerName to an IP address is not permitted"), so https://127.0.0.1
-    // never connects. With a name override grpc-js sends that name instead and
-    // checks the certificate against it; kubeadm's etcd server certificates
-    // carry "localhost" on every node, and the CA check is unchanged.
-    const name = opts.tlsServerName ?? (opts.endpoints.some((e) => IP_HOST.test(e)) ? "localhost" : undefined);
-    if (name) out.grpcOptions = { ...out.grpcOptions, "grpc.ssl_target_name_override": name };
+    const { caFile, certFile, keyFile } = opts.tls ?? {};
+    const pems = {
+      ...(caFile ? { ca: readPem("CA file", caFile) } : {}),
+      ...(certFile ? { cert: readPem("certificate file", certFile) } : {}),
+      ...(keyFile ? { key: readPem("key file", keyFile) } : {}),
+    };
+    // etcd3 still builds credentials of its own from these, which the factory
+    // replaces; it rejects a key without a certificate (or the reverse) here,
+    // when the client is made, rather than at the first call.
+    out.credentials = {
+      rootCertificate: pems.ca ?? (undefined as unknown as Buffer),
+      ...(pems.cert ? { certChain: pems.cert } : {}),
+      ...(pems.key ? { privateKey: pems.key } : {}),
+    };
+    out.grpcOptions = { ...out.grpcOptions, channelFactoryOverride: channelFactory(pems, opts.tlsServerName) };
   }
   return out;
 }

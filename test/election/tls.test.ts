@@ -1,6 +1,8 @@
 // Mutual TLS: etcd with --client-cert-auth and a throwaway CA from certs.ts.
+// Whose certificate each endpoint may present: tls-identity.test.ts.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { connectEtcd, EtcdConnection } from "../../src/election/connection.ts";
+import { describeEtcdError } from "../../src/election/etcd-error.ts";
 import { AgentLease } from "../../src/election/lease.ts";
 import { makeCerts, type TestCerts } from "../lab/certs.ts";
 import { startEtcd, type EtcdServer } from "../lab/etcd.ts";
@@ -47,14 +49,7 @@ test("a client certificate signed by the CA is accepted", async () => {
 
 test("without a client certificate the call fails with an error", async () => {
   // Only the CA: the server asks for a client certificate and gets none.
-  const { Etcd3 } = await import("etcd3");
-  const { readFileSync } = await import("node:fs");
-  const c = new Etcd3({
-    hosts: etcd.endpoints,
-    credentials: { rootCertificate: readFileSync(certs.caFile) },
-    grpcOptions: { "grpc.ssl_target_name_override": "localhost" }, // as connectEtcd does on Bun
-    dialTimeout: 2000,
-  });
+  const c = connectEtcd({ endpoints: etcd.endpoints, tls: { caFile: certs.caFile }, dialTimeoutMs: 2000 });
   try {
     const err = await c.get("/tls/x").string().then(() => null, (e: unknown) => e as Error);
     expect(err).toBeInstanceOf(Error);
@@ -63,6 +58,18 @@ test("without a client certificate the call fails with an error", async () => {
     expect(err!.message).not.toContain("ServerName");
   } finally {
     c.close();
+  }
+}, 15_000);
+
+test("a server certificate from another CA is refused, whatever names it carries", async () => {
+  const other = await makeCerts();
+  const c = connectEtcd({ endpoints: etcd.endpoints, tls: { caFile: other.caFile, certFile: certs.clientCertFile, keyFile: certs.clientKeyFile } });
+  try {
+    const err = await c.get("/tls/x").string().then(() => null, (e: unknown) => e);
+    expect(describeEtcdError(err, etcd.endpoints)).toContain("etcd's certificate is not signed by the CA we trust: check --etcd-ca");
+  } finally {
+    c.close();
+    other.remove();
   }
 }, 15_000);
 
