@@ -132,6 +132,10 @@ export class Slot {
       gateOpen: this.#d.gateOpen(),
       withdrawn: this.#withdrawn && this.#withdrawn.until > now ? this.#withdrawn.reason : null,
       stopping: this.#d.stopping(),
+      removed: false,
+      drained: null,
+      conflict: null,
+      yielding: null,
     };
   }
 

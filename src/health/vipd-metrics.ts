@@ -18,9 +18,13 @@ import { Counter, Gauge, Histogram, newRegistry, PROMETHEUS_CONTENT_TYPE, type R
 export const TRANSITION_REASONS: readonly ("elected" | ReleaseCode)[] = [
   "elected", // first in the queue, proven, nobody else's claim in force
   "shutdown", // the agent is stopping
+  "removed", // the VIP left the configuration (a reload)
   "link-down", // the VIP's link went away or down
   "gate-closed", // the kube-apiserver gate closed
+  "drained", // an operator drained this node (vipd drain)
+  "conflict", // another machine answers for the address
   "withdrawn", // the kernel kept refusing the address; standing down for a while
+  "handover", // an operator moved the VIP (vipd handover)
   "fence-expired", // no committed heartbeat proves our key any more
   "not-elected", // no longer first in the queue (deposed, or the key is gone)
   "claimed", // (never a release in practice: an acquisition that waits for another's claim)

@@ -103,7 +103,7 @@ const IP = "192.0.2.15";
 
 beforeEach(() => {
   now = 1000;
-  facts = { now, head: false, proof: null, claimedUntil: null, held: false, link: "up", gateOpen: true, withdrawn: null, stopping: false };
+  facts = { now, head: false, proof: null, claimedUntil: null, held: false, link: "up", gateOpen: true, withdrawn: null, stopping: false, removed: false, drained: null, conflict: null, yielding: null };
   kernel = fakeKernel();
   fence = fakeFence(kernel.calls, () => now);
   ann = fakeAnnouncer();

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { decideCandidacy, decideHold, type ReleaseCode, type VipFacts } from "./decision.ts";
 
 const NOW = 10_000;
-const holder: VipFacts = { now: NOW, head: true, proof: NOW + 2000, claimedUntil: null, held: false, link: "up", gateOpen: true, withdrawn: null, stopping: false };
+const holder: VipFacts = { now: NOW, head: true, proof: NOW + 2000, claimedUntil: null, held: false, link: "up", gateOpen: true, withdrawn: null, stopping: false, removed: false, drained: null, conflict: null, yielding: null };
 
 describe("decideHold", () => {
   test("a proven head on an up link with an open gate holds, until its proof runs out", () => {
@@ -15,7 +15,11 @@ describe("decideHold", () => {
     ["link gone", { link: "absent" }, "link is missing", "link-down"],
     ["link down", { link: "down" }, "link is down", "link-down"],
     ["gate closed", { gateOpen: false }, "kube-apiserver gate closed", "gate-closed"],
+    ["removed by a reload", { removed: true }, "removed from the configuration", "removed"],
+    ["drained", { drained: "drained by ops@admin at 2026-11-26T10:00:00Z" }, "drained by ops@admin at 2026-11-26T10:00:00Z", "drained"],
+    ["a stranger answers for it", { conflict: "address conflict: 02:00:00:00:00:99 answers" }, "address conflict: 02:00:00:00:00:99 answers", "conflict"],
     ["withdrawn by the slot", { withdrawn: "the kernel refuses the address" }, "the kernel refuses the address", "withdrawn"],
+    ["handing over", { yielding: "handing over to n2" }, "handing over to n2", "handover"],
     ["not first in the queue", { head: false }, "not first in the queue", "not-elected"],
     ["never proven", { proof: null }, unproven, "fence-expired"],
     // etcd still says we are first, but our clock says the proof has run out:
@@ -39,7 +43,7 @@ describe("decideHold", () => {
 });
 
 describe("decideCandidacy", () => {
-  const ready = { link: "up", gateOpen: true, stopping: false, withdrawn: null } as const;
+  const ready = { link: "up", gateOpen: true, stopping: false, withdrawn: null, removed: false, drained: null, conflict: null, yielding: null } as const;
   test("stands only when it could hold", () => {
     expect(decideCandidacy(ready)).toEqual({ stand: true, reason: "ready" });
     expect(decideCandidacy({ ...ready, link: "down" })).toEqual({ stand: false, reason: "link is down" });
@@ -47,5 +51,9 @@ describe("decideCandidacy", () => {
     expect(decideCandidacy({ ...ready, gateOpen: false })).toEqual({ stand: false, reason: "kube-apiserver gate closed" });
     expect(decideCandidacy({ ...ready, stopping: true })).toEqual({ stand: false, reason: "shutting down" });
     expect(decideCandidacy({ ...ready, withdrawn: "EACCES" })).toEqual({ stand: false, reason: "EACCES" });
+    expect(decideCandidacy({ ...ready, removed: true })).toEqual({ stand: false, reason: "removed from the configuration" });
+    expect(decideCandidacy({ ...ready, drained: "drained by ops" })).toEqual({ stand: false, reason: "drained by ops" });
+    expect(decideCandidacy({ ...ready, conflict: "address conflict" })).toEqual({ stand: false, reason: "address conflict" });
+    expect(decideCandidacy({ ...ready, yielding: "handing over to n2" })).toEqual({ stand: false, reason: "handing over to n2" });
   });
 });

@@ -25,10 +25,29 @@ export interface VipFacts {
   /** Why this node withdrew from the VIP on its own (e.g. the kernel refuses the address); null: it did not. */
   readonly withdrawn: string | null;
   readonly stopping: boolean;
+  /** The VIP left the configuration (a reload): release it and leave its queue for good. */
+  readonly removed: boolean;
+  /** Why an operator drained this node (`vipd drain`); null: not drained. */
+  readonly drained: string | null;
+  /** Another machine, not a vipd agent, answers for the address (RFC 5227 probe); null: none seen. */
+  readonly conflict: string | null;
+  /** A requested hand-over needs this node to step back in the queue (`vipd handover`); null: none. */
+  readonly yielding: string | null;
 }
 
 /** Short, fixed tokens for metrics labels (vipd_ownership_transitions_total). */
-export type ReleaseCode = "shutdown" | "link-down" | "gate-closed" | "withdrawn" | "fence-expired" | "not-elected" | "claimed";
+export type ReleaseCode =
+  | "shutdown"
+  | "removed"
+  | "link-down"
+  | "gate-closed"
+  | "drained"
+  | "conflict"
+  | "withdrawn"
+  | "handover"
+  | "fence-expired"
+  | "not-elected"
+  | "claimed";
 
 export type HoldDecision =
   | { readonly hold: true; readonly deadline: number }
@@ -41,11 +60,8 @@ export type HoldDecision =
  * another node in force (I5).
  */
 export function decideHold(f: VipFacts): HoldDecision {
-  if (f.stopping) return { hold: false, reason: "shutting down", code: "shutdown" };
-  if (f.link === "absent") return { hold: false, reason: "link is missing", code: "link-down" };
-  if (f.link === "down") return { hold: false, reason: "link is down", code: "link-down" };
-  if (!f.gateOpen) return { hold: false, reason: "kube-apiserver gate closed", code: "gate-closed" };
-  if (f.withdrawn !== null) return { hold: false, reason: f.withdrawn, code: "withdrawn" };
+  const out = standDown(f);
+  if (out) return { hold: false, ...out };
   if (!f.head) return { hold: false, reason: "not first in the queue", code: "not-elected" };
   if (f.proof === null || f.proof <= f.now) return { hold: false, reason: "no committed heartbeat proves our key (etcd unreachable or slow)", code: "fence-expired" };
   if (!f.held && f.claimedUntil !== null && f.claimedUntil > f.now) {
@@ -59,10 +75,27 @@ export function decideHold(f: VipFacts): HoldDecision {
  * the address must not stand, or it would win and leave the VIP dark while a
  * healthy node waits behind it.
  */
-export function decideCandidacy(f: Pick<VipFacts, "link" | "gateOpen" | "stopping" | "withdrawn">): { stand: boolean; reason: string } {
-  if (f.stopping) return { stand: false, reason: "shutting down" };
-  if (f.link !== "up") return { stand: false, reason: f.link === "absent" ? "link is missing" : "link is down" };
-  if (!f.gateOpen) return { stand: false, reason: "kube-apiserver gate closed" };
-  if (f.withdrawn !== null) return { stand: false, reason: f.withdrawn };
-  return { stand: true, reason: "ready" };
+export function decideCandidacy(f: CandidacyFacts): { stand: boolean; reason: string } {
+  const out = standDown(f);
+  return out ? { stand: false, reason: out.reason } : { stand: true, reason: "ready" };
+}
+
+export type CandidacyFacts = Pick<VipFacts, "link" | "gateOpen" | "stopping" | "withdrawn" | "removed" | "drained" | "conflict" | "yielding">;
+
+/**
+ * Why this node must neither hold nor stand for the VIP, whoever else does:
+ * the reasons of its own, in the order an operator would look for them.
+ * Null: none, it may stand.
+ */
+function standDown(f: CandidacyFacts): { reason: string; code: ReleaseCode } | null {
+  if (f.stopping) return { reason: "shutting down", code: "shutdown" };
+  if (f.removed) return { reason: "removed from the configuration", code: "removed" };
+  if (f.link === "absent") return { reason: "link is missing", code: "link-down" };
+  if (f.link === "down") return { reason: "link is down", code: "link-down" };
+  if (!f.gateOpen) return { reason: "kube-apiserver gate closed", code: "gate-closed" };
+  if (f.drained !== null) return { reason: f.drained, code: "drained" };
+  if (f.conflict !== null) return { reason: f.conflict, code: "conflict" };
+  if (f.withdrawn !== null) return { reason: f.withdrawn, code: "withdrawn" };
+  if (f.yielding !== null) return { reason: f.yielding, code: "handover" };
+  return null;
 }
