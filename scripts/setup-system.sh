@@ -4,7 +4,8 @@
 set -euo pipefail
 need=()
 for pair in ip:iproute2 curl:curl etcd:etcd-server nft:nftables ping:iputils-ping openssl:openssl \
-            keepalived:keepalived ucarp:ucarp tcpdump:tcpdump arping:iputils-arping; do
+            keepalived:keepalived ucarp:ucarp tcpdump:tcpdump arping:iputils-arping \
+            systemd-analyze:systemd cloud-init:cloud-init setpriv:util-linux; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -21,4 +22,9 @@ if [ ${#need[@]} -gt 0 ]; then
   for svc in etcd keepalived ucarp; do
     command -v systemctl >/dev/null 2>&1 && systemctl disable --now "$svc" >/dev/null 2>&1 || true
   done
+  # cloud-init is here for its schema check (test/deploy/); it must not
+  # configure this machine at its next boot.
+  case " ${need[*]} " in
+    *" cloud-init "*) touch /etc/cloud/cloud-init.disabled ;;
+  esac
 fi

@@ -5,11 +5,13 @@
 //   GET /readyz   → 200 "ok", or 500 while switched to failing;
 //   PUT /lab/ready/{true|false} → switches /readyz (from inside the namespace).
 // SIGUSR1 switches /readyz to 500, SIGUSR2 back to 200: the lab can flip it
-// without a network path. Usage: bun stand-in-apiserver.ts NODE [PORT]
+// without a network path. With CERT and KEY it speaks HTTPS, as a real one does.
+// Usage: bun stand-in-apiserver.ts NODE [PORT [CERT KEY]]
 const node = process.argv[2];
 const port = Number(process.argv[3] ?? 6443);
-if (!node) {
-  console.error("usage: stand-in-apiserver.ts NODE [PORT]");
+const [cert, key] = process.argv.slice(4);
+if (!node || Boolean(cert) !== Boolean(key)) {
+  console.error("usage: stand-in-apiserver.ts NODE [PORT [CERT KEY]]");
   process.exit(2);
 }
 
@@ -21,6 +23,7 @@ process.on("SIGTERM", () => process.exit(0));
 Bun.serve({
   hostname: "::",
   port,
+  ...(cert && key ? { tls: { cert: Bun.file(cert), key: Bun.file(key) } } : {}),
   fetch(req) {
     const path = new URL(req.url).pathname;
     if (req.method === "GET" && path === "/") return new Response(node, { headers: { connection: "close" } });
@@ -35,4 +38,4 @@ Bun.serve({
     return new Response("not found", { status: 404 });
   },
 });
-console.log(`stand-in apiserver for ${node} on :${port}`);
+console.log(`stand-in apiserver for ${node} on :${port}${cert ? " (HTTPS)" : ""}`);
