@@ -1,14 +1,23 @@
 // Telling the segment that a VIP has moved here: gratuitous ARP for IPv4,
-// unsolicited Neighbor Advertisements for IPv6, and the RFC 5227 probe that
-// asks who else answers for an address. Frames are built by wire/ and sent
+// unsolicited Neighbor Advertisements for IPv6, and the probes that ask who
+// else answers for an address (RFC 5227 ARP probes, RFC 4862 DAD solicitations). Frames are built by wire/ and sent
 // through one packet socket per link.
 import { KernelInputError } from "./error.ts";
 import { formatMac, parseIp, isUnusableAsVip, type IpAddress } from "./ip.ts";
 import type { LinkRef } from "./link-ref.ts";
 import { PacketSocket } from "./packet.ts";
 import { decodeArp, encodeArp, gratuitousReply, gratuitousRequest, Operation, probe } from "./wire/arp.ts";
+import { encodeBpf, neighborAdvertisementFilter } from "./wire/bpf.ts";
 import { BROADCAST, decodeEthernet, encodeEthernet, EtherType, PacketType, WireError } from "./wire/ethernet.ts";
-import { ALL_NODES_MAC, encodeNeighborAdvertisement, unsolicitedAdvertisement } from "./wire/ndp.ts";
+import {
+  ALL_NODES_MAC,
+  dadSolicitation,
+  decodeNeighborAdvertisement,
+  encodeNeighborAdvertisement,
+  encodeNeighborSolicitation,
+  multicastMac,
+  unsolicitedAdvertisement,
+} from "./wire/ndp.ts";
 
 export interface BurstOptions {
   /** Announcement rounds; each is 2 frames for IPv4 (request + reply), 1 for IPv6. */
@@ -104,6 +113,21 @@ export class Announcer {
   }
 }
 
+export interface ProbeOptions {
+  /** How long to listen for answers, ms (default 500). */
+  timeoutMs?: number;
+  /** Probes sent, spread over the first half of the wait (default 3). */
+  probes?: number;
+}
+
+/**
+ * Which MACs other than our own answer for `ip` on `link`: arpProbe for
+ * IPv4, ndpProbe for IPv6. [] when nobody does.
+ */
+export function probeAddress(link: LinkRef, ip: string, opts: ProbeOptions = {}): Promise<string[]> {
+  return parseIp(ip)?.family === 6 ? ndpProbe(link, ip, opts) : arpProbe(link, ip, opts);
+}
+
 /**
  * RFC 5227 probe: which MACs answer ARP for `ip` on `link` within `timeoutMs`
  * (default 500). `probes` (default 3) requests are spread evenly over the first
@@ -113,42 +137,106 @@ export class Announcer {
  * is `ip` from a MAC other than our own — a reply to us, or the owner's own
  * announcement. [] when nobody answers.
  *
+ * vipd's own fence (nft-fence.ts) lets both directions through: its egress
+ * chain drops ARP whose *sender* IP is a VIP, and a probe's is 0.0.0.0; its
+ * ingress chain drops only ARP *requests* for a VIP (so that a fenced node
+ * never answers one), and answers are replies or announcements from the
+ * owner, which the kernel hands to our packet socket after the ingress hook.
+ *
  * The socket is opened synchronously, before the first await, in the calling
  * thread's current network namespace.
  */
-export async function arpProbe(link: LinkRef, ip: string, opts: { timeoutMs?: number; probes?: number } = {}): Promise<string[]> {
+export async function arpProbe(link: LinkRef, ip: string, opts: ProbeOptions = {}): Promise<string[]> {
   const operation = `probing ${ip} on ${link.name}`;
   checkLink(link, operation);
   const addr = vipAddress(ip, operation);
   if (addr.family !== 4) throw new KernelInputError(operation, "ARP probes IPv4 addresses only");
+  const timing = probeTiming(opts, operation);
+  const frame = encodeEthernet({
+    destination: BROADCAST,
+    source: link.mac,
+    etherType: EtherType.ARP,
+    payload: encodeArp(probe(link.mac, addr.bytes)),
+  });
+  // No filter: ARP is little traffic, even on a busy link.
+  return listen(link, EtherType.ARP, null, frame, (got) => arpAnswerFor(got, addr.bytes), timing, operation);
+}
+
+/**
+ * The IPv6 counterpart of arpProbe: Duplicate Address Detection's Neighbor
+ * Solicitation (RFC 4862 §5.4.2: from ::, to the VIP's solicited-node group,
+ * no source link-layer address), and which MACs send a Neighbor
+ * Advertisement for `ip` meanwhile — an owner's answer, which goes to all
+ * nodes because nobody can answer ::, or its own announcement. The MAC is
+ * the advertisement's Target Link-Layer Address, else its Ethernet source.
+ * Same timing and result as arpProbe.
+ *
+ * vipd's own fence lets both directions through: its egress chain drops IPv6
+ * *from* a VIP and advertisements *for* one, and the probe comes from :: and
+ * solicits; its ingress chain drops IPv6 *to* a VIP and solicitations for
+ * one, and the answer is an advertisement to ff02::1. Another agent's probe
+ * is dropped by every node not proven for the VIP, as it must be, and
+ * answered by the proven holder.
+ *
+ * The socket is opened synchronously, before the first await, in the calling
+ * thread's current network namespace.
+ */
+export async function ndpProbe(link: LinkRef, ip: string, opts: ProbeOptions = {}): Promise<string[]> {
+  const operation = `probing ${ip} on ${link.name}`;
+  checkLink(link, operation);
+  const addr = vipAddress(ip, operation);
+  if (addr.family !== 6) throw new KernelInputError(operation, "Neighbor Discovery probes IPv6 addresses only");
+  const timing = probeTiming(opts, operation);
+  const ns = dadSolicitation(addr.bytes);
+  const frame = encodeEthernet({
+    destination: multicastMac(ns.destination),
+    source: link.mac,
+    etherType: EtherType.IPv6,
+    payload: encodeNeighborSolicitation(ns),
+  });
+  return listen(link, EtherType.IPv6, NA_FILTER, frame, (got) => ndpAnswerFor(got, addr.bytes), timing, operation);
+}
+
+function probeTiming(opts: ProbeOptions, operation: string): { timeoutMs: number; probes: number } {
   const timeoutMs = opts.timeoutMs ?? 500;
   const probes = opts.probes ?? 3;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new KernelInputError(operation, `timeout ${timeoutMs} ms is not positive`);
   if (!Number.isInteger(probes) || probes < 1) throw new KernelInputError(operation, `probe count ${probes} is not a positive integer`);
+  return { timeoutMs, probes };
+}
 
-  const socket = PacketSocket.open(link, EtherType.ARP);
+/**
+ * Sends `frame` `probes` times over the first half of `timeoutMs` and
+ * collects, until the end, the MACs `answer` finds in received frames, our
+ * own left out. Receiving polls (PacketSocket.receive), so the event loop
+ * keeps running while a probe waits.
+ */
+async function listen(
+  link: LinkRef,
+  etherType: number,
+  filter: Uint8Array | null,
+  frame: Uint8Array,
+  answer: (frame: Uint8Array) => string | null,
+  timing: { timeoutMs: number; probes: number },
+  operation: string,
+): Promise<string[]> {
+  const socket = PacketSocket.open(link, etherType, filter ?? undefined);
   try {
-    const frame = encodeEthernet({
-      destination: BROADCAST,
-      source: link.mac,
-      etherType: EtherType.ARP,
-      payload: encodeArp(probe(link.mac, addr.bytes)),
-    });
     const start = performance.now();
-    const deadline = start + timeoutMs;
-    const spacing = timeoutMs / 2 / probes;
+    const deadline = start + timing.timeoutMs;
+    const spacing = timing.timeoutMs / 2 / timing.probes;
     const own = formatMac(link.mac);
     const owners = new Set<string>();
     let sent = 0;
     while (performance.now() < deadline) {
-      if (sent < probes && performance.now() >= start + sent * spacing) {
+      if (sent < timing.probes && performance.now() >= start + sent * spacing) {
         socket.send(frame, operation);
         sent++;
       }
-      const next = sent < probes ? Math.min(deadline, start + sent * spacing) : deadline;
+      const next = sent < timing.probes ? Math.min(deadline, start + sent * spacing) : deadline;
       const got = await socket.receive(operation, next);
       if (!got || got.packetType === PacketType.OUTGOING) continue;
-      const sender = answerFor(got.frame, addr.bytes);
+      const sender = answer(got.frame);
       if (sender && sender !== own) owners.add(sender);
     }
     return [...owners].sort();
@@ -158,7 +246,7 @@ export async function arpProbe(link: LinkRef, ip: string, opts: { timeoutMs?: nu
 }
 
 /** The sender MAC of an ARP frame claiming `ip`, or null for anything else. */
-function answerFor(frame: Uint8Array, ip: Uint8Array): string | null {
+function arpAnswerFor(frame: Uint8Array, ip: Uint8Array): string | null {
   try {
     const eth = decodeEthernet(frame);
     if (eth.etherType !== EtherType.ARP) return null;
@@ -167,6 +255,23 @@ function answerFor(frame: Uint8Array, ip: Uint8Array): string | null {
     return arp.senderIp.every((b, i) => b === ip[i]) ? formatMac(arp.senderMac) : null;
   } catch (e) {
     // Malformed frames from the wire are someone else's bug, not a probe failure.
+    if (e instanceof WireError) return null;
+    throw e;
+  }
+}
+
+/** The kernel hands an IPv6 probe's socket Neighbor Advertisements only, not the link's whole IPv6 traffic. */
+const NA_FILTER = encodeBpf(neighborAdvertisementFilter());
+
+/** The MAC of a Neighbor Advertisement for `ip`, or null for anything else. */
+function ndpAnswerFor(frame: Uint8Array, ip: Uint8Array): string | null {
+  try {
+    const eth = decodeEthernet(frame);
+    if (eth.etherType !== EtherType.IPv6) return null;
+    const na = decodeNeighborAdvertisement(eth.payload);
+    if (!na.target.every((b, i) => b === ip[i])) return null;
+    return formatMac(na.targetMac ?? eth.source);
+  } catch (e) {
     if (e instanceof WireError) return null;
     throw e;
   }

@@ -3,6 +3,7 @@
 // wire/ decide what the bytes mean.
 import {
   AF_PACKET,
+  attachFilter,
   bind,
   close,
   MSG_DONTWAIT,
@@ -47,12 +48,22 @@ export class PacketSocket {
    * Opens a raw packet socket in the calling thread's current network
    * namespace, bound to `link`, receiving frames of `etherType` (0: none, for
    * a socket that only sends and should not queue a copy of every frame).
+   * `filter`, an encoded classic BPF program (wire/bpf.ts), keeps only the
+   * frames it accepts.
    */
-  static open(link: LinkRef, etherType: number): PacketSocket {
+  static open(link: LinkRef, etherType: number, filter?: Uint8Array): PacketSocket {
     // Protocol 0 at socket() so that nothing is queued from other links in the
-    // moment before bind() narrows the socket to one link and one EtherType.
+    // moment before bind() narrows the socket to one link and one EtherType,
+    // and nothing unfiltered before the filter is attached.
     const fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) throw new KernelError(`opening a packet socket for ${link.name}`, -fd);
+    if (filter) {
+      const f = attachFilter(fd, filter);
+      if (f < 0) {
+        close(fd);
+        throw new KernelError(`attaching a filter to a packet socket for ${link.name}`, -f);
+      }
+    }
     const r = bind(fd, encodeSockaddrLl({ protocol: etherType, ifindex: link.index }));
     if (r < 0) {
       close(fd);

@@ -2,15 +2,19 @@
 // and by the neighbour caches of another namespace. Nothing here touches the
 // root namespace or any address outside the segment.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { Announcer, arpProbe } from "../../src/kernel/announce.ts";
+import { Announcer, arpProbe, ndpProbe, probeAddress } from "../../src/kernel/announce.ts";
 import { KernelError, KernelInputError } from "../../src/kernel/error.ts";
 import { formatMac, parseMac } from "../../src/kernel/ip.ts";
 import type { LinkRef } from "../../src/kernel/link-ref.ts";
+import { NftFence } from "../../src/kernel/nft-fence.ts";
+import { PacketSocket } from "../../src/kernel/packet.ts";
+import { encodeBpf, neighborAdvertisementFilter } from "../../src/kernel/wire/bpf.ts";
 import { decodeArp, Operation, type ArpPacket } from "../../src/kernel/wire/arp.ts";
 import { decodeEthernet, EtherType } from "../../src/kernel/wire/ethernet.ts";
-import { decodeNeighborAdvertisement } from "../../src/kernel/wire/ndp.ts";
+import { dadSolicitation, decodeNeighborAdvertisement, decodeNeighborSolicitation } from "../../src/kernel/wire/ndp.ts";
 import { inNetns, Segment, type Host } from "../lab/netns.ts";
 import { waitFor } from "../lab/sh.ts";
+import { parseIp } from "../../src/kernel/ip.ts";
 import { Capture } from "./capture.ts";
 
 const root = process.getuid?.() === 0;
@@ -207,6 +211,109 @@ describe.skipIf(!root)("announcements on a lab segment", () => {
     }
   });
 
+  test("ndpProbe finds exactly the host that owns an IPv6 address, and nobody for a free one", async () => {
+    await seg.ip(b.ns, "addr", "add", "2001:db8::50/64", "dev", "eth0", "nodad");
+    try {
+      const [owned] = inNetns(a.ns, () => [ndpProbe(aEth0, "2001:db8::50", { timeoutMs: 300 })]);
+      expect(await owned!).toEqual([bMac]);
+      const [free] = inNetns(a.ns, () => [ndpProbe(aEth0, "2001:db8::51", { timeoutMs: 300 })]);
+      expect(await free!).toEqual([]);
+      // Our own address: our kernel never sees our own solicitation, and our own MAC never counts.
+      const [own] = inNetns(a.ns, () => [ndpProbe(aEth0, a.ip6, { timeoutMs: 200, probes: 1 })]);
+      expect(await own!).toEqual([]);
+    } finally {
+      await seg.ip(b.ns, "addr", "del", "2001:db8::50/64", "dev", "eth0");
+    }
+  });
+
+  test("an IPv6 probe is a DAD solicitation as RFC 4862 asks, which tcpdump finds well-formed", async () => {
+    const aMac = formatMac(aEth0.mac);
+    const { frames, verbose } = await capture(
+      `icmp6 and ether src ${aMac} and ip6[40] == 135`,
+      () => inNetns(a.ns, () => [ndpProbe(aEth0, VIP6, { timeoutMs: 100, probes: 1 })])[0],
+      (f) => f.length >= 1,
+    );
+    expect(frames).toHaveLength(1);
+    const eth = decodeEthernet(frames[0]!);
+    expect(formatMac(eth.destination)).toBe("33:33:ff:00:00:15");
+    expect(formatMac(eth.source)).toBe(aMac);
+    expect(decodeNeighborSolicitation(eth.payload)).toEqual(dadSolicitation(parseIp(VIP6)!.bytes));
+    expect(verbose).toContain("[icmp6 sum ok]");
+    expect(verbose).toContain(":: > ff02::1:ff00:15");
+    expect(verbose).toContain(`who has ${VIP6}`);
+    // RFC 4861 §7.2.2: no source link-layer address from ::.
+    expect(verbose).not.toContain("link-address option");
+  });
+
+  test("an IPv6 probe's socket filter hands it advertisements only, not the link's other IPv6 traffic", async () => {
+    const [filtered, all] = inNetns(a.ns, () => [
+      PacketSocket.open(aEth0, EtherType.IPv6, encodeBpf(neighborAdvertisementFilter())),
+      PacketSocket.open(aEth0, EtherType.IPv6),
+    ]);
+    try {
+      await seg.exec(b, ["ping", "-6", "-n", "-c", "2", "-i", "0.2", "-W", "1", a.ip6]);
+      await withAnnouncer(b, await linkRef(b, "eth0"), (an) => an.announceOnce(VIP6));
+      const drain = async (s: PacketSocket) => {
+        const payloads: Uint8Array[] = [];
+        for (let got = await s.receive("test", performance.now() + 300); got; got = await s.receive("test", performance.now() + 300)) {
+          payloads.push(decodeEthernet(got.frame).payload);
+        }
+        return payloads;
+      };
+      /** The ICMPv6 type, or minus the next header for anything else (MLD behind a hop-by-hop header). */
+      const icmpType = (p: Uint8Array) => (p[6] === 58 ? p[40]! : -p[6]!);
+      // b's echo requests (128), solicitations (135) and announcement (136) reach the unfiltered socket...
+      expect((await drain(all)).map(icmpType)).toEqual(expect.arrayContaining([128, 135, 136]));
+      // ...and advertisements only the filtered one: b's announcement, and any answer of b's to a's solicitations.
+      const kept = await drain(filtered);
+      expect(kept.map(icmpType).every((t) => t === 136)).toBe(true);
+      expect(kept.map((p) => decodeNeighborAdvertisement(p).target)).toContainEqual(parseIp(VIP6)!.bytes);
+    } finally {
+      filtered.close();
+      all.close();
+    }
+  });
+
+  test("probeAddress probes either family", async () => {
+    await seg.ip(b.ns, "addr", "add", "192.0.2.50/24", "dev", "eth0");
+    await seg.ip(b.ns, "addr", "add", "2001:db8::50/64", "dev", "eth0", "nodad");
+    try {
+      const probes = inNetns(a.ns, () => ["192.0.2.50", "2001:db8::50"].map((ip) => probeAddress(aEth0, ip, { timeoutMs: 300 })));
+      expect(await Promise.all(probes)).toEqual([[bMac], [bMac]]);
+    } finally {
+      await seg.ip(b.ns, "addr", "del", "192.0.2.50/24", "dev", "eth0");
+      await seg.ip(b.ns, "addr", "del", "2001:db8::50/64", "dev", "eth0");
+    }
+  });
+
+  test("answers pass the prober's own fence; a fenced owner stays silent until it is proven", async () => {
+    const vips = ["192.0.2.50", "2001:db8::50"];
+    await seg.ip(b.ns, "addr", "add", "192.0.2.50/24", "dev", "eth0");
+    await seg.ip(b.ns, "addr", "add", "2001:db8::50/64", "dev", "eth0", "nodad");
+    const aFence = inNetns(a.ns, () => NftFence.open());
+    const bFence = inNetns(b.ns, () => NftFence.open());
+    const probeBoth = () => Promise.all(inNetns(a.ns, () => vips.map((ip) => probeAddress(aEth0, ip, { timeoutMs: 300 }))));
+    try {
+      // a guards both VIPs and is proven for neither, like a node that does not hold them.
+      await aFence.configure({ links: ["eth0"], vips });
+      expect(await probeBoth()).toEqual([[bMac], [bMac]]);
+      // b guards them too, unproven: its ingress drops the probes, as it must.
+      await bFence.configure({ links: ["eth0"], vips });
+      expect(await probeBoth()).toEqual([[], []]);
+      // b proven, as a holder is: it answers again.
+      const until = performance.now() + 10_000;
+      await Promise.all(vips.map((ip) => bFence.allow(ip, () => until)));
+      expect(await probeBoth()).toEqual([[bMac], [bMac]]);
+    } finally {
+      await aFence.remove();
+      await bFence.remove();
+      aFence.close();
+      bFence.close();
+      await seg.ip(b.ns, "addr", "del", "192.0.2.50/24", "dev", "eth0");
+      await seg.ip(b.ns, "addr", "del", "2001:db8::50/64", "dev", "eth0");
+    }
+  });
+
   test("announcements on a macvlan go out with the macvlan's MAC", async () => {
     await seg.ip(a.ns, "link", "add", "mv0", "link", "eth0", "type", "macvlan", "mode", "bridge");
     try {
@@ -245,6 +352,8 @@ describe.skipIf(!root)("announcements on a lab segment", () => {
       });
       const [probe] = inNetns(a.ns, () => [arpProbe(link, "192.0.2.50", { timeoutMs: 50 })]);
       await expect(probe!).rejects.toThrow("ENETDOWN: probing 192.0.2.50 on mvdown");
+      const [probe6] = inNetns(a.ns, () => [ndpProbe(link, "2001:db8::50", { timeoutMs: 50 })]);
+      await expect(probe6!).rejects.toThrow("ENETDOWN: probing 2001:db8::50 on mvdown");
     } finally {
       await seg.ip(a.ns, "link", "del", "mvdown");
     }
@@ -279,6 +388,10 @@ describe.skipIf(!root)("announcements on a lab segment", () => {
     await expect(arpProbe(aEth0, "nope")).rejects.toBeInstanceOf(KernelInputError);
     await expect(arpProbe(aEth0, VIP4, { timeoutMs: 0 })).rejects.toThrow(/timeout 0 ms/);
     await expect(arpProbe(aEth0, VIP4, { probes: 0 })).rejects.toThrow(/probe count 0/);
+    await expect(ndpProbe(aEth0, VIP4)).rejects.toThrow(`probing ${VIP4} on eth0: Neighbor Discovery probes IPv6 addresses only`);
+    await expect(ndpProbe(aEth0, "fe80::1")).rejects.toThrow(/never a VIP/);
+    await expect(ndpProbe(aEth0, VIP6, { timeoutMs: -1 })).rejects.toThrow(/timeout -1 ms/);
+    await expect(probeAddress(aEth0, "nope")).rejects.toBeInstanceOf(KernelInputError);
     expect(() => Announcer.open({ ...aEth0, mac: new Uint8Array(20) })).toThrow(KernelInputError);
   });
 });

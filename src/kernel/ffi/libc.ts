@@ -6,7 +6,7 @@
 // __errno_location() immediately after the failing call, in the same
 // synchronous stretch of JavaScript, so no other call on this thread can
 // overwrite it in between.
-import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
+import { dlopen, FFIType, ptr as addressOf, read, type Pointer } from "bun:ffi";
 
 const { i32, u32, i64_fast, ptr, u64_fast } = FFIType;
 
@@ -73,6 +73,25 @@ export function setsockoptInt(fd: number, level: number, name: number, value: nu
   return setsockopt(fd, level, name, new Uint8Array(new Int32Array([value]).buffer));
 }
 
+/**
+ * Attaches a classic BPF program (encoded struct sock_filter array) to a
+ * socket: SO_ATTACH_FILTER with a struct sock_fprog that points at it.
+ *
+ *   struct sock_fprog (64-bit): 0  2 bytes  len (instructions)
+ *                               2  6 bytes  padding
+ *                               8  8 bytes  filter (pointer)
+ *
+ * The kernel copies the program during the call, so `program` need only live
+ * until it returns.
+ */
+export function attachFilter(fd: number, program: Bytes): number {
+  const fprog = new Uint8Array(16);
+  const v = new DataView(fprog.buffer);
+  v.setUint16(0, program.byteLength / 8, true);
+  v.setBigUint64(8, BigInt(addressOf(program)), true);
+  return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, fprog);
+}
+
 /** Fills addr with the socket's local address; returns the address length. */
 export function getsockname(fd: number, addr: Bytes): number {
   const len = new Uint32Array([addr.byteLength]);
@@ -103,6 +122,7 @@ export const SOL_SOCKET = 1;
 export const SO_RCVBUF = 8;
 export const SO_SNDBUF = 7;
 export const SO_RCVBUFFORCE = 33;
+export const SO_ATTACH_FILTER = 26;
 export const SOL_NETLINK = 270;
 export const NETLINK_ADD_MEMBERSHIP = 1;
 export const NETLINK_EXT_ACK = 11;

@@ -1,15 +1,21 @@
-// IPv6 Neighbor Advertisements (RFC 4861 §4.4) inside their IPv6 header
-// (RFC 8200 §3), as vipd sends them to move neighbours' caches to a new owner
-// of an IPv6 VIP. Pure: values to bytes and back, checksum included.
+// IPv6 Neighbor Discovery inside its IPv6 header (RFC 8200 §3), as vipd
+// uses it: Neighbor Advertisements (RFC 4861 §4.4) that move neighbours'
+// caches to a new owner of an IPv6 VIP, and the Neighbor Solicitation of
+// Duplicate Address Detection (RFC 4862 §5.4) that asks whether anyone else
+// owns it. Pure: values to bytes and back, checksum included.
 import { WireError } from "./ethernet.ts";
 
 export const IPV6_HEADER_LENGTH = 40;
 export const NEXT_HEADER_ICMPV6 = 58;
+export const ICMPV6_NEIGHBOR_SOLICITATION = 135;
 export const ICMPV6_NEIGHBOR_ADVERTISEMENT = 136;
-/** RFC 4861 §7.1.2: receivers drop ND messages whose hop limit is not 255, proving they were not routed. */
+/** RFC 4861 §7.1.1 and §7.1.2: receivers drop ND messages whose hop limit is not 255, proving they were not routed. */
 export const ND_HOP_LIMIT = 255;
-const NA_LENGTH = 24;
+/** Both messages are 24 bytes before their options: type, code, checksum, 4 bytes of flags or reserved, target. */
+const ND_LENGTH = 24;
+const OPTION_SOURCE_LINK_LAYER_ADDRESS = 1;
 const OPTION_TARGET_LINK_LAYER_ADDRESS = 2;
+const UNSPECIFIED: Uint8Array = new Uint8Array(16);
 
 /** ff02::1, the all-nodes link-local multicast group. */
 export const ALL_NODES: Uint8Array = Uint8Array.from([0xff, 0x02, ...Array<number>(13).fill(0), 0x01]);
@@ -75,26 +81,16 @@ export function unsolicitedAdvertisement(mac: Uint8Array, ip: Uint8Array): Neigh
  */
 export function encodeNeighborAdvertisement(na: NeighborAdvertisement): Uint8Array {
   check(na);
-  const icmpLength = NA_LENGTH + (na.targetMac ? 8 : 0);
-  const out = new Uint8Array(IPV6_HEADER_LENGTH + icmpLength);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, 6 << 28);
-  v.setUint16(4, icmpLength);
-  v.setUint8(6, NEXT_HEADER_ICMPV6);
-  v.setUint8(7, na.hopLimit);
-  out.set(na.source, 8);
-  out.set(na.destination, 24);
-  v.setUint8(40, ICMPV6_NEIGHBOR_ADVERTISEMENT);
-  v.setUint8(41, 0);
-  v.setUint8(44, (na.router ? 0x80 : 0) | (na.solicited ? 0x40 : 0) | (na.override ? 0x20 : 0));
-  out.set(na.target, 48);
+  const icmp = new Uint8Array(ND_LENGTH + (na.targetMac ? 8 : 0));
+  icmp[0] = ICMPV6_NEIGHBOR_ADVERTISEMENT;
+  icmp[4] = (na.router ? 0x80 : 0) | (na.solicited ? 0x40 : 0) | (na.override ? 0x20 : 0);
+  icmp.set(na.target, 8);
   if (na.targetMac) {
-    v.setUint8(64, OPTION_TARGET_LINK_LAYER_ADDRESS);
-    v.setUint8(65, 1);
-    out.set(na.targetMac, 66);
+    icmp[24] = OPTION_TARGET_LINK_LAYER_ADDRESS;
+    icmp[25] = 1;
+    icmp.set(na.targetMac, 26);
   }
-  v.setUint16(42, icmpv6Checksum(na.source, na.destination, out.subarray(IPV6_HEADER_LENGTH)));
-  return out;
+  return ipv6Packet(na.source, na.destination, na.hopLimit, icmp);
 }
 
 /**
@@ -105,32 +101,7 @@ export function encodeNeighborAdvertisement(na: NeighborAdvertisement): Uint8Arr
  */
 export function decodeNeighborAdvertisement(bytes: Uint8Array): NeighborAdvertisement {
   const fail = (problem: string) => new WireError("neighbor advertisement", problem);
-  if (bytes.length < IPV6_HEADER_LENGTH) throw fail(`${bytes.length} bytes, need an IPv6 header of ${IPV6_HEADER_LENGTH}`);
-  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const version = v.getUint8(0) >> 4;
-  if (version !== 6) throw fail(`IP version ${version}, not 6`);
-  const payloadLength = v.getUint16(4);
-  if (IPV6_HEADER_LENGTH + payloadLength > bytes.length) {
-    throw fail(`payload length ${payloadLength} exceeds the ${bytes.length - IPV6_HEADER_LENGTH} bytes present`);
-  }
-  // Extension headers are not followed: ND messages carry none in practice, and
-  // §7.1.2 does not require accepting them.
-  const nextHeader = v.getUint8(6);
-  if (nextHeader !== NEXT_HEADER_ICMPV6) throw fail(`next header ${nextHeader}, not ICMPv6 (58)`);
-  const hopLimit = v.getUint8(7);
-  if (hopLimit !== ND_HOP_LIMIT) throw fail(`hop limit ${hopLimit}, not 255`);
-  const source = bytes.slice(8, 24);
-  const destination = bytes.slice(24, 40);
-  const icmp = bytes.subarray(IPV6_HEADER_LENGTH, IPV6_HEADER_LENGTH + payloadLength);
-  if (icmp.length < NA_LENGTH) throw fail(`ICMPv6 length ${icmp.length}, need at least ${NA_LENGTH}`);
-  const type = icmp[0]!;
-  if (type !== ICMPV6_NEIGHBOR_ADVERTISEMENT) throw fail(`ICMPv6 type ${type}, not 136`);
-  if (icmp[1] !== 0) throw fail(`ICMPv6 code ${icmp[1]}, not 0`);
-  const sum = icmpv6Checksum(source, destination, icmp);
-  if (sum !== 0) {
-    const got = (icmp[2]! << 8) | icmp[3]!;
-    throw fail(`bad checksum 0x${got.toString(16).padStart(4, "0")}`);
-  }
+  const { source, destination, hopLimit, icmp } = decodeNd(bytes, ICMPV6_NEIGHBOR_ADVERTISEMENT, fail);
   const flags = icmp[4]!;
   const na = {
     source,
@@ -143,18 +114,177 @@ export function decodeNeighborAdvertisement(bytes: Uint8Array): NeighborAdvertis
   };
   if (na.target[0] === 0xff) throw fail("target is a multicast address");
   if (destination[0] === 0xff && na.solicited) throw fail("solicited flag set on an advertisement to a multicast group");
-  let targetMac: Uint8Array | null = null;
-  for (let off = NA_LENGTH; off < icmp.length; ) {
+  const targetMac = linkLayerOptions(icmp, fail).get(OPTION_TARGET_LINK_LAYER_ADDRESS) ?? null;
+  return { ...na, targetMac };
+}
+
+// ---- Neighbor Solicitation, for Duplicate Address Detection. ----------------
+
+export interface NeighborSolicitation {
+  /** 16 bytes: :: (unspecified) for DAD. */
+  readonly source: Uint8Array;
+  /** 16 bytes: for DAD, the target's solicited-node multicast address. */
+  readonly destination: Uint8Array;
+  readonly hopLimit: number;
+  /** 16 bytes: the address asked about. */
+  readonly target: Uint8Array;
+  /** 6 bytes: the Source Link-Layer Address option, if present (never with source ::). */
+  readonly sourceMac: Uint8Array | null;
+}
+
+/**
+ * The solicited-node multicast address of `ip`, RFC 4291 §2.7.1:
+ * ff02::1:ff00:0/104 followed by the low 24 bits of the address. Every node
+ * joins the group of each of its addresses, so a solicitation sent there
+ * reaches whoever owns `ip`, and few others.
+ */
+export function solicitedNodeAddress(ip: Uint8Array): Uint8Array {
+  checkLength("address", ip, 16);
+  return Uint8Array.from([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0xff, ip[13]!, ip[14]!, ip[15]!]);
+}
+
+/** An IPv6 multicast address mapped to Ethernet, RFC 2464 §7: 33:33 and its low 32 bits. */
+export function multicastMac(group: Uint8Array): Uint8Array {
+  checkLength("group", group, 16);
+  if (group[0] !== 0xff) throw new RangeError("not an IPv6 multicast address");
+  return Uint8Array.from([0x33, 0x33, group[12]!, group[13]!, group[14]!, group[15]!]);
+}
+
+/**
+ * The Duplicate Address Detection probe for `ip`, RFC 4862 §5.4.2: source ::
+ * so that no receiver creates or updates a cache entry for the prober, and
+ * (RFC 4861 §7.2.2) therefore no Source Link-Layer Address option; to the
+ * target's solicited-node group. An owner answers with an NA to all nodes
+ * (RFC 4861 §7.2.4: it cannot answer ::), carrying its MAC in the Target
+ * Link-Layer Address option. No nonce (RFC 7527): it only helps a prober
+ * recognise its own solicitation looped back by the network, and vipd tells
+ * its own frames apart by their packet type.
+ */
+export function dadSolicitation(ip: Uint8Array): NeighborSolicitation {
+  return { source: UNSPECIFIED, destination: solicitedNodeAddress(ip), hopLimit: ND_HOP_LIMIT, target: ip, sourceMac: null };
+}
+
+/**
+ * IPv6 header (as for the NA above) then ICMPv6 NS (RFC 4861 §4.3):
+ *
+ *   -- ICMPv6 --
+ *   40  1 byte   type 135
+ *   41  1 byte   code 0
+ *   42  2 bytes  checksum, RFC 4443 §2.3 over the pseudo-header, RFC 8200 §8.1
+ *   44  4 bytes  reserved (zero)
+ *   48  16 bytes target address
+ *   -- option, RFC 4861 §4.6.1, only with a source address --
+ *   64  1 byte   type 1 (Source Link-Layer Address)
+ *   65  1 byte   length 1 (units of 8 bytes)
+ *   66  6 bytes  link-layer address
+ */
+export function encodeNeighborSolicitation(ns: NeighborSolicitation): Uint8Array {
+  checkNs(ns);
+  const icmp = new Uint8Array(ND_LENGTH + (ns.sourceMac ? 8 : 0));
+  icmp[0] = ICMPV6_NEIGHBOR_SOLICITATION;
+  icmp.set(ns.target, 8);
+  if (ns.sourceMac) {
+    icmp[24] = OPTION_SOURCE_LINK_LAYER_ADDRESS;
+    icmp[25] = 1;
+    icmp.set(ns.sourceMac, 26);
+  }
+  return ipv6Packet(ns.source, ns.destination, ns.hopLimit, icmp);
+}
+
+/**
+ * Decodes an IPv6 packet holding an NS and applies the validity checks of
+ * RFC 4861 §7.1.1 that the bytes alone allow: hop limit 255, code 0, length,
+ * checksum, target not multicast, no zero-length option, and from :: only to
+ * a solicited-node group and without a Source Link-Layer Address option.
+ */
+export function decodeNeighborSolicitation(bytes: Uint8Array): NeighborSolicitation {
+  const fail = (problem: string) => new WireError("neighbor solicitation", problem);
+  const { source, destination, hopLimit, icmp } = decodeNd(bytes, ICMPV6_NEIGHBOR_SOLICITATION, fail);
+  const target = icmp.slice(8, 24);
+  if (target[0] === 0xff) throw fail("target is a multicast address");
+  const options = linkLayerOptions(icmp, fail);
+  if (source.every((b) => b === 0)) {
+    if (!sameBytes(destination, solicitedNodeAddress(target))) throw fail("from the unspecified address, but not to the target's solicited-node group");
+    if (options.has(OPTION_SOURCE_LINK_LAYER_ADDRESS)) throw fail("from the unspecified address, yet with a source link-layer address");
+  }
+  return { source, destination, hopLimit, target, sourceMac: options.get(OPTION_SOURCE_LINK_LAYER_ADDRESS) ?? null };
+}
+
+// ---- Shared. -----------------------------------------------------------------
+
+/** IPv6 header (RFC 8200 §3) around an ICMPv6 message whose checksum field is zero; fills the checksum in. */
+function ipv6Packet(source: Uint8Array, destination: Uint8Array, hopLimit: number, icmp: Uint8Array): Uint8Array {
+  const out = new Uint8Array(IPV6_HEADER_LENGTH + icmp.length);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, 6 << 28);
+  v.setUint16(4, icmp.length);
+  v.setUint8(6, NEXT_HEADER_ICMPV6);
+  v.setUint8(7, hopLimit);
+  out.set(source, 8);
+  out.set(destination, 24);
+  out.set(icmp, IPV6_HEADER_LENGTH);
+  v.setUint16(42, icmpv6Checksum(source, destination, icmp));
+  return out;
+}
+
+/**
+ * The checks both ND messages share: an IPv6 header with ICMPv6 next, hop
+ * limit 255, the expected type, code 0, at least 24 bytes, a valid checksum.
+ */
+function decodeNd(
+  bytes: Uint8Array,
+  type: number,
+  fail: (problem: string) => WireError,
+): { source: Uint8Array; destination: Uint8Array; hopLimit: number; icmp: Uint8Array } {
+  if (bytes.length < IPV6_HEADER_LENGTH) throw fail(`${bytes.length} bytes, need an IPv6 header of ${IPV6_HEADER_LENGTH}`);
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const version = v.getUint8(0) >> 4;
+  if (version !== 6) throw fail(`IP version ${version}, not 6`);
+  const payloadLength = v.getUint16(4);
+  if (IPV6_HEADER_LENGTH + payloadLength > bytes.length) {
+    throw fail(`payload length ${payloadLength} exceeds the ${bytes.length - IPV6_HEADER_LENGTH} bytes present`);
+  }
+  // Extension headers are not followed: ND messages carry none in practice, and
+  // §7.1.1 and §7.1.2 do not require accepting them.
+  const nextHeader = v.getUint8(6);
+  if (nextHeader !== NEXT_HEADER_ICMPV6) throw fail(`next header ${nextHeader}, not ICMPv6 (58)`);
+  const hopLimit = v.getUint8(7);
+  if (hopLimit !== ND_HOP_LIMIT) throw fail(`hop limit ${hopLimit}, not 255`);
+  const source = bytes.slice(8, 24);
+  const destination = bytes.slice(24, 40);
+  const icmp = bytes.subarray(IPV6_HEADER_LENGTH, IPV6_HEADER_LENGTH + payloadLength);
+  if (icmp.length < ND_LENGTH) throw fail(`ICMPv6 length ${icmp.length}, need at least ${ND_LENGTH}`);
+  if (icmp[0] !== type) throw fail(`ICMPv6 type ${icmp[0]}, not ${type}`);
+  if (icmp[1] !== 0) throw fail(`ICMPv6 code ${icmp[1]}, not 0`);
+  if (icmpv6Checksum(source, destination, icmp) !== 0) {
+    const got = (icmp[2]! << 8) | icmp[3]!;
+    throw fail(`bad checksum 0x${got.toString(16).padStart(4, "0")}`);
+  }
+  return { source, destination, hopLimit, icmp };
+}
+
+/**
+ * The Ethernet link-layer address options (RFC 4861 §4.6.1: 8 bytes long) of
+ * an ND message, first of each type. Every option is walked, so one of
+ * length 0 is refused wherever it is; others are skipped, as §4.6 requires.
+ */
+function linkLayerOptions(icmp: Uint8Array, fail: (problem: string) => WireError): Map<number, Uint8Array> {
+  const found = new Map<number, Uint8Array>();
+  for (let off = ND_LENGTH; off < icmp.length; ) {
     if (off + 2 > icmp.length) throw fail(`truncated option at byte ${off}`);
     const optType = icmp[off]!;
     const optLength = icmp[off + 1]! * 8;
     if (optLength === 0) throw fail(`option ${optType} at byte ${off} has length 0`);
     if (off + optLength > icmp.length) throw fail(`option ${optType} at byte ${off} runs past the message`);
-    // Unknown options are skipped, as §4.6 requires.
-    if (optType === OPTION_TARGET_LINK_LAYER_ADDRESS && optLength === 8) targetMac = icmp.slice(off + 2, off + 8);
+    const linkLayer = optType === OPTION_SOURCE_LINK_LAYER_ADDRESS || optType === OPTION_TARGET_LINK_LAYER_ADDRESS;
+    if (linkLayer && optLength === 8 && !found.has(optType)) found.set(optType, icmp.slice(off + 2, off + 8));
     off += optLength;
   }
-  return { ...na, targetMac };
+  return found;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /**
@@ -182,13 +312,25 @@ export function icmpv6Checksum(source: Uint8Array, destination: Uint8Array, mess
 }
 
 function check(na: NeighborAdvertisement): void {
-  for (const [name, b, n] of [
-    ["source", na.source, 16],
-    ["destination", na.destination, 16],
-    ["target", na.target, 16],
-  ] as const) {
-    if (b.length !== n) throw new RangeError(`NA ${name} has ${b.length} bytes, not ${n}`);
-  }
-  if (na.targetMac && na.targetMac.length !== 6) throw new RangeError(`NA target MAC has ${na.targetMac.length} bytes, not 6`);
-  if (!Number.isInteger(na.hopLimit) || na.hopLimit < 0 || na.hopLimit > 255) throw new RangeError(`hop limit ${na.hopLimit} out of 0..255`);
+  checkLength("NA source", na.source, 16);
+  checkLength("NA destination", na.destination, 16);
+  checkLength("NA target", na.target, 16);
+  if (na.targetMac) checkLength("NA target MAC", na.targetMac, 6);
+  checkHopLimit(na.hopLimit);
+}
+
+function checkNs(ns: NeighborSolicitation): void {
+  checkLength("NS source", ns.source, 16);
+  checkLength("NS destination", ns.destination, 16);
+  checkLength("NS target", ns.target, 16);
+  if (ns.sourceMac) checkLength("NS source MAC", ns.sourceMac, 6);
+  checkHopLimit(ns.hopLimit);
+}
+
+function checkLength(name: string, b: Uint8Array, n: number): void {
+  if (b.length !== n) throw new RangeError(`${name} has ${b.length} bytes, not ${n}`);
+}
+
+function checkHopLimit(hopLimit: number): void {
+  if (!Number.isInteger(hopLimit) || hopLimit < 0 || hopLimit > 255) throw new RangeError(`hop limit ${hopLimit} out of 0..255`);
 }
