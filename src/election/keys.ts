@@ -5,9 +5,16 @@
 //                                    written once when the run registers
 //   <prefix>heartbeats/<node>        rewritten ~4 times a second: {"run","seq","claims"} (JSON)
 //   <prefix>elections/<vip>/<node>   the node's place in the VIP's queue; value = the run's id
+//   <prefix>macs/<node>              the MAC of each of the node's VIP links: {"<vip>": "<mac>"} (JSON),
+//                                    written as the run registers and when a link's MAC changes; an
+//                                    address-conflict probe answered by one of these is no conflict
+//   <prefix>drains/<node>            an operator drained the node (`vipd drain`): {"by","at","reason"};
+//                                    no lease: it outlives every run until `vipd undrain`
+//   <prefix>handovers/<vip>          a hand-over in progress (`vipd handover`): {"to","toRevision","by","at"},
+//                                    on the asking command's own short lease
 //
-// All three live on the run's etcd lease, which only cleans up after a run
-// that vanished: liveness comes from the heartbeats (design.md §3).
+// The first three and macs/ live on the run's etcd lease, which only cleans up after a
+// run that vanished: liveness comes from the heartbeats (design.md §3).
 //
 // A VIP's queue is its election keys ordered by create revision, first =
 // holder, as in etcd's own election recipe. IPv6 VIPs put ':' in keys, which
@@ -21,6 +28,9 @@
 export const AGENTS = "agents/";
 export const HEARTBEATS = "heartbeats/";
 export const ELECTIONS = "elections/";
+export const DRAINS = "drains/";
+export const HANDOVERS = "handovers/";
+export const MACS = "macs/";
 /** vipd 0.1's election keys: present means a 0.1 agent may still run. */
 export const LEGACY_ELECTIONS = "vip/";
 
@@ -28,11 +38,17 @@ export const agentKey = (prefix: string, node: string) => `${prefix}${AGENTS}${n
 export const heartbeatKey = (prefix: string, node: string) => `${prefix}${HEARTBEATS}${node}`;
 export const electionKey = (prefix: string, vip: string, node: string) => `${prefix}${ELECTIONS}${vip}/${node}`;
 export const electionsPrefix = (prefix: string) => `${prefix}${ELECTIONS}`;
+export const drainKey = (prefix: string, node: string) => `${prefix}${DRAINS}${node}`;
+export const handoverKey = (prefix: string, vip: string) => `${prefix}${HANDOVERS}${vip}`;
+export const macsKey = (prefix: string, node: string) => `${prefix}${MACS}${node}`;
 
 export type ParsedKey =
   | { kind: "agent"; node: string }
   | { kind: "heartbeat"; node: string }
   | { kind: "election"; vip: string; node: string }
+  | { kind: "drain"; node: string }
+  | { kind: "handover"; vip: string }
+  | { kind: "macs"; node: string }
   | { kind: "legacy"; vip: string }
   /** Under the prefix but not a key vipd writes (a foreign writer, a typo): ignored. */
   | { kind: "unknown" };
@@ -43,9 +59,15 @@ const NODE = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/;
 export function parseKey(prefix: string, key: string): ParsedKey | null {
   if (!key.startsWith(prefix)) return null;
   const rest = key.slice(prefix.length);
-  const single = (kind: "agent" | "heartbeat", tail: string): ParsedKey => (NODE.test(tail) ? { kind, node: tail } : { kind: "unknown" });
+  const single = (kind: "agent" | "heartbeat" | "drain" | "macs", tail: string): ParsedKey => (NODE.test(tail) ? { kind, node: tail } : { kind: "unknown" });
   if (rest.startsWith(AGENTS)) return single("agent", rest.slice(AGENTS.length));
   if (rest.startsWith(HEARTBEATS)) return single("heartbeat", rest.slice(HEARTBEATS.length));
+  if (rest.startsWith(DRAINS)) return single("drain", rest.slice(DRAINS.length));
+  if (rest.startsWith(MACS)) return single("macs", rest.slice(MACS.length));
+  if (rest.startsWith(HANDOVERS)) {
+    const vip = rest.slice(HANDOVERS.length);
+    return vip && !vip.includes("/") ? { kind: "handover", vip } : { kind: "unknown" };
+  }
   if (rest.startsWith(ELECTIONS)) {
     const tail = rest.slice(ELECTIONS.length);
     const slash = tail.lastIndexOf("/");
@@ -107,6 +129,70 @@ export function decodeHeartbeat(text: string): HeartbeatValue | null {
   if (typeof run !== "string" || !run || typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) return null;
   if (!Array.isArray(claims) || !claims.every((c) => typeof c === "string")) return null;
   return { run, seq, claims: claims as string[] };
+}
+
+/** Why a node is drained, as the operator's command recorded it. */
+export interface DrainValue {
+  /** Who asked: user@host of the command. */
+  readonly by: string;
+  /** When, as an ISO 8601 time from the asking machine's clock. */
+  readonly at: string;
+  /** Free text the operator gave (`--reason`), or "". */
+  readonly reason: string;
+}
+
+export function encodeDrain(d: DrainValue): string {
+  return JSON.stringify({ by: d.by, at: d.at, reason: d.reason });
+}
+
+/** Parses a drain value; null when it is not one vipd wrote (the node still counts as drained). */
+export function decodeDrain(text: string): DrainValue | null {
+  const v = jsonObject(text);
+  if (!v) return null;
+  const { by, at, reason } = v;
+  if (typeof by !== "string" || typeof at !== "string" || typeof reason !== "string") return null;
+  return { by, at, reason };
+}
+
+/** A requested hand-over: which queue entry the VIP should move to. */
+export interface HandoverValue {
+  /** The node to take the VIP. */
+  readonly to: string;
+  /** The create revision of its election key when asked: a later key of the same node is not what was asked for. */
+  readonly toRevision: string;
+  readonly by: string;
+  readonly at: string;
+}
+
+export function encodeHandover(h: HandoverValue): string {
+  return JSON.stringify({ to: h.to, toRevision: h.toRevision, by: h.by, at: h.at });
+}
+
+/** Parses a hand-over request; null when it is not one vipd wrote (then nobody acts on it). */
+export function decodeHandover(text: string): HandoverValue | null {
+  const v = jsonObject(text);
+  if (!v) return null;
+  const { to, toRevision, by, at } = v;
+  if (typeof to !== "string" || !NODE.test(to) || typeof toRevision !== "string" || !/^[1-9][0-9]{0,18}$/.test(toRevision)) return null;
+  if (typeof by !== "string" || typeof at !== "string") return null;
+  return { to, toRevision, by, at };
+}
+
+/** The MAC of each VIP link of one agent, by VIP: aa:bb:cc:dd:ee:ff, lower case. */
+export type MacsValue = Readonly<Record<string, string>>;
+
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+export function encodeMacs(m: MacsValue): string {
+  return JSON.stringify(Object.fromEntries(Object.entries(m).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
+}
+
+/** Parses an agent's MACs; null when it is not a value vipd wrote (its MACs are then unknown). */
+export function decodeMacs(text: string): MacsValue | null {
+  const v = jsonObject(text);
+  if (!v) return null;
+  for (const mac of Object.values(v)) if (typeof mac !== "string" || !MAC.test(mac)) return null;
+  return v as Record<string, string>;
 }
 
 /** Orders etcd revisions given as decimal int64 strings or numbers. */

@@ -17,9 +17,10 @@ import { type EtcdConnection, type EtcdTlsFiles, within } from "./connection.ts"
 import { Emitter } from "./emitter.ts";
 import { describeEtcdError } from "./etcd-error.ts";
 import { etcdVersionWarning } from "./etcd-version.ts";
+import { drainReason, yieldReason } from "./handover.ts";
 import { type Guarded, Heartbeat } from "./heartbeat.ts";
 import { decodeIncarnation, describeIncarnation, encodeIncarnation, type Incarnation, judge, processAlive } from "./incarnation.ts";
-import { agentKey, electionKey, electionsPrefix, encodeHeartbeat, heartbeatKey, LEGACY_ELECTIONS, prefixEnd } from "./keys.ts";
+import { agentKey, electionKey, electionsPrefix, encodeHeartbeat, encodeMacs, heartbeatKey, LEGACY_ELECTIONS, macsKey, type MacsValue, prefixEnd } from "./keys.ts";
 import { AgentLease } from "./lease.ts";
 import { type Clock, proofDeadline, silenceWindow, TAKEOVER_STAGGER_MS } from "./proof.ts";
 import { type Candidate, ClusterView } from "./view.ts";
@@ -43,6 +44,12 @@ export interface SessionOptions {
   readonly log: Logger;
   /** VIPs this agent's kernel may be answering for right now; they stay claimed until released. */
   readonly serving: () => Iterable<string>;
+  /**
+   * The MAC of each VIP's link, by VIP, as the other agents' address-conflict
+   * probes must know them. Published as the run registers, and again after
+   * any committed heartbeat that finds them changed. Absent: none published.
+   */
+  readonly macs?: () => MacsValue;
   readonly processAlive?: (pid: number, start: string) => boolean;
   readonly rpcTimeoutMs?: number;
 }
@@ -90,6 +97,9 @@ export class Session extends Emitter<SessionEvents> {
   #loop: Promise<void> | null = null;
   readonly #releasing = new Set<string>();
   #heads = new Set<string>();
+  /** The MACs value in etcd for this registration, as written; null: not yet. */
+  #macsPublished: string | null = null;
+  #macsWriting = false;
 
   constructor(opts: SessionOptions) {
     super();
@@ -147,6 +157,16 @@ export class Session extends Emitter<SessionEvents> {
     const me = this.mine(vip);
     const since = me ? (this.#heartbeat?.provenSince(vip, me.createRevision) ?? null) : null;
     return since === null ? null : proofDeadline(since, this.#s.holdMs);
+  }
+
+  /** Why an operator drained this node (`vipd drain`); null: it is not drained. */
+  get drained(): string | null {
+    return drainReason(this.view, this.#s.node);
+  }
+
+  /** Why our key for the VIP must step back for a requested hand-over; null: it stays. */
+  yielding(vip: string): string | null {
+    return yieldReason(this.view, vip, { node: this.#s.node, run: this.#o.identity.run });
   }
 
   /** Until when another node may still answer for the VIP by its claims; null: nobody else. */
@@ -375,6 +395,7 @@ export class Session extends Emitter<SessionEvents> {
       this.emit("heartbeat", { result: "committed", rttMs });
       this.#lastHeartbeatError = null;
       this.#watcher?.expect(revision);
+      void this.#publishMacs();
       this.emit("changed", {});
     });
     hb.on("failed", ({ reason }) => {
@@ -438,6 +459,36 @@ export class Session extends Emitter<SessionEvents> {
     this.#watcher = null;
     this.#lease?.close();
     this.#agentRevision = null;
+    this.#macsPublished = null;
+  }
+
+  /**
+   * Writes our MACs when they differ from what this registration last wrote
+   * (a VIP link that appeared, or came back with another MAC). Guarded by our
+   * agent record like a join; a failure is tried again after the next
+   * committed heartbeat.
+   */
+  async #publishMacs(): Promise<void> {
+    const macs = this.#o.macs;
+    const agentRevision = this.#agentRevision;
+    if (!macs || this.#macsWriting || agentRevision === null || !this.#lease) return;
+    const value = encodeMacs(macs());
+    if (value === this.#macsPublished) return;
+    this.#macsWriting = true;
+    try {
+      const p = this.#s.prefix;
+      const res = await this.#o.conn.client.kv.txn({
+        compare: [{ key: Buffer.from(agentKey(p, this.#s.node)), target: "Create", result: "Equal", create_revision: agentRevision }],
+        success: [{ request_put: { key: Buffer.from(macsKey(p, this.#s.node)), value: Buffer.from(value), lease: this.#lease.etcdId } }],
+        failure: [],
+      }, within(this.#rpcMs));
+      // Our record gone: the next registration writes them.
+      if (res.succeeded && this.#agentRevision === agentRevision) this.#macsPublished = value;
+    } catch (err) {
+      this.#o.log.warn("publishing this node's MACs failed; retrying after the next heartbeat", { error: describeEtcdError(err, this.#s.endpoints) });
+    } finally {
+      this.#macsWriting = false;
+    }
   }
 
   /** vipd 0.1 elected by another layout: running beside it could make two holders. */
@@ -474,16 +525,21 @@ export class Session extends Emitter<SessionEvents> {
       const agent = read.responses[0]?.response_range?.kvs[0];
       const beat = read.responses[1]?.response_range?.kvs[0];
       if (!agent) {
+        // Our MACs go with the record: no key of ours is in any queue before
+        // the other agents can tell our answers to their probes from a stranger's.
+        const macs = this.#o.macs ? encodeMacs(this.#o.macs()) : null;
         const res = await conn.client.kv.txn({
           compare: [{ key: aKey, target: "Create", result: "Equal", create_revision: "0" }],
           success: [
             { request_put: { key: aKey, value: Buffer.from(encodeIncarnation(identity)), lease: lease.etcdId } },
             { request_put: { key: hKey, value: Buffer.from(encodeHeartbeat({ run: identity.run, seq: ++this.#seq, claims: [...this.#o.serving()] })), lease: lease.etcdId } },
+            ...(macs === null ? [] : [{ request_put: { key: Buffer.from(macsKey(p, node)), value: Buffer.from(macs), lease: lease.etcdId } }]),
           ],
           failure: [],
         }, within(this.#rpcMs));
         if (!res.succeeded) continue;
         this.#agentRevision = res.header.revision;
+        this.#macsPublished = macs;
         await this.#clearOwnElectionKeys();
         return;
       }

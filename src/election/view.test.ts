@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { encodeIncarnation, type Incarnation } from "./incarnation.ts";
-import { agentKey, electionKey, encodeHeartbeat, heartbeatKey } from "./keys.ts";
+import { agentKey, electionKey, encodeHeartbeat, encodeMacs, heartbeatKey, macsKey } from "./keys.ts";
 import { silenceWindow } from "./proof.ts";
 import { ClusterView, type Kv } from "./view.ts";
 
@@ -131,6 +131,26 @@ describe("claims", () => {
     expect(v.claimedUntil(VIP, "me", 1100)).not.toBeNull();
     expect(foreign).toEqual([`${heartbeatKey(P, "x")}: not a heartbeat vipd wrote; treating it as claiming every VIP`]);
   });
+});
+
+test("the agents' MACs are the union of what each published, and leave with their keys", () => {
+  const { v, foreign } = view();
+  const a = kv(macsKey(P, "a"), encodeMacs({ [VIP]: "02:00:00:00:00:0a", "2001:db8::10": "02:00:00:00:01:0a" }));
+  const b = kv(macsKey(P, "b"), encodeMacs({ [VIP]: "02:00:00:00:00:0b" }));
+  v.load([a, b], "200", 1000);
+  expect([...v.agentMacs()].sort()).toEqual(["02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:01:0a"]);
+  // b's link was re-created with another MAC.
+  v.apply([{ type: "put", kv: kv(macsKey(P, "b"), encodeMacs({ [VIP]: "02:00:00:00:00:bb" })) }], 1100);
+  expect(v.agentMacs().has("02:00:00:00:00:0b")).toBe(false);
+  expect(v.agentMacs().has("02:00:00:00:00:bb")).toBe(true);
+  v.apply([{ type: "delete", kv: a }], 1200);
+  expect([...v.agentMacs()]).toEqual(["02:00:00:00:00:bb"]);
+  // A value vipd did not write: reported once, and its MACs are unknown.
+  v.apply([{ type: "put", kv: kv(macsKey(P, "b"), "eth0") }], 1300);
+  expect(v.agentMacs().size).toBe(0);
+  expect(foreign).toEqual([`${macsKey(P, "b")}: not a list of MACs vipd wrote; that agent's answers to address probes count as a stranger's`]);
+  v.load([], "300", 1400);
+  expect(v.agentMacs().size).toBe(0);
 });
 
 test("foreign keys are reported, legacy keys are listed", () => {

@@ -11,7 +11,7 @@
 // keeps a VIP unheld rather than doubly held: a heartbeat whose value cannot
 // be read still counts as a sign of life and claims every VIP.
 import { decodeIncarnation, type Incarnation } from "./incarnation.ts";
-import { compareRevisions, decodeHeartbeat, parseKey } from "./keys.ts";
+import { compareRevisions, decodeDrain, decodeHandover, decodeHeartbeat, decodeMacs, type DrainValue, type HandoverValue, type MacsValue, parseKey } from "./keys.ts";
 import { MAX_HOLD_MS, silenceWindow } from "./proof.ts";
 
 /** The parts of etcd's KeyValue the view reads (etcd3's IKeyValue fits). */
@@ -54,6 +54,18 @@ export interface HeartbeatRecord {
   readonly receivedAt: number;
 }
 
+export interface DrainRecord {
+  readonly node: string;
+  /** null: the value is not one vipd wrote; the node counts as drained all the same. */
+  readonly drain: DrainValue | null;
+}
+
+export interface HandoverRecord {
+  readonly vip: string;
+  /** null: the value is not a request vipd wrote; nobody acts on it. */
+  readonly request: HandoverValue | null;
+}
+
 export type KvEvent = { readonly type: "put" | "delete"; readonly kv: Kv };
 
 const text = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString();
@@ -65,6 +77,10 @@ export class ClusterView {
   readonly #heartbeats = new Map<string, HeartbeatRecord>();
   /** vip → key → candidate. */
   readonly #queues = new Map<string, Map<string, Candidate>>();
+  readonly #drains = new Map<string, DrainRecord>();
+  readonly #handovers = new Map<string, HandoverRecord>();
+  /** node → the MAC of each of its VIP links. */
+  readonly #macs = new Map<string, MacsValue>();
   readonly #legacy = new Set<string>();
   readonly #foreign = new Set<string>();
 
@@ -97,6 +113,9 @@ export class ClusterView {
   load(kvs: readonly Kv[], revision: string, receivedAt: number): void {
     const beats = new Set<string>();
     this.#agents.clear();
+    this.#drains.clear();
+    this.#handovers.clear();
+    this.#macs.clear();
     this.#legacy.clear();
     const oldQueues = new Map([...this.#queues].map(([vip, q]) => [vip, new Map(q)]));
     this.#queues.clear();
@@ -163,6 +182,27 @@ export class ClusterView {
         });
         return;
       }
+      case "drain": {
+        const drain = decodeDrain(value);
+        if (!drain) this.#foreignOnce(key, "not a drain vipd wrote; the node counts as drained");
+        this.#drains.set(parsed.node, { node: parsed.node, drain });
+        return;
+      }
+      case "handover": {
+        const request = decodeHandover(value);
+        if (!request) this.#foreignOnce(key, "not a hand-over request vipd wrote; ignoring it");
+        this.#handovers.set(parsed.vip, { vip: parsed.vip, request });
+        return;
+      }
+      case "macs": {
+        const macs = decodeMacs(value);
+        // Unknown MACs make a probe's answer look like a stranger's: the VIP
+        // stays unheld (a conflict) rather than fought over.
+        if (!macs) this.#foreignOnce(key, "not a list of MACs vipd wrote; that agent's answers to address probes count as a stranger's");
+        if (macs) this.#macs.set(parsed.node, macs);
+        else this.#macs.delete(parsed.node);
+        return;
+      }
       case "legacy":
         this.#legacy.add(parsed.vip);
         return;
@@ -209,6 +249,15 @@ export class ClusterView {
         if (q && q.size === 0) this.#queues.delete(parsed.vip);
         return;
       }
+      case "drain":
+        this.#drains.delete(parsed.node);
+        return;
+      case "handover":
+        this.#handovers.delete(parsed.vip);
+        return;
+      case "macs":
+        this.#macs.delete(parsed.node);
+        return;
       case "legacy":
       case "unknown":
         return;
@@ -243,6 +292,25 @@ export class ClusterView {
 
   agents(): AgentRecord[] {
     return [...this.#agents.values()];
+  }
+
+  /** Whether (and why) an operator drained the node. */
+  drain(node: string): DrainRecord | undefined {
+    return this.#drains.get(node);
+  }
+
+  drains(): DrainRecord[] {
+    return [...this.#drains.values()];
+  }
+
+  /** The hand-over requested for the VIP, if one is in progress. */
+  handover(vip: string): HandoverRecord | undefined {
+    return this.#handovers.get(vip);
+  }
+
+  /** Every MAC the agents published for their VIP links: an address probe answered by one of these found no stranger. */
+  agentMacs(): ReadonlySet<string> {
+    return new Set([...this.#macs.values()].flatMap((m) => Object.values(m)));
   }
 
   heartbeat(node: string): HeartbeatRecord | undefined {

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import type { Etcd3 } from "etcd3";
 import { connectEtcd, EtcdConnection } from "../../src/election/connection.ts";
 import { currentIncarnation, encodeIncarnation, type Incarnation } from "../../src/election/incarnation.ts";
-import { agentKey, electionKey, encodeHeartbeat, heartbeatKey } from "../../src/election/keys.ts";
+import { agentKey, electionKey, encodeHeartbeat, heartbeatKey, macsKey, type MacsValue } from "../../src/election/keys.ts";
 import { MARGIN_MS, monotonicClock, silenceWindow } from "../../src/election/proof.ts";
 import { Session, type SessionEvents } from "../../src/election/session.ts";
 import type { Logger } from "../../src/log.ts";
@@ -48,7 +48,11 @@ interface Agent {
   log: string[];
 }
 
-function agent(node: string, prefix: string, opts: { identity?: Incarnation; alive?: (pid: number, start: string) => boolean; holdMs?: number } = {}): Agent {
+function agent(
+  node: string,
+  prefix: string,
+  opts: { identity?: Incarnation; alive?: (pid: number, start: string) => boolean; holdMs?: number; macs?: () => MacsValue } = {},
+): Agent {
   const conn = new EtcdConnection({ endpoints: etcd.endpoints });
   const serving = new Set<string>();
   const log: string[] = [];
@@ -61,6 +65,7 @@ function agent(node: string, prefix: string, opts: { identity?: Incarnation; ali
     log: quietLog(log),
     serving: () => serving,
     ...(opts.alive ? { processAlive: opts.alive } : {}),
+    ...(opts.macs ? { macs: opts.macs } : {}),
   });
   const events = { changed: [], deposed: [], lost: [], fatal: [], heartbeat: [] } as Agent["events"];
   for (const k of Object.keys(events) as (keyof SessionEvents)[]) session.on(k, (e) => (events[k] as unknown[]).push(e));
@@ -262,6 +267,28 @@ describe("one live run per node name", () => {
     expect(b.events.fatal).toEqual([]);
     await admin.leaseClient.leaseRevoke({ ID: lease });
   });
+});
+
+test("an agent's MACs are written with its record, follow a change, leave with its lease, and every view knows them", async () => {
+  const p = freshPrefix();
+  let macs: MacsValue = { [VIP]: "02:00:00:00:00:0a" };
+  const a = agent("a", p, { macs: () => macs });
+  const b = agent("b", p);
+  await ready(a);
+  // In the registering transaction itself: no key of a's can be in a queue before its MACs are known.
+  const [record, published] = await Promise.all([admin.get(agentKey(p, "a")).exec(), admin.get(macsKey(p, "a")).exec()]);
+  expect(JSON.parse(published.kvs[0]!.value.toString())).toEqual(macs);
+  expect(published.kvs[0]!.create_revision).toBe(record.kvs[0]!.create_revision);
+  expect(published.kvs[0]!.lease).toBe(record.kvs[0]!.lease);
+  await ready(b);
+  expect([...b.session.view.agentMacs()]).toEqual(["02:00:00:00:00:0a"]);
+  // The link came back with another MAC: published after the next heartbeat.
+  macs = { [VIP]: "02:00:00:00:00:aa" };
+  await waitFor("b sees the new MAC", () => b.session.view.agentMacs().has("02:00:00:00:00:aa"), 3000);
+  expect(b.session.view.agentMacs().has("02:00:00:00:00:0a")).toBe(false);
+  await a.session.stop(300);
+  expect(await admin.get(macsKey(p, "a")).string()).toBeNull();
+  await waitFor("b forgets a's MAC", () => b.session.view.agentMacs().size === 0, 3000);
 });
 
 test("vipd 0.1's keys under the prefix stop the session with a sentence", async () => {
