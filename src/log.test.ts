@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { createLogger } from "./log.ts";
+import { createLogger, reconfigurableLogger } from "./log.ts";
 
 test("json format writes one object per line with the fields flattened", () => {
   const lines: string[] = [];
@@ -18,4 +18,14 @@ test("level silent writes nothing", () => {
   const log = createLogger({ format: "json", level: "silent", write: (l) => lines.push(l) });
   log.error("x");
   expect(lines).toEqual([]);
+});
+
+test("a reconfigurable logger takes a new level at once, through the same object", () => {
+  const lines: string[] = [];
+  const write = (l: string) => void lines.push(l);
+  const log = reconfigurableLogger({ format: "json", level: "info", write });
+  log.debug("hidden");
+  log.reconfigure({ format: "json", level: "debug", write });
+  log.debug("shown");
+  expect(lines.map((l) => JSON.parse(l).msg)).toEqual(["shown"]);
 });

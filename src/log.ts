@@ -48,6 +48,23 @@ export function createLogger(opts: { format: "pretty" | "json"; level: LogLevel;
   return { error: at("error"), warn: at("warn"), info: at("info"), debug: at("debug") };
 }
 
+/**
+ * A logger whose format and level a reload may change: everything that holds
+ * it keeps the one object, and each line goes out as configured at that moment.
+ */
+export function reconfigurableLogger(opts: Parameters<typeof createLogger>[0]): Logger & { reconfigure(next: Parameters<typeof createLogger>[0]): void } {
+  let current = createLogger(opts);
+  return {
+    error: (msg, fields) => current.error(msg, fields),
+    warn: (msg, fields) => current.warn(msg, fields),
+    info: (msg, fields) => current.info(msg, fields),
+    debug: (msg, fields) => current.debug(msg, fields),
+    reconfigure: (next) => {
+      current = createLogger(next);
+    },
+  };
+}
+
 /** Renders any thrown value as one sentence: our errors already are sentences. */
 export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;
