@@ -148,6 +148,28 @@ export const burstInterval = v.pipe(v.number(GAP), v.check((n) => Number.isFinit
 const REFRESH = "a number of seconds from 0 (off) to 3600";
 export const refresh = v.pipe(v.number(REFRESH), v.check((n) => Number.isFinite(n) && n >= 0 && n <= 3600, REFRESH));
 
+const PROBE_INTERVAL = "a number of seconds: 0 (no conflict detection) or from 1 to 3600";
+/** At least 1 s: a probe listens for half a second, and a node would otherwise do nothing else. */
+export const probeInterval = v.pipe(v.number(PROBE_INTERVAL), v.check((n) => n === 0 || (Number.isFinite(n) && n >= 1 && n <= 3600), PROBE_INTERVAL));
+
+const ARGV =
+  'an argv list: strings, the program\'s absolute path first, e.g. [/usr/local/sbin/vip-up, --quiet] ' +
+  '(in a flag or variable, a JSON array: ["/usr/local/sbin/vip-up","--quiet"]); [] for none';
+const ARGUMENT = "an argument as text, without NUL bytes (quote numbers and booleans in YAML)";
+const PROGRAM = "the program's absolute path (vipd runs no shell and searches no PATH)";
+/**
+ * A hook's command line, run as it is: no shell splits or expands it, so a
+ * single string is refused rather than guessed at. [] means no hook, so a
+ * flag or variable can turn off a hook the file sets.
+ */
+export const argv = v.pipe(
+  v.array(v.pipe(v.string(ARGUMENT), v.check((s) => !s.includes("\0"), ARGUMENT)), ARGV),
+  v.checkItems((s, i) => i > 0 || s.startsWith("/"), PROGRAM),
+);
+
+const HOOK_TIMEOUT = "a number of seconds greater than 0 and at most 300";
+export const hookTimeout = v.pipe(v.number(HOOK_TIMEOUT), v.check((n) => Number.isFinite(n) && n > 0 && n <= 300, HOOK_TIMEOUT));
+
 export const LOG_FORMATS = ["pretty", "json"] as const;
 export const logFormat = v.picklist(LOG_FORMATS, 'one of "pretty", "json"');
 

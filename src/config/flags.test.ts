@@ -85,6 +85,11 @@ describe("FLAGS", () => {
       "announce-burst": "VIPD_ANNOUNCE_BURST",
       "announce-burst-interval": "VIPD_ANNOUNCE_BURST_INTERVAL",
       "announce-refresh": "VIPD_ANNOUNCE_REFRESH",
+      "announce-probe-interval": "VIPD_ANNOUNCE_PROBE_INTERVAL",
+      "hook-acquired": "VIPD_HOOK_ACQUIRED",
+      "hook-released": "VIPD_HOOK_RELEASED",
+      "hook-fenced": "VIPD_HOOK_FENCED",
+      "hook-timeout": "VIPD_HOOK_TIMEOUT",
       "log-format": "VIPD_LOG_FORMAT",
       "log-level": "VIPD_LOG_LEVEL",
       help: undefined,
@@ -96,6 +101,9 @@ describe("FLAGS", () => {
     expect(help).toHaveLength(FLAGS.length);
     expect(help.find((l) => l.startsWith("  --lease-ttl"))).toBe(
       "  --lease-ttl SECONDS                TTL of the lease that removes a vanished agent's keys, 3 to 300 s, at least the hold time + 0.5 s (default: 10) [VIPD_LEASE_TTL]",
+    );
+    expect(help.find((l) => l.startsWith("  --hook-acquired"))).toBe(
+      '  --hook-acquired JSON               run after this node acquired a VIP: an argv list, no shell (flag or variable: a JSON array, ["/usr/local/sbin/vip-up","--quiet"]) [VIPD_HOOK_ACQUIRED]',
     );
     expect(help.at(-1)).toBe("  --help                             show this help");
   });

@@ -33,7 +33,8 @@ describe("defaults and documents", () => {
       etcd: { endpoints: ["https://127.0.0.1:2379"], prefix: "/vipd/" },
       election: { holdTime: 2500, leaseTTL: 10 },
       health: { listen: { host: "127.0.0.1", port: 8099 } },
-      announce: { burst: 3, burstInterval: 0.05, refresh: 10 },
+      announce: { burst: 3, burstInterval: 0.05, refresh: 10, probeInterval: 60 },
+      hooks: { timeout: 10 },
       log: { format: "json", level: "info" },
     });
   });
@@ -116,7 +117,12 @@ apiServer:
   timeout: 0.25
   rise: 1
   fall: 2
-announce: { burst: 5, burstInterval: 0, refresh: 0 }
+announce: { burst: 5, burstInterval: 0, refresh: 0, probeInterval: 0 }
+hooks:
+  acquired: [/usr/local/sbin/vip-up, "--table", "100", "a b;c"]
+  released: [/usr/local/sbin/vip-down]
+  fenced: []
+  timeout: 2.5
 log: { format: pretty, level: debug }`),
       ),
     );
@@ -133,7 +139,8 @@ log: { format: pretty, level: debug }`),
       election: { holdTime: 4000, leaseTTL: 5 },
       health: { listen: { host: "::1", port: 9000 } },
       apiServer: { url: "https://127.0.0.1:6443/readyz", caFile: "/pki/k.crt", insecureSkipVerify: true, interval: 0.5, timeout: 0.25, rise: 1, fall: 2 },
-      announce: { burst: 5, burstInterval: 0, refresh: 0 },
+      announce: { burst: 5, burstInterval: 0, refresh: 0, probeInterval: 0 },
+      hooks: { acquired: ["/usr/local/sbin/vip-up", "--table", "100", "a b;c"], released: ["/usr/local/sbin/vip-down"], fenced: [], timeout: 2.5 },
       log: { format: "pretty", level: "debug" },
     });
   });
@@ -309,6 +316,13 @@ describe("errors name the document, the field and what was wanted", () => {
       ['document 1 (VIPAgentConfig): etcd.endpoints[1]: expected an https:// URL, because etcd TLS files are set, received "http://b:2379"'],
     ],
     ["rise 0", docs(VIP, agent("apiServer: { rise: 0 }")), {}, ["document 1 (VIPAgentConfig): apiServer.rise: expected a whole number from 1 to 100, received 0"]],
+    [
+      "a probe interval under a second",
+      docs(VIP, agent("announce: { probeInterval: 0.5 }")),
+      {},
+      ["document 1 (VIPAgentConfig): announce.probeInterval: expected a number of seconds: 0 (no conflict detection) or from 1 to 3600, received 0.5"],
+    ],
+    ["a negative probe interval by flag", VIP, { flags: { "announce-probe-interval": "-1" } }, ["flag --announce-probe-interval: expected a number of seconds: 0 (no conflict detection) or from 1 to 3600, received -1"]],
     ["boolean as text", docs(VIP, agent('apiServer: { insecureSkipVerify: "yes" }')), {}, ['document 1 (VIPAgentConfig): apiServer.insecureSkipVerify: expected true or false, received "yes"']],
     ["section not a mapping", docs(VIP, agent("etcd: https://a:2379")), {}, ['document 1 (VIPAgentConfig): etcd: expected a mapping of fields, received "https://a:2379"']],
     ["environment TTL 2", VIP, { env: { VIPD_LEASE_TTL: "2" } }, [`environment VIPD_LEASE_TTL: ${TOO_SHORT_2}`]],
@@ -366,6 +380,51 @@ describe("errors name the document, the field and what was wanted", () => {
   });
 });
 
+describe("hooks: argv lists, never a command line for a shell", () => {
+  const ARGV = `expected an argv list: strings, the program's absolute path first, e.g. [/usr/local/sbin/vip-up, --quiet] (in a flag or variable, a JSON array: ["/usr/local/sbin/vip-up","--quiet"]); [] for none`;
+  const PROGRAM = "expected the program's absolute path (vipd runs no shell and searches no PATH)";
+  const ARGUMENT = "expected an argument as text, without NUL bytes (quote numbers and booleans in YAML)";
+
+  test("a JSON array in a variable or flag keeps commas, spaces and quotes inside arguments", () => {
+    const s = settings(VIP, {
+      env: { VIPD_HOOK_ACQUIRED: '["/usr/local/sbin/vip-up", "a,b", "c d", "\\"$x\\""]', VIPD_HOOK_TIMEOUT: "0.5" },
+      flags: { "hook-fenced": '["/bin/fenced"]' },
+    });
+    expect(s.hooks).toEqual({ acquired: ["/usr/local/sbin/vip-up", "a,b", "c d", '"$x"'], fenced: ["/bin/fenced"], timeout: 0.5 });
+  });
+  test("a flag overrides the file's hook, and [] turns it off", () => {
+    const file = docs(VIP, agent("hooks: { acquired: [/bin/a], released: [/bin/r] }"));
+    expect(settings(file, { flags: { "hook-acquired": '["/bin/b","x"]', "hook-released": "[]" } }).hooks).toEqual({ acquired: ["/bin/b", "x"], released: [], timeout: 10 });
+  });
+
+  const cases: [string, string, Partial<LoadInput>, string[]][] = [
+    ["a command line as one string", docs(VIP, agent("hooks: { acquired: /usr/local/sbin/vip-up --quiet }")), {}, [`document 1 (VIPAgentConfig): hooks.acquired: ${ARGV}, received "/usr/local/sbin/vip-up --quiet"`]],
+    ["a relative program", docs(VIP, agent("hooks: { released: [vip-down, now] }")), {}, [`document 1 (VIPAgentConfig): hooks.released[0]: ${PROGRAM}, received "vip-down"`]],
+    [
+      "numbers and booleans as arguments",
+      docs(VIP, agent("hooks: { fenced: [/bin/f, 100, true] }")),
+      {},
+      [`document 1 (VIPAgentConfig): hooks.fenced[1]: ${ARGUMENT}, received 100`, `document 1 (VIPAgentConfig): hooks.fenced[2]: ${ARGUMENT}, received true`],
+    ],
+    ["a NUL byte in an argument", docs(VIP, agent('hooks: { acquired: ["/bin/a", "x\\0y"] }')), {}, [`document 1 (VIPAgentConfig): hooks.acquired[1]: ${ARGUMENT}, received "x\\u0000y"`]],
+    ["a flag that is not JSON", VIP, { flags: { "hook-acquired": "[/bin/a, x]" } }, [`flag --hook-acquired: ${ARGV}, received "[/bin/a, x]"`]],
+    ["a variable with a command line", VIP, { env: { VIPD_HOOK_RELEASED: "/bin/r --now" } }, [`environment VIPD_HOOK_RELEASED: ${ARGV}, received "/bin/r --now"`]],
+    ["a variable with a JSON string", VIP, { env: { VIPD_HOOK_FENCED: '"/bin/f"' } }, [`environment VIPD_HOOK_FENCED: ${ARGV}, received "/bin/f"`]],
+    ["a JSON object", VIP, { flags: { "hook-fenced": '{"argv":["/bin/f"]}' } }, [`flag --hook-fenced: ${ARGV}, received a mapping`]],
+    ["timeout 0", docs(VIP, agent("hooks: { timeout: 0 }")), {}, ["document 1 (VIPAgentConfig): hooks.timeout: expected a number of seconds greater than 0 and at most 300, received 0"]],
+    ["timeout 301 by flag", VIP, { flags: { "hook-timeout": "301" } }, ["flag --hook-timeout: expected a number of seconds greater than 0 and at most 300, received 301"]],
+    [
+      "a typo in the section",
+      docs(VIP, agent("hooks: { aquired: [/bin/a] }")),
+      {},
+      ["document 1 (VIPAgentConfig): hooks.aquired: unknown field; known fields here: acquired, released, fenced, timeout"],
+    ],
+  ];
+  for (const [name, text, over, expected] of cases) {
+    test(name, () => expect(messages(text, over)).toEqual(expected));
+  }
+});
+
 describe("TLS files are checked at load time", () => {
   let dir = "";
   beforeAll(() => {
@@ -406,15 +465,23 @@ describe("summarize", () => {
         "VIP:       2001:db8::15 (IPv6) on enp0s2",
         "health:    [::1]:8099",
         "gate:      https://127.0.0.1:6443/readyz every 1 s, timeout 2 s, rise 2, fall 3",
-        "announce:  burst of 3 every 0.05 s, refresh every 10 s",
+        "announce:  burst of 3 every 0.05 s, refresh every 10 s, conflict probe every 60 s",
+        "hooks:     none",
         "log:       json, info",
       ].join("\n"),
     );
+  });
+  test("no conflict detection", () => {
+    expect(summarize(settings(VIP, { flags: { "announce-probe-interval": "0" } }))).toContain("refresh every 10 s, no conflict detection");
   });
   test("plain etcd and no gate", () => {
     const text = summarize(settings(VIP, { flags: { "etcd-endpoints": "http://10.0.0.1:2379" } }));
     expect(text).toContain("etcd:      http://10.0.0.1:2379 (TLS: no), prefix /vipd/");
     expect(text).toContain("gate:      none");
+  });
+  test("hooks: each configured one with its argv, and the timeout", () => {
+    const text = summarize(settings(docs(VIP, agent("hooks: { acquired: [/bin/up, a b], fenced: [], timeout: 3 }"))));
+    expect(text).toContain('hooks:     acquired ["/bin/up","a b"], timeout 3 s');
   });
 });
 

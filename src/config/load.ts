@@ -63,6 +63,13 @@ function fromText(text: string, kind: TextKind): unknown {
       return text;
     case "list":
       return text.split(",").map((s) => s.trim());
+    case "json":
+      // Not JSON: leave it as text, so the schema reports what was given.
+      try {
+        return JSON.parse(text);
+      } catch {
+        return text;
+      }
     case "number":
       // Leave non-numbers as text so the schema reports what was actually given.
       return /^-?[0-9]+(\.[0-9]+)?$/.test(text.trim()) ? Number(text) : text;

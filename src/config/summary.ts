@@ -12,6 +12,8 @@ export function summarize(s: Settings): string {
       (s.apiServer.insecureSkipVerify ? " (certificate not verified)" : "")
     : "none";
   const refresh = s.announce.refresh > 0 ? `refresh every ${s.announce.refresh} s` : "no refresh";
+  const probe = s.announce.probeInterval > 0 ? `conflict probe every ${s.announce.probeInterval} s` : "no conflict detection";
+  const hooks = (["acquired", "released", "fenced"] as const).flatMap((e) => (s.hooks[e]?.length ? [`${e} ${JSON.stringify(s.hooks[e])}`] : []));
   return [
     `node:      ${s.nodeName}`,
     `etcd:      ${s.etcd.endpoints.join(", ")} (TLS: ${tls ? `yes${clientCert}` : "no"}), prefix ${s.etcd.prefix}`,
@@ -19,7 +21,8 @@ export function summarize(s: Settings): string {
     ...s.vips.map((vip) => `VIP:       ${vip.ip} (IPv${vip.family}) on ${vip.link}`),
     `health:    ${hostPort(s.health.listen.host, s.health.listen.port)}`,
     `gate:      ${gate}`,
-    `announce:  burst of ${s.announce.burst} every ${s.announce.burstInterval} s, ${refresh}`,
+    `announce:  burst of ${s.announce.burst} every ${s.announce.burstInterval} s, ${refresh}, ${probe}`,
+    `hooks:     ${hooks.length ? `${hooks.join(", ")}, timeout ${s.hooks.timeout} s` : "none"}`,
     `log:       ${s.log.format}, ${s.log.level}`,
   ].join("\n");
 }

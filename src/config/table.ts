@@ -7,8 +7,12 @@
 import type * as v from "valibot";
 import * as f from "./fields.ts";
 
-/** How a value written as text (a flag, a variable) becomes a value the schema can judge. */
-export type TextKind = "string" | "number" | "boolean" | "list";
+/**
+ * How a value written as text (a flag, a variable) becomes a value the schema
+ * can judge. "json": the text is JSON, for lists whose items may themselves
+ * hold commas or spaces (a hook's argv).
+ */
+export type TextKind = "string" | "number" | "boolean" | "list" | "json";
 
 export interface Setting<T = unknown, Required extends boolean = boolean> {
   readonly kind: "setting";
@@ -143,6 +147,31 @@ export const TABLE = {
     refresh: withDefault({
       schema: f.refresh, text: "number", flag: "announce-refresh", value: "SECONDS", default: 10,
       help: "seconds between announcements while holding (0: none)",
+    }),
+    probeInterval: withDefault({
+      schema: f.probeInterval, text: "number", flag: "announce-probe-interval", value: "SECONDS", default: 60,
+      help: "seconds between probes (ARP; DAD for IPv6) for another machine that uses a VIP, while standing for or holding it (0: no conflict detection)",
+    }),
+  }),
+  hooks: section("programs run after this node acquires, releases or is fenced off a VIP (README: Hooks)", {
+    acquired: optional({
+      schema: f.argv, text: "json", flag: "hook-acquired", value: "JSON",
+      help: 'run after this node acquired a VIP: an argv list, no shell (flag or variable: a JSON array, ["/usr/local/sbin/vip-up","--quiet"])',
+      example: "[/usr/local/sbin/vipd-hook, acquired]",
+    }),
+    released: optional({
+      schema: f.argv, text: "json", flag: "hook-released", value: "JSON",
+      help: "run after this node gave a VIP up (stop, drain, hand-over, link down, gate closed...): an argv list like --hook-acquired",
+      example: "[/usr/local/sbin/vipd-hook, released]",
+    }),
+    fenced: optional({
+      schema: f.argv, text: "json", flag: "hook-fenced", value: "JSON",
+      help: "run after this node lost a VIP because it could no longer prove it (etcd unreachable, another node took over): an argv list like --hook-acquired",
+      example: "[/usr/local/sbin/vipd-hook, fenced]",
+    }),
+    timeout: withDefault({
+      schema: f.hookTimeout, text: "number", flag: "hook-timeout", value: "SECONDS", default: 10,
+      help: "seconds a hook may run before it and its process group are killed, at most 300",
     }),
   }),
   log: section("vipd's log on stderr", {
