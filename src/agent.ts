@@ -7,7 +7,7 @@
 // with nothing allowed and VIPs left on the links by an earlier run are
 // removed *before* the session registers, because registering clears that
 // run's keys and lets the next node take over at once.
-import { etcdTls, type Settings } from "./config/index.ts";
+import { etcdTls, type Settings, type VipSettings } from "./config/index.ts";
 import { EtcdConnection } from "./election/connection.ts";
 import { currentIncarnation, type Incarnation } from "./election/incarnation.ts";
 import { type Clock, type FenceMode, minimumHold, monotonicClock } from "./election/proof.ts";
@@ -15,13 +15,16 @@ import { Session } from "./election/session.ts";
 import { ApiServerGate } from "./health/gate.ts";
 import type { HealthReport } from "./health/server.ts";
 import { VipdMetrics } from "./health/vipd-metrics.ts";
-import { claimNetnsLock, type NetnsLock } from "./kernel/netns-lock.ts";
+import { claimNetnsLock, type NetnsLock, type RequestHandler } from "./kernel/netns-lock.ts";
 import { NftFence, nftablesMissing } from "./kernel/nft-fence.ts";
 import { ENOENT } from "./kernel/errno.ts";
 import { KernelError } from "./kernel/error.ts";
+import { formatMac } from "./kernel/ip.ts";
 import { Rtnl } from "./kernel/rtnl.ts";
 import { describeError, type Logger } from "./log.ts";
+import { HookRunner } from "./agent/hooks.ts";
 import { LinkWatch } from "./agent/links.ts";
+import { diffSettings, type SettingsDiff } from "./agent/reload.ts";
 import { Slot, type VipStatus } from "./agent/slot.ts";
 import { type FencePort, lifetimeOnlyFence } from "./vip/ports.ts";
 
@@ -43,6 +46,10 @@ export interface AgentStatus {
     agents: { node: string; host: string | null; silentForMs: number | null }[];
   };
   fence: { mode: FenceMode; egress: boolean | null };
+  /** Why this node is drained (`vipd drain`); null: it is not. */
+  drained: string | null;
+  /** Every drained node, and who drained it when (as the command recorded it). */
+  drains: { node: string; by: string | null; at: string | null; reason: string | null }[];
   gate: { open: boolean; reason: string; lastProbeMs: number | null } | null;
 }
 
@@ -51,6 +58,11 @@ export interface AgentOptions {
   /** This run's identity (tests pass one to play another machine). */
   identity?: (holdMs: number) => Incarnation;
   version?: string;
+}
+
+/** What a reload changed; `leaving` names removed VIPs whose release was still under way when it answered. */
+export interface ReloadOutcome extends SettingsDiff {
+  readonly leaving: readonly string[];
 }
 
 /** The agent cannot start because of a conflict that no retry fixes: exit 2. */
@@ -66,6 +78,8 @@ const LOOP_TICK_MS = 250;
 const LOOP_STALL_MS = 2000;
 /** Budget for each etcd call on the way out; the whole stop stays well under a second. */
 const STOP_RPC_MS = 600;
+/** How long a reload waits for removed VIPs to be released before it answers; they finish later if need be. */
+const RELOAD_WAIT_MS = 5000;
 
 export class Agent {
   readonly metrics = new VipdMetrics();
@@ -90,18 +104,28 @@ export class Agent {
   #updateQueued = false;
   #lock: NetnsLock | null = null;
   #resetsCounted = 0;
+  readonly #hooks: HookRunner;
+  #drained: string | null = null;
+  #settings: Settings;
+  /** Removed VIPs not yet released, by address: the same address on another link waits for them. */
+  readonly #leaving = new Map<string, Promise<void>>();
+  #reloading: Promise<unknown> = Promise.resolve();
 
   private constructor(
-    readonly settings: Settings,
+    settings: Settings,
     private readonly log: Logger,
     clock: Clock,
   ) {
+    this.#settings = settings;
     this.#clock = clock;
     this.#holdMs = settings.election.holdTime;
     this.fatal = new Promise((resolve) => (this.#fatal = resolve));
     this.#rtnl = Rtnl.open();
     this.#loopAt = clock();
     this.#loopTimer = setInterval(() => (this.#loopAt = this.#clock()), LOOP_TICK_MS);
+    // Hooks start with vipd's own environment, as an operator's notify script expects.
+    this.#hooks = new HookRunner({ hooks: hookSettings(settings), log, metrics: this.metrics, env: process.env });
+    this.#hooks.checkPrograms();
     this.gate = settings.apiServer ? new ApiServerGate(settings.apiServer) : null;
     this.gate?.on("probe", (p) => this.metrics.gateProbe(p.latencyMs));
     this.gate?.onChange((c) => {
@@ -223,7 +247,7 @@ export class Agent {
     if (!nft || !links || this.#stopping) return;
     const present = links.names().filter((n) => links.state(n) !== "absent");
     try {
-      const r = await nft.configure({ links: present, vips: this.settings.vips.map((v) => v.ip) });
+      const r = await nft.configure({ links: present, vips: this.#guarded() });
       if (this.#egress !== r.egress) {
         if (!r.egress) this.log.warn("nftables has no egress hook here (Linux < 5.16?): a fenced node's own frames from the VIP are not dropped");
         this.#egress = r.egress;
@@ -254,27 +278,10 @@ export class Agent {
       clock: this.#clock,
       log: this.log,
       serving: () => this.#slots.filter((x) => x.controller.serving).map((x) => x.vip.ip),
+      macs: () => this.#macs(),
     });
     this.#session = session;
-    this.#slots = s.vips.map((vip) => new Slot({
-      vip,
-      node: s.nodeName,
-      session,
-      links: this.#links!,
-      gateOpen: () => (this.gate ? this.gate.open : true),
-      stopping: () => this.#stopping,
-      kernel: this.#rtnl,
-      fence: this.#fence,
-      announce: {
-        burst: s.announce.burst,
-        burstIntervalMs: s.announce.burstInterval * 1000,
-        refreshMs: s.announce.refresh * 1000,
-      },
-      clock: this.#clock,
-      log: this.log,
-      metrics: this.metrics,
-      endpoints: s.etcd.endpoints,
-    }));
+    this.#slots = s.vips.map((vip) => this.#newSlot(vip));
     session.on("changed", () => this.#updateAll());
     session.on("deposed", ({ vips }) => {
       for (const slot of this.#slots) if (vips.includes(slot.vip.ip)) slot.deposed();
@@ -286,6 +293,44 @@ export class Agent {
       this.#fatal(reason);
     });
     session.start();
+    // Decide once now: the first conflict probe runs while the session registers.
+    this.#updateAll();
+  }
+
+  /** The MAC of each VIP's link that exists now: what the other agents' conflict probes may hear from us. */
+  #macs(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const v of this.#settings.vips) {
+      const link = this.#links?.link(v.link);
+      if (link) out[v.ip] = formatMac(link.mac);
+    }
+    return out;
+  }
+
+  /** One VIP's slot (at start, or added by a reload). */
+  #newSlot(vip: VipSettings): Slot {
+    const s = this.#settings;
+    return new Slot({
+      vip,
+      node: s.nodeName,
+      session: this.#session!,
+      links: this.#links!,
+      gateOpen: () => (this.gate ? this.gate.open : true),
+      stopping: () => this.#stopping,
+      kernel: this.#rtnl,
+      fence: this.#fence,
+      announce: {
+        burst: s.announce.burst,
+        burstIntervalMs: s.announce.burstInterval * 1000,
+        refreshMs: s.announce.refresh * 1000,
+      },
+      probeIntervalMs: s.announce.probeInterval * 1000,
+      clock: this.#clock,
+      log: this.log,
+      metrics: this.metrics,
+      hooks: this.#hooks,
+      endpoints: s.etcd.endpoints,
+    });
   }
 
   /** Many facts change at once (a watch response, a heartbeat): decide once per tick. */
@@ -294,8 +339,141 @@ export class Agent {
     this.#updateQueued = true;
     queueMicrotask(() => {
       this.#updateQueued = false;
+      this.#noteDrain();
       for (const s of this.#slots) s.update();
     });
+  }
+
+  /** Says when an operator drains or undrains this node; the slots act on it themselves. */
+  #noteDrain(): void {
+    const session = this.#session;
+    if (!session?.ready) return;
+    const drained = session.drained;
+    if (drained === this.#drained) return;
+    if (drained) this.log.info("this node is drained: standing for no VIP until `vipd undrain`", { node: this.settings.nodeName, reason: drained });
+    else if (this.#drained) this.log.info("this node is no longer drained: standing for its VIPs again", { node: this.settings.nodeName });
+    this.#drained = drained;
+    this.metrics.drained(drained !== null);
+  }
+
+  // ---- reload -------------------------------------------------------------------
+
+  /**
+   * Runs a new configuration's VIPs (reload.ts says what changed). Removed
+   * VIPs are released and leave their queues, the kernel first (invariant
+   * I4); added ones stand; kept ones are not touched: no release, no
+   * announcement. Other settings stay as they are, except those reload.ts
+   * lists as live, which the caller applies. Resolves once the removed VIPs
+   * are released, or after RELOAD_WAIT_MS with those still under way in
+   * `leaving` (etcd unreachable, say): they finish on their own. Rejects,
+   * changing nothing, when the fence cannot guard the new VIPs.
+   */
+  reload(next: Settings): Promise<ReloadOutcome> {
+    const run = this.#reloading.then(() => this.#reload(next));
+    this.#reloading = run.catch(() => {});
+    return run;
+  }
+
+  /** The settings in force: those the agent started with, with the VIPs (and live settings) of the last reload. */
+  get settings(): Settings {
+    return this.#settings;
+  }
+
+  /** Answers requests on the network namespace's vipd socket (`vipd reload`). */
+  serve(handler: RequestHandler): void {
+    this.#lock?.serve(handler);
+  }
+
+  async #reload(next: Settings): Promise<ReloadOutcome> {
+    if (this.#stopping) throw new Error("vipd is shutting down");
+    const diff = diffSettings(this.#settings, next);
+    const links = this.#links!;
+    const learned: string[] = [];
+    for (const link of new Set(diff.added.map((v) => v.link))) {
+      if (links.names().includes(link)) continue;
+      await links.watch(link);
+      learned.push(link);
+      const state = links.state(link);
+      if (state !== "up") this.log.warn(`link ${link} is ${state === "absent" ? "missing" : state}; its VIPs wait for it`, { link });
+    }
+    const before = this.#settings;
+    this.#settings = diff.inForce;
+    if (diff.live.some((path) => path.startsWith("hooks."))) {
+      // For the runs that start from now on; a run under way keeps its own.
+      this.#hooks.configure(hookSettings(diff.inForce));
+      this.#hooks.checkPrograms();
+    }
+    try {
+      // Old and new VIPs alike are guarded while they change hands: guarding more is always safe.
+      await this.#configureFence();
+    } catch (err) {
+      this.#settings = before;
+      for (const link of learned) links.forget(link);
+      throw new Error(`the nftables fence cannot guard the new VIPs (${describeError(err)}); nothing changed`);
+    }
+    const leaving = new Set(diff.removed.map((v) => v.ip));
+    const removed = Promise.all(diff.removed.map((v) => this.#remove(v).then(() => leaving.delete(v.ip))));
+    for (const v of diff.added) {
+      this.#add(v).catch((err) => this.log.error("standing for an added VIP failed", { vip: v.ip, link: v.link, error: describeError(err) }));
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([removed, new Promise((r) => (timer = setTimeout(r, RELOAD_WAIT_MS)))]);
+    clearTimeout(timer);
+    return { ...diff, leaving: [...leaving] };
+  }
+
+  /** Releases a VIP that left the configuration, then forgets it: slot, metrics, link, fence guard. */
+  #remove(vip: VipSettings): Promise<void> {
+    const slot = this.#slots.find((s) => s.vip === vip);
+    // Added by an earlier reload and not standing yet: #add finds it unwanted.
+    if (!slot) return Promise.resolve();
+    this.log.info("VIP removed from the configuration; releasing it", { vip: vip.ip, link: vip.link });
+    const done = slot.remove().then(async () => {
+      this.#slots = this.#slots.filter((s) => s !== slot);
+      this.metrics.forgetVip(vip.ip, vip.link);
+      this.#forgetUnusedLinks();
+      this.log.info("VIP released and out of its queue", { vip: vip.ip, link: vip.link });
+      // Only now that nothing of it is left does the fence stop guarding it. Logged inside.
+      await this.#configureFence().catch(() => {});
+    });
+    this.#leaving.set(vip.ip, done);
+    void done.finally(() => {
+      if (this.#leaving.get(vip.ip) === done) this.#leaving.delete(vip.ip);
+    });
+    return done;
+  }
+
+  /**
+   * Stands for a VIP a reload added, once the removed VIPs are released:
+   * the same address on another link (a VIP that moved) must be gone first,
+   * and a heartbeat guards no more keys than the configuration allows VIPs
+   * (one etcd transaction). Without etcd neither could proceed anyway.
+   */
+  async #add(vip: VipSettings): Promise<void> {
+    await Promise.all(this.#leaving.values());
+    const wanted = () => !this.#stopping && this.#settings.vips.includes(vip) && !this.#slots.some((s) => s.vip.ip === vip.ip);
+    if (!wanted()) return;
+    // As at start (invariant I6): an address this run did not put there goes before the node stands.
+    if (this.#links?.state(vip.link) !== "absent" && (await this.#rtnl.deleteAddress(vip.link, vip.ip))) {
+      this.log.warn("removed the VIP from the link, where this run had not put it", { vip: vip.ip, link: vip.link });
+    }
+    if (!wanted()) return;
+    const slot = this.#newSlot(vip);
+    this.#slots.push(slot);
+    this.log.info("VIP added to the configuration; standing for it", { vip: vip.ip, link: vip.link });
+    slot.update();
+  }
+
+  /** Every VIP the fence guards: those configured, and those still on their way out. */
+  #guarded(): string[] {
+    return [...new Set([...this.#settings.vips, ...this.#slots.map((s) => s.vip)].map((v) => v.ip))];
+  }
+
+  #forgetUnusedLinks(): void {
+    const links = this.#links;
+    if (!links) return;
+    const used = new Set([...this.#settings.vips, ...this.#slots.map((s) => s.vip)].map((v) => v.link));
+    for (const name of links.names()) if (!used.has(name)) links.forget(name);
   }
 
   // ---- surfaces -----------------------------------------------------------------
@@ -315,6 +493,9 @@ export class Agent {
     if (this.gate && !this.gate.open) return { ok: false, reason: `kube-apiserver gate closed: ${this.gate.reason}` };
     const withdrawn = this.#slots.find((s) => s.withdrawnReason !== null);
     if (withdrawn) return { ok: false, reason: `cannot hold ${withdrawn.vip.ip} on ${withdrawn.vip.link}: ${withdrawn.withdrawnReason}` };
+    // The VIP stays dark on purpose, on every node: an operator must find the stranger.
+    const conflict = this.#slots.find((s) => s.conflict !== null)?.conflict;
+    if (conflict) return { ok: false, reason: conflict.reason };
     return { ok: true, reason: "" };
   }
 
@@ -338,6 +519,8 @@ export class Agent {
         agents: info?.agents ?? [],
       },
       fence: { mode: this.#fence.mode, egress: this.#egress },
+      drained: session?.drained ?? null,
+      drains: (session?.view.drains() ?? []).map((d) => ({ node: d.node, by: d.drain?.by ?? null, at: d.drain?.at ?? null, reason: d.drain?.reason ?? null })),
       gate: this.gate
         ? { open: this.gate.open, reason: this.gate.reason, lastProbeMs: this.gate.lastProbe ? Math.round(this.gate.lastProbe.latencyMs) : null }
         : null,
@@ -380,6 +563,9 @@ export class Agent {
       await this.#nft.remove().catch((err) => this.log.warn("removing the nftables fence failed", { error: describeError(err) }));
     }
     this.#conn?.close();
+    // After the VIPs are gone and etcd was told: a hook (the shutdown's own
+    // "released") may finish, for at most one hook timeout. Nothing runs: no wait.
+    await this.#hooks.stop();
     this.#closeKernel();
   }
 
@@ -391,4 +577,8 @@ export class Agent {
     this.#rtnl.close();
     this.#lock?.release();
   }
+}
+
+function hookSettings(s: Settings) {
+  return { ...s.hooks, timeoutMs: s.hooks.timeout * 1000 };
 }

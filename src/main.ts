@@ -8,6 +8,31 @@ const stopRequested = new Promise<string>((resolve) => {
   for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => resolve(sig));
 });
 
+/**
+ * SIGHUP, each time it comes (`vipd run` reloads its configuration). The
+ * handler is installed at once: a SIGHUP's default action would end vipd.
+ * Signals that come before anyone listens, or while the listener is busy,
+ * count as one, as the kernel would count them.
+ */
+function signalStream(sig: NodeJS.Signals): AsyncIterable<string> {
+  let pending = false;
+  let wake: (() => void) | null = null;
+  process.on(sig, () => {
+    pending = true;
+    wake?.();
+  });
+  return {
+    async *[Symbol.asyncIterator]() {
+      for (;;) {
+        if (!pending) await new Promise<void>((r) => (wake = r));
+        wake = null;
+        pending = false;
+        yield sig;
+      }
+    },
+  };
+}
+
 let code: number;
 try {
   code = await runCli({
@@ -18,6 +43,7 @@ try {
     out: (t) => process.stdout.write(t),
     err: (t) => process.stderr.write(t),
     stopRequested,
+    reloadRequested: signalStream("SIGHUP"),
   });
 } catch (err) {
   // A bug, not a user error: keep the stack for the report.

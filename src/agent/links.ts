@@ -1,11 +1,19 @@
 // The VIP links as the kernel sees them: whether each is there and up (with
 // carrier), its index and MAC, one announcer per link, and the kernel's
 // link and address events. Events only say "look again" (design.md §8).
-import { Announcer } from "../kernel/announce.ts";
+import { Announcer, probeAddress } from "../kernel/announce.ts";
 import { type KernelEvent, LinkEvents } from "../kernel/link-events.ts";
 import type { Address, Link, Rtnl } from "../kernel/rtnl.ts";
 import { describeError, type Logger } from "../log.ts";
 import type { AnnouncePort } from "../vip/ports.ts";
+
+/**
+ * How long a conflict probe listens. An owner on the segment answers within
+ * milliseconds; three frames over the first half leave room for a lost one.
+ * The first probe overlaps registration (~100 ms) but still comes before the
+ * first join, so this is most of what conflict detection adds to start-up.
+ */
+export const PROBE_LISTEN_MS = 300;
 
 export type LinkState = "absent" | "down" | "up";
 
@@ -63,6 +71,29 @@ export class LinkWatch {
       this.log.error("opening announcer failed", { link: name, error: describeError(err) });
       return null;
     }
+  }
+
+  /**
+   * Which MACs other than the link's own answer for `ip` on it: an ARP probe,
+   * or DAD's neighbour solicitation for IPv6 (kernel/announce.ts). Rejects
+   * when the link is missing or the probe cannot be sent (ENETDOWN).
+   */
+  probe(name: string, ip: string): Promise<string[]> {
+    const link = this.link(name);
+    if (!link) return Promise.reject(new Error(`probing ${ip} on ${name}: the link is missing`));
+    return probeAddress({ index: link.index, name: link.name, mac: link.mac }, ip, { timeoutMs: PROBE_LISTEN_MS });
+  }
+
+  /** Follows one more link (a reload added a VIP on it): reads it now, then its events count. */
+  async watch(name: string): Promise<void> {
+    if (!this.#links.has(name)) await this.refresh(name);
+  }
+
+  /** Stops following a link no VIP uses any more, and closes its announcer. */
+  forget(name: string): void {
+    this.#links.delete(name);
+    this.#announcers.get(name)?.port.close();
+    this.#announcers.delete(name);
   }
 
   /** Reads one link from the kernel again. */

@@ -1,6 +1,7 @@
 // One VIP on this node: whether to stand for it (candidacy), its place in
-// etcd's queue (join, release, takeover through the session), and its
-// controller, which makes the kernel match the decision (design.md §8).
+// etcd's queue (join, release, takeover through the session), its
+// controller, which makes the kernel match the decision (design.md §8), and
+// its conflict watch, which probes for strangers using the address (§12).
 //
 // Every fact change calls update(): decide again from the facts as they are
 // now, poke the controller when that changes anything, and arm one timer
@@ -19,6 +20,8 @@ import { describeError, type Logger } from "../log.ts";
 import { type AnnounceSettings, VipController } from "../vip/controller.ts";
 import { decideCandidacy, decideHold, type VipFacts } from "../vip/decision.ts";
 import type { AddressKernel, FencePort } from "../vip/ports.ts";
+import { type Conflict, ConflictWatch, type SlotState } from "./conflict.ts";
+import type { HookSink } from "./hooks.ts";
 import type { LinkWatch } from "./links.ts";
 
 export interface SlotDeps {
@@ -31,9 +34,13 @@ export interface SlotDeps {
   readonly kernel: AddressKernel;
   readonly fence: FencePort;
   readonly announce: AnnounceSettings;
+  /** Between address-conflict probes while standing or holding, ms; 0: no conflict detection. */
+  readonly probeIntervalMs: number;
   readonly clock: Clock;
   readonly log: Logger;
   readonly metrics: VipdMetrics;
+  /** State-change hooks: told of every ownership change after it happened; never waited for. */
+  readonly hooks: HookSink;
   /** Endpoints, for etcd errors as sentences. */
   readonly endpoints: readonly string[];
 }
@@ -52,8 +59,14 @@ export interface VipStatus {
   reason: string;
   /** The queue as this node last read it, first in line first. */
   queue: { node: string; host: string | null }[];
+  /** A hand-over in progress (`vipd handover`): to whom, asked by whom and when; null: none. */
+  handover: { to: string; by: string; at: string } | null;
+  /** Machines that are not vipd agents answering for the VIP (their MACs), and since when (ISO 8601); null: none seen. */
+  conflict: { macs: string[]; since: string } | null;
 }
 
+/** Releases an operator (or the configuration) asked for. */
+const PLANNED: ReadonlySet<string> = new Set(["shutdown", "removed", "drained", "handover"]);
 /** Consecutive failures to add the address before the node stands down for it. */
 export const HOLD_FAILURES_TO_WITHDRAW = 3;
 /** How long a node stands down after the kernel kept refusing the address. */
@@ -68,6 +81,7 @@ const JOIN_VISIBLE_MS = 2000;
 export class Slot {
   readonly controller: VipController;
   readonly #d: SlotDeps;
+  readonly #conflict: ConflictWatch;
   #candidacy = "not started";
   #busy: Promise<void> | null = null;
   #withdrawn: { reason: string; until: number } | null = null;
@@ -81,11 +95,32 @@ export class Slot {
   #releasedAt: number | null = null;
   #tookFrom: string | null = null;
   #joinedAt: number | null = null;
+  /** The create revision of the key we just released, while the view still shows it: not queued any more. */
+  #released: string | null = null;
+  /** Set by remove(): the VIP left the configuration; resolved once it is out of the kernel and the queue. */
+  #removal: { done: Promise<void>; resolve: () => void } | null = null;
 
   constructor(deps: SlotDeps) {
     this.#d = deps;
     const { vip, metrics, log, node } = deps;
     metrics.declareVip(vip.ip, vip.link);
+    this.#conflict = new ConflictWatch({
+      vip: vip.ip,
+      link: vip.link,
+      intervalMs: deps.probeIntervalMs,
+      // The first probe runs while the session registers and reads the view;
+      // its answers are judged once the view (and so the agents' MACs) is read.
+      probe: async () => {
+        const answered = await deps.links.probe(vip.link, vip.ip);
+        await this.#sessionReady();
+        return answered;
+      },
+      agentMacs: () => deps.session.view.agentMacs(),
+      clock: deps.clock,
+      onChange: (c, before) => this.#conflictChanged(c, before),
+      onProbed: () => this.update(),
+      onProbeFailed: (err) => log.warn("probing for other machines that use the VIP failed", { vip: vip.ip, link: vip.link, error: describeError(err) }),
+    });
     this.controller = new VipController(vip.ip, vip.link, () => this.#facts(), {
       kernel: deps.kernel,
       fence: deps.fence,
@@ -95,13 +130,20 @@ export class Slot {
       onChange: (c) => {
         const fields = { vip: c.ip, link: c.link, node, reason: c.reason };
         metrics.ownership(c.ip, c.link, c.held, c.code);
+        // A new holder probes at once: the node before it may have let go because of a stranger.
+        this.#conflict.update(this.#probeState(this.#facts()));
         if (c.held) {
           log.info("acquired VIP", fields);
           if (this.#headSince !== null) metrics.failover(c.ip, c.at - this.#headSince);
+          if (deps.session.view.handover(vip.ip)?.request?.to === node) metrics.handover(vip.ip, "in");
         } else {
-          log.warn("released VIP", fields);
+          // An operator's or the config's doing is news, not trouble.
+          if (PLANNED.has(c.code)) log.info("released VIP", fields);
+          else log.warn("released VIP", fields);
+          if (c.code === "handover") metrics.handover(vip.ip, "out");
           this.#releasedAt = c.at;
         }
+        deps.hooks.changed({ vip: c.ip, link: c.link, node, held: c.held, code: c.code, reason: c.reason });
       },
       onError: (op, err) => log.error(`${op} failed`, { vip: vip.ip, error: describeError(err) }),
       onHoldFailed: (err, n) => this.#holdFailed(err, n),
@@ -119,6 +161,11 @@ export class Slot {
     return this.#withdrawn?.reason ?? null;
   }
 
+  /** Another machine that is not a vipd agent answers for the VIP (the last probe found it); null: none. */
+  get conflict(): Conflict | null {
+    return this.#conflict.conflict;
+  }
+
   #facts(): VipFacts {
     const { session, vip, clock, links } = this.#d;
     const now = clock();
@@ -132,10 +179,10 @@ export class Slot {
       gateOpen: this.#d.gateOpen(),
       withdrawn: this.#withdrawn && this.#withdrawn.until > now ? this.#withdrawn.reason : null,
       stopping: this.#d.stopping(),
-      removed: false,
-      drained: null,
-      conflict: null,
-      yielding: null,
+      removed: this.#removal !== null,
+      drained: session.drained,
+      conflict: this.#conflict.conflict?.reason ?? null,
+      yielding: session.yielding(vip.ip),
     };
   }
 
@@ -151,13 +198,19 @@ export class Slot {
     this.#noteQueue(facts.head);
     const c = decideCandidacy(facts);
     this.#candidacy = c.reason;
-    if (session.mine(vip.ip)) this.#joinedAt = null;
+    const mine = session.mine(vip.ip);
+    if (mine) this.#joinedAt = null;
+    if (mine?.createRevision !== this.#released) this.#released = null;
     if (session.ready && !this.#busy) {
       // Our own key reaches the view through the watch a moment after the
-      // join commits; until then, we are queued all the same.
+      // join commits; until then, we are queued all the same. A key we
+      // released leaves the view as late: until then, we are out.
       const joining = this.#joinedAt !== null && now - this.#joinedAt < JOIN_VISIBLE_MS;
-      const queued = session.mine(vip.ip) !== undefined || joining;
-      if (c.stand && !queued) this.#run(this.#join());
+      const queued = (mine !== undefined && this.#released === null) || joining;
+      // Not before a probe found no stranger: a takeover later must not wait for one.
+      const probed = this.#conflict.clearToStand();
+      if (c.stand && !queued && !probed) this.#candidacy = "probing for another machine that uses the address before standing";
+      if (c.stand && !queued && probed) this.#run(this.#join());
       else if (!c.stand && queued) this.#run(this.#withdraw(c.reason));
     }
     const d = decideHold(facts);
@@ -166,6 +219,38 @@ export class Slot {
       void this.controller.poke();
     }
     this.#arm(facts);
+    this.#conflict.update(this.#probeState(facts));
+    if (this.#removal && this.#left()) {
+      if (this.#timer) clearTimeout(this.#timer);
+      this.#timer = null;
+      this.#conflict.stop();
+      this.#removal.resolve();
+    }
+  }
+
+  /**
+   * The VIP left the configuration (a reload): release it and leave its
+   * queue for good, through withdraw(), so the address goes first (invariant
+   * I4). Resolves once the kernel no longer answers for it and our key is
+   * out of the queue; the slot may then be dropped.
+   */
+  remove(): Promise<void> {
+    if (!this.#removal) {
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => (resolve = r));
+      this.#removal = { done, resolve };
+      this.update();
+      // The kernel side ends with the controller's pass: look again then.
+      void this.controller.poke().then(() => this.update());
+    }
+    return this.#removal.done;
+  }
+
+  /** Nothing of ours is left: no address, no fence element, no key in the queue, nothing in flight. */
+  #left(): boolean {
+    const { session, vip, clock } = this.#d;
+    const joining = this.#joinedAt !== null && clock() - this.#joinedAt < JOIN_VISIBLE_MS;
+    return !this.controller.held && !this.controller.serving && !this.#busy && !joining && session.mine(vip.ip) === undefined;
   }
 
   /** Our key is gone (a takeover, an operator): the proof is already void; let go now. */
@@ -178,6 +263,7 @@ export class Slot {
   async stop(): Promise<void> {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
+    this.#conflict.stop();
     await this.controller.poke();
   }
 
@@ -240,8 +326,12 @@ export class Slot {
       await new Promise((r) => setTimeout(r, RETRY_MS));
       return;
     }
+    const key = session.mine(vip.ip);
     try {
       await session.release([vip.ip]);
+      // A join whose key the view has not shown yet is undone as well.
+      this.#joinedAt = null;
+      this.#released = key?.createRevision ?? null;
       log.info("withdrew from the VIP's queue", { vip: vip.ip, reason });
     } catch (err) {
       log.warn("leaving the queue failed; retrying", { vip: vip.ip, error: describeEtcdError(err, this.#d.endpoints) });
@@ -270,6 +360,43 @@ export class Slot {
     }
   }
 
+  /**
+   * What the conflict watch needs: whether we would stand but for a conflict,
+   * and whether we hold. Before the session is ready too, so that the first
+   * probe overlaps registration instead of delaying the first join.
+   */
+  #probeState(facts: VipFacts): SlotState {
+    const wantsToStand = decideCandidacy({ ...facts, conflict: null }).stand;
+    return { wantsToStand, held: this.controller.held };
+  }
+
+  /** Resolves once the session is established and its view read. */
+  #sessionReady(): Promise<void> {
+    const { session } = this.#d;
+    if (session.ready) return Promise.resolve();
+    return new Promise((resolve) => {
+      const off = session.on("changed", () => {
+        if (!session.ready) return;
+        off();
+        resolve();
+      });
+    });
+  }
+
+  /** Said once when a stranger is found and once when it is gone; the decision does the rest. */
+  #conflictChanged(c: Conflict | null, before: Conflict | null): void {
+    const { vip, log, metrics } = this.#d;
+    metrics.addressConflict(vip.ip, c !== null);
+    if (c) {
+      log.error("address conflict: a machine that is not a vipd agent answers for the VIP; neither standing for it nor holding it until that stops", {
+        vip: vip.ip, link: vip.link, macs: c.macs.join(", "), reason: c.reason,
+      });
+    } else {
+      log.info("address conflict cleared: only vipd agents answer for the VIP; standing for it again", { vip: vip.ip, link: vip.link, was: before?.macs.join(", ") });
+    }
+    this.update();
+  }
+
   #holdFailed(err: unknown, consecutive: number): void {
     if (consecutive < HOLD_FAILURES_TO_WITHDRAW || this.#withdrawn) return;
     const reason = `the kernel refused the address ${consecutive} times (${describeError(err)}); standing down for ${WITHDRAW_MS / 1000} s`;
@@ -285,7 +412,10 @@ export class Slot {
     if (head && !this.#head) {
       this.#headSince = clock();
       const gone = this.#lastQueue.filter((n) => n !== node && !queue.includes(n));
-      if (gone.length && !this.#tookFrom) this.#winReason = `${gone.join(", ")} left the queue`;
+      const asked = session.view.handover(vip.ip)?.request;
+      if (gone.length && !this.#tookFrom) {
+        this.#winReason = asked?.to === node ? `${gone.join(", ")} handed it over (asked by ${asked.by} at ${asked.at})` : `${gone.join(", ")} left the queue`;
+      }
       this.#tookFrom = null;
     }
     if (!head) this.#headSince = null;
@@ -306,6 +436,8 @@ export class Slot {
     const role = this.controller.held ? "holder" : session.isHead(vip.ip) ? "first" : mine ? "waiting" : "out";
     const since = this.controller.since;
     const d = this.controller.lastDecision;
+    const asked = session.view.handover(vip.ip)?.request;
+    const conflict = this.#conflict.conflict;
     return {
       ip: vip.ip,
       link: vip.link,
@@ -316,6 +448,8 @@ export class Slot {
       candidacy: this.#candidacy,
       reason: d && !d.hold ? d.reason : this.controller.held ? this.#winReason : this.#candidacy,
       queue: queue.map((c) => ({ node: c.node, host: session.view.agent(c.node)?.incarnation?.host ?? null })),
+      handover: asked ? { to: asked.to, by: asked.by, at: asked.at } : null,
+      conflict: conflict ? { macs: [...conflict.macs], since: new Date(wallNow - (now - conflict.since)).toISOString() } : null,
     };
   }
 }

@@ -3,6 +3,8 @@
 // `vipd <command> --help` are printed from this table. Only main.ts touches
 // process.argv, signals and process.exit; everything here gets them through
 // CliIO, so the whole CLI runs in tests.
+import { userInfo } from "node:os";
+import type { Etcd3 } from "etcd3";
 import { Agent, StartRefused } from "../agent.ts";
 import {
   CONFIG_FLAG, configPath, etcdTls, FLAGS, type FlagSpec, flagHelp, formatIssues, HELP_FLAG, LEAVES, loadSettings, parseFlags,
@@ -12,7 +14,11 @@ import { configExample } from "../config/example.ts";
 import { connectEtcd } from "../election/connection.ts";
 import { describeEtcdError } from "../election/etcd-error.ts";
 import { formatListen, HealthServer } from "../health/server.ts";
-import { createLogger, describeError, type LogLevel } from "../log.ts";
+import { askNetnsLockHolder } from "../kernel/netns-lock.ts";
+import { describeError, type LogLevel, reconfigurableLogger } from "../log.ts";
+import { parseIp } from "../kernel/ip.ts";
+import { type Asker, askerName, drain, handover, undrain } from "./operate.ts";
+import { parseReloadAnswer, RELOAD_REQUEST, Reloader, reloadExitCode, renderReloadAnswer, type Reread } from "./reload.ts";
 import { readStatus, renderStatusJson, renderStatusTable } from "./status.ts";
 import { BUILD, versionLine } from "./version.ts";
 import { waitFor, type WaitFor } from "./wait.ts";
@@ -32,6 +38,8 @@ export interface CliIO {
   err(text: string): void;
   /** Resolves with the signal's name when the process is asked to stop. */
   readonly stopRequested: Promise<string>;
+  /** Yields each time the process is asked to reload (SIGHUP); absent: never. */
+  readonly reloadRequested?: AsyncIterable<string>;
 }
 
 interface Command {
@@ -51,6 +59,8 @@ const flag = (name: string, type: "string" | "boolean", help: string, value?: st
 
 const settingFlags = (prefix: string) => LEAVES.filter((l) => l.path.startsWith(prefix)).map(settingFlag);
 const JSON_FLAG = flag("json", "boolean", "print JSON");
+/** Commands that only talk to etcd: its flags, and --config to read them from a file. */
+const ETCD_COMMAND_FLAGS = [CONFIG_FLAG, ...settingFlags("etcd."), HELP_FLAG];
 
 const COMMANDS: readonly Command[] = [
   {
@@ -58,6 +68,7 @@ const COMMANDS: readonly Command[] = [
     synopsis: "run --config FILE [flags]",
     summary: "hold and announce the VIPs this node wins",
     flags: FLAGS,
+    notes: "SIGHUP (or \"vipd reload\") re-reads the configuration: VIPs are added and removed live, the log settings change; other settings need a restart. SIGTERM stops.",
     run: (args, io) => run(args, io),
   },
   {
@@ -71,9 +82,43 @@ const COMMANDS: readonly Command[] = [
     name: "status",
     synopsis: "status [--json] [--config FILE] [etcd flags]",
     summary: "who holds each VIP and who waits, read from etcd (no agent needed here)",
-    flags: [CONFIG_FLAG, ...settingFlags("etcd."), JSON_FLAG, HELP_FLAG],
+    flags: [...ETCD_COMMAND_FLAGS, JSON_FLAG],
     notes: "With --config, only that file's VIPs are listed; without, every VIP under the prefix.",
     run: (args, io) => status(args, io),
+  },
+  {
+    name: "drain",
+    synopsis: "drain NODE [--reason TEXT] [--wait [--timeout SECONDS]] [--force] [etcd flags]",
+    summary: "stop NODE standing for any VIP, handing over what it holds now; it stays drained across restarts",
+    flags: [
+      flag("reason", "string", "why, recorded with who asked and when (shown by vipd status)", "TEXT"),
+      flag("wait", "boolean", "wait until NODE holds and stands for no VIP, and the next holders answer for what it held"),
+      flag("timeout", "string", "with --wait, give up after this many seconds (default: 60)", "SECONDS"),
+      flag("force", "boolean", "drain even when NODE is the last healthy candidate of a VIP (the VIP goes dark)"),
+      ...ETCD_COMMAND_FLAGS,
+    ],
+    notes: 'Refuses, unless --force, when a VIP NODE stands for has no other healthy candidate.\n"vipd undrain NODE" ends it. Exit codes: 0 done; 1 refused, timed out, or etcd failed; 2 bad usage.',
+    run: (args, io) => operate("drain", args, io),
+  },
+  {
+    name: "undrain",
+    synopsis: "undrain NODE [etcd flags]",
+    summary: "let a drained NODE stand for its VIPs again",
+    flags: ETCD_COMMAND_FLAGS,
+    notes: "Exit codes: 0 done (also when NODE was not drained); 1 etcd failed; 2 bad usage.",
+    run: (args, io) => operate("undrain", args, io),
+  },
+  {
+    name: "handover",
+    synopsis: "handover VIP [--to NODE] [--timeout SECONDS] [etcd flags]",
+    summary: "move VIP from its holder to the next healthy candidate, or to NODE, the way a graceful stop does",
+    flags: [
+      flag("to", "string", "the node to take the VIP; it must stand for it and be healthy (default: the next healthy one in line)", "NODE"),
+      flag("timeout", "string", "give up after this many seconds (default: 30)", "SECONDS"),
+      ...ETCD_COMMAND_FLAGS,
+    ],
+    notes: "Waits until the new holder answers for the VIP, then prints how long the move took.\nExit codes: 0 done; 1 refused (no healthy target), timed out, or etcd failed; 2 bad usage.",
+    run: (args, io) => operate("handover", args, io),
   },
   {
     name: "wait",
@@ -88,6 +133,20 @@ const COMMANDS: readonly Command[] = [
     ],
     notes: "Exit codes: 0 done; 1 timed out (the last answer on stderr); 2 bad usage.",
     run: (args, io) => wait(args, io),
+  },
+  {
+    name: "reload",
+    synopsis: "reload [--json]",
+    summary: "make this node's running vipd re-read its configuration: VIPs added, removed and kept (as SIGHUP does)",
+    flags: [JSON_FLAG, HELP_FLAG],
+    notes: [
+      "Run it on the node, in vipd's network namespace: it asks the vipd running there, which re-reads the",
+      "file, flags and environment it was started with, applies what can change live, and says what it did.",
+      "Exit codes: 0 reloaded, all of it applied; 1 applied only in part (changed settings that need a restart,",
+      "removed VIPs still being released), or no vipd answered; 2 the configuration is not valid (nothing",
+      "changed, vipd runs as before), or bad usage.",
+    ].join("\n"),
+    run: (args, io) => reload(args, io),
   },
   {
     name: "config example",
@@ -165,7 +224,12 @@ function commandNamed(name: string): Command | undefined {
 }
 
 /** Parses a command's flags, answers --help, and reports bad usage with exit 2. */
-function parse(name: string, args: readonly string[], io: CliIO): { flags: Record<string, string | boolean>; positionals: string[] } | number {
+interface Parsed {
+  flags: Record<string, string | boolean>;
+  positionals: string[];
+}
+
+function parse(name: string, args: readonly string[], io: CliIO): Parsed | number {
   const parsed = parseFlags(args, commandNamed(name)!.flags);
   if (!parsed.ok) {
     io.err(`${formatIssues(parsed.issues)}\n\nRun "vipd ${name} --help" for usage.\n`);
@@ -205,8 +269,8 @@ interface Loaded {
 }
 
 /** Flags + environment + file → settings, or the issues printed and exit 2. */
-function settingsFrom(name: string, args: readonly string[], io: CliIO, opts: { file?: string; configOptional?: boolean } = {}): Loaded | number {
-  const parsed = parse(name, args, io);
+function settingsFrom(name: string, args: readonly string[], io: CliIO, opts: { file?: string; configOptional?: boolean; parsed?: Parsed } = {}): Loaded | number {
+  const parsed = opts.parsed ?? parse(name, args, io);
   if (typeof parsed === "number") return parsed;
   const path = opts.file ?? configPath(parsed.flags, io.env);
   let text = NO_VIPS_DOCUMENT;
@@ -247,7 +311,7 @@ function validate(args: readonly string[], io: CliIO): number {
     io.err('vipd validate: give the one configuration file to check, e.g. "vipd validate /etc/vipd/vipd.yaml"\n');
     return EXIT_USAGE;
   }
-  const r = settingsFrom("validate", args.filter((a) => a !== file), io, { file });
+  const r = settingsFrom("validate", args, io, { file, parsed });
   if (typeof r === "number") return r;
   for (const line of documentNotes(r)) io.out(`${line}\n`);
   io.out(`${summarize(r.settings)}\n`);
@@ -258,25 +322,70 @@ function validate(args: readonly string[], io: CliIO): number {
 async function status(args: readonly string[], io: CliIO): Promise<number> {
   const r = settingsFrom("status", args, io, { configOptional: true });
   if (typeof r === "number") return r;
-  const { settings } = r;
-  const vips = r.fromFile ? settings.vips.map((v) => v.ip) : undefined;
-  let client: ReturnType<typeof connectEtcd> | null = null;
+  const vips = r.fromFile ? r.settings.vips.map((v) => v.ip) : undefined;
+  return withEtcd("status", r.settings, io, async (client) => {
+    const report = await readStatus(client, r.settings.etcd.prefix, vips);
+    io.out(r.flags.json ? renderStatusJson(report) : renderStatusTable(report));
+    return EXIT_OK;
+  });
+}
+
+/** Runs `fn` with a client for the configured etcd; an etcd failure is a sentence and exit 1. */
+async function withEtcd(name: string, settings: Settings, io: CliIO, fn: (client: Etcd3) => Promise<number>): Promise<number> {
+  let client: Etcd3 | null = null;
   try {
     client = connectEtcd({
       endpoints: settings.etcd.endpoints,
       tls: etcdTls(settings.etcd),
       ...(settings.etcd.serverName ? { tlsServerName: settings.etcd.serverName } : {}),
     });
-    const report = await readStatus(client, settings.etcd.prefix, vips);
-    io.out(r.flags.json ? renderStatusJson(report) : renderStatusTable(report));
-    return EXIT_OK;
+    return await fn(client);
   } catch (err) {
-    io.err(`vipd status: ${describeEtcdError(err, settings.etcd.endpoints)}\n`);
+    io.err(`vipd ${name}: ${describeEtcdError(err, settings.etcd.endpoints)}\n`);
     return EXIT_FAILURE;
   } finally {
     client?.close();
   }
 }
+
+/** `vipd drain`, `undrain` and `handover`: one positional argument, etcd flags, an outcome. */
+async function operate(name: "drain" | "undrain" | "handover", args: readonly string[], io: CliIO): Promise<number> {
+  const parsed = parse(name, args, io);
+  if (typeof parsed === "number") return parsed;
+  const [what, ...more] = parsed.positionals;
+  const noun = name === "handover" ? "VIP" : "NODE";
+  const bad = (why: string) => {
+    io.err(`vipd ${name}: ${why}\n\nRun "vipd ${name} --help" for usage.\n`);
+    return EXIT_USAGE;
+  };
+  if (!what || more.length) return bad(`give exactly one ${noun}`);
+  const target = name === "handover" ? parseIp(what)?.text : NODE_NAME.test(what) ? what : undefined;
+  if (!target) return bad(name === "handover" ? `${JSON.stringify(what)} is not an IPv4 or IPv6 address` : `${JSON.stringify(what)} is not a node name (letters, digits, ".", "_" and "-", starting and ending with a letter or digit)`);
+  const to = parsed.flags.to;
+  if (typeof to === "string" && !NODE_NAME.test(to)) return bad(`--to ${JSON.stringify(to)} is not a node name`);
+  const timeout = parsed.flags.timeout === undefined ? (name === "handover" ? 30 : 60) : Number(parsed.flags.timeout);
+  if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 3600) return bad(`--timeout wants a number of seconds above 0 and at most 3600, not ${JSON.stringify(parsed.flags.timeout)}`);
+  if (parsed.flags.timeout !== undefined && name === "drain" && !parsed.flags.wait) return bad("--timeout only applies with --wait");
+  const r = settingsFrom(name, args, io, { configOptional: true, parsed });
+  if (typeof r === "number") return r;
+  const asker: Asker = {
+    by: askerName(io.env, io.hostname, () => userInfo().username),
+    now: Date.now,
+    out: (line) => io.out(`${line}\n`),
+    err: (line) => io.err(`vipd ${name}: ${line}\n`),
+  };
+  const prefix = r.settings.etcd.prefix;
+  return withEtcd(name, r.settings, io, async (client) => {
+    const outcome = name === "drain"
+      ? await drain(client, prefix, { node: target, reason: typeof parsed.flags.reason === "string" ? parsed.flags.reason : "", force: parsed.flags.force === true, waitMs: parsed.flags.wait ? timeout * 1000 : null }, asker)
+      : name === "undrain"
+        ? await undrain(client, prefix, target, asker)
+        : await handover(client, prefix, { vip: target, to: typeof to === "string" ? to : null, timeoutMs: timeout * 1000 }, asker);
+    return outcome === "done" ? EXIT_OK : EXIT_FAILURE;
+  });
+}
+
+const NODE_NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/;
 
 async function wait(args: readonly string[], io: CliIO): Promise<number> {
   const r = settingsFrom("wait", args, io, { configOptional: true });
@@ -304,7 +413,7 @@ async function run(args: readonly string[], io: CliIO): Promise<number> {
   const r = settingsFrom("run", args, io);
   if (typeof r === "number") return r;
   const { settings } = r;
-  const log = createLogger({ format: settings.log.format, level: settings.log.level as LogLevel, write: io.err });
+  const log = reconfigurableLogger({ format: settings.log.format, level: settings.log.level as LogLevel, write: io.err });
   for (const line of documentNotes(r)) log.info(line);
   log.info("starting vipd", { version: VERSION, node: settings.nodeName, vips: settings.vips.map((v) => v.ip).join(","), holdMs: settings.election.holdTime, leaseTTL: settings.election.leaseTTL });
 
@@ -334,6 +443,17 @@ async function run(args: readonly string[], io: CliIO): Promise<number> {
     await agent.stop();
     return EXIT_FAILURE;
   }
+  const reloads = new Reloader({
+    reread: () => reread(args, io),
+    apply: (next) => agent.reload(next),
+    applyLive: (next) => log.reconfigure({ format: next.log.format, level: next.log.level as LogLevel, write: io.err }),
+    counted: (result) => agent.metrics.configReload(result),
+    log,
+    config: configPath(r.flags, io.env) ?? null,
+    pid: process.pid,
+  });
+  agent.serve((request) => reloads.answer(request));
+  void reloadOnSignals(io, reloads);
   const why = await Promise.race([
     io.stopRequested.then((signal) => ({ signal, fatal: null })),
     agent.fatal.then((fatal) => ({ signal: null, fatal })),
@@ -348,4 +468,55 @@ async function run(args: readonly string[], io: CliIO): Promise<number> {
     return EXIT_USAGE;
   }
   return EXIT_OK;
+}
+
+/** Each SIGHUP reloads, as `vipd reload` does; signals during a reload make one more. */
+async function reloadOnSignals(io: CliIO, reloads: Reloader): Promise<void> {
+  if (!io.reloadRequested) return;
+  for await (const signal of io.reloadRequested) await reloads.request(signal);
+}
+
+/** The file, flags and environment `run` started with, read and validated again; the problems as lines. */
+function reread(args: readonly string[], io: CliIO): Reread {
+  let problems = "";
+  const r = settingsFrom("run", args, { ...io, out: () => {}, err: (t) => void (problems += t) });
+  if (typeof r !== "number") return { ok: true, settings: r.settings };
+  return { ok: false, problems: problems.split("\n").filter((l) => l.trim() !== "") };
+}
+
+/** How long `vipd reload` waits for the agent's answer: its reload waits up to 5 s for releases. */
+const RELOAD_ANSWER_MS = 30_000;
+
+/** `vipd reload`: asks the vipd of this network namespace to reload, and reports what it did. */
+async function reload(args: readonly string[], io: CliIO): Promise<number> {
+  const parsed = parse("reload", args, io);
+  if (typeof parsed === "number") return parsed;
+  if (parsed.positionals.length) {
+    io.err(`vipd reload: unexpected ${JSON.stringify(parsed.positionals[0])}: it takes no arguments (the running vipd re-reads its own --config)\n\nRun "vipd reload --help" for usage.\n`);
+    return EXIT_USAGE;
+  }
+  let line: string;
+  try {
+    line = await askNetnsLockHolder(RELOAD_REQUEST, RELOAD_ANSWER_MS);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    io.err(code === "ECONNREFUSED" || code === "ENOENT"
+      ? "vipd reload: no vipd runs in this network namespace (nothing listens on its socket @vipd): start it, or run this where it runs\n"
+      : `vipd reload: asking the running vipd: ${describeError(err)}\n`);
+    return EXIT_FAILURE;
+  }
+  const answer = parseReloadAnswer(line);
+  if (answer === null) {
+    io.err("vipd reload: the running vipd closed the connection without an answer: it stopped meanwhile, or it predates live reload (then restart it to apply its configuration)\n");
+    return EXIT_FAILURE;
+  }
+  if ("error" in answer) {
+    io.err(`vipd reload: the running vipd answered: ${answer.error}\n`);
+    return EXIT_FAILURE;
+  }
+  const code = reloadExitCode(answer);
+  if (parsed.flags.json) io.out(`${JSON.stringify(answer)}\n`);
+  else if (answer.result === "reloaded") io.out(`${renderReloadAnswer(answer)}\n`);
+  else io.err(`${renderReloadAnswer(answer)}\n`);
+  return code;
 }

@@ -31,6 +31,16 @@ export interface VipStatusRow {
   claimedBy: string[];
   /** The rest of the queue, in the order they would take over. */
   waiting: QueueEntry[];
+  /** A hand-over in progress (`vipd handover`), or null. */
+  handover: { to: string; by: string; at: string } | null;
+}
+
+export interface DrainRow {
+  node: string;
+  /** Who drained it and when, as `vipd drain` recorded it; null when the record is not one vipd wrote. */
+  by: string | null;
+  at: string | null;
+  reason: string | null;
 }
 
 export interface AgentRow {
@@ -47,6 +57,8 @@ export interface StatusReport {
   revision: number;
   vips: VipStatusRow[];
   agents: AgentRow[];
+  /** Drained nodes (`vipd drain`), whether or not an agent runs there. */
+  drains: DrainRow[];
 }
 
 /** Orders VIPs IPv4 first, then by address bytes; text that is not an address last. */
@@ -73,7 +85,8 @@ export async function readStatus(client: Etcd3, prefix: string, vips?: readonly 
   const rows = names.map((vip): VipStatusRow => {
     const [first, ...rest] = view.queue(vip);
     const claimedBy = view.heartbeats().filter((hb) => hb.claims === "all" || hb.claims.has(vip)).map((hb) => hb.node).sort();
-    return { vip, holder: first ? entry(first) : null, claimedBy, waiting: rest.map(entry) };
+    const asked = view.handover(vip)?.request;
+    return { vip, holder: first ? entry(first) : null, claimedBy, waiting: rest.map(entry), handover: asked ? { to: asked.to, by: asked.by, at: asked.at } : null };
   });
   const agents = view.agents().map((a): AgentRow => ({
     node: a.node,
@@ -83,7 +96,10 @@ export async function readStatus(client: Etcd3, prefix: string, vips?: readonly 
     holdMs: a.incarnation?.holdMs ?? null,
     version: a.incarnation?.version ?? null,
   })).sort((a, b) => a.node.localeCompare(b.node));
-  return { revision: Number(res.header.revision), vips: rows, agents };
+  const drains = view.drains()
+    .map((d): DrainRow => ({ node: d.node, by: d.drain?.by ?? null, at: d.drain?.at ?? null, reason: d.drain?.reason ?? null }))
+    .sort((a, b) => a.node.localeCompare(b.node));
+  return { revision: Number(res.header.revision), vips: rows, agents, drains };
 }
 
 function table(header: string[], rows: string[][]): string[] {
@@ -106,7 +122,10 @@ export function renderStatusTable(report: StatusReport): string {
     : ["(no VIPs in etcd)"];
   const agentRows = report.agents.map((a) => [a.node, a.host ?? "?", a.pid === null ? "?" : String(a.pid), a.holdMs === null ? "?" : `${a.holdMs} ms`, a.startedAt ?? "?"]);
   const agentsPart = agentRows.length ? ["", ...table(["AGENT", "HOST", "PID", "HOLD", "STARTED"], agentRows)] : [];
-  return [...vipsPart, ...agentsPart, `etcd revision ${report.revision}`].join("\n") + "\n";
+  const handovers = report.vips.filter((r) => r.handover).map((r) => `hand-over of ${r.vip} to ${r.handover!.to} in progress (asked by ${r.handover!.by} at ${r.handover!.at})`);
+  const drainRows = report.drains.map((d) => [d.node, d.by ?? "?", d.at ?? "?", d.reason || "-"]);
+  const drainsPart = drainRows.length ? ["", ...table(["DRAINED", "BY", "AT", "REASON"], drainRows)] : [];
+  return [...vipsPart, ...handovers, ...agentsPart, ...drainsPart, `etcd revision ${report.revision}`].join("\n") + "\n";
 }
 
 /** The `--json` form: the report as is, stable field names, one trailing newline. */

@@ -25,6 +25,14 @@ describe("VipdMetrics", () => {
       vipd_heartbeats_total: "counter",
       vipd_takeovers_total: "counter",
       vipd_etcd_reconnects_total: "counter",
+      vipd_hook_runs_total: "counter",
+      vipd_hook_duration_seconds: "histogram",
+      vipd_drained: "gauge",
+      vipd_drains_total: "counter",
+      vipd_handovers_total: "counter",
+      vipd_config_reloads_total: "counter",
+      vipd_config_last_reload_successful: "gauge",
+      vipd_address_conflict: "gauge",
     };
     for (const [name, type] of Object.entries(want)) {
       expect(fams.get(name)?.type, name).toBe(type as never);
@@ -104,6 +112,98 @@ describe("VipdMetrics", () => {
     m.proofRemaining(null);
     fams = parsePrometheusText(await m.render());
     expect(sampleValue(fams, "vipd_proof_remaining_seconds")).toBe(0);
+  });
+
+  test("drains count each time the node becomes drained; hand-overs by direction", async () => {
+    const m = new VipdMetrics();
+    m.declareVip(V4, "eth0");
+    let fams = parsePrometheusText(await m.render());
+    expect(sampleValue(fams, "vipd_drained")).toBe(0);
+    expect(sampleValue(fams, "vipd_drains_total")).toBe(0);
+    expect(sampleValue(fams, "vipd_handovers_total", { vip: V4, direction: "in" })).toBe(0);
+    m.drained(true);
+    m.drained(true);
+    m.handover(V4, "out");
+    fams = parsePrometheusText(await m.render());
+    expect(sampleValue(fams, "vipd_drained")).toBe(1);
+    expect(sampleValue(fams, "vipd_drains_total")).toBe(1);
+    expect(sampleValue(fams, "vipd_handovers_total", { vip: V4, direction: "out" })).toBe(1);
+    m.drained(false);
+    m.drained(true);
+    m.handover(V4, "in");
+    fams = parsePrometheusText(await m.render());
+    expect(sampleValue(fams, "vipd_drains_total")).toBe(2);
+    expect(sampleValue(fams, "vipd_handovers_total", { vip: V4, direction: "in" })).toBe(1);
+  });
+
+  test("hook runs by event and result, every pair present from the start; durations by event", async () => {
+    const m = new VipdMetrics();
+    let fams = parsePrometheusText(await m.render());
+    for (const event of ["acquired", "released", "fenced"]) {
+      for (const result of ["ok", "failed", "timeout", "missing"]) expect(sampleValue(fams, "vipd_hook_runs_total", { event, result })).toBe(0);
+      expect(sampleValue(fams, "vipd_hook_duration_seconds_count", { event })).toBe(0);
+    }
+    m.hookRan("acquired", "ok", 40);
+    m.hookRan("acquired", "ok", 60);
+    m.hookRan("fenced", "timeout", 10_000);
+    m.hookRan("released", "missing", 0);
+    fams = parsePrometheusText(await m.render());
+    expect(sampleValue(fams, "vipd_hook_runs_total", { event: "acquired", result: "ok" })).toBe(2);
+    expect(sampleValue(fams, "vipd_hook_runs_total", { event: "fenced", result: "timeout" })).toBe(1);
+    expect(sampleValue(fams, "vipd_hook_runs_total", { event: "released", result: "missing" })).toBe(1);
+    expect(sampleValue(fams, "vipd_hook_runs_total", { event: "released", result: "failed" })).toBe(0);
+    expect(sampleValue(fams, "vipd_hook_duration_seconds_sum", { event: "acquired" })).toBeCloseTo(0.1, 9);
+    expect(sampleValue(fams, "vipd_hook_duration_seconds_bucket", { event: "acquired", le: "0.05" })).toBe(1);
+    expect(sampleValue(fams, "vipd_hook_duration_seconds_bucket", { event: "fenced", le: "5" })).toBe(0);
+    expect(sampleValue(fams, "vipd_hook_duration_seconds_bucket", { event: "fenced", le: "10" })).toBe(1);
+  });
+
+  test("an address conflict is 1 while it lasts, 0 from declaration and after it clears", async () => {
+    const m = new VipdMetrics();
+    m.declareVip(V4, "eth0");
+    m.declareVip(V6, "eth0");
+    m.addressConflict(V6, true);
+    let fams = parsePrometheusText(await m.render());
+    expect(sampleValue(fams, "vipd_address_conflict", { vip: V4 })).toBe(0);
+    expect(sampleValue(fams, "vipd_address_conflict", { vip: V6 })).toBe(1);
+    m.addressConflict(V6, false);
+    fams = parsePrometheusText(await m.render());
+    expect(sampleValue(fams, "vipd_address_conflict", { vip: V6 })).toBe(0);
+  });
+
+  test("a VIP removed by a reload leaves no series behind; the others keep theirs", async () => {
+    const m = new VipdMetrics();
+    m.declareVip(V4, "eth0");
+    m.declareVip(V6, "eth0");
+    for (const ip of [V4, V6]) {
+      m.ownership(ip, "eth0", true, "elected");
+      m.announced(ip, 2);
+      m.failover(ip, 10);
+      m.tookOver(ip);
+    }
+    m.ownership(V4, "eth0", false, "removed");
+    m.forgetVip(V4, "eth0");
+    const text = await m.render();
+    expect(text).not.toContain(`vip="${V4}"`);
+    const fams = parsePrometheusText(text);
+    expect(sampleValue(fams, "vipd_vip_held", { vip: V6, link: "eth0" })).toBe(1);
+    expect(sampleValue(fams, "vipd_announcements_total", { vip: V6 })).toBe(2);
+    expect(sampleValue(fams, "vipd_ownership_transitions_total", { vip: V6, direction: "acquired", reason: "elected" })).toBe(1);
+  });
+
+  test("reloads by result, every result present from the start; the last one's success", async () => {
+    const m = new VipdMetrics();
+    let fams = parsePrometheusText(await m.render());
+    for (const result of ["reloaded", "invalid", "failed"]) expect(sampleValue(fams, "vipd_config_reloads_total", { result })).toBe(0);
+    expect(sampleValue(fams, "vipd_config_last_reload_successful", {})).toBe(1);
+    m.configReload("invalid");
+    fams = parsePrometheusText(await m.render());
+    expect(sampleValue(fams, "vipd_config_reloads_total", { result: "invalid" })).toBe(1);
+    expect(sampleValue(fams, "vipd_config_last_reload_successful", {})).toBe(0);
+    m.configReload("reloaded");
+    fams = parsePrometheusText(await m.render());
+    expect(sampleValue(fams, "vipd_config_reloads_total", { result: "reloaded" })).toBe(1);
+    expect(sampleValue(fams, "vipd_config_last_reload_successful", {})).toBe(1);
   });
 
   test("label values are escaped: quotes, backslashes and newlines survive the round trip", async () => {

@@ -7,6 +7,7 @@
 // seconds, as Prometheus wants. Label values are VIP addresses, link names,
 // and transition reasons — reasons are short fixed tokens (see
 // TRANSITION_REASONS), never free text, so the number of series stays small.
+import { HOOK_EVENTS, HOOK_RESULTS, type HookEvent, type HookResult } from "../agent/hooks.ts";
 import type { ReleaseCode } from "../vip/decision.ts";
 import { Counter, Gauge, Histogram, newRegistry, PROMETHEUS_CONTENT_TYPE, type Registry, renderRegistry, seconds } from "./metrics.ts";
 
@@ -30,10 +31,15 @@ export const TRANSITION_REASONS: readonly ("elected" | ReleaseCode)[] = [
   "claimed", // (never a release in practice: an acquisition that waits for another's claim)
 ] satisfies readonly ("elected" | ReleaseCode)[];
 
+/** How a configuration reload ended: applied, refused as invalid, or failed to apply (nothing changed). */
+export const RELOAD_RESULTS = ["reloaded", "invalid", "failed"] as const;
+
 // Failover: from a graceful hand-over (tens of ms) to lease expiry (TTL + 0.5 s, TTL up to tens of seconds).
 const FAILOVER_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 7.5, 10, 15, 30, 60];
 // Heartbeat and probe round trips on a LAN: sub-millisecond to a hold time.
 const RTT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+// Hooks: a quick script (milliseconds) to the longest timeout (300 s).
+const HOOK_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
 export interface VipdMetricsOptions {
   /** Wall clock in ms for transition timestamps (default Date.now). */
@@ -58,6 +64,15 @@ export class VipdMetrics {
   readonly #heartbeats: Counter<"result">;
   readonly #takeovers: Counter<"vip">;
   readonly #reconnects: Counter<string>;
+  readonly #hookRuns: Counter<"event" | "result">;
+  readonly #hookDuration: Histogram<"event">;
+  readonly #drained: Gauge<string>;
+  #isDrained = false;
+  readonly #drains: Counter<string>;
+  readonly #handovers: Counter<"vip" | "direction">;
+  readonly #conflict: Gauge<"vip">;
+  readonly #reloads: Counter<"result">;
+  readonly #lastReloadOk: Gauge<string>;
 
   constructor(opts: VipdMetricsOptions = {}) {
     this.#wall = opts.wallClock ?? Date.now;
@@ -112,6 +127,51 @@ export class VipdMetrics {
       name: "vipd_etcd_reconnects_total", help: "Times a stalled etcd stream or call made the agent replace its connection.",
       registers,
     });
+    this.#hookRuns = new Counter({
+      name: "vipd_hook_runs_total",
+      help: "State-change hook runs by event and result: ok, failed (non-zero exit or a signal), timeout (killed), missing (the program could not be started).",
+      labelNames: ["event", "result"] as const, registers,
+    });
+    this.#hookDuration = new Histogram({
+      name: "vipd_hook_duration_seconds", help: "How long state-change hooks ran, by event.",
+      labelNames: ["event"] as const, buckets: HOOK_BUCKETS, registers,
+    });
+    for (const event of HOOK_EVENTS) {
+      for (const result of HOOK_RESULTS) this.#hookRuns.inc({ event, result }, 0);
+      this.#hookDuration.zero({ event });
+    }
+    this.#drained = new Gauge({ name: "vipd_drained", help: "1 while an operator has this node drained (vipd drain), else 0.", registers });
+    this.#drains = new Counter({ name: "vipd_drains_total", help: "Times this node was drained (vipd drain).", registers });
+    this.#handovers = new Counter({
+      name: "vipd_handovers_total",
+      help: "Requested hand-overs (vipd handover) this node took part in: direction out = it handed the VIP over, in = it took the VIP over.",
+      labelNames: ["vip", "direction"] as const, registers,
+    });
+    this.#drained.set(0);
+    this.#drains.inc(0);
+    this.#conflict = new Gauge({
+      name: "vipd_address_conflict",
+      help: "1 while a machine that is not a vipd agent answers ARP or neighbour solicitations for the VIP (this node then neither stands for it nor holds it), else 0.",
+      labelNames: ["vip"] as const, registers,
+    });
+    this.#reloads = new Counter({
+      name: "vipd_config_reloads_total",
+      help: "Configuration reloads (SIGHUP, vipd reload) by result: reloaded, invalid (the file did not validate), failed (it could not be applied); the last two change nothing.",
+      labelNames: ["result"] as const, registers,
+    });
+    for (const result of RELOAD_RESULTS) this.#reloads.inc({ result }, 0);
+    this.#lastReloadOk = new Gauge({
+      name: "vipd_config_last_reload_successful",
+      help: "0 when the last configuration reload was refused or failed (vipd runs as before), else 1.",
+      registers,
+    });
+    this.#lastReloadOk.set(1);
+  }
+
+  /** A configuration reload ended (see RELOAD_RESULTS). */
+  configReload(result: (typeof RELOAD_RESULTS)[number]): void {
+    this.#reloads.inc({ result });
+    this.#lastReloadOk.set(result === "reloaded" ? 1 : 0);
   }
 
   /** Makes the VIP's series exist (held 0, no announcements) before anything happens to it. */
@@ -120,6 +180,26 @@ export class VipdMetrics {
     this.#announcements.inc({ vip }, 0);
     this.#failover.zero({ vip });
     this.#takeovers.inc({ vip }, 0);
+    for (const direction of ["in", "out"]) this.#handovers.inc({ vip, direction }, 0);
+    this.#conflict.set({ vip }, 0);
+  }
+
+  /**
+   * Removes every series of a VIP that left the configuration (a reload), so
+   * /metrics lists only the VIPs this node runs. A VIP added back starts
+   * from zero, which Prometheus reads as a counter reset.
+   */
+  forgetVip(vip: string, link: string): void {
+    this.#held.remove({ vip, link });
+    for (const direction of ["acquired", "released"]) {
+      for (const reason of TRANSITION_REASONS) this.#transitions.remove({ vip, direction, reason });
+    }
+    this.#lastTransition.remove({ vip });
+    this.#failover.remove({ vip });
+    this.#announcements.remove({ vip });
+    this.#takeovers.remove({ vip });
+    for (const direction of ["in", "out"]) this.#handovers.remove({ vip, direction });
+    this.#conflict.remove({ vip });
   }
 
   /** This node acquired (held = true) or released the VIP on a link, at wall time atMs (default now). */
@@ -147,6 +227,29 @@ export class VipdMetrics {
 
   tookOver(vip: string): void {
     this.#takeovers.inc({ vip });
+  }
+
+  /** Whether an operator has this node drained; becoming drained counts one drain. */
+  drained(drained: boolean): void {
+    if (drained && !this.#isDrained) this.#drains.inc();
+    this.#isDrained = drained;
+    this.#drained.set(drained ? 1 : 0);
+  }
+
+  /** A requested hand-over moved the VIP away from this node (out) or to it (in). */
+  handover(vip: string, direction: "in" | "out"): void {
+    this.#handovers.inc({ vip, direction });
+  }
+
+  /** Whether a machine that is not a vipd agent answers for the VIP (the last probe found one). */
+  addressConflict(vip: string, conflict: boolean): void {
+    this.#conflict.set({ vip }, conflict ? 1 : 0);
+  }
+
+  /** A state-change hook ran (or could not start) for durationMs. */
+  hookRan(event: HookEvent, result: HookResult, durationMs: number): void {
+    this.#hookRuns.inc({ event, result });
+    this.#hookDuration.observe({ event }, seconds(durationMs));
   }
 
   /** The agent replaced its etcd connection `n` more times. */

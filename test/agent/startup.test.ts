@@ -78,10 +78,10 @@ test("a restarted holder clears its dead run's keys and holds again at once", as
     console.log(`held again ${Math.round(ms)} ms after SIGKILL (the old run's claim would have lasted ~2550 ms)`);
     expect(ms).toBeLessThan(2000);
     const status = JSON.parse(await sh(["ip", "netns", "exec", n1.ns, process.execPath, join(ROOT, "src/main.ts"), "status", "--json", "--etcd-endpoints", etcd.endpoints.join(",")])) as {
-      vips: { vip: string; holder: { node: string } | null; claimedBy: string[]; waiting: unknown[] }[];
+      vips: { vip: string; holder: { node: string } | null; claimedBy: string[]; waiting: unknown[]; handover: unknown }[];
       agents: { node: string; pid: number }[];
     };
-    expect(status.vips).toEqual([{ vip: VIP, holder: expect.objectContaining({ node: "n1" }), claimedBy: ["n1"], waiting: [] }]);
+    expect(status.vips).toEqual([{ vip: VIP, holder: expect.objectContaining({ node: "n1" }), claimedBy: ["n1"], waiting: [], handover: null }]);
     expect(status.agents.map((a) => [a.node, a.pid])).toEqual([["n1", second.pid]]);
   } finally {
     second.kill("SIGTERM");

@@ -150,7 +150,7 @@ describe("other commands", () => {
   test("config example: every setting, and a file validate accepts as it is", async () => {
     const r = await cli(["config", "example"]);
     expect(r.code).toBe(0);
-    for (const setting of ["endpoints:", "holdTime: 2500", "leaseTTL: 10", "listen: 127.0.0.1:8099", "# apiServer:", "  # url: https://127.0.0.1:6443/readyz", "burstInterval: 0.05", "level: info"]) {
+    for (const setting of ["endpoints:", "holdTime: 2500", "leaseTTL: 10", "listen: 127.0.0.1:8099", "# apiServer:", "  # url: https://127.0.0.1:6443/readyz", "burstInterval: 0.05", "  # acquired: [/usr/local/sbin/vipd-hook, acquired]", "  timeout: 10", "level: info"]) {
       expect(r.out).toContain(setting);
     }
     const v = await cli(["validate", file("example.yaml", r.out)]);
@@ -161,6 +161,7 @@ describe("other commands", () => {
     const w = await cli(["validate", file("example-all.yaml", all)]);
     expect(w.err).toBe("");
     expect(w.out).toContain("gate:      https://127.0.0.1:6443/readyz every 1 s");
+    expect(w.out).toContain('hooks:     acquired ["/usr/local/sbin/vipd-hook","acquired"], released ["/usr/local/sbin/vipd-hook","released"], fenced ["/usr/local/sbin/vipd-hook","fenced"], timeout 10 s');
   });
   test("unknown command", async () => {
     const r = await cli(["serve"]);
@@ -205,5 +206,18 @@ describe("vipd wait", () => {
     const gone = await cli(["wait", "--health-listen", "127.0.0.1:1", "--timeout", "0.3"]);
     expect(gone.code).toBe(1);
     expect(gone.err).toContain("no answer on http://127.0.0.1:1");
+  });
+});
+
+describe("vipd reload", () => {
+  test("bad usage exits 2 without asking anyone; --help lists the exit codes", async () => {
+    const extra = await cli(["reload", "/etc/vipd/vipd.yaml"]);
+    expect(extra.code).toBe(2);
+    expect(extra.err).toContain('vipd reload: unexpected "/etc/vipd/vipd.yaml": it takes no arguments (the running vipd re-reads its own --config)');
+    const flag = await cli(["reload", "--config", "x.yaml"]);
+    expect(flag.code).toBe(2);
+    const help = await cli(["reload", "--help"]);
+    expect(help.code).toBe(0);
+    expect(help.out).toContain("Exit codes: 0 reloaded, all of it applied; 1 applied only in part");
   });
 });

@@ -7,7 +7,7 @@ import type { Etcd3 } from "etcd3";
 import { readStatus, renderStatusJson, renderStatusTable, type StatusReport } from "../../src/cli/status.ts";
 import { connectEtcd, EtcdConnection } from "../../src/election/connection.ts";
 import { currentIncarnation, encodeIncarnation } from "../../src/election/incarnation.ts";
-import { agentKey, electionKey, encodeHeartbeat, heartbeatKey } from "../../src/election/keys.ts";
+import { agentKey, drainKey, electionKey, encodeDrain, encodeHandover, encodeHeartbeat, handoverKey, heartbeatKey } from "../../src/election/keys.ts";
 import { monotonicClock } from "../../src/election/proof.ts";
 import { Session } from "../../src/election/session.ts";
 import { type EtcdServer, startEtcd } from "../lab/etcd.ts";
@@ -94,7 +94,7 @@ test("first in line, waiting order and who answers, for every VIP", async () => 
   const after = await readStatus(admin, PREFIX, ["192.0.2.10", "198.51.100.1"]);
   expect(after.vips.map((v) => v.vip)).toEqual(["192.0.2.10", "198.51.100.1"]);
   expect(nodes(after, "192.0.2.10")).toEqual(["cp-2", "cp-3"]);
-  expect(after.vips[1]).toEqual({ vip: "198.51.100.1", holder: null, claimedBy: [], waiting: [] });
+  expect(after.vips[1]).toEqual({ vip: "198.51.100.1", holder: null, claimedBy: [], waiting: [], handover: null });
 
   const table = renderStatusTable(after);
   const lines = table.trimEnd().split("\n");
@@ -115,9 +115,34 @@ test("first in line, waiting order and who answers, for every VIP", async () => 
   expect(json.vips[0]!.holder!.node).toBe("cp-2");
 });
 
+test("drained nodes and hand-overs in progress are listed with who asked and when", async () => {
+  const P = "/vipd-ops/";
+  const at = "2026-11-26T10:00:00.000Z";
+  await admin.put(electionKey(P, "192.0.2.20", "cp-1")).value("r1");
+  await admin.put(electionKey(P, "192.0.2.20", "cp-2")).value("r2");
+  const rev = (await admin.get(electionKey(P, "192.0.2.20", "cp-2")).exec()).kvs[0]!.create_revision;
+  await admin.put(handoverKey(P, "192.0.2.20")).value(encodeHandover({ to: "cp-2", toRevision: rev, by: "ops@admin", at }));
+  await admin.put(drainKey(P, "cp-3")).value(encodeDrain({ by: "ops@admin", at, reason: "kernel upgrade" }));
+  await admin.put(drainKey(P, "cp-4")).value("not json");
+  const report = await readStatus(admin, P);
+  expect(report.vips[0]!.handover).toEqual({ to: "cp-2", by: "ops@admin", at });
+  expect(report.drains).toEqual([
+    { node: "cp-3", by: "ops@admin", at, reason: "kernel upgrade" },
+    { node: "cp-4", by: null, at: null, reason: null },
+  ]);
+  const lines = renderStatusTable(report).trimEnd().split("\n");
+  expect(lines).toContain(`hand-over of 192.0.2.20 to cp-2 in progress (asked by ops@admin at ${at})`);
+  const header = lines.findIndex((l) => /^DRAINED +BY +AT +REASON$/.test(l));
+  expect(header).toBeGreaterThan(0);
+  expect(lines[header + 1]).toMatch(new RegExp(`^cp-3 +ops@admin +${at.replaceAll(".", "\\.")} +kernel upgrade$`));
+  expect(lines[header + 2]).toMatch(/^cp-4 +\? +\? +-$/);
+  await admin.delete().prefix(P);
+});
+
 test("no VIPs under the prefix: an empty report and a table that says so", async () => {
   const report = await readStatus(admin, "/vipd-empty/");
   expect(report.vips).toEqual([]);
   expect(report.agents).toEqual([]);
+  expect(report.drains).toEqual([]);
   expect(renderStatusTable(report)).toContain("(no VIPs in etcd)");
 });

@@ -4,6 +4,7 @@
 // the binary under it: unprivileged.test.ts, install.test.ts.)
 import { expect, test } from "bun:test";
 import { join } from "node:path";
+import { TABLE } from "../../src/config/table.ts";
 import { REPO_ROOT } from "../lab/cluster.ts";
 import { exposure, KEEPALIVED_UNIT, verifyUnit } from "../lab/systemd-analyze.ts";
 import { splitCommandLine, Unit } from "../lab/unit-sandbox.ts";
@@ -43,8 +44,13 @@ test("exit 2 is not restarted, everything else is, and the stop timeout covers v
   expect(unit.words("Service", "RestartPreventExitStatus")).toEqual(["2"]);
   // Installed before kubeadm has written the certificates, it must keep trying.
   expect(unit.one("Unit", "StartLimitIntervalSec")).toBe("0");
-  // Agent.stop: two etcd calls of at most 600 ms each after the VIPs are gone.
-  expect(Number(service("TimeoutStopSec"))).toBeGreaterThanOrEqual(2 * 0.6 + 1);
+  // Agent.stop: two etcd calls of at most 600 ms each after the VIPs are gone,
+  // then the shutdown's "released" hooks, at most the default hook timeout.
+  expect(Number(service("TimeoutStopSec"))).toBeGreaterThanOrEqual(2 * 0.6 + TABLE.hooks.entries.timeout.default! + 1);
+});
+
+test("systemctl reload asks the running vipd to re-read its configuration, and waits for its answer", () => {
+  expect(splitCommandLine(service("ExecReload")!, {})).toEqual(["/usr/local/bin/vipd", "reload"]);
 });
 
 test("ExecStart runs vipd run with the config, and every credential it names is loaded", () => {
