@@ -2,7 +2,8 @@
 // and one run, so the numbers compare like with like.
 //
 //   npm run bench:failover [-- --reps 10 --impl vipd,keepalived,ucarp --faults graceful,crash@leader,...
-//                              --vipd-binary dist/vipd --out bench-results --no-write]
+//                              --vipd-binary dist/vipd --out bench-results --no-write
+//                              --section planned]
 //
 // Faults (test/lab/faults.ts): by default every one of FAULT_IDS — graceful;
 // crash, freeze, link-down and partition each with etcd's raft leader placed
@@ -15,7 +16,10 @@
 //
 // Writes bench-results/failover-<time>.json (every trial), the table between
 // the failover markers in BENCHMARKS.md, and one SVG timeline per fault under
-// docs/bench/; then prints the vipd targets as PASS or MISS. A trial that
+// docs/bench/. With --section NAME the table goes between that section's own
+// markers and the timelines are named failover-NAME-<fault>.svg, so a run over
+// a few faults (the planned moves next to graceful stop, say) leaves the full
+// table alone; then prints the vipd targets as PASS or MISS. A trial that
 // finds no steady holder before its fault, or none after recovering, is a
 // failed trial: logged, counted in the report and listed there; the lab is
 // then reset (the implementation restarted everywhere from a clean kernel)
@@ -51,6 +55,8 @@ const { values: args } = parseArgs({
     "vipd-binary": { type: "string" },
     out: { type: "string", default: "bench-results" },
     "no-write": { type: "boolean", default: false },
+    /** Write to this section of BENCHMARKS.md (and its own timelines) instead of the full table. */
+    section: { type: "string" },
     /** Re-render BENCHMARKS.md and the timelines from a saved result file instead of running. */
     from: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
@@ -69,6 +75,12 @@ if (process.getuid?.() !== 0) {
 const reps = Number(args.reps);
 if (!Number.isInteger(reps) || reps < 1) {
   console.error(`--reps wants a positive integer, got ${args.reps}`);
+  process.exit(2);
+}
+const SECTIONS: Record<string, string> = { planned: "Planned moves: drain and hand-over next to graceful stop" };
+const section = args.section === undefined ? undefined : { name: args.section, heading: SECTIONS[args.section] ?? "" };
+if (section && !section.heading) {
+  console.error(`--section wants one of ${Object.keys(SECTIONS).join(", ")}, got ${args.section}`);
   process.exit(2);
 }
 const vipdOpts = args["vipd-binary"] ? { binary: args["vipd-binary"] } : {};
@@ -224,7 +236,7 @@ if (!args["no-write"]) {
     });
     if (panels.length === 0) continue;
     // "crash@leader" → failover-crash-leader.svg: no "@" in links.
-    const file = join(svgDir, `failover-${fault.id.replace("@", "-")}.svg`);
+    const file = join(svgDir, `failover-${section ? `${section.name}-` : ""}${fault.id.replace("@", "-")}.svg`);
     writeFileSync(file, timelineSvg(`${fault.title}: ownership per node and what the client saw (ms from the fault)`, panels));
     svgLinks[fault.id] = relative(REPO_ROOT, file);
   }
@@ -235,7 +247,7 @@ if (!args["no-write"]) {
   } catch {
     // first run: start the file
   }
-  writeFileSync(mdPath, spliceBetweenMarkers(doc, markdownReport(results, meta, verdicts, svgLinks, failures)));
+  writeFileSync(mdPath, spliceBetweenMarkers(doc, markdownReport(results, meta, verdicts, svgLinks, failures), section));
   log(`wrote ${relative(REPO_ROOT, jsonPath)}, BENCHMARKS.md and ${Object.keys(svgLinks).length} timelines under docs/bench/`);
 }
 

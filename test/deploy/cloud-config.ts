@@ -1,7 +1,7 @@
 // deploy/cloud-init.yaml's own steps, run the way cloud-init would run them
 // but against a scratch root: its write_files written under the root with
 // their modes and owners, its runcmd entries with absolute paths read under
-// the root. Tests supply the environment (ROOT, SYSTEMCTL, VIPD_BASE_URL).
+// the root. Tests supply the environment (ROOT, SYSTEMCTL, RELEASE_URL).
 import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { parse } from "yaml";

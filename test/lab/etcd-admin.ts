@@ -162,3 +162,28 @@ export async function moveEtcdLeader(site: EtcdSite, to: string, opts: { timeout
   }
   throw new Error(`moving etcd's raft leader to ${to} failed 5 times: ${String(lastError)}`);
 }
+
+export interface EtcdKv {
+  key: string;
+  value: string;
+  createRevision: number;
+}
+
+/**
+ * Every key under `prefix`, read through `node`'s member, in key order: the
+ * state as etcd holds it, not as vipd reports it. Throws when the member
+ * does not answer.
+ */
+export async function etcdRange(site: EtcdSite, node: string, prefix: string): Promise<EtcdKv[]> {
+  const b64 = (b: Buffer) => b.toString("base64");
+  const key = Buffer.from(prefix);
+  const end = Buffer.from(key);
+  end[end.length - 1]! += 1;
+  const r = await gateway<{ kvs?: { key: string; value?: string; create_revision: string }[] }>(site, node, "/v3/kv/range", { key: b64(key), range_end: b64(end) });
+  if (!r) throw new Error(`etcd on ${node} did not answer a range read of ${prefix}`);
+  return (r.kvs ?? []).map((kv) => ({
+    key: Buffer.from(kv.key, "base64").toString(),
+    value: Buffer.from(kv.value ?? "", "base64").toString(),
+    createRevision: Number(kv.create_revision),
+  }));
+}

@@ -3,6 +3,9 @@
 //
 // Faults on the holder, where the VIP should move:
 // - graceful: SIGTERM to the implementation's main PID (as `systemctl stop`).
+// - drain, handover: planned moves, `vipd drain <victim>` and
+//   `vipd handover <vip>` run from the client's namespace; undrained at
+//   recovery. vipd only.
 // - crash: SIGKILL to every process of the implementation (parent and children).
 // - freeze: SIGSTOP to every process for the hold, then SIGCONT.
 // - link-down: the victim's cable is pulled *at the switch* (its bridge port goes
@@ -47,6 +50,8 @@ type Placeable = "crash" | "freeze" | "link-down" | "partition";
 
 export type FaultId =
   | "graceful"
+  | "drain"
+  | "handover"
   | Placeable
   | `${Placeable}@leader`
   | `${Placeable}@follower`
@@ -61,7 +66,7 @@ export type FaultId =
 
 /** The faults the benchmark and the fault matrix run by default, in order. */
 export const FAULT_IDS: readonly FaultId[] = [
-  "graceful",
+  "graceful", "drain", "handover",
   "crash@leader", "crash@follower",
   "freeze@leader", "freeze@follower",
   "link-down@leader", "link-down@follower",
@@ -90,7 +95,7 @@ export interface Fault {
   readonly title: string;
   /** How long the fault lasts before recover(). */
   readonly holdMs: number;
-  /** The victim's implementation is dead or frozen: a VIP still on it counts as left behind. */
+  /** The victim's implementation is dead or frozen, or was asked to let go: a VIP still on it counts as left behind. */
   readonly victimStops: boolean;
   /**
    * Where etcd's raft leader is put before the fault, outside its clock;
@@ -169,6 +174,48 @@ const graceful: Fault = {
       await lab.stopVip(victim, "SIGTERM", 1000);
       await restartVip(lab, victim);
     } };
+  },
+};
+
+/**
+ * Runs `vipd ARGS` from the client's namespace against the victim's etcd
+ * member, as an operator would, and requires exit 0.
+ */
+async function vipdCommand(lab: Lab, victim: LabNode, name: string, args: readonly string[]): Promise<void> {
+  const command = lab.implementation?.command;
+  if (!command) throw new Error(`${lab.implementation?.id ?? "no implementation"} has no commands`);
+  const dir = join(lab.dir, "commands");
+  mkdirSync(dir, { recursive: true });
+  const p = lab.spawnIn(lab.client.ns, join(dir, `${name}.log`), name, [...command, ...args, "--etcd-endpoints", `http://${victim.host.ip4}:2379`]);
+  const code = await p.exited;
+  if (code !== 0) throw new Error(`vipd ${args.join(" ")} exited with ${code}: ${p.logTail(3)}`);
+}
+
+const drain: Fault = {
+  id: "drain",
+  base: "drain",
+  title: "planned: vipd drain <holder>",
+  holdMs: 6000,
+  victimStops: true,
+  vipStays: false,
+  appliesTo: (impl) => impl.command !== undefined,
+  async apply(lab, victim) {
+    await vipdCommand(lab, victim, `drain-${victim.name}`, ["drain", victim.name]);
+    return { detail: `vipd drain ${victim.name}`, recover: () => vipdCommand(lab, victim, `undrain-${victim.name}`, ["undrain", victim.name]) };
+  },
+};
+
+const handover: Fault = {
+  id: "handover",
+  base: "handover",
+  title: "planned: vipd handover <vip> (to the next in line)",
+  holdMs: 6000,
+  victimStops: true,
+  vipStays: false,
+  appliesTo: (impl) => impl.command !== undefined,
+  async apply(lab, victim) {
+    await vipdCommand(lab, victim, `handover-from-${victim.name}`, ["handover", lab.vip]);
+    return { detail: `vipd handover ${lab.vip} (held by ${victim.name})`, recover: async () => {} };
   },
 };
 
@@ -401,6 +448,8 @@ const sameNodeName: Fault = {
 
 export const FAULTS: Record<FaultId, Fault> = {
   graceful,
+  drain,
+  handover,
   crash,
   freeze,
   "link-down": linkDown,

@@ -23,6 +23,8 @@ export interface VipImplementation {
    * Only implementations with node names have it.
    */
   startUnderName?(node: NodeContext, name: string, opts: { healthPort: number }): LabProcess;
+  /** The program to run its commands (`vipd drain …`), for the planned-move faults. Only vipd has it. */
+  readonly command?: readonly string[];
 }
 
 export interface VipdOptions {
@@ -53,6 +55,7 @@ export function vipd(opts: VipdOptions = {}): VipImplementation {
     id: "vipd",
     description: `vipd (${opts.binary ? "binary" : "from source"}), hold time ${holdMs} ms${opts.holdMs ? "" : " (default)"}, local etcd member, apiserver gate`,
     holdMs,
+    command: program,
     async start(node) {
       return node.spawn("vipd", argv(node, node.name, 8099));
     },

@@ -63,6 +63,16 @@ describe("targets", () => {
     const slow = evaluateTargets([trial("vipd", "graceful", 0, { outageMs: 80 }), trial("keepalived", "graceful", 0, { outageMs: 600 })], budget);
     expect(slow.filter((x) => x.target.startsWith("graceful")).map((x) => x.pass)).toEqual([false, false]);
   });
+  test("drain and hand-over: under 50 ms each", () => {
+    const v = evaluateTargets([
+      trial("vipd", "drain", 0, { outageMs: 20 }), trial("vipd", "drain", 1, { outageMs: 30 }),
+      trial("vipd", "handover", 0, { outageMs: 45 }), trial("vipd", "handover", 1, { outageMs: 70 }), trial("vipd", "handover", 2, { outageMs: 60 }),
+    ], budget);
+    expect(v.filter((x) => x.target.startsWith("drain") || x.target.startsWith("handover")).map((x) => [x.target, x.pass])).toEqual([
+      ["drain: client outage median < 50 ms", true],
+      ["handover: client outage median < 50 ms", false],
+    ]);
+  });
   test("a VIP never released, or another node too slow at the p95, is a MISS", () => {
     const fast = [0, 1, 2].map((i) => trial("vipd", "crash@leader", i, { servedByOtherMs: 2500 }));
     const v = evaluateTargets([...fast, trial("vipd", "freeze@leader", 0, { victimReleasedMs: null, servedByOtherMs: 4500 })], budget);
@@ -131,6 +141,15 @@ describe("BENCHMARKS.md", () => {
   });
   test("a document without markers gets a section appended", () => {
     expect(spliceBetweenMarkers("# Benchmarks\n", "t")).toBe(`# Benchmarks\n\n## Failover\n\n${BEGIN}\nt\n${END}\n`);
+  });
+  test("a named section has its own markers and leaves the full table alone", () => {
+    const doc = `# Benchmarks\n\n${BEGIN}\nfull\n${END}\n`;
+    const planned = { name: "planned", heading: "Planned moves" };
+    const once = spliceBetweenMarkers(doc, "p1", planned);
+    expect(once).toBe(`${doc}\n## Planned moves\n\n<!-- failover-planned:begin -->\np1\n<!-- failover-planned:end -->\n`);
+    const twice = spliceBetweenMarkers(once, "p2", planned);
+    expect(twice).toBe(once.replace("\np1\n", "\np2\n"));
+    expect(spliceBetweenMarkers(twice, "full2")).toBe(twice.replace("\nfull\n", "\nfull2\n"));
   });
   test("the table has a row per implementation, the timeline link and the verdicts", () => {
     const results = [trial("vipd", "crash", 0), trial("keepalived", "crash", 0, { leftBehind: true, overlapMs: 11600 })];

@@ -117,6 +117,13 @@ export function evaluateTargets(results: readonly TrialResult[], budget: VipdBud
         detail: `vipd ${formatMs(m)} vs keepalived ${formatMs(km)} (${m > 0 ? (km / m).toFixed(1) : "∞"}×)` });
     }
   }
+  // Issue 10: planned moves cost what a graceful stop costs.
+  for (const f of ["drain", "handover"] as const) {
+    const r = row("vipd", f);
+    if (!r) continue;
+    const m = r.outage.median ?? Infinity;
+    out.push({ target: `${f}: client outage median < 50 ms`, pass: m < 50, detail: `vipd median ${formatMs(m)}` });
+  }
   // Each placed variant of link-down and partition against keepalived's same variant.
   for (const v of rows.filter((r) => r.impl === "vipd" && (baseOf(r.fault) === "link-down" || baseOf(r.fault) === "partition"))) {
     const k = row("keepalived", v.fault);
@@ -254,10 +261,17 @@ const clip = (s: string) => {
 export const BEGIN = "<!-- failover:begin -->";
 export const END = "<!-- failover:end -->";
 
-/** Replaces what lies between the markers (or appends a section with them). */
-export function spliceBetweenMarkers(doc: string, body: string): string {
-  const b = doc.indexOf(BEGIN);
-  const e = doc.indexOf(END);
-  if (b >= 0 && e > b) return `${doc.slice(0, b + BEGIN.length)}\n${body}\n${doc.slice(e)}`;
-  return `${doc.trimEnd()}\n\n## Failover\n\n${BEGIN}\n${body}\n${END}\n`;
+/**
+ * Replaces what lies between a section's markers (or appends the section).
+ * The default section is the full failover table; a named one (e.g.
+ * "planned", from `bench:failover --section planned`) is another table with
+ * its own markers, so a run over a few faults does not replace the full one.
+ */
+export function spliceBetweenMarkers(doc: string, body: string, section?: { name: string; heading: string }): string {
+  const begin = section ? `<!-- failover-${section.name}:begin -->` : BEGIN;
+  const end = section ? `<!-- failover-${section.name}:end -->` : END;
+  const b = doc.indexOf(begin);
+  const e = doc.indexOf(end);
+  if (b >= 0 && e > b) return `${doc.slice(0, b + begin.length)}\n${body}\n${doc.slice(e)}`;
+  return `${doc.trimEnd()}\n\n## ${section?.heading ?? "Failover"}\n\n${begin}\n${body}\n${end}\n`;
 }
