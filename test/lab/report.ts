@@ -245,7 +245,7 @@ export function markdownReport(results: readonly TrialResult[], meta: RunMeta, v
   ];
   if (failedTrials.length) lines.push("### Failed trials", "", ...failedTrials, "");
   if (verdicts.length) {
-    lines.push("### vipd targets (issues 4 and 8)", "");
+    lines.push("### vipd targets (issues 4, 8 and 10)", "");
     for (const v of verdicts) lines.push(`- **${v.pass ? "PASS" : "MISS"}** ${v.target} — ${v.detail}`);
     lines.push("");
   }
