@@ -447,9 +447,29 @@ describe("TLS files are checked at load time", () => {
       `flag --apiserver-ca: expected a readable file, received "${dir}"`,
     ]);
   });
-  test.skipIf(process.getuid?.() === 0)("unreadable files fail", () => {
+  test("unreadable files fail", async () => {
     const text = docs(VIP, agent(`etcd: { certFile: ${dir}/c.crt, keyFile: ${dir}/locked.key }`));
-    expect(messages(text, real({}))).toEqual([`document 1 (VIPAgentConfig): etcd.keyFile: expected a readable file, received "${dir}/locked.key"`]);
+    const expected = [`document 1 (VIPAgentConfig): etcd.keyFile: expected a readable file, received "${dir}/locked.key"`];
+    if (process.getuid?.() !== 0) {
+      expect(messages(text, real({}))).toEqual(expected);
+      return;
+    }
+    // Root reads any file (CAP_DAC_OVERRIDE), and the tests run as root. So
+    // the load runs in a child that stays uid 0 (the checkout stays readable)
+    // but has neither DAC capability: what vipd meets as the unit's own user.
+    const script = join(dir, "load-child.ts");
+    writeFileSync(script, [
+      `import { loadSettings } from ${JSON.stringify(join(import.meta.dir, "index.ts"))};`,
+      `const r = loadSettings({ fileText: process.env.TEXT ?? "", fileName: "vipd.yaml", env: {}, flags: {}, hostname: "cp-1" });`,
+      `console.log(JSON.stringify(r.ok ? "accepted" : r.issues.map((i) => i.message)));`,
+    ].join("\n"));
+    const drop = "-dac_override,-dac_read_search";
+    const child = Bun.spawn(["setpriv", `--inh-caps=${drop}`, `--bounding-set=${drop}`, process.execPath, script], {
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", TEXT: text }, stdout: "pipe", stderr: "pipe",
+    });
+    const [out, err, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    expect({ code, err }).toEqual({ code: 0, err: "" });
+    expect(JSON.parse(out)).toEqual(expected);
   });
 });
 

@@ -29,7 +29,7 @@
 // `root` stands for an installation into a scratch tree: absolute paths in
 // LoadCredential= sources and ExecStart= are read under it, as if the tree
 // were /.
-import { chmodSync, chownSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, linkSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "./cluster.ts";
 import { sh } from "./sh.ts";
@@ -294,6 +294,16 @@ export async function sandbox(unit: Unit, opts: SandboxOptions): Promise<Sandbox
   const logFile = join(logDir, "service.log");
   writeFileSync(logFile, "");
 
+  // The unit's user may not be able to read the checkout (a clone under a
+  // 0700 directory, as mktemp -d makes): the loader and the runtime it runs
+  // on go into the scratch directory, which the user can read.
+  const loader = join(opts.dir, "seccomp-exec.ts");
+  copyFileSync(join(REPO_ROOT, "test", "lab", "seccomp-exec.ts"), loader);
+  chmodSync(loader, 0o644);
+  const runtime = join(opts.dir, "bun");
+  linkOrCopy(realpathSync(join(REPO_ROOT, "node_modules", ".bin", "bun")), runtime);
+  chmodSync(runtime, 0o755);
+
   const ambient = unit.words("Service", "AmbientCapabilities");
   const bounding = unit.words("Service", "CapabilityBoundingSet");
   const setpriv = ["setpriv", `--reuid=${user}`, `--regid=${group}`, "--init-groups",
@@ -315,7 +325,7 @@ export async function sandbox(unit: Unit, opts: SandboxOptions): Promise<Sandbox
     `exec >>${q(logFile)} 2>&1`,
     "cd /",
     `exec env -i ${Object.entries(env).map(([k, v]) => q(`${k}=${v}`)).join(" ")} ${setpriv.map(q).join(" ")} ` +
-      `${q(join(REPO_ROOT, "node_modules", ".bin", "bun"))} ${q(join(REPO_ROOT, "test", "lab", "seccomp-exec.ts"))} ${q(policyFile)} ` +
+      `${q(runtime)} ${q(loader)} ${q(policyFile)} ` +
       `${command.map(q).join(" ")}`,
   ].join("\n");
   return {
@@ -325,6 +335,17 @@ export async function sandbox(unit: Unit, opts: SandboxOptions): Promise<Sandbox
     credentialsDir,
     policy,
   };
+}
+
+/** A hard link where the file system allows one (no copy of a 100 MB runtime), else a copy. */
+function linkOrCopy(from: string, to: string): void {
+  // Never copy onto an earlier link: that would truncate the original.
+  rmSync(to, { force: true });
+  try {
+    linkSync(from, to);
+  } catch {
+    copyFileSync(from, to);
+  }
 }
 
 /** The capability bits of names like CAP_NET_ADMIN (linux/capability.h), as /proc/<pid>/status shows them. */
