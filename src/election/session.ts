@@ -90,6 +90,8 @@ export class Session extends Emitter<SessionEvents> {
   #seq = 0;
   #ready = false;
   #stopped = false;
+  /** stop()'s budget, for undoing a registration that was still under way when it came. */
+  #stopTimeoutMs = 600;
   #lastError: string | null = "connecting";
   #lastHeartbeatError: string | null = null;
   #versionChecked = false;
@@ -293,6 +295,7 @@ export class Session extends Emitter<SessionEvents> {
    */
   async stop(timeoutMs = 600): Promise<void> {
     this.#stopped = true;
+    this.#stopTimeoutMs = timeoutMs;
     this.#heartbeat?.stop();
     const mine = this.view.vips().filter((v) => this.mine(v));
     const errors: string[] = [];
@@ -312,7 +315,10 @@ export class Session extends Emitter<SessionEvents> {
     while (!this.#stopped) {
       try {
         await this.#establish();
-        if (this.#stopped) break;
+        if (this.#stopped) {
+          await this.#abandon();
+          break;
+        }
         backoff = RETRY_MIN_MS;
         this.#ready = true;
         this.#lastError = null;
@@ -322,7 +328,10 @@ export class Session extends Emitter<SessionEvents> {
           this.#ended = resolve;
         });
       } catch (err) {
-        if (this.#stopped) break;
+        if (this.#stopped) {
+          await this.#abandon();
+          break;
+        }
         if (err instanceof SessionFatalError) {
           this.#lastError = err.message;
           this.#stopped = true;
@@ -441,6 +450,19 @@ export class Session extends Emitter<SessionEvents> {
     this.#o.log.warn("etcd session lost; registering again", { reason });
     this.#end();
     this.emit("lost", { reason });
+  }
+
+  /**
+   * A stop that came while a session was being established: stop() found
+   * nothing ready to release, but the registration may have committed
+   * meanwhile. Revoking its lease deletes every key on it (agent record,
+   * heartbeat, MACs) now rather than a lease TTL later.
+   */
+  async #abandon(): Promise<void> {
+    const lease = this.#lease;
+    this.#teardown();
+    await lease?.revoke(this.#stopTimeoutMs).catch((e: unknown) =>
+      this.#o.log.warn("stopped while registering; our keys expire with the lease", { error: describeEtcdError(e, this.#s.endpoints) }));
   }
 
   /** Ends the current session: the loop wakes up and, unless stopped, establishes a new one. */

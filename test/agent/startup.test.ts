@@ -6,6 +6,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { etcdRange } from "../lab/etcd-admin.ts";
 import { type EtcdCluster, startEtcdCluster } from "../lab/etcd.ts";
 import { type Host, Segment } from "../lab/netns.ts";
 import { sh, waitFor } from "../lab/sh.ts";
@@ -86,5 +87,44 @@ test("a restarted holder clears its dead run's keys and holds again at once", as
   } finally {
     second.kill("SIGTERM");
     expect(await second.exited).toBe(0);
+  }
+}, 30_000);
+
+/** vipd's keys as etcd holds them, read through n1's member. */
+const keys = async () => (await etcdRange({ nodes: [{ name: "n1", host: n1 }] }, "n1", "/vipd/")).map((kv) => kv.key);
+
+test("SIGINT is a clean stop: exit 0, the VIP off the link, the fence table gone, and n1's keys out of etcd", async () => {
+  const p = vipd(etcd.endpoints.join(","));
+  try {
+    await waitFor("the VIP on n1", () => seg.has(n1, VIP), 10_000);
+    expect((await keys()).filter((k) => k.includes(VIP))).not.toEqual([]);
+  } finally {
+    p.kill("SIGINT");
+  }
+  expect(await p.exited).toBe(0);
+  expect(await seg.has(n1, VIP)).toBe(false);
+  expect(await sh(["ip", "netns", "exec", n1.ns, "nft", "list", "tables"])).not.toContain("vipd");
+  expect((await keys()).filter((k) => k.includes("n1") || k.includes(VIP))).toEqual([]);
+}, 30_000);
+
+test("the health port taken: exit 1 with the reason in one line, and nothing left on the link or in etcd", async () => {
+  // Another process in n1's namespace holds the health port.
+  const squatter = Bun.spawn(["ip", "netns", "exec", n1.ns, process.execPath, "-e",
+    "Bun.serve({ hostname: '127.0.0.1', port: 18120, fetch: () => new Response('not vipd') }); console.log('listening')"],
+  { stdout: "pipe", stderr: "ignore" });
+  try {
+    const reader = squatter.stdout.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain("listening");
+    const p = vipd(etcd.endpoints.join(","));
+    expect(await p.exited).toBe(1);
+    const err = await new Response(p.stderr).text();
+    expect(err).toContain("EADDRINUSE: listening for health checks on 127.0.0.1:18120");
+    expect(err).not.toMatch(/^\s+at /m); // no stack trace
+    expect(await seg.has(n1, VIP)).toBe(false);
+    expect(await sh(["ip", "netns", "exec", n1.ns, "nft", "list", "tables"])).not.toContain("vipd");
+    expect((await keys()).filter((k) => k.includes("n1") || k.includes(VIP))).toEqual([]);
+  } finally {
+    squatter.kill("SIGTERM");
+    await squatter.exited;
   }
 }, 30_000);
