@@ -167,6 +167,8 @@ export interface EtcdKv {
   key: string;
   value: string;
   createRevision: number;
+  /** The lease the key is attached to, as etcd's decimal ID; "0": none. */
+  lease: string;
 }
 
 /**
@@ -179,11 +181,25 @@ export async function etcdRange(site: EtcdSite, node: string, prefix: string): P
   const key = Buffer.from(prefix);
   const end = Buffer.from(key);
   end[end.length - 1]! += 1;
-  const r = await gateway<{ kvs?: { key: string; value?: string; create_revision: string }[] }>(site, node, "/v3/kv/range", { key: b64(key), range_end: b64(end) });
+  const r = await gateway<{ kvs?: { key: string; value?: string; create_revision: string; lease?: string }[] }>(site, node, "/v3/kv/range", { key: b64(key), range_end: b64(end) });
   if (!r) throw new Error(`etcd on ${node} did not answer a range read of ${prefix}`);
   return (r.kvs ?? []).map((kv) => ({
     key: Buffer.from(kv.key, "base64").toString(),
     value: Buffer.from(kv.value ?? "", "base64").toString(),
     createRevision: Number(kv.create_revision),
+    lease: kv.lease ?? "0",
   }));
+}
+
+/** Deletes one key through `node`'s member, as an operator's etcdctl del would; the number deleted. */
+export async function etcdDelete(site: EtcdSite, node: string, key: string): Promise<number> {
+  const r = await gateway<{ deleted?: string }>(site, node, "/v3/kv/deleterange", { key: Buffer.from(key).toString("base64") });
+  if (!r) throw new Error(`etcd on ${node} did not answer the delete of ${key}`);
+  return Number(r.deleted ?? 0);
+}
+
+/** Revokes a lease (decimal ID) through `node`'s member: every key on it goes. */
+export async function etcdRevoke(site: EtcdSite, node: string, lease: string): Promise<void> {
+  const r = await gateway<object>(site, node, "/v3/lease/revoke", { ID: lease });
+  if (!r) throw new Error(`etcd on ${node} did not answer the revoke of lease ${lease}`);
 }
