@@ -26,6 +26,14 @@ export class HealthServer {
       server = Bun.serve({
         hostname: listen.host,
         port: listen.port,
+        // Limits against hostile local clients (README "HTTP endpoints"; npm
+        // run bench:http measures them). Bun itself answers 431 to headers
+        // over 16 KiB and drops a connection that has not sent a whole
+        // request within about 10 s (a slowloris); it has no connection
+        // cap, so each open connection costs one descriptor until then.
+        idleTimeout: IDLE_TIMEOUT_S,
+        // Every endpoint is a GET: no request needs a body.
+        maxRequestBodySize: MAX_BODY_BYTES,
         // A probe must never hang: nothing here waits on I/O.
         async fetch(req) {
           const { pathname } = new URL(req.url);
@@ -63,6 +71,11 @@ export class HealthServer {
     this.server.stop(true);
   }
 }
+
+/** A kept-alive connection with no request for this long is closed. */
+export const IDLE_TIMEOUT_S = 10;
+/** Larger request bodies get 413 before vipd reads them. */
+export const MAX_BODY_BYTES = 1024;
 
 const TEXT = { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" };
 
