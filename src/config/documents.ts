@@ -3,9 +3,9 @@
 // other document, such as a whole Talos machine config, is skipped by name.
 
 import * as v from "valibot";
-import { parseAllDocuments } from "yaml";
+import { isCollection, isPair, parseAllDocuments } from "yaml";
 import * as f from "./fields.ts";
-import { type ConfigIssue, issue, joinPath, render } from "./issue.ts";
+import { type ConfigIssue, escapeControls, issue, joinPath, printable, render } from "./issue.ts";
 import { type Entries, TABLE } from "./table.ts";
 import { cloudVipProblem, isCloudVipKind, isMachineConfig } from "./talos.ts";
 
@@ -42,6 +42,29 @@ export interface Documents {
   issues: ConfigIssue[];
 }
 
+/**
+ * Deeper than any configuration needs (a Talos machine config is about ten
+ * levels). The limit bounds the work: the yaml library resolves an alias by
+ * walking the document with a copy of the path at each level, so one alias in
+ * a document nested a few thousand levels deep takes seconds to minutes, and
+ * deeper still its parser runs out of stack.
+ */
+const MAX_NESTING = 256;
+
+/** Whether lists and mappings nest deeper than `limit`; walked without recursion, which depth could overflow. */
+function nestedDeeperThan(root: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[root, 0]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (isPair(node)) stack.push([node.key, depth], [node.value, depth]);
+    else if (isCollection(node)) {
+      if (depth >= limit) return true;
+      for (const item of node.items) stack.push([item, depth + 1]);
+    }
+  }
+  return false;
+}
+
 export function documentLabel(index: number, kind?: string): string {
   return kind === undefined ? `document ${index}` : `document ${index} (${kind})`;
 }
@@ -49,21 +72,29 @@ export function documentLabel(index: number, kind?: string): string {
 /** Splits the YAML stream and sorts documents by kind; does not validate our kinds yet. */
 export function readDocuments(text: string): Documents {
   const out: Documents = { layer2: [], agent: [], machine: [], skipped: [], issues: [] };
-  for (const [index, doc] of parseAllDocuments(text).entries()) {
+  // logLevel "error": the yaml library would print its warnings (a key that is
+  // a list, stringified) straight to stderr, outside vipd's own report and log.
+  for (const [index, doc] of parseAllDocuments(text, { logLevel: "error" }).entries()) {
     if (doc.errors.length > 0) {
       for (const err of doc.errors) {
         const [at] = err.linePos ?? [];
-        const what = err.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
+        // The first line, without the library's excerpt of the source; it may still quote the source's control characters.
+        const what = escapeControls(err.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, ""));
         const where = at ? ` at line ${at.line}, column ${at.col}` : "";
         out.issues.push(issue(documentLabel(index), "", "valid YAML", JSON.stringify(what), `YAML syntax error${where}: ${what}`));
       }
+      continue;
+    }
+    if (nestedDeeperThan(doc.contents, MAX_NESTING)) {
+      out.issues.push(issue(documentLabel(index), "", `at most ${MAX_NESTING} levels of nesting`, "more",
+        `lists and mappings nested more than ${MAX_NESTING} levels deep; no configuration needs that many`));
       continue;
     }
     let value: unknown;
     try {
       value = doc.toJS();
     } catch (e) {
-      const what = e instanceof Error ? e.message : String(e);
+      const what = escapeControls(e instanceof Error ? e.message : String(e));
       out.issues.push(issue(documentLabel(index), "", "valid YAML", JSON.stringify(what), `YAML error: ${what}`));
       continue;
     }
@@ -77,10 +108,10 @@ export function readDocuments(text: string): Documents {
     if (kind === LAYER2) out.layer2.push({ index, value });
     else if (kind === AGENT) out.agent.push({ index, value });
     else if (typeof kind === "string" && isCloudVipKind(kind)) {
-      const what = `a VIP announced through a cloud API (${kind})`;
-      out.issues.push(issue(documentLabel(index, kind), "", "a Layer2VIPConfig", what, cloudVipProblem(what)));
+      const what = `a VIP announced through a cloud API (${printable(kind)})`;
+      out.issues.push(issue(documentLabel(index, printable(kind)), "", "a Layer2VIPConfig", what, cloudVipProblem(what)));
     } else if (isMachineConfig(fields)) out.machine.push({ index, value: fields });
-    else out.skipped.push({ index, kind: typeof kind === "string" && kind !== "" ? kind : "untyped" });
+    else out.skipped.push({ index, kind: typeof kind === "string" && kind !== "" ? printable(kind) : "untyped" });
   }
   return out;
 }

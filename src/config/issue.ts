@@ -28,7 +28,8 @@ export function render(value: unknown): string {
   if (value === null) return "null";
   if (typeof value === "string") {
     const short = value.length > 60 ? `${value.slice(0, 57)}...` : value;
-    return JSON.stringify(short);
+    // JSON escapes C0 controls but not DEL, C1 or U+2028/9, which some terminals and viewers also break lines at.
+    return escapeControls(JSON.stringify(short));
   }
   if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return String(value);
   if (Array.isArray(value)) return `a list of ${value.length}`;
@@ -36,10 +37,25 @@ export function render(value: unknown): string {
   return typeof value;
 }
 
+/** Line breaks and other control characters as \u escapes, so that what is left prints as one line. */
+export function escapeControls(text: string): string {
+  return text.replace(/[\p{Cc}\p{Zl}\p{Zp}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/**
+ * Text from the file (a key, a kind) as it may appear in a message: as it is,
+ * or quoted with escapes when it holds a line break or another control
+ * character, so that every issue stays one line and a key cannot pass for
+ * more lines of the report.
+ */
+export function printable(text: string): string {
+  return /[\p{Cc}\p{Zl}\p{Zp}]/u.test(text) ? escapeControls(JSON.stringify(text)) : text;
+}
+
 /** Joins field keys into "a.b[2].c". */
 export function joinPath(keys: readonly (string | number)[]): string {
   let out = "";
-  for (const k of keys) out += typeof k === "number" ? `[${k}]` : out === "" ? k : `.${k}`;
+  for (const k of keys) out += typeof k === "number" ? `[${k}]` : out === "" ? printable(k) : `.${printable(k)}`;
   return out;
 }
 

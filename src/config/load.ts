@@ -18,7 +18,7 @@ import { MACHINE_CONFIG, machineConfigVips } from "./talos.ts";
 import * as f from "./fields.ts";
 import { isReadableFile } from "./file.ts";
 import { FLAGS, type Flags } from "./flags.ts";
-import { type ConfigIssue, issue, render } from "./issue.ts";
+import { type ConfigIssue, issue, printable, render } from "./issue.ts";
 import type { Settings, VipSettings } from "./settings.ts";
 import { type Leaf, LEAVES, OPTIONAL_SECTIONS, type TextKind } from "./table.ts";
 
@@ -107,7 +107,7 @@ function envLayer(env: LoadInput["env"], issues: ConfigIssue[]): Layer {
   for (const [name, text] of Object.entries(env)) {
     // An unknown VIPD_ variable is almost always a typo of a known one.
     if (name.startsWith("VIPD_") && !known.has(name) && text !== undefined) {
-      issues.push(issue(`environment ${name}`, "", "a VIPD_ variable listed by --help", render(text), "unknown variable; see --help for the VIPD_ variables"));
+      issues.push(issue(`environment ${printable(name)}`, "", "a VIPD_ variable listed by --help", render(text), "unknown variable; see --help for the VIPD_ variables"));
     }
   }
   for (const field of FIELDS) {
@@ -123,7 +123,7 @@ function flagLayer(flags: Flags, issues: ConfigIssue[]): Layer {
   for (const [name, value] of Object.entries(flags)) {
     const spec = FLAGS.find((s) => s.name === name);
     if (!spec) {
-      issues.push(issue(`flag --${name}`, "", "a flag listed by --help", render(value), "unknown flag; see --help"));
+      issues.push(issue(`flag --${printable(name)}`, "", "a flag listed by --help", render(value), "unknown flag; see --help"));
       continue;
     }
     const field = FIELDS.find((fd) => fd.setting.flag === name);
