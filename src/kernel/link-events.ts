@@ -1,8 +1,7 @@
 // Kernel events for links and addresses, for the applier to reconcile on. The
 // events only say "look again"; consumers must not build state from them alone,
 // which is also why a lost batch (ENOBUFS) is reported as a single "overrun".
-import { KernelError } from "./error.ts";
-import { NetlinkSocket } from "./netlink.ts";
+import { NetlinkSocket, type Received } from "./netlink.ts";
 import { type Address, decodeAddress, RTM_DELADDR, RTM_NEWADDR } from "./wire/address.ts";
 import { decodeLink, type Link, RTM_DELLINK, RTM_NEWLINK } from "./wire/link.ts";
 import { type NetlinkMessage, WireError } from "./wire/netlink.ts";
@@ -18,40 +17,26 @@ export const RTMGRP_LINK = 0x1;
 export const RTMGRP_IPV4_IFADDR = 0x10;
 export const RTMGRP_IPV6_IFADDR = 0x100;
 
-const OPERATION = "receiving link and address events";
-
 export class LinkEvents {
-  private readonly timer: ReturnType<typeof setInterval>;
-
   private constructor(
     private readonly sock: NetlinkSocket,
     private readonly onEvent: (e: KernelEvent) => void,
-    pollMs: number,
   ) {
-    // Deliberately not unref'd: the agent's loop is kept alive by this watch.
-    this.timer = setInterval(() => this.poll(), pollMs);
+    // No timer: the socket is read when the kernel has something (listen).
+    sock.listen((batch) => this.deliver(batch));
   }
 
-  /** Subscribes in the calling thread's current namespace; polls every pollMs (10). */
-  static open(onEvent: (e: KernelEvent) => void, opts: { pollMs?: number } = {}): LinkEvents {
-    const sock = NetlinkSocket.open({ groups: RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR });
-    return new LinkEvents(sock, onEvent, opts.pollMs ?? 10);
+  /** Subscribes in the calling thread's current namespace. */
+  static open(onEvent: (e: KernelEvent) => void): LinkEvents {
+    const sock = NetlinkSocket.open({ groups: RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, kernelOnly: true });
+    return new LinkEvents(sock, onEvent);
   }
 
   close(): void {
-    clearInterval(this.timer);
     this.sock.close();
   }
 
-  private poll(): void {
-    let batch: { messages: NetlinkMessage[]; overrun: boolean };
-    try {
-      batch = this.sock.drain(OPERATION);
-    } catch (e) {
-      // A datagram we could not read is as good as lost: ask for a re-read.
-      if (!(e instanceof KernelError)) throw e;
-      batch = { messages: [], overrun: true };
-    }
+  private deliver(batch: Received): void {
     let overrun = batch.overrun;
     const events: KernelEvent[] = [];
     for (const m of batch.messages) {

@@ -1,11 +1,14 @@
 // A netlink socket driven without ever blocking the event loop: the fd is
-// non-blocking, and waiting for a reply is a 1 ms timer between recvfrom calls.
+// non-blocking, and waiting for a reply is a 1 ms timer between recvfrom calls;
+// events (listen) arrive through the runtime's own readiness wait, no timer.
 // The agent's fence deadlines run on the same loop, so a blocking recv here
 // could keep a VIP past the moment it must be dropped.
 import {
   AF_NETLINK,
   bind,
   close,
+  connect,
+  getsockname,
   MSG_DONTWAIT,
   MSG_TRUNC,
   NETLINK_EXT_ACK,
@@ -52,6 +55,8 @@ import {
 const RCVBUF = 4 << 20;
 // A dump datagram is at most 32 KiB; twice that leaves room for any kernel.
 const RECV_BUF = 64 << 10;
+// An event socket whose queue brought nothing for this long has been read empty.
+const SETTLED_MS = 50;
 // A sendto to the kernel runs the request to completion before it returns,
 // so it only takes long when the request waited for a lock (rtnl_lock, the
 // nf_tables commit mutex). Longer than this from building the request to the
@@ -75,6 +80,12 @@ export interface NetlinkOptions {
    * used to time building and sending one. Injectable so tests can make a send slow.
    */
   clock?: () => number;
+  /**
+   * Connect to the kernel (port 0), so that the kernel refuses unicast from
+   * any other sender to this socket. Required by listen(), which reads with
+   * read(2) and so cannot see who sent a datagram.
+   */
+  kernelOnly?: boolean;
 }
 
 /** One message to send; `operation`, when given, names it in the error if the kernel refuses it. */
@@ -98,6 +109,7 @@ export class NetlinkSocket {
   private seq = Math.floor(Math.random() * 0x7fffffff);
   private closed = false;
   private queue: Promise<unknown> = Promise.resolve();
+  private listening: { stop(): Promise<void> } | null = null;
   private readonly buf = new Uint8Array(RECV_BUF);
   private readonly from = new Uint8Array(SOCKADDR_NL_LEN);
   private readonly kernel = encodeSockaddrNl(0, 0);
@@ -106,6 +118,7 @@ export class NetlinkSocket {
     private readonly fd: number,
     private readonly timeoutMs: number,
     private readonly clock: () => number,
+    private readonly kernelOnly: boolean,
   ) {}
 
   /** Opens a netlink socket (NETLINK_ROUTE unless told) in the calling thread's current namespace. */
@@ -128,13 +141,112 @@ export class NetlinkSocket {
     setsockoptInt(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1);
     const r = bind(fd, encodeSockaddrNl(0, opts.groups ?? 0));
     if (r < 0) fail("binding", r);
-    return new NetlinkSocket(fd, opts.timeoutMs ?? 5000, opts.clock ?? (() => performance.now()));
+    if (opts.kernelOnly) {
+      const c = connect(fd, encodeSockaddrNl(0, 0));
+      if (c < 0) fail("connecting to the kernel", c);
+    }
+    return new NetlinkSocket(fd, opts.timeoutMs ?? 5000, opts.clock ?? (() => performance.now()), opts.kernelOnly ?? false);
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    close(this.fd);
+    const l = this.listening;
+    this.listening = null;
+    if (!l) {
+      close(this.fd);
+      return;
+    }
+    // The runtime still waits on the descriptor: close it once the stream is
+    // cancelled, never under a pending read (the number could be reused).
+    void l.stop().finally(() => close(this.fd));
+  }
+
+  /** The port ID the kernel gave this socket (its netlink address). */
+  portId(): number {
+    const addr = new Uint8Array(SOCKADDR_NL_LEN);
+    const r = getsockname(this.fd, addr);
+    if (r < 0) throw new KernelError("reading a netlink socket's address", -r);
+    const a = decodeSockaddrNl(addr);
+    if (a instanceof WireError) throw new KernelError("reading a netlink socket's address", EBADMSG, a.message);
+    return a.pid;
+  }
+
+  /**
+   * Hands over what the kernel multicasts to this socket as it arrives,
+   * with no polling timer: the runtime waits until the socket is readable
+   * and reads one datagram per chunk, so an idle node wakes for nothing.
+   * ENOBUFS (the kernel dropped messages) ends a stream: it is delivered as
+   * an overrun and a new stream takes over the same socket. A datagram that
+   * does not parse, or any other read error, is an overrun too (the
+   * consumer re-reads the state); errors other than ENOBUFS are retried
+   * after a pause so a broken socket cannot spin. Needs `kernelOnly`.
+   */
+  listen(deliver: (r: Received) => void): void {
+    if (!this.kernelOnly) throw new Error("NetlinkSocket.listen needs a socket opened with kernelOnly");
+    if (this.listening || this.closed) throw new Error("NetlinkSocket.listen: already listening, or closed");
+    let stopped = false;
+    let reader: ReturnType<ReadableStream<Uint8Array<ArrayBuffer>>["getReader"]> | null = null;
+    // After ENOBUFS the kernel marks the socket congested and drops further
+    // messages without another error until its queue has been read empty.
+    // So a gap is reported twice: at once, and again once the queue has
+    // been quiet for SETTLED_MS (drained), when a re-read sees every change
+    // the congestion swallowed.
+    let settle: ReturnType<typeof setTimeout> | null = null;
+    const again = () => {
+      if (settle) clearTimeout(settle);
+      settle = setTimeout(() => {
+        settle = null;
+        if (!stopped) deliver({ messages: [], overrun: true });
+      }, SETTLED_MS);
+    };
+    const lost = () => {
+      if (stopped) return;
+      deliver({ messages: [], overrun: true });
+      again();
+    };
+    const loop = async () => {
+      let pauseMs = 0;
+      while (!stopped) {
+        if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
+        if (stopped) return;
+        const r = Bun.file(this.fd).stream().getReader();
+        reader = r;
+        try {
+          for (;;) {
+            const { value, done } = await r.read();
+            if (stopped) return;
+            if (done) break;
+            pauseMs = 0;
+            if (settle) again();
+            const messages = parseMessages(value);
+            if (messages instanceof WireError) lost();
+            else deliver({ messages, overrun: false });
+          }
+          // The stream ended without an error. A socket has no end, so the
+          // runtime gave up on a read it could not make: count it as lost.
+          await r.cancel().catch(() => {});
+          lost();
+          pauseMs = 100;
+        } catch (e) {
+          // Cancel even an errored stream: otherwise the runtime may still
+          // watch the descriptor for it and read a datagram into nowhere.
+          await r.cancel().catch(() => {});
+          if (stopped) return;
+          lost();
+          pauseMs = (e as { code?: string }).code === "ENOBUFS" ? 0 : Math.min(1000, Math.max(100, pauseMs * 2));
+        }
+      }
+    };
+    const done = loop();
+    this.listening = {
+      async stop() {
+        stopped = true;
+        if (settle) clearTimeout(settle);
+        await reader?.cancel().catch(() => {});
+        await done;
+      },
+    };
   }
 
   /**

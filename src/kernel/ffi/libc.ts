@@ -13,6 +13,7 @@ const { i32, u32, i64_fast, ptr, u64_fast } = FFIType;
 const lib = dlopen("libc.so.6", {
   socket: { args: [i32, i32, i32], returns: i32 },
   bind: { args: [i32, ptr, u32], returns: i32 },
+  connect: { args: [i32, ptr, u32], returns: i32 },
   close: { args: [i32], returns: i32 },
   sendto: { args: [i32, ptr, u64_fast, i32, ptr, u32], returns: i64_fast },
   recvfrom: { args: [i32, ptr, u64_fast, i32, ptr, ptr], returns: i64_fast },
@@ -44,6 +45,10 @@ export function socket(domain: number, type: number, protocol: number): number {
 
 export function bind(fd: number, addr: Bytes): number {
   return result(s.bind(fd, addr, addr.byteLength));
+}
+
+export function connect(fd: number, addr: Bytes): number {
+  return result(s.connect(fd, addr, addr.byteLength));
 }
 
 export function close(fd: number): number {
