@@ -3,7 +3,8 @@
 // Addresses come from the documentation ranges (192.0.2.0/24, 2001:db8::/64),
 // which never exist on a real network. No default route, nothing in the root
 // namespace. Everything is removed by destroy(), also on failure and exit.
-import { close, CLONE_NEWNET, open, O_CLOEXEC, O_RDONLY, setns } from "../../src/kernel/ffi/libc.ts";
+import { close } from "../../src/kernel/ffi/libc.ts";
+import { enterNetns, openNetns } from "./setns.ts";
 import { errnoName } from "../../src/kernel/errno.ts";
 import { sh } from "./sh.ts";
 
@@ -162,22 +163,22 @@ export interface KernelAddress {
  * synchronous: nothing else may run on this thread while it is switched.
  */
 export function inNetns<T>(ns: string, fn: () => T): T {
-  const home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  const home = openNetns("/proc/thread-self/ns/net");
   if (home < 0) throw new Error(`opening own netns: ${errnoName(-home)}`);
-  const target = open(`/run/netns/${ns}`, O_RDONLY | O_CLOEXEC);
+  const target = openNetns(`/run/netns/${ns}`);
   if (target < 0) {
     close(home);
     throw new Error(`opening netns ${ns}: ${errnoName(-target)}`);
   }
   try {
-    const r = setns(target, CLONE_NEWNET);
+    const r = enterNetns(target);
     if (r < 0) throw new Error(`entering netns ${ns}: ${errnoName(-r)}`);
     try {
       const out = fn();
       if (out instanceof Promise) throw new Error("inNetns: fn must be synchronous");
       return out;
     } finally {
-      const back = setns(home, CLONE_NEWNET);
+      const back = enterNetns(home);
       if (back < 0) throw new Error(`leaving netns ${ns}: ${errnoName(-back)}`);
     }
   } finally {

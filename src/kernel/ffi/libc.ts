@@ -19,8 +19,6 @@ const lib = dlopen("libc.so.6", {
   recvfrom: { args: [i32, ptr, u64_fast, i32, ptr, ptr], returns: i64_fast },
   setsockopt: { args: [i32, i32, i32, ptr, u32], returns: i32 },
   getsockname: { args: [i32, ptr, ptr], returns: i32 },
-  open: { args: [ptr, i32], returns: i32 },
-  setns: { args: [i32, i32], returns: i32 },
   __errno_location: { args: [], returns: ptr },
 });
 
@@ -104,14 +102,6 @@ export function getsockname(fd: number, addr: Bytes): number {
   return r < 0 ? r : (len[0] ?? 0);
 }
 
-export function open(path: string, flags: number): number {
-  return result(s.open(new TextEncoder().encode(`${path}\0`), flags));
-}
-
-export function setns(fd: number, nstype: number): number {
-  return result(s.setns(fd, nstype));
-}
-
 // Constants from <sys/socket.h>, <linux/netlink.h>, <linux/if_ether.h>. They are
 // the same on x86_64 and arm64 (both use the generic Linux ABI for these).
 export const AF_UNSPEC = 0;
@@ -136,6 +126,3 @@ export const NETLINK_ROUTE = 0;
 export const NETLINK_NETFILTER = 12;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_TRUNC = 0x20;
-export const O_RDONLY = 0;
-export const O_CLOEXEC = 0o2000000;
-export const CLONE_NEWNET = 0x40000000;
