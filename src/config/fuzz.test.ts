@@ -17,6 +17,7 @@ import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { type ConfigIssue, FLAGS, type Flags, formatIssues, loadSettings, type LoadResult, summarize } from "./index.ts";
+import { prng, int, pick, type Rand } from "../../test/seeded.ts";
 
 const scale = Number(process.env.FUZZ_SCALE);
 const SCALE = scale > 0 ? scale : 1;
@@ -26,20 +27,6 @@ const DOCUMENTS = Math.round(10_000 * SCALE);
 const CLI_RUNS = Math.round(24 * SCALE);
 const hexSeed = `0x${SEED.toString(16)}`;
 
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-type Rand = () => number;
-const int = (rand: Rand, n: number) => Math.floor(rand() * n);
-const pick = <T>(rand: Rand, xs: readonly T[]): T => xs[int(rand, xs.length)]!;
 
 // ---- Seeds: one valid document of each kind vipd reads. --------------------
 

@@ -53,22 +53,8 @@ import {
   WireError as NetlinkError,
 } from "./netlink.ts";
 import { decodeSetElements, deleteSetElements, getSetElements, newSetElements, type SetElements } from "./nftables.ts";
+import { prng, int, pick, bytes, type Rand } from "../../../test/seeded.ts";
 
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-type Rand = () => number;
-const int = (rand: Rand, n: number) => Math.floor(rand() * n);
-const pick = <T>(rand: Rand, xs: readonly T[]): T => xs[int(rand, xs.length)]!;
-const bytes = (rand: Rand, n: number) => Uint8Array.from({ length: n }, () => int(rand, 256));
 const concat = (...parts: Uint8Array[]) => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;

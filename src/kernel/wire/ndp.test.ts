@@ -15,6 +15,7 @@ import {
   type NeighborAdvertisement,
   type NeighborSolicitation,
 } from "./ndp.ts";
+import { prng } from "../../../test/seeded.ts";
 
 const A = hex("2001 0db8 0000 0000 0000 0000 0000 000a"); // 2001:db8::a
 const B = hex("2001 0db8 0000 0000 0000 0000 0000 000b"); // 2001:db8::b
@@ -306,16 +307,6 @@ describe("neighbor solicitation", () => {
   });
 });
 
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 describe("fuzz", () => {
   const SEED = 0x5eed;

@@ -30,6 +30,7 @@ import {
   NFT_SET_TIMEOUT,
   type SetElement,
 } from "./nftables.ts";
+import { prng } from "../../../test/seeded.ts";
 
 // Fixtures are little-endian in the netlink header (the host order of every
 // machine vipd runs on) and big-endian in nf_tables attribute values. Each
@@ -624,17 +625,6 @@ describe("set element replies", () => {
   for (const [name, b] of malformed) test(`rejects ${name}`, () => expect(decodeSetElements(b)).toBeInstanceOf(WireError));
 });
 
-/** mulberry32: a small seeded generator, so a failure names a seed that reproduces it. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 describe("fuzz", () => {
   const SEED = 0x5eed;
