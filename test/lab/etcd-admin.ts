@@ -191,6 +191,12 @@ export async function etcdRange(site: EtcdSite, node: string, prefix: string): P
   }));
 }
 
+/** Writes one key (any bytes) through `node`'s member, as a foreign writer would; no lease. */
+export async function etcdPut(site: EtcdSite, node: string, key: string, value: string | Uint8Array): Promise<void> {
+  const r = await gateway<object>(site, node, "/v3/kv/put", { key: Buffer.from(key).toString("base64"), value: Buffer.from(value).toString("base64") });
+  if (!r) throw new Error(`etcd on ${node} did not answer the put of ${key}`);
+}
+
 /** Deletes one key through `node`'s member, as an operator's etcdctl del would; the number deleted. */
 export async function etcdDelete(site: EtcdSite, node: string, key: string): Promise<number> {
   const r = await gateway<{ deleted?: string }>(site, node, "/v3/kv/deleterange", { key: Buffer.from(key).toString("base64") });
