@@ -128,3 +128,30 @@ test("the health port taken: exit 1 with the reason in one line, and nothing lef
     await squatter.exited;
   }
 }, 30_000);
+
+test("SIGTERM with etcd frozen: the address leaves the link at once, before etcd can be told; vipd still exits 0", async () => {
+  const p = vipd(etcd.endpoints.join(","));
+  let thawed = false;
+  let stopped = false;
+  try {
+    await waitFor("the VIP on n1", () => seg.has(n1, VIP), 10_000);
+    // Nothing written to etcd can commit from here on, so whatever the
+    // kernel shows next happened before etcd heard of the release.
+    etcd.signal("n1", "SIGSTOP");
+    const t0 = performance.now();
+    p.kill("SIGTERM");
+    stopped = true;
+    // Not the address's own backstop lifetime (ceil(proof left) + 1 s, so
+    // more than a second left): vipd removed it.
+    await waitFor("the VIP off the link while etcd is frozen", async () => !(await seg.has(n1, VIP)), 500, 5);
+    console.log(`address removed ${Math.round(performance.now() - t0)} ms after SIGTERM, etcd frozen`);
+    expect(p.exitCode).toBeNull(); // still waiting for etcd
+    etcd.signal("n1", "SIGCONT");
+    thawed = true;
+  } finally {
+    if (!thawed) etcd.signal("n1", "SIGCONT");
+    if (!stopped) p.kill("SIGTERM");
+  }
+  expect(await p.exited).toBe(0);
+  expect(await seg.has(n1, VIP)).toBe(false);
+}, 30_000);
