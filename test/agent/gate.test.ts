@@ -47,6 +47,29 @@ test("the holder's API server fails: the VIP moves to a healthy node, and does n
   expect(overlap(rec.intervals(t0, labNow())).intervals).toEqual([]);
 }, 60_000);
 
+test("the holder's API server alone flapping for 30 s (down 3.5 s, up 1.5 s): the VIP moves once, to a healthy node, and never back", async () => {
+  const h = await holder();
+  const from = labNow();
+  const end = from + 30_000;
+  try {
+    while (labNow() < end) {
+      lab.setApiserverReady(h, false);
+      await sleep(3500);
+      lab.setApiserverReady(h, true);
+      await sleep(1500);
+    }
+  } finally {
+    lab.setApiserverReady(h, true);
+  }
+  // One acquisition in the whole flapping, by another node, which still holds it.
+  const gained = rec.edges.filter((e) => e.held && e.t >= from);
+  expect(gained.map((e) => e.node)).toHaveLength(1);
+  expect(gained[0]!.node).not.toBe(h.name);
+  expect(rec.holders()).toEqual([gained[0]!.node]);
+  expect(rec.edges.filter((e) => e.t >= from && e.node === h.name && e.held)).toEqual([]);
+  expect(overlap(rec.intervals(t0, labNow())).intervals).toEqual([]);
+}, 80_000);
+
 test("API servers flapping together for 30 s (down 3.5 s, up 1.5 s): once their gates have closed, nobody holds the VIP until they are steady", async () => {
   // Only the hold-down can pass this: without it every up phase (rise 2)
   // would reopen the gates and elect a holder, and every down phase would
