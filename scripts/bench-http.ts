@@ -22,35 +22,15 @@
 // RSS (/proc, sampled every 200 ms). Needs root; nothing leaves the lab.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
-import { machine, recordSection } from "../test/lab/bench.ts";
+import { labBenchArgs, machine, recordSection } from "../test/lab/bench.ts";
 import { REPO_ROOT } from "../test/lab/cluster.ts";
 import { parsePrometheusText, sampleValue } from "../test/lab/prom-text.ts";
 import { sh, waitFor } from "../test/lab/sh.ts";
 import { SmallLab } from "../test/lab/small-lab.ts";
 import { quantile } from "../test/lab/stats.ts";
 
-const { values: args } = parseArgs({
-  options: {
-    seconds: { type: "string", default: "15" },
-    "vipd-binary": { type: "string" },
-    record: { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-  },
-});
-if (args.help) {
-  console.log(readFileSync(import.meta.path, "utf8").split("\n").filter((l) => l.startsWith("//")).map((l) => l.slice(3)).join("\n"));
-  process.exit(0);
-}
-if (process.getuid?.() !== 0) {
-  console.error("bench:http creates a network namespace and must run as root");
-  process.exit(2);
-}
-const seconds = Number(args.seconds);
-if (!Number.isFinite(seconds) || seconds < 2) {
-  console.error(`--seconds wants a number of at least 2, got ${args.seconds}`);
-  process.exit(2);
-}
+const args = labBenchArgs({ script: import.meta.path, name: "bench:http", defaultSeconds: 15, minSeconds: 2 });
+const { seconds } = args;
 
 const VIP = "192.0.2.190";
 const PORT = 18190;
@@ -81,8 +61,8 @@ try {
   const n1 = lab.host("n1");
   const file = lab.vipConfig("http.yaml", VIP);
   const run = ["run", "--config", file, "--node-name", "n1", "--etcd-endpoints", "http://127.0.0.1:2379", "--health-listen", `127.0.0.1:${PORT}`, "--log-level", "warn"];
-  const vipd = args["vipd-binary"]
-    ? lab.spawn(n1, [args["vipd-binary"], ...run])
+  const vipd = args.vipdBinary
+    ? lab.spawn(n1, [args.vipdBinary, ...run])
     : lab.spawn(n1, [process.execPath, join(REPO_ROOT, "src", "main.ts"), ...run]);
   await waitFor("vipd holding the VIP", () => lab.seg.has(n1, VIP), 20_000);
   // `ip netns exec` execs the program: this is vipd's own PID.
@@ -152,7 +132,7 @@ function describe(r: Row): string {
 }
 
 const table = [
-  `Command: \`npm run bench:http${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}\` · ${new Date().toISOString().slice(0, 10)} · ${await machine()} · vipd ${args["vipd-binary"] ? "binary" : "from source"}`,
+  `Command: \`npm run bench:http${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}\` · ${new Date().toISOString().slice(0, 10)} · ${await machine()} · vipd ${args.vipdBinary ? "binary" : "from source"}`,
   "",
   `Each phase lasts ${seconds} s. /healthz is probed on a new connection every 20 ms from a separate process (1 s timeout = a failure).`,
   "",

@@ -13,33 +13,13 @@
 // left shows where it comes from. Needs root; nothing leaves the lab.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
-import { machine, recordSection } from "../test/lab/bench.ts";
+import { labBenchArgs, machine, recordSection } from "../test/lab/bench.ts";
 import { Lab, REPO_ROOT } from "../test/lab/cluster.ts";
 import { keepalived, vipd, type VipImplementation } from "../test/lab/implementations.ts";
 import { waitFor } from "../test/lab/sh.ts";
 
-const { values: args } = parseArgs({
-  options: {
-    seconds: { type: "string", default: "60" },
-    "vipd-binary": { type: "string" },
-    record: { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-  },
-});
-if (args.help) {
-  console.log(readFileSync(import.meta.path, "utf8").split("\n").filter((l) => l.startsWith("//")).map((l) => l.slice(3)).join("\n"));
-  process.exit(0);
-}
-if (process.getuid?.() !== 0) {
-  console.error("bench:idle creates network namespaces and must run as root");
-  process.exit(2);
-}
-const seconds = Number(args.seconds);
-if (!Number.isFinite(seconds) || seconds < 5) {
-  console.error(`--seconds wants a number of at least 5, got ${args.seconds}`);
-  process.exit(2);
-}
+const args = labBenchArgs({ script: import.meta.path, name: "bench:idle", defaultSeconds: 60, minSeconds: 5 });
+const { seconds } = args;
 const TICK = 100; // USER_HZ: /proc's CPU times are in these
 
 interface Snapshot {
@@ -100,7 +80,7 @@ interface Row {
 }
 
 const log = (s: string) => console.log(`${new Date().toISOString().slice(11, 19)} ${s}`);
-const impls: VipImplementation[] = [vipd(args["vipd-binary"] ? { binary: args["vipd-binary"] } : {}), keepalived()];
+const impls: VipImplementation[] = [vipd(args.vipdBinary ? { binary: args.vipdBinary } : {}), keepalived()];
 const rows: Row[] = [];
 const lab = await Lab.start({ onStep: (s) => log(s) });
 try {
@@ -145,7 +125,7 @@ try {
 
 const cmd = `npm run bench:idle${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`;
 const table = [
-  `Command: \`${cmd}\` · ${new Date().toISOString().slice(0, 10)} · ${await machine()} · vipd ${args["vipd-binary"] ? "binary" : "from source"}`,
+  `Command: \`${cmd}\` · ${new Date().toISOString().slice(0, 10)} · ${await machine()} · vipd ${args.vipdBinary ? "binary" : "from source"}`,
   "",
   `The node holding one VIP, over ${seconds} s, 5 s after it took the VIP, both as the failover benchmark runs them: vipd with the kube-apiserver gate (a probe a second), keepalived with the kubeadm guide's health-check script (curl every 3 s). Wakeups = context switches per second of every thread alive at the end of the window; processes that ended within it (keepalived's check scripts) count in CPU, not in wakeups.`,
   "",

@@ -1,6 +1,8 @@
 // What every vipd benchmark needs: timing a step, summarising samples, and
 // recording a result section in BENCHMARKS.md between the markers that own it,
 // so several benchmarks can share the file without overwriting each other.
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
 import { quantile } from "./stats.ts";
 
 /** Latency of one operation over a series of rounds, in milliseconds. */
@@ -62,4 +64,34 @@ export async function recordSection(file: string, name: string, body: string): P
   else if (i >= 0 || j >= 0) throw new Error(`${file}: the ${name} markers are unbalanced; fix them by hand`);
   else out = `${text.trimEnd()}\n\n${section}\n`;
   await Bun.write(file, out);
+}
+
+/**
+ * The command line of a lab benchmark that runs vipd for a while:
+ * `--seconds N --vipd-binary PATH --record`, and `--help` printing the
+ * script's own header comment. Exits 2 on bad input or when not root.
+ */
+export function labBenchArgs(o: { script: string; name: string; defaultSeconds: number; minSeconds: number }): { seconds: number; vipdBinary?: string; record: boolean } {
+  const { values: args } = parseArgs({
+    options: {
+      seconds: { type: "string", default: String(o.defaultSeconds) },
+      "vipd-binary": { type: "string" },
+      record: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (args.help) {
+    console.log(readFileSync(o.script, "utf8").split("\n").filter((l) => l.startsWith("//")).map((l) => l.slice(3)).join("\n"));
+    process.exit(0);
+  }
+  if (process.getuid?.() !== 0) {
+    console.error(`${o.name} creates network namespaces and must run as root`);
+    process.exit(2);
+  }
+  const seconds = Number(args.seconds);
+  if (!Number.isFinite(seconds) || seconds < o.minSeconds) {
+    console.error(`--seconds wants a number of at least ${o.minSeconds}, got ${args.seconds}`);
+    process.exit(2);
+  }
+  return { seconds, vipdBinary: args["vipd-binary"], record: args.record ?? false };
 }
