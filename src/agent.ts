@@ -189,6 +189,9 @@ export class Agent {
       },
     });
     this.#links = links;
+    // The watch follows link events, so its indexes spare each address
+    // request a lookup by name.
+    this.#rtnl.useLinkIndex((name) => links.link(name)?.index ?? null);
     for (const name of links.names()) {
       const state = links.state(name);
       if (state !== "up") log.warn(`link ${name} is ${state === "absent" ? "missing" : state}; its VIPs wait for it`, { link: name });

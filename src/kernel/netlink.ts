@@ -113,6 +113,8 @@ export class NetlinkSocket {
   private readonly buf = new Uint8Array(RECV_BUF);
   private readonly from = new Uint8Array(SOCKADDR_NL_LEN);
   private readonly kernel = encodeSockaddrNl(0, 0);
+  /** Datagrams and the messages in them sent to the kernel so far. */
+  readonly sent = { datagrams: 0, messages: 0 };
 
   private constructor(
     private readonly fd: number,
@@ -270,34 +272,69 @@ export class NetlinkSocket {
    * to every send are consumed, and those of the last returned.
    */
   request(req: Requests | (() => Requests), operation: string, timeoutMs = this.timeoutMs): Promise<NetlinkMessage[]> {
-    const run = this.queue.then(() => this.exchange(req, operation, timeoutMs));
+    const run = this.queue.then(async () => {
+      const build = typeof req === "function" ? () => untagged(req()) : untagged(req);
+      return (await this.exchange(build, operation, timeoutMs, false)).replies;
+    });
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async exchange(req: Requests | (() => Requests), operation: string, timeoutMs: number): Promise<NetlinkMessage[]> {
+  /**
+   * Several independent requests in one datagram, each answered on its own.
+   * rtnetlink handles every message of a datagram separately (unlike an
+   * nfnetlink batch, one transaction) and acknowledges each, so one refusal
+   * fails only its own message: the answer maps every tag that was sent to
+   * null (done) or the kernel's refusal. Every message must ask for
+   * NLM_F_ACK. `build` runs right before each send, as a function given to
+   * request() does, and is resent the same way when the send was slow; a
+   * tag it leaves out of a resend keeps the answer to its earlier send.
+   * Rejects only when the exchange itself fails (closed socket, timeout,
+   * lost replies), never for one message.
+   */
+  requestEach<T>(build: () => readonly Tagged<T>[], operation: string, timeoutMs = this.timeoutMs): Promise<Map<T, KernelError | null>> {
+    const run = this.queue.then(async () => (await this.exchange(build, operation, timeoutMs, true)).outcomes);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async exchange<T>(
+    req: readonly Tagged<T>[] | (() => readonly Tagged<T>[]),
+    operation: string,
+    timeoutMs: number,
+    each: boolean,
+  ): Promise<{ replies: NetlinkMessage[]; outcomes: Map<T, KernelError | null> }> {
     if (this.closed) throw new KernelError(operation, EBADF, "netlink socket closed");
-    // Every seq sent, with the operation its error would name; the seqs still
-    // owed an answer; and those of the last send, whose replies are returned.
-    const names = new Map<number, string>();
+    // Every seq sent, with the operation its error would name and its tag;
+    // the seqs still owed an answer; and those of the last send, whose
+    // replies are returned.
+    const sentAs = new Map<number, { name: string; tag: T }>();
     const owed = new Set<number>();
+    const outcomes = new Map<T, KernelError | null>();
     let last = new Set<number>();
     for (let sends = 1; ; sends++) {
       const started = this.clock();
-      const built = typeof req === "function" ? req() : req;
-      const messages = "type" in built ? [built] : built;
+      const messages = typeof req === "function" ? req() : req;
+      // Nothing (left) to send: a resend's build may drop every tag.
+      if (messages.length === 0) {
+        if (sends === 1) return { replies: [], outcomes };
+        break;
+      }
       last = new Set();
-      const frames = messages.map((m) => {
+      const frames = messages.map(({ tag, message: m }) => {
         this.seq = (this.seq + 1) >>> 0;
-        names.set(this.seq, m.operation ?? operation);
+        sentAs.set(this.seq, { name: m.operation ?? operation, tag });
         last.add(this.seq);
         if (messages.length === 1 || m.flags & NLM_F_ACK) owed.add(this.seq);
+        if (each && !outcomes.has(tag)) outcomes.set(tag, null);
         return encodeMessage({ type: m.type, flags: m.flags, payload: m.payload, seq: this.seq, pid: 0 });
       });
       const sent = sendto(this.fd, concat(frames), 0, this.kernel);
       const took = this.clock() - started;
       if (sent < 0) throw new KernelError(operation, -sent);
-      const repeatable = typeof req === "function" && messages.every((m) => !(m.flags & NLM_F_EXCL));
+      this.sent.datagrams++;
+      this.sent.messages += frames.length;
+      const repeatable = typeof req === "function" && messages.every(({ message: m }) => !(m.flags & NLM_F_EXCL));
       if (!repeatable || took <= SLOW_SEND_MS || sends >= MAX_SENDS) break;
     }
 
@@ -314,21 +351,23 @@ export class NetlinkSocket {
       }
       if (got === "overrun") throw new KernelError(operation, ENOBUFS, "reply lost: receive queue overrun");
       for (const m of got) {
-        const name = names.get(m.seq);
+        const sent = sentAs.get(m.seq);
         // Leftovers of an earlier request that timed out or failed: not ours.
-        if (name === undefined) continue;
+        if (sent === undefined) continue;
         if (m.type === NLMSG_NOOP || m.type === NLMSG_OVERRUN) continue;
         // Set on any part of a dump that raced with a change to what it lists.
         if (m.flags & NLM_F_DUMP_INTR) interrupted = true;
         if (m.type === NLMSG_ERROR) {
           const e = decodeError(m);
-          if (e instanceof WireError) throw new KernelError(name, EBADMSG, e.message);
-          if (e.errno !== 0) throw new KernelError(name, e.errno, e.message);
+          const refusal = e instanceof WireError ? new KernelError(sent.name, EBADMSG, e.message) : e.errno !== 0 ? new KernelError(sent.name, e.errno, e.message) : null;
+          if (refusal && !each) throw refusal;
+          // A resend's refusal does not undo the first one: either is the answer.
+          if (refusal && outcomes.get(sent.tag) === null) outcomes.set(sent.tag, refusal);
           owed.delete(m.seq);
         } else if (m.type === NLMSG_DONE) {
           // A dump that fails part-way reports -errno in NLMSG_DONE's payload.
           const err = m.payload.byteLength >= 4 ? -view(m.payload).getInt32(0, HOST_LE) : 0;
-          if (err > 0) throw new KernelError(name, err);
+          if (err > 0) throw new KernelError(sent.name, err);
           owed.delete(m.seq);
         } else if (last.has(m.seq)) {
           replies.push(m);
@@ -337,7 +376,7 @@ export class NetlinkSocket {
     }
     // The listing may be inconsistent; the caller's next pass will ask again.
     if (interrupted) throw new KernelError(operation, EAGAIN, "dump interrupted by a concurrent change");
-    return replies;
+    return { replies, outcomes };
   }
 
   /**
@@ -375,6 +414,16 @@ export class NetlinkSocket {
       return msgs;
     }
   }
+}
+
+/** A message sent by requestEach, and what its answer is filed under. */
+export interface Tagged<T> {
+  readonly tag: T;
+  readonly message: Outgoing;
+}
+
+function untagged(req: Requests): Tagged<undefined>[] {
+  return ("type" in req ? [req] : req).map((message) => ({ tag: undefined, message }));
 }
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {

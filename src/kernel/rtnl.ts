@@ -3,7 +3,7 @@
 import { EADDRNOTAVAIL, EBADMSG, ENODEV } from "./errno.ts";
 import { KernelError, KernelInputError } from "./error.ts";
 import { type IpAddress, parseIp } from "./ip.ts";
-import { NetlinkSocket } from "./netlink.ts";
+import { NetlinkSocket, type Tagged } from "./netlink.ts";
 import {
   type Address,
   decodeAddress,
@@ -33,8 +33,35 @@ const MAX_LIFETIME = 0xffffffff;
  */
 export type Lifetime = number | (() => number | null);
 
+/** One address refresh waiting for, or riding in, a batch. */
+interface Refresh {
+  readonly index: number;
+  readonly addr: IpAddress;
+  readonly seconds: () => number;
+  readonly op: string;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+  settled: boolean;
+}
+
 export class Rtnl {
+  /** Names to indexes as the caller's link watch knows them; null: ask the kernel every time. */
+  private knownIndex: ((name: string) => number | null) | null = null;
+  /** The refreshes that will leave in the next datagram. */
+  private batch: Refresh[] | null = null;
+
   private constructor(private readonly sock: NetlinkSocket) {}
+
+  /**
+   * Address requests use the index this gives for a link name instead of
+   * asking the kernel first, a round trip per request saved. The lookup must
+   * follow the kernel's link events: a stale index (the link was re-created
+   * and the event is not read yet) fails with ENODEV, never reaches another
+   * link, since the kernel does not hand out an index again until it wraps.
+   */
+  useLinkIndex(lookup: (name: string) => number | null): void {
+    this.knownIndex = lookup;
+  }
 
   /** A NETLINK_ROUTE socket in the calling thread's current namespace. */
   static open(): Rtnl {
@@ -43,6 +70,11 @@ export class Rtnl {
 
   close(): void {
     this.sock.close();
+  }
+
+  /** Datagrams and messages this socket has sent to the kernel. */
+  get sent(): { readonly datagrams: number; readonly messages: number } {
+    return { ...this.sock.sent };
   }
 
   /** KernelError ENODEV "looking up link eth9" when there is no such link. */
@@ -88,7 +120,7 @@ export class Rtnl {
     const addr = parseInput((p) => `removing ${p} from ${link}`, ip);
     const op = `removing ${addr.text}/${hostPrefix(addr)} from ${link}`;
     checkLinkName(op, link);
-    const index = await this.resolve(link, op);
+    const index = await this.indexOf(link, op);
     try {
       await this.sock.request(deleteAddressRequest({ ip: addr, index }), op);
       return true;
@@ -113,9 +145,68 @@ export class Rtnl {
     };
     if (typeof lifetime === "number") seconds();
     checkLinkName(op, link);
-    const index = await this.resolve(link, op);
+    const known = this.indexOf(link, op);
+    const index = typeof known === "number" ? known : await known;
     // The lifetime is read when the request leaves, not now: see Lifetime.
-    await this.sock.request(() => newAddressRequest({ ip: addr, index }, seconds(), replace), op);
+    if (!replace) {
+      await this.sock.request(() => newAddressRequest({ ip: addr, index }, seconds(), false), op);
+      return;
+    }
+    return this.refresh({ index, addr, seconds, op });
+  }
+
+  /**
+   * Joins the next datagram of address refreshes: every VIP a heartbeat
+   * extends asks at once, and they leave together, one sendto and one
+   * receive for all, each acknowledged (and possibly refused) on its own.
+   * A refresh whose lifetime has run out by the time the datagram is built
+   * is refused alone and left out.
+   */
+  private refresh(r: Pick<Refresh, "index" | "addr" | "seconds" | "op">): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (!this.batch) {
+        const entries: Refresh[] = [];
+        this.batch = entries;
+        const settleAll = (answer: (e: Refresh) => unknown) => {
+          for (const e of entries) {
+            if (e.settled) continue;
+            e.settled = true;
+            const err = answer(e);
+            if (err) e.reject(err);
+            else e.resolve();
+          }
+        };
+        this.sock.requestEach(() => this.batchMessages(entries), "refreshing addresses").then(
+          (outcomes) => settleAll((e) => outcomes.get(e) ?? (outcomes.has(e) ? null : new KernelInputError(e.op, "not sent"))),
+          (err: unknown) => settleAll(() => err),
+        );
+      }
+      this.batch.push({ ...r, resolve, reject, settled: false });
+    });
+  }
+
+  /** Built as the datagram leaves: from then on, new refreshes go into the next one. */
+  private batchMessages(entries: Refresh[]): Tagged<Refresh>[] {
+    if (this.batch === entries) this.batch = null;
+    const out: Tagged<Refresh>[] = [];
+    for (const e of entries) {
+      if (e.settled) continue;
+      let seconds: number;
+      try {
+        seconds = e.seconds();
+      } catch (err) {
+        e.settled = true;
+        e.reject(err);
+        continue;
+      }
+      out.push({ tag: e, message: { ...newAddressRequest({ ip: e.addr, index: e.index }, seconds, true), operation: e.op } });
+    }
+    return out;
+  }
+
+  /** The link's index from the caller's link watch, or else from the kernel. */
+  private indexOf(name: string, operation: string): number | Promise<number> {
+    return this.knownIndex?.(name) ?? this.resolve(name, operation);
   }
 
   /** The link's index, with a missing link reported as part of the caller's operation. */

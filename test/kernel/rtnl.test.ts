@@ -157,6 +157,56 @@ describe.skipIf(!isRoot)("Rtnl", () => {
     }
   });
 
+  test("refreshes asked for together leave in one datagram, and each is answered on its own", async () => {
+    const batched = inNetns(host.ns, () => Rtnl.open());
+    try {
+      const eth0 = (await batched.link("eth0")).index;
+      // "ghost" stands for a link the watch still knows under an index the kernel has dropped.
+      batched.useLinkIndex((name) => (name === "eth0" ? eth0 : name === "ghost" ? 0x7ffffff0 : null));
+      const ips = Array.from({ length: 40 }, (_, i) => (i % 2 ? `2001:db8::1:${i}` : `192.0.2.${150 + i}`));
+      const before = batched.sent;
+      await Promise.all(ips.map((ip) => batched.replaceAddress("eth0", ip, () => 30)));
+      // No lookup by name, and one sendto for all forty.
+      expect(batched.sent.datagrams - before.datagrams).toBe(1);
+      expect(batched.sent.messages - before.messages).toBe(40);
+      const kernel = new Map((await seg.addresses(host)).map((a) => [a.local, a]));
+      for (const ip of ips) {
+        expect(kernel.get(ip)?.valid_life_time).toBeGreaterThan(25);
+        expect(kernel.get(ip)?.valid_life_time).toBeLessThanOrEqual(30);
+      }
+
+      // One refusal (no such link), one refresh whose lifetime ran out before
+      // the datagram left: the other two still go through, in one datagram.
+      const mid = batched.sent;
+      const outcomes = await Promise.allSettled([
+        batched.replaceAddress("eth0", ips[0]!, () => 300),
+        batched.replaceAddress("ghost", "192.0.2.199", () => 300),
+        batched.replaceAddress("eth0", ips[1]!, () => null),
+        batched.replaceAddress("eth0", ips[3]!, () => 300),
+      ]);
+      expect(outcomes.map((o) => o.status)).toEqual(["fulfilled", "rejected", "rejected", "fulfilled"]);
+      const ghost = (outcomes[1] as PromiseRejectedResult).reason;
+      expect(ghost).toBeInstanceOf(KernelError);
+      expect((ghost as KernelError).code).toBe("ENODEV");
+      expect((ghost as KernelError).message).toStartWith("ENODEV: refreshing 192.0.2.199/32 on ghost");
+      const expired = (outcomes[2] as PromiseRejectedResult).reason;
+      expect(expired).toBeInstanceOf(KernelInputError);
+      expect((expired as KernelInputError).message).toBe(`refreshing ${ips[1]}/128 on eth0: no lifetime left: not sent`);
+      expect(batched.sent.datagrams - mid.datagrams).toBe(1);
+      expect(batched.sent.messages - mid.messages).toBe(3);
+      const after = new Map((await seg.addresses(host)).map((a) => [a.local, a]));
+      expect(after.get(ips[0]!)?.valid_life_time).toBeGreaterThan(290);
+      expect(after.get(ips[3]!)?.valid_life_time).toBeGreaterThan(290);
+      // Not refreshed: still the first lifetime.
+      expect(after.get(ips[1]!)?.valid_life_time).toBeLessThanOrEqual(30);
+      expect(after.has("192.0.2.199")).toBe(false);
+    } finally {
+      await seg.ip(host.ns, "addr", "flush", "dev", "eth0", "to", "192.0.2.128/25");
+      await seg.ip(host.ns, "addr", "flush", "dev", "eth0", "to", "2001:db8::1:0/112");
+      batched.close();
+    }
+  });
+
   test("bad input is refused with typed errors and leaves nothing behind", async () => {
     const before = await seg.addresses(host);
 
