@@ -73,7 +73,13 @@ export class StartRefused extends Error {
   }
 }
 
-/** The event loop stalls when this timer stops running; /healthz says so. */
+/**
+ * The event loop stalls when this timer stops running; /healthz says so.
+ * The health server runs on the same loop, so a probe gets no answer while
+ * the stall lasts (its timeout is what catches it); requests answered once
+ * the loop runs again, for LOOP_STALL_MS after the stall, get 503 naming it,
+ * whether the runtime serves them before or after this timer catches up.
+ */
 const LOOP_TICK_MS = 250;
 const LOOP_STALL_MS = 2000;
 /** Budget for each etcd call on the way out; the whole stop stays well under a second. */
@@ -100,6 +106,8 @@ export class Agent {
   #holdMs: number;
   #stopping = false;
   #loopAt: number;
+  /** The last stall the loop timer saw: how long, and when it ended. */
+  #lastStall: { ms: number; endedAt: number } | null = null;
   readonly #loopTimer: ReturnType<typeof setInterval>;
   #updateQueued = false;
   #lock: NetnsLock | null = null;
@@ -122,7 +130,7 @@ export class Agent {
     this.fatal = new Promise((resolve) => (this.#fatal = resolve));
     this.#rtnl = Rtnl.open();
     this.#loopAt = clock();
-    this.#loopTimer = setInterval(() => (this.#loopAt = this.#clock()), LOOP_TICK_MS);
+    this.#loopTimer = setInterval(() => this.#loopTick(), LOOP_TICK_MS);
     // Hooks start with vipd's own environment, as an operator's notify script expects.
     this.#hooks = new HookRunner({ hooks: hookSettings(settings), log, metrics: this.metrics, env: process.env });
     this.#hooks.checkPrograms();
@@ -481,11 +489,25 @@ export class Agent {
 
   // ---- surfaces -----------------------------------------------------------------
 
+  #loopTick(): void {
+    const now = this.#clock();
+    const gap = now - this.#loopAt;
+    this.#loopAt = now;
+    if (gap <= LOOP_STALL_MS) return;
+    this.#lastStall = { ms: Math.round(gap), endedAt: now };
+    // Nothing ran meanwhile: proofs may have run out and VIPs moved; the fence kept that safe.
+    this.log.warn(`event loop stalled for ${Math.round(gap)} ms (process frozen, or starved of CPU)`, { stalledMs: Math.round(gap) });
+  }
+
   health(): HealthReport {
     const now = this.#clock();
     const session = this.#session;
     if (this.#stopping) return { ok: false, reason: "shutting down" };
     if (now - this.#loopAt > LOOP_STALL_MS) return { ok: false, reason: `event loop stalled for ${Math.round(now - this.#loopAt)} ms` };
+    const stall = this.#lastStall;
+    if (stall && now - stall.endedAt < LOOP_STALL_MS) {
+      return { ok: false, reason: `event loop stalled for ${stall.ms} ms, until ${Math.round(now - stall.endedAt)} ms ago` };
+    }
     if (!session?.ready) return { ok: false, reason: `etcd session not established: ${session?.lastError ?? "connecting"}` };
     const beat = session.lastHeartbeatAt;
     if (beat === null || now - beat > this.#holdMs) {
