@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { type EtcdCluster, type EtcdOptions, startEtcdCluster } from "./etcd.ts";
+import { onExit } from "./exit.ts";
 import type { VipImplementation } from "./implementations.ts";
 import { type Host, Segment } from "./netns.ts";
 import { FENCE_FAMILY, FENCE_TABLE } from "./ownership.ts";
@@ -34,10 +35,14 @@ export class LabProcess {
     private readonly proc: Subprocess,
     readonly logFile: string,
   ) {
-    live.add(this);
+    // Descendants first: a parent that outlives its child for a moment may
+    // start another (keepalived restarts its VRRP child).
+    const unregister = onExit(() => {
+      for (const pid of this.tree().reverse()) tryKill(pid, "SIGKILL");
+    });
     void proc.exited.then(() => {
       this.exitedAt = labNow();
-      live.delete(this);
+      unregister();
     });
   }
 
@@ -170,7 +175,6 @@ export interface SpawnStreams {
  * scratch namespace) call this directly.
  */
 export function spawnInNetns(ns: string, logFile: string, name: string, argv: readonly string[], opts: SpawnStreams = {}): LabProcess {
-  hookExit();
   // `ip netns exec` execs the command in place, so the PID is the program's own.
   // One append-mode descriptor for both streams, so neither overwrites the other.
   const log = openSync(logFile, "a");
@@ -185,20 +189,6 @@ export function spawnInNetns(ns: string, logFile: string, name: string, argv: re
   } finally {
     closeSync(log);
   }
-}
-
-const live = new Set<LabProcess>();
-const labDirs = new Set<string>();
-let hooked = false;
-
-function hookExit(): void {
-  if (hooked) return;
-  hooked = true;
-  // Synchronous last resort; netns.ts removes the namespaces in its own hook.
-  process.on("exit", () => {
-    for (const p of live) for (const pid of p.tree().reverse()) tryKill(pid, "SIGKILL");
-    for (const d of labDirs) rmSync(d, { recursive: true, force: true });
-  });
 }
 
 /** What an implementation needs to run on one node. */
@@ -246,6 +236,7 @@ export class Lab {
   /** Every process this lab spawned (etcd's are etcd.ts's). */
   private readonly procs = new Set<LabProcess>();
   private destroyed = false;
+  private unregisterDir = () => {};
 
   private constructor(
     readonly seg: Segment,
@@ -253,17 +244,17 @@ export class Lab {
     readonly dir: string,
     private readonly keepLogs: boolean,
     public etcd: EtcdCluster | null = null,
-  ) {}
+  ) {
+    if (!keepLogs) this.unregisterDir = onExit(() => rmSync(dir, { recursive: true, force: true }));
+  }
 
   static async start(opts: LabOptions = {}): Promise<Lab> {
-    hookExit();
     const n = opts.nodes ?? 3;
     const step = opts.onStep ?? (() => {});
     const names = Array.from({ length: n }, (_, i) => `n${i + 1}`);
     step("creating namespaces and the bridge");
     const seg = await Segment.create([...names, "c"], opts.tag ? { tag: opts.tag } : {});
     const dir = mkdtempSync(join(tmpdir(), "vipd-lab-"));
-    if (!opts.keepLogs) labDirs.add(dir);
     const lab = new Lab(seg, seg.host("c"), dir, opts.keepLogs ?? false);
     try {
       step(`starting ${n} etcd members and waiting for quorum`);
@@ -405,7 +396,7 @@ export class Lab {
     await this.seg.destroy();
     if (!this.keepLogs) {
       rmSync(this.dir, { recursive: true, force: true });
-      labDirs.delete(this.dir);
+      this.unregisterDir();
     }
   }
 }

@@ -8,6 +8,7 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { onExit } from "./exit.ts";
 import { sh, sleep } from "./sh.ts";
 
 export interface EtcdTls {
@@ -46,6 +47,7 @@ export interface EtcdServer {
 /** One running etcd process. */
 class Member {
   proc: ReturnType<typeof Bun.spawn> | null = null;
+  private unregisterExit = () => {};
 
   constructor(
     readonly name: string,
@@ -68,8 +70,12 @@ class Member {
   spawn(extra: readonly string[] = []): void {
     // `ip netns exec` execs the command in place, so the PID is etcd's own.
     const cmd = this.ns ? ["ip", "netns", "exec", this.ns, ...this.argv, ...extra] : [...this.argv, ...extra];
-    this.proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "ignore", stderr: Bun.file(this.logFile) });
-    live.add(this);
+    const proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "ignore", stderr: Bun.file(this.logFile) });
+    this.proc = proc;
+    this.unregisterExit = onExit(() => {
+      // Only while it runs: once reaped, its PID may name another process.
+      if (proc.exitCode === null && proc.signalCode === null) process.kill(proc.pid, "SIGKILL");
+    });
   }
 
   signal(sig: NodeJS.Signals): void {
@@ -90,7 +96,7 @@ class Member {
       }
     }
     this.proc = null;
-    live.delete(this);
+    this.unregisterExit();
   }
 
   logTail(lines = 20): string {
@@ -102,34 +108,18 @@ class Member {
   }
 }
 
-const live = new Set<Member>();
-const dirs = new Set<string>();
-let hooked = false;
-
-function hookExit(): void {
-  if (hooked) return;
-  hooked = true;
-  process.on("exit", () => {
-    for (const m of live) {
-      try {
-        if (m.proc && m.proc.exitCode === null) process.kill(m.proc.pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  });
-}
+/** Data directories by path, each with the function that unregisters its exit cleanup. */
+const dirs = new Map<string, () => void>();
 
 function freshDir(name: string): string {
-  hookExit();
   const dir = mkdtempSync(join(tmpdir(), `vipd-etcd-${name}-`));
-  dirs.add(dir);
+  dirs.set(dir, onExit(() => rmSync(dir, { recursive: true, force: true })));
   return dir;
 }
 
 function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+  dirs.get(dir)?.();
   dirs.delete(dir);
 }
 

@@ -6,6 +6,7 @@
 import { close } from "../../src/kernel/ffi/libc.ts";
 import { enterNetns, openNetns } from "./setns.ts";
 import { errnoName } from "../../src/kernel/errno.ts";
+import { onExit } from "./exit.ts";
 import { sh } from "./sh.ts";
 
 export const SUBNET4 = "192.0.2";
@@ -25,39 +26,21 @@ export interface Host {
   readonly port: string;
 }
 
-const live = new Set<Segment>();
-let hooked = false;
-
-function hookExit(): void {
-  if (hooked) return;
-  hooked = true;
-  const cleanup = () => {
-    for (const seg of live) seg.destroySync();
-  };
-  process.on("exit", cleanup);
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    process.on(sig, () => {
-      cleanup();
-      process.exit(130);
-    });
-  }
-}
-
 export class Segment {
   readonly switchNs: string;
   readonly hosts: Host[] = [];
   private namespaces: string[] = [];
+  private readonly unregisterExit: () => void;
 
   private constructor(readonly prefix: string) {
     this.switchNs = `${prefix}-sw`;
+    this.unregisterExit = onExit(() => this.destroySync());
   }
 
   /** Creates a bridge namespace and `names.length` hosts on it. Host i gets .10+i. */
   static async create(names: readonly string[], opts: { tag?: string } = {}): Promise<Segment> {
     const tag = opts.tag ?? Math.random().toString(36).slice(2, 7);
     const seg = new Segment(`vipd-${tag}`);
-    live.add(seg);
-    hookExit();
     try {
       await seg.addNs(seg.switchNs);
       await seg.ip(seg.switchNs, "link", "add", "br0", "type", "bridge");
@@ -136,14 +119,14 @@ export class Segment {
   async destroy(): Promise<void> {
     for (const ns of this.namespaces.reverse()) await sh(["ip", "netns", "del", ns], { allowFail: true });
     this.namespaces = [];
-    live.delete(this);
+    this.unregisterExit();
   }
 
   /** For exit hooks, where nothing asynchronous runs any more. */
   destroySync(): void {
     for (const ns of this.namespaces.reverse()) Bun.spawnSync(["ip", "netns", "del", ns]);
     this.namespaces = [];
-    live.delete(this);
+    this.unregisterExit();
   }
 }
 

@@ -9,16 +9,21 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { REPO_ROOT } from "./cluster.ts";
 import { type EtcdCluster, type EtcdOptions, startEtcdCluster } from "./etcd.ts";
+import { onExit } from "./exit.ts";
 import { type Host, Segment } from "./netns.ts";
 
 export class SmallLab {
   readonly #procs: Subprocess[] = [];
+  /** Exit cleanups of the directory and of every process: close() does their work itself. */
+  readonly #unregister: (() => void)[] = [];
 
   private constructor(
     readonly seg: Segment,
     readonly etcd: EtcdCluster,
     readonly dir: string,
-  ) {}
+  ) {
+    this.#unregister.push(onExit(() => rmSync(dir, { recursive: true, force: true })));
+  }
 
   /** `etcd` may depend on the hosts (a TLS certificate for their addresses). */
   static async start(names: readonly string[], etcd: EtcdOptions | ((hosts: Host[]) => EtcdOptions | Promise<EtcdOptions>) = {}): Promise<SmallLab> {
@@ -62,15 +67,23 @@ export class SmallLab {
       stderr: process.env.LAB_DEBUG ? "inherit" : "pipe",
       ...(opts.env ? { env: opts.env } : {}),
     }) as Subprocess<"ignore", "ignore", "pipe">;
-    this.#procs.push(p);
+    this.#track(p);
     return p;
   }
 
   /** Runs any program inside the host's namespace, stopped by close() if still running. */
   spawn(host: Host, argv: readonly string[]): Subprocess<"ignore", "pipe", "inherit"> {
     const p = Bun.spawn(["ip", "netns", "exec", host.ns, ...argv], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
-    this.#procs.push(p);
+    this.#track(p);
     return p;
+  }
+
+  #track(p: Subprocess): void {
+    this.#procs.push(p);
+    this.#unregister.push(onExit(() => {
+      // Only while it runs: once reaped, its PID may name another process.
+      if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+    }));
   }
 
   async close(): Promise<void> {
@@ -81,6 +94,7 @@ export class SmallLab {
     await this.etcd.stopAll();
     await this.seg.destroy();
     rmSync(this.dir, { recursive: true, force: true });
+    for (const u of this.#unregister.splice(0)) u();
   }
 }
 
