@@ -80,7 +80,7 @@ export class StartRefused extends Error {
  * the loop runs again, for LOOP_STALL_MS after the stall, get 503 naming it,
  * whether the runtime serves them before or after this timer catches up.
  */
-const LOOP_TICK_MS = 250;
+const LOOP_TICK_MS = 1000;
 const LOOP_STALL_MS = 2000;
 /** Budget for each etcd call on the way out; the whole stop stays well under a second. */
 const STOP_RPC_MS = 600;

@@ -46,7 +46,10 @@ export class Watcher {
   #failures = 0;
   #retry: ReturnType<typeof setTimeout> | null = null;
   #unsubscribe: (() => void) | null = null;
-  readonly #expectations = new Set<ReturnType<typeof setTimeout>>();
+  /** Our committed writes the watch has not delivered yet, oldest first, with when each is due. */
+  #expected: { revision: string; due: number }[] = [];
+  /** One timer, for the oldest: a watch that keeps up never lets it fire. */
+  #expectTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(opts: WatcherOptions) {
     this.#o = opts;
@@ -74,8 +77,7 @@ export class Watcher {
     this.#drop();
     if (this.#retry) clearTimeout(this.#retry);
     this.#retry = null;
-    for (const t of this.#expectations) clearTimeout(t);
-    this.#expectations.clear();
+    this.#forgetExpected();
   }
 
   /**
@@ -84,14 +86,43 @@ export class Watcher {
    */
   expect(revision: string): void {
     if (!this.#synced || compareRevisions(this.#o.view.revision, revision) >= 0) return;
-    const t = setTimeout(() => {
-      this.#expectations.delete(t);
-      if (!this.#active || !this.#synced || compareRevisions(this.#o.view.revision, revision) >= 0) return;
-      this.#o.warn(`watch did not deliver revision ${revision} within ${this.#o.progressMs ?? 1000} ms; reconnecting`);
-      // Reads the view again itself, through onReset.
+    this.#expected.push({ revision, due: this.#o.clock() + (this.#o.progressMs ?? 1000) });
+    if (!this.#expectTimer) this.#armExpected();
+  }
+
+  #armExpected(): void {
+    const oldest = this.#expected[0];
+    if (!oldest) return;
+    this.#expectTimer = setTimeout(() => {
+      this.#expectTimer = null;
+      this.#delivered();
+      const late = this.#expected[0];
+      if (!late) return;
+      if (!this.#active || !this.#synced) return this.#forgetExpected();
+      if (this.#o.clock() < late.due) return this.#armExpected();
+      this.#o.warn(`watch did not deliver revision ${late.revision} within ${this.#o.progressMs ?? 1000} ms; reconnecting`);
+      // The view is read again from scratch, which answers every expectation.
+      this.#forgetExpected();
       this.#o.conn.reset();
-    }, this.#o.progressMs ?? 1000);
-    this.#expectations.add(t);
+    }, Math.max(0, oldest.due - this.#o.clock()));
+  }
+
+  /** Drops the expectations the view has caught up with, and re-arms for the oldest left. */
+  #delivered(): void {
+    if (this.#expected.length === 0) return;
+    const at = this.#o.view.revision;
+    const left = this.#expected.filter((e) => compareRevisions(at, e.revision) < 0);
+    if (left.length === this.#expected.length) return;
+    this.#expected = left;
+    if (this.#expectTimer) clearTimeout(this.#expectTimer);
+    this.#expectTimer = null;
+    this.#armExpected();
+  }
+
+  #forgetExpected(): void {
+    this.#expected = [];
+    if (this.#expectTimer) clearTimeout(this.#expectTimer);
+    this.#expectTimer = null;
   }
 
   async #sync(): Promise<void> {
@@ -133,6 +164,7 @@ export class Watcher {
     early = null;
     for (const { r, at } of pending) this.#onData(stream, r, at);
     this.#synced = true;
+    this.#delivered();
     this.#failures = 0;
     this.#backoffMs = 0;
     this.#o.changed();
@@ -143,11 +175,15 @@ export class Watcher {
     if (r.canceled) return this.#streamFailed(stream, `watch canceled by etcd: ${r.cancel_reason || (r.compact_revision !== "0" ? "history compacted" : "no reason given")}`);
     if (r.events.length === 0) {
       // Created, or a progress notice: the view is current up to the header.
-      if (!r.created) this.#o.view.advance(r.header.revision);
+      if (!r.created) {
+        this.#o.view.advance(r.header.revision);
+        this.#delivered();
+      }
       return;
     }
     const events: KvEvent[] = r.events.map((e) => ({ type: e.type === "Delete" ? "delete" : "put", kv: e.kv }));
     this.#o.view.apply(events, receivedAt);
+    this.#delivered();
     this.#o.changed();
   }
 
