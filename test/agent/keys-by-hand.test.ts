@@ -79,7 +79,7 @@ test("the holder's election key deleted by hand: n1 lets go, n2 takes the VIP, n
   expect(since(t0)).toEqual({ overlapMs: 0, addressOverlapMs: 0, problems: [] });
 }, 60_000);
 
-test("the holder's lease revoked by hand: every key of n1 goes at once, yet n2 takes the VIP only after n1 let go", async () => {
+test("the holder's lease revoked by hand: every key of n1 goes at once, yet n2 takes the VIP only after n1 let go; n1's new session holds it again", async () => {
   await n1HoldsN2Waits();
   const mine = (await etcdRange(site(), "n1", PREFIX)).filter((kv) => kv.key.endsWith("/n1"));
   const leases = [...new Set(mine.map((kv) => kv.lease))];
@@ -91,11 +91,22 @@ test("the holder's lease revoked by hand: every key of n1 goes at once, yet n2 t
   expect((await etcdRange(site(), "n1", PREFIX)).filter((kv) => kv.key.endsWith("/n1") && kv.lease === leases[0])).toEqual([]);
 
   await waitFor("n2 alone holding the VIP", () => (recorder!.holders().join(",") === "n2" ? true : null), 20_000);
-  // n1 registers again with a new lease and waits behind n2.
+  // n1 registers again with a new lease and waits behind n2: every key it
+  // had, back, all on one new lease.
   await waitFor("n1 queued behind n2", async () => (await queue()).join(",") === "n2,n1", 20_000);
   const again = (await etcdRange(site(), "n1", PREFIX)).filter((kv) => kv.key.endsWith("/n1"));
-  expect(again.length).toBeGreaterThan(0);
-  expect(again.every((kv) => kv.lease !== leases[0] && kv.lease !== "0")).toBe(true);
+  expect(again.map((kv) => kv.key).sort()).toEqual(mine.map((kv) => kv.key).sort());
+  const newLeases = [...new Set(again.map((kv) => kv.lease))];
+  expect(newLeases.length).toBe(1);
+  expect(newLeases[0]).not.toBe(leases[0]);
+  expect(newLeases[0]).not.toBe("0");
   expect(await lab.seg.has(n1, VIP)).toBe(false);
+
+  // The new session holds: n2 stops, and n1 takes the VIP back on that lease.
+  const n2vipd = running.pop()!;
+  expect((await stopVipd(n2vipd)).code).toBe(0);
+  await waitFor("n1 alone holding the VIP", () => (recorder!.holders().join(",") === "n1" ? true : null), 10_000);
+  expect(await queue()).toEqual(["n1"]);
+  expect([...new Set((await etcdRange(site(), "n1", PREFIX)).filter((kv) => kv.key.endsWith("/n1")).map((kv) => kv.lease))]).toEqual(newLeases);
   expect(since(t0)).toEqual({ overlapMs: 0, addressOverlapMs: 0, problems: [] });
 }, 60_000);
