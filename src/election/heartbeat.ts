@@ -74,6 +74,7 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
   readonly #stallMs: number;
   #running = false;
   #timer: ReturnType<typeof setTimeout> | null = null;
+  #beatAsked = false;
   #inFlight = 0;
   /** Bumped when the connection is replaced: answers to older calls no longer count as in flight. */
   #generation = 0;
@@ -114,9 +115,19 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     this.#timer = null;
   }
 
-  /** Sends one now (a new head needs its proof without waiting for the next interval). */
+  /**
+   * Sends one now (a new head needs its proof without waiting for the next
+   * interval). Calls in one turn of the loop share one heartbeat: it guards
+   * every key we hold when it leaves, so 100 VIPs joining at start need one,
+   * not as many as may be in flight.
+   */
   beat(): void {
-    if (this.#running) this.#send();
+    if (!this.#running || this.#beatAsked) return;
+    this.#beatAsked = true;
+    queueMicrotask(() => {
+      this.#beatAsked = false;
+      if (this.#running) this.#send();
+    });
   }
 
   /** Send time of the latest committed heartbeat that guarded this key; null if none did. */
