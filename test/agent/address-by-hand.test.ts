@@ -6,6 +6,7 @@
 // VIP or touches the queue. The witness is the recorder's `ip monitor` /
 // `nft monitor` in each node and `ip -j addr`; the queue is read from etcd.
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { HEARTBEAT_INTERVAL_MS } from "../../src/election/proof.ts";
 import { labNow, spawnInNetns } from "../lab/cluster.ts";
 import { etcdRange } from "../lab/etcd-admin.ts";
 import type { Host } from "../lab/netns.ts";
@@ -18,10 +19,16 @@ const PREFIX = "/vipd/";
 /** `ip -j addr` shows an address without a lifetime ("forever") as this. */
 const FOREVER = 4294967295;
 /**
- * vipd acts on the address event itself, not on a later refresh: well within
- * one heartbeat interval (250 ms), with room for a busy machine.
+ * The holder puts the address back on the kernel's event (a few ms in the
+ * lab), and at the latest with the refresh after its next heartbeat; plus
+ * room for a busy machine.
  */
-const REACT_MS = 250;
+const PUT_BACK_MS = HEARTBEAT_INTERVAL_MS + 100;
+/**
+ * A node that does not hold the VIP refreshes nothing: only the event makes
+ * it remove a stray address. Allowed: one scheduling hiccup.
+ */
+const REMOVE_MS = 250;
 
 let lab: SmallLab;
 let n1: Host;
@@ -65,14 +72,14 @@ async function nothingMovedSince(t0: number): Promise<void> {
   expect(await queue()).toEqual(["n1", "n2"]);
 }
 
-test("the VIP deleted by hand from the holder: vipd puts it back at once, as its own (/32, finite lifetime), and nothing moves", async () => {
+test("the VIP deleted by hand from the holder: vipd puts it back within a heartbeat, as its own (/32, finite lifetime), and nothing moves", async () => {
   expect(recorder.holders()).toEqual(["n1"]);
   const t0 = labNow();
   await lab.seg.ip(n1.ns, "addr", "del", `${VIP}/32`, "dev", n1.link);
   const back = await waitFor("the VIP back on n1", () => vipOn(n1), 5000, 5);
   const ms = labNow() - t0;
   console.log(`deleted by hand on the holder: back after ${Math.round(ms)} ms`);
-  expect(ms).toBeLessThanOrEqual(REACT_MS);
+  expect(ms).toBeLessThanOrEqual(PUT_BACK_MS);
   expect(back.prefixlen).toBe(32);
   expect(back.valid_life_time).toBeLessThan(FOREVER);
   // The recorder saw it go and come back on n1 alone.
@@ -88,7 +95,7 @@ test("the VIP added by hand to a node that does not hold it: vipd removes it at 
   await waitFor("the stray VIP gone from n2", async () => (await vipOn(n2)) === null, 5000, 5);
   const ms = labNow() - t0;
   console.log(`added by hand on a non-holder: removed after ${Math.round(ms)} ms`);
-  expect(ms).toBeLessThanOrEqual(REACT_MS);
+  expect(ms).toBeLessThanOrEqual(REMOVE_MS);
   // The recorder saw the stray address come and go on n2, fenced the whole time.
   expect(recorder.addressEdges.filter((e) => e.t >= t0).map((e) => [e.node, e.held])).toEqual([["n2", true], ["n2", false]]);
   expect(await vipOn(n1)).not.toBeNull();
