@@ -99,6 +99,8 @@ export class Session extends Emitter<SessionEvents> {
   #loop: Promise<void> | null = null;
   readonly #releasing = new Set<string>();
   #heads = new Set<string>();
+  /** Takeovers asked for in this turn of the loop, sent together at its end. */
+  #takeovers: TakeoverAsk[] = [];
   /** The MACs value in etcd for this registration, as written; null: not yet. */
   #macsPublished: string | null = null;
   #macsWriting = false;
@@ -248,13 +250,61 @@ export class Session extends Emitter<SessionEvents> {
 
   /**
    * Takes the VIP from the agents ahead, who have been silent for their
-   * windows (design.md invariant I3): one transaction that compares their heartbeats unchanged since
-   * this agent last heard them and deletes their keys for this VIP, and puts
-   * our own heartbeat claiming it. Its send time proves our key. False,
-   * without writing, before takeoverAt(); false when someone spoke meanwhile
-   * (or the queue changed).
+   * windows (design.md invariant I3): one transaction that compares their
+   * heartbeats unchanged since this agent last heard them and deletes their
+   * keys for this VIP, and puts our own heartbeat claiming it. Its send time
+   * proves our key. False, without writing, before takeoverAt(); false when
+   * someone spoke meanwhile (or the queue changed).
+   *
+   * A crashed holder of many VIPs falls silent for all of them at once, and
+   * 100 transactions in flight take etcd ten times as long as one. So the
+   * takeovers asked for in one turn of the loop go in one transaction (a few,
+   * within etcd's limit of operations per transaction): the conjunction of
+   * their comparisons, which commits only where each alone would have. If it
+   * fails, each is tried on its own.
    */
-  async takeover(vip: string): Promise<{ took: boolean; from: string[] }> {
+  takeover(vip: string): Promise<{ took: boolean; from: string[] }> {
+    return new Promise((resolve, reject) => {
+      if (this.#takeovers.length === 0) setImmediate(() => void this.#takeOverAsked());
+      this.#takeovers.push({ vip, resolve, reject });
+    });
+  }
+
+  async #takeOverAsked(): Promise<void> {
+    const asked = this.#takeovers;
+    this.#takeovers = [];
+    const plans: TakeoverPlan[] = [];
+    for (const ask of asked) {
+      try {
+        const plan = this.#planTakeover(ask.vip);
+        if ("took" in plan) ask.resolve(plan);
+        else plans.push({ ...plan, ask });
+      } catch (err) {
+        ask.reject(err);
+      }
+    }
+    const batches = takeoverBatches(plans);
+    await Promise.all(batches.map(async (batch) => {
+      try {
+        if (await this.#commitTakeover(batch)) return;
+      } catch (err) {
+        for (const p of batch) p.ask.reject(err);
+        return;
+      }
+      if (batch.length === 1) return batch[0]!.ask.resolve({ took: false, from: [] });
+      // Someone spoke, or a queue changed, for at least one of them.
+      await Promise.all(batch.map(async (p) => {
+        try {
+          if (!(await this.#commitTakeover([p]))) p.ask.resolve({ took: false, from: [] });
+        } catch (err) {
+          p.ask.reject(err);
+        }
+      }));
+    }));
+  }
+
+  /** What taking the VIP over compares and deletes, or the answer without writing. */
+  #planTakeover(vip: string): Omit<TakeoverPlan, "ask"> | { took: boolean; from: string[] } {
     const agentRevision = this.#requireRegistered();
     const q = this.view.queue(vip);
     const rank = q.findIndex((c) => c.node === this.#s.node && c.run === this.#o.identity.run);
@@ -264,7 +314,10 @@ export class Session extends Emitter<SessionEvents> {
     const me = q[rank]!;
     const ahead = q.slice(0, rank);
     const p = this.#s.prefix;
-    const req: ITxnRequest = {
+    return {
+      vip,
+      createRevision: me.createRevision,
+      from: ahead.map((c) => c.node),
       compare: [
         { key: Buffer.from(agentKey(p, this.#s.node)), target: "Create", result: "Equal", create_revision: agentRevision },
         { key: Buffer.from(me.key), target: "Create", result: "Equal", create_revision: me.createRevision },
@@ -273,19 +326,28 @@ export class Session extends Emitter<SessionEvents> {
           { key: Buffer.from(c.key), target: "Create" as const, result: "Equal" as const, create_revision: c.createRevision },
         ]),
       ],
+      deletes: ahead.map((c) => Buffer.from(c.key)),
+    };
+  }
+
+  /** One transaction for the batch; true when it committed (and the answers are given). */
+  async #commitTakeover(batch: readonly TakeoverPlan[]): Promise<boolean> {
+    const req: ITxnRequest = {
+      compare: uniqueCompares(batch.flatMap((b) => b.compare)),
       success: [
-        ...ahead.map((c) => ({ request_delete_range: { key: Buffer.from(c.key) } })),
-        { request_put: this.#heartbeatPut([...new Set([...this.#claims(), vip])]) },
+        ...batch.flatMap((b) => b.deletes.map((key) => ({ request_delete_range: { key } }))),
+        { request_put: this.#heartbeatPut([...new Set([...this.#claims(), ...batch.map((b) => b.vip)])]) },
       ],
       failure: [],
     };
     const sentAt = this.#o.clock();
     const res = await this.#o.conn.client.kv.txn(req, within(this.#rpcMs));
-    if (!res.succeeded) return { took: false, from: [] };
-    this.#heartbeat?.prove({ vip, createRevision: me.createRevision }, sentAt);
+    if (!res.succeeded) return false;
+    for (const b of batch) this.#heartbeat?.prove({ vip: b.vip, createRevision: b.createRevision }, sentAt);
     this.#watcher?.expect(res.header.revision);
     this.emit("changed", {});
-    return { took: true, from: ahead.map((c) => c.node) };
+    for (const b of batch) b.ask.resolve({ took: true, from: b.from });
+    return true;
   }
 
   /**
@@ -682,4 +744,56 @@ export class Session extends Emitter<SessionEvents> {
       }),
     };
   }
+}
+
+interface TakeoverAsk {
+  readonly vip: string;
+  readonly resolve: (r: { took: boolean; from: string[] }) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+type Compare = NonNullable<ITxnRequest["compare"]>[number];
+
+interface TakeoverPlan {
+  readonly vip: string;
+  /** Our key's create revision, which the transaction proves. */
+  readonly createRevision: string;
+  /** The nodes ahead, whose keys it deletes. */
+  readonly from: string[];
+  readonly compare: Compare[];
+  readonly deletes: Buffer[];
+  readonly ask: TakeoverAsk;
+}
+
+/** etcd's default --max-txn-ops: the most comparisons, and the most operations, in one transaction. */
+const MAX_TXN_OPS = 128;
+
+/** The plans in order, cut where a transaction would exceed MAX_TXN_OPS (comparisons shared by plans count once). */
+export function takeoverBatches<P extends { compare: Compare[]; deletes: unknown[] }>(plans: readonly P[]): P[][] {
+  const out: P[][] = [];
+  let batch: P[] = [];
+  for (const p of plans) {
+    const next = [...batch, p];
+    const compares = uniqueCompares(next.flatMap((b) => b.compare)).length;
+    const ops = next.reduce((n, b) => n + b.deletes.length, 1);
+    if (batch.length > 0 && (compares > MAX_TXN_OPS || ops > MAX_TXN_OPS)) {
+      out.push(batch);
+      batch = [p];
+    } else {
+      batch = next;
+    }
+  }
+  if (batch.length) out.push(batch);
+  return out;
+}
+
+/** Comparisons with the same key, target and value once. */
+function uniqueCompares(list: readonly Compare[]): Compare[] {
+  const seen = new Set<string>();
+  return list.filter((c) => {
+    const id = `${Buffer.from(c.key as Buffer).toString("hex")} ${c.target} ${c.result} ${c.create_revision ?? ""} ${c.mod_revision ?? ""}`;
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  });
 }
