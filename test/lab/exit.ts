@@ -1,6 +1,7 @@
 // The lab's last resort when a test, benchmark or the demo dies before its
 // destroy(): one registry of synchronous cleanups, run once when the process
-// exits, or on Ctrl-C / SIGTERM / SIGHUP before it exits.
+// exits, or on Ctrl-C / SIGTERM before it exits. SIGHUP is left alone: a
+// handler would undo `nohup` for a long benchmark.
 //
 // Cleanups run in reverse order of registration. Each resource registers its
 // cleanup as it is created, and a process is always started after the
@@ -47,7 +48,7 @@ export function pendingExitCleanups(): number {
 }
 
 // Exit codes of a process killed by the signal, as a shell reports them.
-const SIGNALS = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 } as const;
+const SIGNALS = { SIGINT: 130, SIGTERM: 143 } as const;
 
 function hook(): void {
   if (hooked) return;
