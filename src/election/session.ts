@@ -23,6 +23,7 @@ import { decodeIncarnation, describeIncarnation, encodeIncarnation, type Incarna
 import { agentKey, electionKey, electionsPrefix, encodeHeartbeat, encodeMacs, heartbeatKey, LEGACY_ELECTIONS, macsKey, type MacsValue, prefixEnd } from "./keys.ts";
 import { AgentLease } from "./lease.ts";
 import { type Clock, proofDeadline, silenceWindow, TAKEOVER_STAGGER_MS } from "./proof.ts";
+import { type TakeoverAsk, type TakeoverPlan, takeoverBatches, uniqueCompares } from "./takeover.ts";
 import { type Candidate, ClusterView } from "./view.ts";
 import { Watcher } from "./watcher.ts";
 
@@ -744,56 +745,4 @@ export class Session extends Emitter<SessionEvents> {
       }),
     };
   }
-}
-
-interface TakeoverAsk {
-  readonly vip: string;
-  readonly resolve: (r: { took: boolean; from: string[] }) => void;
-  readonly reject: (err: unknown) => void;
-}
-
-type Compare = NonNullable<ITxnRequest["compare"]>[number];
-
-interface TakeoverPlan {
-  readonly vip: string;
-  /** Our key's create revision, which the transaction proves. */
-  readonly createRevision: string;
-  /** The nodes ahead, whose keys it deletes. */
-  readonly from: string[];
-  readonly compare: Compare[];
-  readonly deletes: Buffer[];
-  readonly ask: TakeoverAsk;
-}
-
-/** etcd's default --max-txn-ops: the most comparisons, and the most operations, in one transaction. */
-const MAX_TXN_OPS = 128;
-
-/** The plans in order, cut where a transaction would exceed MAX_TXN_OPS (comparisons shared by plans count once). */
-export function takeoverBatches<P extends { compare: Compare[]; deletes: unknown[] }>(plans: readonly P[]): P[][] {
-  const out: P[][] = [];
-  let batch: P[] = [];
-  for (const p of plans) {
-    const next = [...batch, p];
-    const compares = uniqueCompares(next.flatMap((b) => b.compare)).length;
-    const ops = next.reduce((n, b) => n + b.deletes.length, 1);
-    if (batch.length > 0 && (compares > MAX_TXN_OPS || ops > MAX_TXN_OPS)) {
-      out.push(batch);
-      batch = [p];
-    } else {
-      batch = next;
-    }
-  }
-  if (batch.length) out.push(batch);
-  return out;
-}
-
-/** Comparisons with the same key, target and value once. */
-function uniqueCompares(list: readonly Compare[]): Compare[] {
-  const seen = new Set<string>();
-  return list.filter((c) => {
-    const id = `${Buffer.from(c.key as Buffer).toString("hex")} ${c.target} ${c.result} ${c.create_revision ?? ""} ${c.mod_revision ?? ""}`;
-    if (seen.has(id)) return false;
-    seen.add(id);
-    return true;
-  });
 }
