@@ -2,7 +2,11 @@
 // vipd's entry point: the only place that reads process.argv, handles signals
 // and picks the process exit code.
 import { hostname } from "node:os";
-import { EXIT_FAILURE, runCli } from "./cli/commands.ts";
+import { quietRuntime } from "./runtime-env.ts";
+
+// Before the rest of vipd loads: quietRuntime may start this process over.
+if (process.argv[2] === "run") quietRuntime();
+const { EXIT_FAILURE, runCli } = await import("./cli/commands.ts");
 
 const stopRequested = new Promise<string>((resolve) => {
   for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => resolve(sig));

@@ -19,6 +19,7 @@ const lib = dlopen("libc.so.6", {
   recvfrom: { args: [i32, ptr, u64_fast, i32, ptr, ptr], returns: i64_fast },
   setsockopt: { args: [i32, i32, i32, ptr, u32], returns: i32 },
   getsockname: { args: [i32, ptr, ptr], returns: i32 },
+  execve: { args: [ptr, ptr, ptr], returns: i32 },
   __errno_location: { args: [], returns: ptr },
 });
 
@@ -100,6 +101,22 @@ export function getsockname(fd: number, addr: Bytes): number {
   const len = new Uint32Array([addr.byteLength]);
   const r = result(s.getsockname(fd, addr, len));
   return r < 0 ? r : (len[0] ?? 0);
+}
+
+/**
+ * Replaces this process's image with `path`, run with argv and env; returns
+ * -errno only when that failed (on success it does not return). The strings
+ * and pointer arrays need only live until the call: the kernel copies them.
+ */
+export function execve(path: string, argv: readonly string[], env: readonly string[]): number {
+  const cstr = (t: string) => Buffer.from(`${t}\0`);
+  const keep = [argv, env].map((list) => list.map(cstr));
+  const [argvPtrs, envPtrs] = keep.map((bufs) => {
+    const a = new BigUint64Array(bufs.length + 1);
+    bufs.forEach((b, i) => (a[i] = BigInt(addressOf(b))));
+    return a;
+  });
+  return result(s.execve(cstr(path), argvPtrs!, envPtrs!));
 }
 
 // Constants from <sys/socket.h>, <linux/netlink.h>, <linux/if_ether.h>. They are
