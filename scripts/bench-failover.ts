@@ -1,7 +1,7 @@
 // The failover benchmark: every fault × implementation × repetition in one lab
 // and one run, so the numbers compare like with like.
 //
-//   npm run bench:failover [-- --reps 10 --impl vipd,keepalived,ucarp --faults graceful,crash@leader,...
+//   npm run bench:failover [-- --reps 10 --nodes 3 --impl vipd,keepalived,ucarp --faults graceful,crash@leader,...
 //                              --vipd-binary dist/vipd --out bench-results --no-write
 //                              --section planned]
 //
@@ -16,8 +16,9 @@
 //
 // Writes bench-results/failover-<time>.json (every trial), the table between
 // the failover markers in BENCHMARKS.md, and one SVG timeline per fault under
-// docs/bench/. With --section NAME the table goes between that section's own
-// markers and the timelines are named failover-NAME-<fault>.svg, so a run over
+// docs/bench/; with --no-write none of these, and the table goes to stdout.
+// With --section NAME the table goes between that section's own markers and
+// the timelines are named failover-NAME-<fault>.svg, so a run over
 // a few faults (the planned moves next to graceful stop, say) leaves the full
 // table alone; then prints the vipd targets as PASS or MISS. A trial that
 // finds no steady holder before its fault, or none after recovering, is a
@@ -50,6 +51,8 @@ import {
 const { values: args } = parseArgs({
   options: {
     reps: { type: "string", default: "10" },
+    /** Control-plane nodes in the lab; the recorded sections use the default 3. */
+    nodes: { type: "string", default: "3" },
     impl: { type: "string", default: "vipd,keepalived,ucarp" },
     faults: { type: "string", default: FAULT_IDS.join(",") },
     "vipd-binary": { type: "string" },
@@ -75,6 +78,11 @@ if (process.getuid?.() !== 0) {
 const reps = Number(args.reps);
 if (!Number.isInteger(reps) || reps < 1) {
   console.error(`--reps wants a positive integer, got ${args.reps}`);
+  process.exit(2);
+}
+const nodes = Number(args.nodes);
+if (!Number.isInteger(nodes) || nodes < 3) {
+  console.error(`--nodes wants an integer of at least 3, got ${args.nodes}`);
   process.exit(2);
 }
 const SECTIONS: Record<string, string> = { planned: "Planned moves: drain and hand-over next to graceful stop" };
@@ -138,7 +146,7 @@ async function runAll(): Promise<{ results: TrialResult[]; failures: TrialFailur
   for (const s of skipped) log(paint(c.red, `skipped: ${s}`));
   const results: TrialResult[] = [];
   const failures: TrialFailure[] = [];
-  const lab = await Lab.start({ onStep: (s) => log(s) });
+  const lab = await Lab.start({ nodes, onStep: (s) => log(s) });
   try {
     await withLabInstruments(lab, async (env) => {
       for (const impl of impls) {
@@ -250,6 +258,8 @@ if (!args["no-write"]) {
   writeFileSync(mdPath, spliceBetweenMarkers(doc, markdownReport(results, meta, verdicts, svgLinks, failures), section));
   log(`wrote ${relative(REPO_ROOT, jsonPath)}, BENCHMARKS.md and ${Object.keys(svgLinks).length} timelines under docs/bench/`);
 }
+
+if (args["no-write"]) console.log(`\n${markdownReport(results, meta, verdicts, {}, failures)}`);
 
 const failedTrials = failures.length + results.filter((r) => r.failure).length;
 if (failedTrials) {
