@@ -1,0 +1,475 @@
+// vipd at scale: many VIPs (IPv4 and IPv6, half each, one config file per
+// node) on a bigger lab. Whether every VIP still moves fast, and whether what
+// an agent costs its etcd member and the kernel grows with the VIP count.
+//
+//   npm run bench:scale [-- --nodes 7 --vips 100 --seconds 20 --vipd-binary dist/vipd --record]
+//
+// The lab is the failover benchmark's (etcd member and stand-in API server on
+// every node), with --nodes nodes. For 1, 10 and --vips VIPs in turn, vipd is
+// started on n1 alone until it holds them all, then on the other nodes, and
+// after a 6 s settle the idle holder is measured for --seconds twice:
+//   1. its etcd member's /metrics (vipd on a node talks only to 127.0.0.1:2379,
+//      its own member): gRPC calls started and stream messages received per
+//      second, and the member's watch streams and watchers; the same for the
+//      busiest standby's member. With all VIPs, also what the lab costs the
+//      machine: RSS and CPU of every etcd and vipd process.
+//   2. the holder's sendto calls, under `strace -f -yy -e trace=sendto`
+//      inside its namespace: calls on netlink sockets, the netlink messages
+//      they carry (nlmsghdrs strace decodes), and the others (announcements
+//      on packet and ICMPv6 sockets, etcd's TCP). strace slows every traced
+//      call, so this window's timing is not used for anything else.
+// With all VIPs, then: `vipd status` run five times in a standby's namespace;
+// a graceful hand-over (SIGTERM to the holder) and a crash (SIGKILL of the
+// new holder's process tree), each timed from the client namespace, where one
+// request loop per VIP (vips-probe-worker.ts) sees which node answers each
+// VIP on :6443: the time from the signal to the first answer from another
+// node, per VIP, whose maximum is when the last VIP came back.
+// Needs root; nothing leaves the lab's namespaces.
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { latency, machine, ms, recordSection } from "../test/lab/bench.ts";
+import { vipdBounds } from "../test/lab/bounds.ts";
+import { APISERVER_PORT, Lab, type LabNode, labNow, processTree, REPO_ROOT } from "../test/lab/cluster.ts";
+import { vipd } from "../test/lab/implementations.ts";
+import { type Family, parsePrometheusText } from "../test/lab/prom-text.ts";
+import { sh, sleep, waitFor } from "../test/lab/sh.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    nodes: { type: "string", default: "7" },
+    vips: { type: "string", default: "100" },
+    seconds: { type: "string", default: "20" },
+    "vipd-binary": { type: "string" },
+    record: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  },
+});
+if (args.help) {
+  console.log(readFileSync(import.meta.path, "utf8").split("\n").filter((l) => l.startsWith("//")).map((l) => l.slice(3)).join("\n"));
+  process.exit(0);
+}
+if (process.getuid?.() !== 0) {
+  console.error("bench:scale creates network namespaces and must run as root");
+  process.exit(2);
+}
+const nodeCount = Number(args.nodes);
+const vipCount = Number(args.vips);
+const seconds = Number(args.seconds);
+// IPv4 VIPs come from 192.0.2.128–254: above the nodes (.10 up) and the lab's own VIP (.100).
+if (!Number.isInteger(nodeCount) || nodeCount < 2 || nodeCount > 50) fail(`--nodes wants an integer from 2 to 50, got ${args.nodes}`);
+if (!Number.isInteger(vipCount) || vipCount < 1 || vipCount > 254) fail(`--vips wants an integer from 1 to 254, got ${args.vips}`);
+if (!Number.isFinite(seconds) || seconds < 5) fail(`--seconds wants a number of at least 5, got ${args.seconds}`);
+
+function fail(message: string): never {
+  console.error(message);
+  process.exit(2);
+}
+
+const log = (s: string) => console.log(`${new Date().toISOString().slice(11, 19)} ${s}`);
+const impl = vipd(args["vipd-binary"] ? { binary: args["vipd-binary"] } : {});
+const program = impl.command!;
+const bounds = vipdBounds(impl.holdMs ?? undefined);
+
+/** VIP i: IPv4 for even i, IPv6 for odd, so any prefix of the list is half each. */
+const ALL_VIPS = Array.from({ length: vipCount }, (_, i) => (i % 2 === 0 ? `192.0.2.${128 + i / 2}` : `2001:db8::1:${((i + 1) / 2).toString(16)}`));
+/** Each VIP's probe period: 10 ms, longer with many VIPs so the client's requests do not take the cores vipd needs. */
+const probeEveryMs = Math.max(10, Math.ceil(vipCount / 5));
+const counts = [...new Set([1, 10, vipCount].filter((k) => k <= vipCount))].sort((a, b) => a - b);
+
+/** One Layer2VIPConfig document per VIP, in one file. */
+function configText(vips: readonly string[], link: string): string {
+  return vips.map((v) => `apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: ${v}\nlink: ${link}\n`).join("---\n");
+}
+
+function startAgent(lab: Lab, node: LabNode, vips: readonly string[]): void {
+  const ctx = lab.context(node);
+  const config = join(node.dir, "vipd-scale.yaml");
+  writeFileSync(config, configText(vips, node.host.link));
+  node.vip = ctx.spawn("vipd", [
+    ...program, "run",
+    "--config", config,
+    "--node-name", node.name,
+    "--etcd-endpoints", ctx.etcdEndpoint,
+    "--health-listen", "127.0.0.1:8099",
+    "--log-format", "json",
+    "--apiserver-url", ctx.apiserverUrl,
+  ]);
+}
+
+/** How many of vips each node's kernel has on its link. */
+async function heldCounts(lab: Lab, vips: readonly string[]): Promise<Map<LabNode, number>> {
+  const want = new Set(vips);
+  const out = new Map<LabNode, number>();
+  await Promise.all(lab.nodes.map(async (n) => {
+    const addrs = await lab.seg.addresses(n.host);
+    out.set(n, addrs.filter((a) => want.has(a.local)).length);
+  }));
+  return out;
+}
+
+/** The node that holds every one of vips while no other holds any. */
+async function soleHolder(lab: Lab, vips: readonly string[]): Promise<LabNode | null> {
+  const held = await heldCounts(lab, vips);
+  const holders = [...held].filter(([, c]) => c > 0);
+  return holders.length === 1 && holders[0]![1] === vips.length ? holders[0]![0] : null;
+}
+
+/** Stops vipd everywhere and removes what a crashed agent leaves: addresses and the fence. */
+async function resetAll(lab: Lab): Promise<void> {
+  await lab.stopVipEverywhere();
+  for (const n of lab.nodes) {
+    const addrs = await lab.seg.addresses(n.host);
+    for (const a of addrs.filter((x) => ALL_VIPS.includes(x.local))) {
+      await lab.seg.ip(n.host.ns, "addr", "del", `${a.local}/${a.prefixlen}`, "dev", n.host.link);
+    }
+    await lab.clearFence(n);
+  }
+}
+
+/** vipd on the first node until it holds every VIP, then on the rest; returns the holder. */
+async function startAll(lab: Lab, vips: readonly string[]): Promise<LabNode> {
+  const first = lab.nodes[0]!;
+  startAgent(lab, first, vips);
+  await waitFor(`${first.name} holding ${vips.length} VIP(s)`, async () => {
+    if (!first.vip?.running) throw new Error(first.vip?.logTail() ?? "not started");
+    return (await soleHolder(lab, vips)) === first;
+  }, 60_000, 100);
+  for (const n of lab.nodes.slice(1)) startAgent(lab, n, vips);
+  // The standbys' API server gate opens after two probes a second apart; then they queue.
+  await sleep(6000);
+  const h = await soleHolder(lab, vips);
+  if (h !== first) throw new Error(`after starting the standbys ${first.name} no longer holds every VIP alone`);
+  return first;
+}
+
+// --- etcd's view ---------------------------------------------------------------
+
+interface EtcdCost {
+  /** gRPC calls started per second (unary and streams), by method. */
+  callsPerS: number;
+  byMethod: [string, number][];
+  /** Messages received on streams per second (lease keep-alives, watch requests). */
+  streamMsgsPerS: number;
+  watchStreams: number;
+  watchers: number;
+}
+
+async function scrape(lab: Lab, node: LabNode): Promise<Map<string, Family>> {
+  return parsePrometheusText(await lab.seg.exec(node.host, ["curl", "-sf", "--max-time", "5", "http://127.0.0.1:2379/metrics"]));
+}
+
+function sumBy(f: Map<string, Family>, name: string, key: (l: Readonly<Record<string, string>>) => string | null): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const s of f.get(name)?.samples ?? []) {
+    const k = key(s.labels);
+    if (k !== null) out.set(k, (out.get(k) ?? 0) + s.value);
+  }
+  return out;
+}
+
+function etcdCost(a: Map<string, Family>, b: Map<string, Family>, s: number): EtcdCost {
+  const method = (l: Readonly<Record<string, string>>) => `${l.grpc_service?.replace(/^etcdserverpb\./, "")}/${l.grpc_method}`;
+  const started = [a, b].map((f) => sumBy(f, "grpc_server_started_total", method));
+  const byMethod = [...started[1]!].map(([m, n]): [string, number] => [m, (n - (started[0]!.get(m) ?? 0)) / s]).filter(([, r]) => r > 0).sort((x, y) => y[1] - x[1]);
+  const streamMsgs = [a, b].map((f) => [...sumBy(f, "grpc_server_msg_received_total", (l) => (l.grpc_type === "unary" ? null : "stream")).values()].reduce((x, y) => x + y, 0));
+  const gauge = (name: string) => [...sumBy(b, name, () => "").values()].reduce((x, y) => x + y, 0);
+  return {
+    callsPerS: byMethod.reduce((sum, [, r]) => sum + r, 0),
+    byMethod,
+    streamMsgsPerS: (streamMsgs[1]! - streamMsgs[0]!) / s,
+    watchStreams: gauge("etcd_debugging_mvcc_watch_stream_total"),
+    watchers: gauge("etcd_debugging_mvcc_watcher_total"),
+  };
+}
+
+// --- the machine's view ----------------------------------------------------------
+
+interface ProcUse {
+  cpuTicks: number;
+  rssKiB: number;
+}
+
+function procUse(pids: readonly number[]): ProcUse {
+  let cpuTicks = 0;
+  let rssKiB = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      cpuTicks += Number(f[11]) + Number(f[12]);
+      rssKiB += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return { cpuTicks, rssKiB };
+}
+
+function memTotalMiB(): number {
+  return Number(/MemTotal:\s+(\d+)/.exec(readFileSync("/proc/meminfo", "utf8"))?.[1] ?? 0) / 1024;
+}
+
+const TICK = 100; // USER_HZ: /proc's CPU times are in these
+
+interface LabCost {
+  etcdRssMiB: number;
+  vipdRssMiB: number;
+  etcdCpu: number;
+  vipdCpu: number;
+  holderCpu: number;
+}
+
+// --- the kernel's view -------------------------------------------------------------
+
+interface Sends {
+  netlinkCallsPerS: number;
+  netlinkMsgsPerS: number;
+  /** sendto on other sockets, by kind (PACKET, RAW (ICMPv6), TCP). */
+  otherPerS: [string, number][];
+}
+
+/** Counts the holder's sendto calls for s seconds with strace inside its namespace. */
+async function traceSends(lab: Lab, node: LabNode, s: number): Promise<Sends> {
+  const out = join(node.dir, `strace-${Date.now()}.txt`);
+  const p = lab.spawnIn(node.host.ns, join(node.dir, "strace.log"), `strace-${node.name}`, [
+    "timeout", "-s", "INT", String(s), "strace", "-f", "-yy", "-s", "65536", "-e", "trace=sendto", "-o", out, "-p", String(node.vip!.pid),
+  ]);
+  await p.exited;
+  const lines = readFileSync(out, "utf8").split("\n").filter((l) => /\bsendto\(\d+</.test(l));
+  let netlinkCalls = 0;
+  let netlinkMsgs = 0;
+  const other = new Map<string, number>();
+  for (const l of lines) {
+    const kind = /sendto\(\d+<([A-Z0-9]+)/.exec(l)?.[1] ?? "?";
+    if (kind === "NETLINK") {
+      netlinkCalls++;
+      // strace decodes the whole buffer; padding after the last message shows as one of length 0.
+      netlinkMsgs += l.match(/nlmsg_len=[1-9]/g)?.length ?? 0;
+    } else other.set(kind, (other.get(kind) ?? 0) + 1);
+  }
+  return { netlinkCallsPerS: netlinkCalls / s, netlinkMsgsPerS: netlinkMsgs / s, otherPerS: [...other].map(([k, n]): [string, number] => [k, n / s]).sort((a, b) => b[1] - a[1]) };
+}
+
+// --- the client's view ---------------------------------------------------------------
+
+interface Move {
+  /** ms from the signal to each VIP's first answer from another node, sorted. */
+  perVip: number[];
+  /** VIPs no other node answered for within the timeout. */
+  missing: string[];
+  newHolders: string[];
+  /** From vipd's own logs, ms from the signal: when the old holder said it released VIPs, and the new ones acquired them (first, last). */
+  released: [number, number] | null;
+  acquired: [number, number] | null;
+}
+
+/** ms after t0 of every log line of vipd on node with this message (the log's clock has ms resolution). */
+function logged(node: LabNode, msg: string, t0: number): number[] {
+  const out: number[] = [];
+  for (const l of readFileSync(join(node.dir, "vipd.log"), "utf8").split("\n")) {
+    if (!l.includes(`"msg":"${msg}"`)) continue;
+    const t = Date.parse(/"time":"([^"]+)"/.exec(l)?.[1] ?? "");
+    if (t >= t0 - 1) out.push(t - t0);
+  }
+  return out;
+}
+
+const span = (xs: number[]): [number, number] | null => (xs.length ? [Math.min(...xs), Math.max(...xs)] : null);
+
+/** Signals the holder's vipd with sig (tree: every process) and times, per VIP, the first answer from another node. */
+async function timeMove(lab: Lab, vips: readonly string[], holder: LabNode, kill: () => void): Promise<Move> {
+  const { proc, stdout } = lab.spawnClient("vips-prober", [
+    process.execPath, join(REPO_ROOT, "test", "lab", "vips-probe-worker.ts"), String(APISERVER_PORT), String(probeEveryMs), "1000", holder.name, ...vips,
+  ]);
+  const answers: { vip: string; d: number; ok: boolean; node?: string }[] = [];
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    let buf = "";
+    for await (const chunk of stdout) {
+      buf += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (line) answers.push(JSON.parse(line));
+      }
+    }
+  })();
+  try {
+    await waitFor(`every VIP answered by ${holder.name}`, () => {
+      const seen = new Set(answers.filter((a) => a.ok && a.node === holder.name).map((a) => a.vip));
+      return seen.size === vips.length;
+    }, 20_000, 50);
+    const t0 = labNow();
+    kill();
+    const moved = () => new Map(answers.filter((a) => a.d >= t0 && a.ok && a.node !== holder.name).reverse().map((a) => [a.vip, a] as const));
+    try {
+      await waitFor("every VIP answered by another node", () => moved().size === vips.length, 20_000, 20);
+    } catch {
+      // reported as missing
+    }
+    const m = moved();
+    const newHolders = [...new Set([...m.values()].map((a) => a.node!))].sort();
+    return {
+      perVip: [...m.values()].map((a) => a.d - t0).sort((a, b) => a - b),
+      missing: vips.filter((v) => !m.has(v)),
+      newHolders,
+      released: span(logged(holder, "released VIP", t0)),
+      acquired: span(newHolders.flatMap((n) => logged(lab.node(n), "acquired VIP", t0))),
+    };
+  } finally {
+    await proc.stop("SIGTERM", 2000);
+    await reading;
+  }
+}
+
+function describeMove(m: Move): string {
+  const range = (r: [number, number] | null) => (r ? `${ms(r[0])}–${ms(r[1])} ms` : "none logged");
+  return `last VIP served after ${ms(m.perVip.at(-1) ?? NaN)} ms, new holder(s) ${m.newHolders.join(", ")}${m.missing.length ? `, ${m.missing.length} never moved` : ""}; ` +
+    `old holder logged "released VIP" ${range(m.released)}, new holder(s) "acquired VIP" ${range(m.acquired)}`;
+}
+
+// --- the run -------------------------------------------------------------------------
+
+interface Idle {
+  k: number;
+  holder: EtcdCost;
+  standby: EtcdCost;
+  sends: Sends;
+}
+
+const idle: Idle[] = [];
+let labCost: LabCost | null = null;
+let statusRuns: number[] = [];
+let statusRows = 0;
+let graceful: Move | null = null;
+let crash: Move | null = null;
+const errorLines: string[] = [];
+const commit = (await sh(["git", "-C", REPO_ROOT, "log", "-1", "--format=%h (%s)"])).trim() +
+  ((await sh(["git", "-C", REPO_ROOT, "status", "--porcelain", "--", "src"])).trim() ? " with uncommitted changes under src/" : "");
+
+const lab = await Lab.start({ nodes: nodeCount, onStep: (s) => log(s) });
+try {
+  for (const k of counts) {
+    const vips = ALL_VIPS.slice(0, k);
+    await resetAll(lab);
+    log(`${k} VIP(s): starting vipd on ${lab.nodes[0]!.name}, then on the other ${nodeCount - 1}`);
+    const holder = await startAll(lab, vips);
+    const standbys = lab.nodes.filter((n) => n !== holder);
+
+    const before = await Promise.all(lab.nodes.map((n) => scrape(lab, n)));
+    const pids = {
+      etcd: lab.nodes.map((n) => lab.etcdCluster.pid(n.name)),
+      vipd: lab.nodes.flatMap((n) => processTree(n.vip!.pid)),
+      holder: processTree(holder.vip!.pid),
+    };
+    const use0 = [procUse(pids.etcd), procUse(pids.vipd), procUse(pids.holder)];
+    const t0 = performance.now();
+    await sleep(seconds * 1000);
+    const use1 = [procUse(pids.etcd), procUse(pids.vipd), procUse(pids.holder)];
+    const s = (performance.now() - t0) / 1000;
+    const after = await Promise.all(lab.nodes.map((n) => scrape(lab, n)));
+    const costs = lab.nodes.map((_, i) => etcdCost(before[i]!, after[i]!, s));
+    const standbyCost = standbys.map((n) => costs[lab.nodes.indexOf(n)]!).sort((a, b) => b.callsPerS - a.callsPerS)[0]!;
+    const holderCost = costs[lab.nodes.indexOf(holder)]!;
+    const cpu = (i: number) => ((use1[i]!.cpuTicks - use0[i]!.cpuTicks) / TICK / s) * 100;
+    if (k === vipCount) {
+      labCost = { etcdRssMiB: use1[0]!.rssKiB / 1024, vipdRssMiB: use1[1]!.rssKiB / 1024, etcdCpu: cpu(0), vipdCpu: cpu(1), holderCpu: cpu(2) };
+      log(`lab: etcd RSS ${labCost.etcdRssMiB.toFixed(0)} MiB CPU ${labCost.etcdCpu.toFixed(1)} %, vipd RSS ${labCost.vipdRssMiB.toFixed(0)} MiB CPU ${labCost.vipdCpu.toFixed(1)} % (holder ${labCost.holderCpu.toFixed(1)} %)`);
+    }
+    log(`${k} VIP(s): holder's member ${holderCost.callsPerS.toFixed(2)} calls/s (${holderCost.byMethod.map(([m, r]) => `${m} ${r.toFixed(2)}`).join(", ")}), ${holderCost.streamMsgsPerS.toFixed(2)} stream msgs/s, ${holderCost.watchStreams} watch streams, ${holderCost.watchers} watchers; busiest standby's ${standbyCost.callsPerS.toFixed(2)} calls/s, ${standbyCost.streamMsgsPerS.toFixed(2)} stream msgs/s, ${standbyCost.watchStreams}/${standbyCost.watchers}`);
+
+    log(`${k} VIP(s): tracing ${holder.name}'s sendto calls for ${seconds} s`);
+    const sends = await traceSends(lab, holder, seconds);
+    log(`${k} VIP(s): netlink ${sends.netlinkCallsPerS.toFixed(2)} sendto/s carrying ${sends.netlinkMsgsPerS.toFixed(2)} messages/s; other sendto/s: ${sends.otherPerS.map(([kind, r]) => `${kind} ${r.toFixed(2)}`).join(", ")}`);
+    idle.push({ k, holder: holderCost, standby: standbyCost, sends });
+
+    if (k !== vipCount) continue;
+    const standby = standbys[0]!;
+    for (let i = 0; i < 5; i++) {
+      const start = performance.now();
+      const out = await lab.seg.exec(standby.host, [...program, "status", "--etcd-endpoints", "http://127.0.0.1:2379"]);
+      statusRuns.push(performance.now() - start);
+      statusRows = vips.filter((v) => out.includes(v)).length;
+    }
+    log(`vipd status: ${statusRuns.map(ms).join(", ")} ms; it names ${statusRows} of ${k} VIPs`);
+
+    log(`graceful hand-over: SIGTERM to ${holder.name}'s vipd`);
+    graceful = await timeMove(lab, vips, holder, () => holder.vip!.signal("SIGTERM"));
+    await lab.stopVip(holder);
+    log(`graceful: ${describeMove(graceful)}`);
+
+    startAgent(lab, holder, vips);
+    const next = await waitFor("one node holding every VIP", () => soleHolder(lab, vips), 30_000, 100);
+    await sleep(6000);
+    log(`crash: SIGKILL to ${next.name}'s vipd tree`);
+    crash = await timeMove(lab, vips, next, () => next.vip!.signalTree("SIGKILL"));
+    await lab.stopVip(next);
+    log(`crash: ${describeMove(crash)}`);
+  }
+  for (const n of lab.nodes) {
+    for (const f of readdirSync(n.dir).filter((x) => x.startsWith("vipd") && x.endsWith(".log"))) {
+      for (const l of readFileSync(join(n.dir, f), "utf8").split("\n")) {
+        if (/"level":"(error|warn)"/.test(l)) errorLines.push(`${n.name}: ${l.slice(0, 300)}`);
+      }
+    }
+  }
+} finally {
+  await lab.destroy();
+}
+
+// --- the report ------------------------------------------------------------------------
+
+const f2 = (x: number) => x.toFixed(2);
+const moveRow = (what: string, m: Move | null, target: string, limit: number) => {
+  if (!m) return `| ${what} | not measured | | | ${target} | |`;
+  const lat = m.perVip.length ? latency(m.perVip) : null;
+  const last = m.missing.length ? Infinity : m.perVip.at(-1)!;
+  return `| ${what} | ${m.missing.length ? `${m.missing.length} VIP(s) never moved` : `${ms(last)} ms`} | ${lat ? `${ms(lat.median)} ms` : "–"} | ${m.newHolders.join(", ")} | ${target} | ${last < limit ? "PASS" : "MISS"} |`;
+};
+const cmd = `npm run bench:scale${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`;
+const crashLimit = bounds.serveMs + 100;
+const body = [
+  `Command: \`${cmd}\` · ${new Date().toISOString().slice(0, 10)} · ${await machine()} · vipd ${args["vipd-binary"] ? "binary" : "from source"} at ${commit}`,
+  "",
+  `${nodeCount} nodes, each with an etcd member and a stand-in API server; ${vipCount} VIPs (${ALL_VIPS.filter((v) => !v.includes(":")).length} IPv4, ${ALL_VIPS.filter((v) => v.includes(":")).length} IPv6) on eth0 in one config file per node. vipd on n1 first until it holds every VIP, then on the others.`,
+  "",
+  `**Moving all ${vipCount} VIPs**, seen from the client namespace: per VIP a new connection to :6443 every ${probeEveryMs} ms, whether or not earlier ones finished, until another node answers; per VIP the time from the signal to the arrival of the first answer from another node.`,
+  "",
+  "| fault | last VIP served | median VIP | new holder(s) | target | |",
+  "|---|---|---|---|---|---|",
+  moveRow("graceful (SIGTERM to the holder)", graceful, "< 200 ms", 200),
+  moveRow("crash (SIGKILL of the holder's tree)", crash, `< serve bound ${ms(bounds.serveMs)} ms + 100 = ${ms(crashLimit)} ms`, crashLimit),
+  "",
+  ...[["graceful", graceful], ["crash", crash]].flatMap(([what, m]) => (m ? [`- ${what}: ${describeMove(m as Move)} (vipd's log times, ms resolution).`] : [])),
+  "",
+  `**etcd cost of one agent, idle**, from its own member's /metrics over ${seconds} s: gRPC calls started per second (unary calls and new streams), messages received on streams per second (lease keep-alives, watch requests), and the member's watch streams and watchers at the end. Standby: the standby whose member saw the most calls.`,
+  "",
+  "| VIPs | holder: calls/s | of which | stream msgs/s | watch streams / watchers | standby: calls/s | stream msgs/s | watch streams / watchers |",
+  "|---|---|---|---|---|---|---|---|",
+  ...idle.map((r) => `| ${r.k} | ${f2(r.holder.callsPerS)} | ${r.holder.byMethod.map(([m, x]) => `${m} ${f2(x)}`).join(", ")} | ${f2(r.holder.streamMsgsPerS)} | ${r.holder.watchStreams} / ${r.holder.watchers} | ${f2(r.standby.callsPerS)} | ${f2(r.standby.streamMsgsPerS)} | ${r.standby.watchStreams} / ${r.standby.watchers} |`),
+  "",
+  `**Kernel cost of the holder, idle**: \`strace -f -yy -e trace=sendto\` attached to the holder's vipd for ${seconds} s inside its namespace (vipd sends with sendto only); calls on netlink sockets, the netlink messages in them (each nlmsghdr strace decodes), and sendto on other sockets (-yy names each socket: PACKET = ARP, RAW/ICMPv6 = neighbour advertisements, TCP = etcd and the gate's probes).`,
+  "",
+  "| VIPs | netlink sendto/s | netlink messages/s | other sendto/s |",
+  "|---|---|---|---|",
+  ...idle.map((r) => `| ${r.k} | ${f2(r.sends.netlinkCallsPerS)} | ${f2(r.sends.netlinkMsgsPerS)} | ${r.sends.otherPerS.map(([kind, x]) => `${kind} ${f2(x)}`).join(", ") || "0"} |`),
+  "",
+  statusRuns.length
+    ? `**\`vipd status\`** with ${vipCount} VIPs, in a standby's namespace against its member, wall time including the program's start: median ${ms(latency(statusRuns).median)} ms of ${statusRuns.length} runs (${statusRuns.map(ms).join(", ")} ms); it listed ${statusRows} of ${vipCount} VIPs.`
+    : "",
+  "",
+  labCost
+    ? `**What the lab costs this machine**, idle with ${vipCount} VIPs over ${seconds} s: ${nodeCount} etcd members ${labCost.etcdRssMiB.toFixed(0)} MiB RSS, ${labCost.etcdCpu.toFixed(1)} % of one core; ${nodeCount} vipd agents ${labCost.vipdRssMiB.toFixed(0)} MiB RSS, ${labCost.vipdCpu.toFixed(1)} % of one core, of which the holder ${labCost.holderCpu.toFixed(1)} % (the machine: ${navigator.hardwareConcurrency} cores, ${memTotalMiB().toFixed(0)} MiB of memory).`
+    : "",
+  "",
+  errorLines.length ? `vipd logged ${errorLines.length} warning or error line(s) in the run; the first: \`${errorLines[0]!.replace(/`/g, "'")}\`` : "vipd logged no warnings or errors in the run.",
+].join("\n");
+console.log(`\n${body}\n`);
+for (const l of errorLines.slice(0, 20)) console.log(l);
+if (args.record) {
+  await recordSection(join(REPO_ROOT, "BENCHMARKS.md"), "scale", `## Scale: ${vipCount} VIPs, ${nodeCount} nodes\n\n${body}`);
+  log("recorded in BENCHMARKS.md");
+}
+process.exit(0);
