@@ -227,6 +227,8 @@ interface LabCost {
 interface Sends {
   netlinkCallsPerS: number;
   netlinkMsgsPerS: number;
+  /** Netlink messages per second by protocol and type ("ROUTE RTM_NEWADDR"). */
+  byType: [string, number][];
   /** sendto on other sockets, by kind (PACKET, RAW (ICMPv6), TCP). */
   otherPerS: [string, number][];
 }
@@ -241,16 +243,25 @@ async function traceSends(lab: Lab, node: LabNode, s: number): Promise<Sends> {
   const lines = readFileSync(out, "utf8").split("\n").filter((l) => /\bsendto\(\d+</.test(l));
   let netlinkCalls = 0;
   let netlinkMsgs = 0;
+  const types = new Map<string, number>();
   const other = new Map<string, number>();
+  const perS = (m: Map<string, number>) => [...m].map(([k, n]): [string, number] => [k, n / s]).sort((a, b) => b[1] - a[1]);
   for (const l of lines) {
     const kind = /sendto\(\d+<([A-Z0-9]+)/.exec(l)?.[1] ?? "?";
-    if (kind === "NETLINK") {
-      netlinkCalls++;
-      // strace decodes the whole buffer; padding after the last message shows as one of length 0.
-      netlinkMsgs += l.match(/nlmsg_len=[1-9]/g)?.length ?? 0;
-    } else other.set(kind, (other.get(kind) ?? 0) + 1);
+    if (kind !== "NETLINK") {
+      other.set(kind, (other.get(kind) ?? 0) + 1);
+      continue;
+    }
+    netlinkCalls++;
+    const protocol = /<NETLINK:\[([A-Z_]+)/.exec(l)?.[1] ?? "?";
+    // strace decodes the whole buffer; padding after the last message shows as one of length 0.
+    for (const m of l.matchAll(/nlmsg_len=[1-9]\d*, nlmsg_type=([^,}]+)/g)) {
+      netlinkMsgs++;
+      const key = `${protocol} ${m[1]}`;
+      types.set(key, (types.get(key) ?? 0) + 1);
+    }
   }
-  return { netlinkCallsPerS: netlinkCalls / s, netlinkMsgsPerS: netlinkMsgs / s, otherPerS: [...other].map(([k, n]): [string, number] => [k, n / s]).sort((a, b) => b[1] - a[1]) };
+  return { netlinkCallsPerS: netlinkCalls / s, netlinkMsgsPerS: netlinkMsgs / s, byType: perS(types), otherPerS: perS(other) };
 }
 
 // --- the client's view ---------------------------------------------------------------
@@ -384,7 +395,7 @@ try {
 
     log(`${k} VIP(s): tracing ${holder.name}'s sendto calls for ${seconds} s`);
     const sends = await traceSends(lab, holder, seconds);
-    log(`${k} VIP(s): netlink ${sends.netlinkCallsPerS.toFixed(2)} sendto/s carrying ${sends.netlinkMsgsPerS.toFixed(2)} messages/s; other sendto/s: ${sends.otherPerS.map(([kind, r]) => `${kind} ${r.toFixed(2)}`).join(", ")}`);
+    log(`${k} VIP(s): netlink ${sends.netlinkCallsPerS.toFixed(2)} sendto/s carrying ${sends.netlinkMsgsPerS.toFixed(2)} messages/s (${sends.byType.map(([t, r]) => `${t} ${r.toFixed(2)}`).join(", ")}); other sendto/s: ${sends.otherPerS.map(([kind, r]) => `${kind} ${r.toFixed(2)}`).join(", ")}`);
     idle.push({ k, holder: holderCost, standby: standbyCost, sends });
 
     if (k === vipCount) {
@@ -459,9 +470,9 @@ const body = [
   "",
   `**Kernel cost of the holder, idle**: \`strace -f -yy -e trace=sendto\` attached to the holder's vipd for ${seconds} s inside its namespace (vipd sends with sendto only); calls on netlink sockets, the netlink messages in them (each nlmsghdr strace decodes), and sendto on other sockets (-yy names each socket: PACKET = ARP, RAW/ICMPv6 = neighbour advertisements, TCP = etcd and the gate's probes).`,
   "",
-  "| VIPs | netlink sendto/s | netlink messages/s | other sendto/s |",
-  "|---|---|---|---|",
-  ...idle.map((r) => `| ${r.k} | ${f2(r.sends.netlinkCallsPerS)} | ${f2(r.sends.netlinkMsgsPerS)} | ${r.sends.otherPerS.map(([kind, x]) => `${kind} ${f2(x)}`).join(", ") || "0"} |`),
+  "| VIPs | netlink sendto/s | netlink messages/s | of which, by protocol and type | other sendto/s |",
+  "|---|---|---|---|---|",
+  ...idle.map((r) => `| ${r.k} | ${f2(r.sends.netlinkCallsPerS)} | ${f2(r.sends.netlinkMsgsPerS)} | ${r.sends.byType.map(([t, x]) => `${t} ${f2(x)}`).join(", ")} | ${r.sends.otherPerS.map(([kind, x]) => `${kind} ${f2(x)}`).join(", ") || "0"} |`),
   "",
   statusRuns.length
     ? `**\`vipd status\`** with ${vipCount} VIPs, in a standby's namespace against its member, wall time including the program's start: median ${ms(latency(statusRuns).median)} ms of ${statusRuns.length} runs (${statusRuns.map(ms).join(", ")} ms); it listed ${statusRows} of ${vipCount} VIPs.`
