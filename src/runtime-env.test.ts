@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { QUIET_RUNTIME, quietRuntime } from "./runtime-env.ts";
 
 const NAMES = Object.keys(QUIET_RUNTIME);
@@ -13,19 +13,22 @@ import { readFileSync } from "node:fs";
 import { quietRuntime } from ${JSON.stringify(join(import.meta.dir, "runtime-env.ts"))};
 quietRuntime();
 const environ = readFileSync("/proc/self/environ", "utf8").split("\\0");
-console.log(JSON.stringify({ pid: process.pid, environ, env: process.env }));
+const comm = readFileSync("/proc/self/comm", "utf8").trim();
+console.log(JSON.stringify({ pid: process.pid, comm, environ, env: process.env }));
 `;
 
 async function probe(env: Record<string, string>) {
   const p = Bun.spawn([process.execPath, "-e", PROBE], { env, stdout: "pipe", stderr: "inherit" });
   const out = await new Response(p.stdout).text();
   expect(await p.exited).toBe(0);
-  return { spawned: p.pid, ...(JSON.parse(out) as { pid: number; environ: string[]; env: Record<string, string> }) };
+  return { spawned: p.pid, ...(JSON.parse(out) as { pid: number; comm: string; environ: string[]; env: Record<string, string> }) };
 }
 
 test("re-executes itself, as the same process, with the settings; hands none of them on", async () => {
   const r = await probe({ PATH: process.env.PATH ?? "", KEEP: "1" });
   expect(r.pid).toBe(r.spawned);
+  // The same file again, so the same name as the binary started with.
+  expect(r.comm).toBe(basename(process.execPath).slice(0, 15));
   for (const name of NAMES) {
     expect(r.environ).toContain(`${name}=${QUIET_RUNTIME[name]}`);
     expect(r.env[name]).toBeUndefined();

@@ -6,7 +6,7 @@
 // scavenger (BENCHMARKS.md, "Idle cost", measures them). So `vipd run`
 // executes itself once more, as the same process, with these set.
 import { readFileSync } from "node:fs";
-import { execve } from "./kernel/ffi/libc.ts";
+import { execFileName, execve } from "./kernel/ffi/libc.ts";
 
 export const QUIET_RUNTIME: Readonly<Record<string, string>> = {
   // JIT compiles happen on the main thread, between events, instead of
@@ -52,5 +52,7 @@ export function quietRuntime(env: Record<string, string | undefined> = process.e
     ...missing.map((name) => `${name}=${QUIET_RUNTIME[name]}`),
     `${ADDED}=${missing.join(",")}`,
   ];
-  execve("/proc/self/exe", argv, next);
+  // The very file the kernel started, not /proc/self/exe: the process keeps
+  // its name (ps, journald's _COMM), which the kernel takes from this path.
+  execve(execFileName() ?? "/proc/self/exe", argv, next);
 }

@@ -6,7 +6,7 @@
 // __errno_location() immediately after the failing call, in the same
 // synchronous stretch of JavaScript, so no other call on this thread can
 // overwrite it in between.
-import { dlopen, FFIType, ptr as addressOf, read, type Pointer } from "bun:ffi";
+import { CString, dlopen, FFIType, ptr as addressOf, read, type Pointer } from "bun:ffi";
 
 const { i32, u32, i64_fast, ptr, u64_fast } = FFIType;
 
@@ -20,6 +20,7 @@ const lib = dlopen("libc.so.6", {
   setsockopt: { args: [i32, i32, i32, ptr, u32], returns: i32 },
   getsockname: { args: [i32, ptr, ptr], returns: i32 },
   execve: { args: [ptr, ptr, ptr], returns: i32 },
+  getauxval: { args: [u64_fast], returns: ptr },
   __errno_location: { args: [], returns: ptr },
 });
 
@@ -117,6 +118,17 @@ export function execve(path: string, argv: readonly string[], env: readonly stri
     return a;
   });
   return result(s.execve(cstr(path), argvPtrs!, envPtrs!));
+}
+
+const AT_EXECFN = 31;
+
+/**
+ * The file name this process was started with, as its execve got it
+ * (relative, or through a symbolic link, as the case may be); null if unknown.
+ */
+export function execFileName(): string | null {
+  const p = s.getauxval(AT_EXECFN) as Pointer | null;
+  return p === null ? null : new CString(p).toString();
 }
 
 // Constants from <sys/socket.h>, <linux/netlink.h>, <linux/if_ether.h>. They are
