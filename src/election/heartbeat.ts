@@ -34,7 +34,7 @@ export interface HeartbeatEvents extends Record<string, unknown> {
   /** A heartbeat committed: every guarded key is proven from sentAt. */
   committed: { sentAt: number; revision: string; guarded: readonly Guarded[]; rttMs: number };
   /** The guard failed on these VIPs' keys: someone deleted them (a takeover, an operator, the lease). */
-  deposed: { vips: readonly string[] };
+  deposed: { keys: readonly Guarded[] };
   /** Our agent record is gone, or belongs to another run now. */
   evicted: { reason: string; by: Incarnation | null };
   /** A heartbeat could not be sent or was not answered; the loop goes on. */
@@ -225,8 +225,8 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
       });
       return;
     }
-    const lost = guarded.filter((g, i) => keys[i]?.[0]?.create_revision !== g.createRevision).map((g) => g.vip);
-    if (lost.length) this.emit("deposed", { vips: lost });
+    const lost = guarded.filter((g, i) => keys[i]?.[0]?.create_revision !== g.createRevision);
+    if (lost.length) this.emit("deposed", { keys: lost });
     // The rest are still ours: prove them without waiting for the next interval.
     this.#send();
   }

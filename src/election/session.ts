@@ -100,6 +100,8 @@ export class Session extends Emitter<SessionEvents> {
   #loop: Promise<void> | null = null;
   readonly #releasing = new Set<string>();
   #heads = new Set<string>();
+  /** Keys this run released itself ("vip createRevision"), the latest RELEASES_KEPT. */
+  readonly #released = new Set<string>();
   /** Takeovers asked for in this turn of the loop, sent together at its end. */
   #takeovers: TakeoverAsk[] = [];
   /** The MACs value in etcd for this registration, as written; null: not yet. */
@@ -234,6 +236,14 @@ export class Session extends Emitter<SessionEvents> {
       const serving = new Set(this.#o.serving());
       const still = vips.filter((v) => serving.has(v));
       if (still.length) throw new Error(`releasing ${still.join(", ")}: still on the link`);
+      for (const v of vips) {
+        const key = this.mine(v);
+        if (key) this.#released.add(`${v} ${key.createRevision}`);
+      }
+      for (const k of this.#released) {
+        if (this.#released.size <= RELEASES_KEPT) break;
+        this.#released.delete(k);
+      }
       const res = await this.#o.conn.client.kv.txn({
         compare: [{ key: Buffer.from(agentKey(this.#s.prefix, this.#s.node)), target: "Create", result: "Equal", create_revision: this.#agentRevision }],
         success: [
@@ -475,10 +485,14 @@ export class Session extends Emitter<SessionEvents> {
       this.#lastHeartbeatError = describeEtcdError(new Error(reason), this.#s.endpoints);
     });
     hb.on("stalled", ({ silentMs }) => this.#o.log.warn("etcd answered no heartbeat; reconnecting", { silentMs }));
-    hb.on("deposed", ({ vips }) => {
+    hb.on("deposed", ({ keys }) => {
       this.emit("heartbeat", { result: "deposed" });
-      hb.forget((g) => !vips.includes(g.vip));
-      this.emit("deposed", { vips });
+      const gone = new Set(keys.map((k) => k.vip));
+      hb.forget((g) => !gone.has(g.vip));
+      // A heartbeat sent before one of our own releases committed after it
+      // (they may take different connections): that key's absence is no news.
+      const vips = [...new Set(keys.filter((k) => !this.#released.has(`${k.vip} ${k.createRevision}`)).map((k) => k.vip))];
+      if (vips.length) this.emit("deposed", { vips });
       this.emit("changed", {});
     });
     hb.on("evicted", ({ reason, by }) => {
@@ -746,3 +760,6 @@ export class Session extends Emitter<SessionEvents> {
     };
   }
 }
+
+/** Enough for every VIP's last few releases: heartbeats in flight outlive a release by seconds at most. */
+const RELEASES_KEPT = 1024;
