@@ -9,7 +9,10 @@
 //   retried on the same HTTP/2 connection: over a half-open TCP link (a peer
 //   that vanished without a FIN) it would hang until TCP gives up, minutes
 //   later. Each client gets its own subchannel pool, or grpc-js would hand
-//   the new client the old TCP connection.
+//   the new client the old TCP connection. The price: each of etcd3's
+//   service clients that is used (KV, Lease, Watch, and Maintenance for the
+//   version check) holds its own TCP connection to the endpoint, three or
+//   four per agent instead of one.
 // - Watches require a leader (etcd's `hasleader` metadata): a member cut off
 //   from its cluster then cancels the stream instead of staying silent.
 // - Over TLS each endpoint's channel checks the server certificate against
