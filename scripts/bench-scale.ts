@@ -248,7 +248,8 @@ async function traceSends(lab: Lab, node: LabNode, s: number): Promise<Sends> {
   const other = new Map<string, number>();
   const perS = (m: Map<string, number>) => [...m].map(([k, n]): [string, number] => [k, n / s]).sort((a, b) => b[1] - a[1]);
   for (const l of lines) {
-    const kind = /sendto\(\d+<([A-Z0-9]+)/.exec(l)?.[1] ?? "?";
+    // strace names what sock_diag tells it; the announcement sockets come out unnamed.
+    const kind = /sendto\(\d+<([A-Z0-9]+)/.exec(l)?.[1] ?? "unnamed";
     if (kind !== "NETLINK") {
       other.set(kind, (other.get(kind) ?? 0) + 1);
       continue;
@@ -427,12 +428,25 @@ try {
   for (const n of lab.nodes) {
     for (const f of readdirSync(n.dir).filter((x) => x.startsWith("vipd") && x.endsWith(".log"))) {
       for (const l of readFileSync(join(n.dir, f), "utf8").split("\n")) {
-        if (/"level":"(error|warn)"/.test(l)) errorLines.push(`${n.name}: ${l.slice(0, 300)}`);
+        if (/"level":"(error|warn)"/.test(l)) errorLines.push(`${n.name}: ${l}`);
       }
     }
   }
 } finally {
   await lab.destroy();
+}
+
+/** "n1 released VIP (reason)" → count, most frequent first. */
+function byMessage(lines: readonly string[]): [string, number][] {
+  const counts = new Map<string, number>();
+  for (const l of lines) {
+    const node = l.slice(0, l.indexOf(":"));
+    const msg = /"msg":"([^"]{0,80})/.exec(l)?.[1] ?? "?";
+    const reason = /"reason":"([^"]{0,80})/.exec(l)?.[1];
+    const key = `${node} "${msg}"${reason ? ` (${reason})` : ""}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return [...counts].sort((a, b) => b[1] - a[1]);
 }
 
 // --- the report ------------------------------------------------------------------------
@@ -469,7 +483,7 @@ const body = [
   "|---|---|---|---|---|---|---|---|",
   ...idle.map((r) => `| ${r.k} | ${f2(r.holder.callsPerS)} | ${r.holder.byMethod.map(([m, x]) => `${m} ${f2(x)}`).join(", ")} | ${f2(r.holder.streamMsgsPerS)} | ${r.holder.watchStreams} / ${r.holder.watchers} | ${f2(r.standby.callsPerS)} | ${f2(r.standby.streamMsgsPerS)} | ${r.standby.watchStreams} / ${r.standby.watchers} |`),
   "",
-  `**Kernel cost of the holder, idle**: \`strace -f -yy -e trace=sendto\` attached to the holder's vipd for ${seconds} s inside its namespace (vipd sends with sendto only); calls on netlink sockets, the netlink messages in them (each nlmsghdr strace decodes), and sendto on other sockets (-yy names each socket: PACKET = ARP, RAW/ICMPv6 = neighbour advertisements, TCP = etcd and the gate's probes).`,
+  `**Kernel cost of the holder, idle**: \`strace -f -yy -e trace=sendto\` attached to the holder's vipd for ${seconds} s inside its namespace (vipd sends with sendto only); calls on netlink sockets, the netlink messages in them (each nlmsghdr strace decodes), and sendto on other sockets (-yy names each socket: TCP = etcd and the gate's probes; the announcement sockets, ARP and neighbour advertisements, come out unnamed).`,
   "",
   "| VIPs | netlink sendto/s | netlink messages/s | of which, by protocol and type | other sendto/s |",
   "|---|---|---|---|---|",
@@ -483,10 +497,12 @@ const body = [
     ? `**What the lab costs this machine**, idle with ${vipCount} VIPs over ${seconds} s: ${nodeCount} etcd members ${labCost.etcdRssMiB.toFixed(0)} MiB RSS, ${labCost.etcdCpu.toFixed(1)} % of one core; ${nodeCount} vipd agents ${labCost.vipdRssMiB.toFixed(0)} MiB RSS, ${labCost.vipdCpu.toFixed(1)} % of one core, of which the holder ${labCost.holderCpu.toFixed(1)} % (the machine: ${navigator.hardwareConcurrency} cores, ${memTotalMiB().toFixed(0)} MiB of memory).`
     : "",
   "",
-  errorLines.length ? `vipd logged ${errorLines.length} warning or error line(s) in the run; the first: \`${errorLines[0]!.replace(/`/g, "'")}\`` : "vipd logged no warnings or errors in the run.",
+  errorLines.length
+    ? `vipd logged ${errorLines.length} warning or error line(s) in the run, by node and message: ${byMessage(errorLines).map(([m, n]) => `${n} × ${m}`).join("; ")}.`
+    : "vipd logged no warnings or errors in the run.",
 ].join("\n");
 console.log(`\n${body}\n`);
-for (const l of errorLines.slice(0, 20)) console.log(l);
+for (const l of errorLines.slice(0, 20)) console.log(l.slice(0, 300));
 if (args.record) {
   await recordSection(join(REPO_ROOT, "BENCHMARKS.md"), "scale", `## Scale: ${vipCount} VIPs, ${nodeCount} nodes\n\n${body}`);
   log("recorded in BENCHMARKS.md");
