@@ -41,7 +41,8 @@ export class LinkWatch {
   static async open(names: Iterable<string>, rtnl: Rtnl, log: Logger, on: LinkWatchEvents): Promise<LinkWatch> {
     const w = new LinkWatch(rtnl, log, on);
     for (const name of new Set(names)) await w.refresh(name);
-    w.#events = LinkEvents.open((e) => w.#onEvent(e));
+    // The echoes of our own address changes carry no news: the kernel drops them.
+    w.#events = LinkEvents.open((e) => w.#onEvent(e), { ownPort: rtnl.portId() });
     return w;
   }
 

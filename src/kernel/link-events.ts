@@ -3,6 +3,7 @@
 // which is also why a lost batch (ENOBUFS) is reported as a single "overrun".
 import { NetlinkSocket, type Received } from "./netlink.ts";
 import { type Address, decodeAddress, RTM_DELADDR, RTM_NEWADDR } from "./wire/address.ts";
+import { encodeBpf, notFromPortFilter } from "./wire/bpf.ts";
 import { decodeLink, type Link, RTM_DELLINK, RTM_NEWLINK } from "./wire/link.ts";
 import { type NetlinkMessage, WireError } from "./wire/netlink.ts";
 
@@ -26,9 +27,17 @@ export class LinkEvents {
     sock.listen((batch) => this.deliver(batch));
   }
 
-  /** Subscribes in the calling thread's current namespace. */
-  static open(onEvent: (e: KernelEvent) => void): LinkEvents {
-    const sock = NetlinkSocket.open({ groups: RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, kernelOnly: true });
+  /**
+   * Subscribes in the calling thread's current namespace. `ownPort`: the
+   * port ID of the caller's own rtnetlink request socket, whose changes
+   * (echoed back as notifications) are no news and are dropped by the kernel.
+   */
+  static open(onEvent: (e: KernelEvent) => void, opts: { ownPort?: number } = {}): LinkEvents {
+    const sock = NetlinkSocket.open({
+      groups: RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
+      kernelOnly: true,
+      ...(opts.ownPort !== undefined ? { filter: encodeBpf(notFromPortFilter(opts.ownPort)) } : {}),
+    });
     return new LinkEvents(sock, onEvent);
   }
 

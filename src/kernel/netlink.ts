@@ -5,6 +5,7 @@
 // could keep a VIP past the moment it must be dropped.
 import {
   AF_NETLINK,
+  attachFilter,
   bind,
   close,
   connect,
@@ -80,6 +81,8 @@ export interface NetlinkOptions {
    * used to time building and sending one. Injectable so tests can make a send slow.
    */
   clock?: () => number;
+  /** A classic BPF program (wire/bpf.ts) the kernel runs on each datagram before queueing it. */
+  filter?: Uint8Array;
   /**
    * Connect to the kernel (port 0), so that the kernel refuses unicast from
    * any other sender to this socket. Required by listen(), which reads with
@@ -141,6 +144,11 @@ export class NetlinkSocket {
     // without STRICT_CHK (kernels before 4.20) dumps are filtered here instead.
     setsockoptInt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1);
     setsockoptInt(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1);
+    // Before bind, which joins the groups: no datagram arrives unfiltered.
+    if (opts.filter) {
+      const f = attachFilter(fd, opts.filter);
+      if (f < 0) fail("attaching a socket filter", f);
+    }
     const r = bind(fd, encodeSockaddrNl(0, opts.groups ?? 0));
     if (r < 0) fail("binding", r);
     if (opts.kernelOnly) {

@@ -72,6 +72,11 @@ export class Rtnl {
     this.sock.close();
   }
 
+  /** The socket's netlink port ID: the kernel stamps the notifications our changes cause with it. */
+  portId(): number {
+    return this.sock.portId();
+  }
+
   /** Datagrams and messages this socket has sent to the kernel. */
   get sent(): { readonly datagrams: number; readonly messages: number } {
     return { ...this.sock.sent };

@@ -83,6 +83,27 @@ describe.skipIf(!isRoot)("LinkEvents", () => {
     });
   }
 
+  test("with ownPort, the echoes of our own IPv4 changes are dropped; changes by anyone else still arrive", async () => {
+    const quiet: KernelEvent[] = [];
+    const filtered = inNetns(host.ns, () => LinkEvents.open((e) => quiet.push(e), { ownPort: rtnl.portId() }));
+    try {
+      const ip = "192.0.2.41";
+      // The unfiltered watcher is the witness that each change did make a notification.
+      await expectEvent(`${ip} added`, () => rtnl.addAddress("eth0", ip, 30), addrEvent(ip, false));
+      await expectEvent(`${ip} refreshed`, () => rtnl.replaceAddress("eth0", ip, 20), (e): e is KernelEvent => addrEvent(ip, false)(e) && e.address.validLifetime <= 20);
+      await expectEvent(`${ip} removed`, () => rtnl.deleteAddress("eth0", ip), addrEvent(ip, true));
+      // The same address, changed by another process (ip), reaches the filtered watcher.
+      await seg.ip(host.ns, "addr", "add", `${ip}/32`, "dev", "eth0");
+      await waitFor("the hand-made address on the filtered watcher", () => quiet.some(addrEvent(ip, false)), 2000, 5);
+      await seg.ip(host.ns, "addr", "del", `${ip}/32`, "dev", "eth0");
+      await waitFor("its removal too", () => quiet.some(addrEvent(ip, true)), 2000, 5);
+      // Exactly those two: none of our own three.
+      expect(quiet.filter((e) => e.type === "address" && e.address.address === ip).map((e) => e.type === "address" && e.deleted)).toEqual([false, true]);
+    } finally {
+      filtered.close();
+    }
+  });
+
   test("a removed link arrives as a deleted link event", async () => {
     await seg.ip(host.ns, "link", "add", "mv1", "link", "eth0", "type", "macvlan", "mode", "bridge");
     await expectEvent("mv1 deleted", () => seg.ip(host.ns, "link", "del", "mv1"), linkEvent("mv1", (e) => e.deleted));

@@ -1,7 +1,7 @@
 // Classic BPF socket filters (socket(7) SO_ATTACH_FILTER, the cBPF of
 // <linux/filter.h>): a few instructions the kernel runs on every frame a
-// packet socket would receive, keeping only those the program accepts. Pure:
-// instructions to bytes.
+// packet socket (or datagram a netlink socket) would receive, keeping only
+// those the program accepts. Pure: instructions to bytes.
 
 /** One instruction, struct sock_filter. */
 export interface BpfInstruction {
@@ -16,6 +16,8 @@ export interface BpfInstruction {
 export const Bpf = Object.freeze({
   /** BPF_LD | BPF_B | BPF_ABS: A = the byte at offset k of the frame. */
   LOAD_BYTE: 0x30,
+  /** BPF_LD | BPF_W | BPF_ABS: A = the 4 bytes at offset k, read big-endian. */
+  LOAD_WORD: 0x20,
   /** BPF_JMP | BPF_JEQ | BPF_K: if A == k skip jt, else skip jf. */
   JUMP_IF_EQUAL: 0x15,
   /** BPF_RET | BPF_K: keep k bytes of the frame (0: drop it). */
@@ -67,6 +69,30 @@ export function neighborAdvertisementFilter(): BpfInstruction[] {
     { code: Bpf.LOAD_BYTE, jt: 0, jf: 0, k: ICMPV6_TYPE_AT },
     { code: Bpf.JUMP_IF_EQUAL, jt: 0, jf: 1, k: 136 },
     { code: Bpf.RETURN, jt: 0, jf: 0, k: 0x40000 },
+    { code: Bpf.RETURN, jt: 0, jf: 0, k: 0 },
+  ];
+}
+
+/** Where nlmsghdr's nlmsg_pid sits: after nlmsg_len (4), nlmsg_type (2), nlmsg_flags (2), nlmsg_seq (4). */
+const NLMSG_PID_AT = 12;
+
+/**
+ * Drops netlink datagrams whose first message carries `portId` as its
+ * nlmsg_pid, for an rtnetlink event socket. The kernel stamps the
+ * notifications an rtnetlink request causes with the requesting socket's
+ * port ID (IPv4 address changes do; IPv6 ones carry 0), so this keeps a
+ * process from waking for the echo of its own changes: vipd refreshes every
+ * held IPv4 VIP four times a second, and knows what it did. Notifications
+ * are one message per datagram. nlmsg_pid is host-endian (little-endian,
+ * the only hosts vipd runs on) and BPF loads words big-endian: the constant
+ * is swapped to match.
+ */
+export function notFromPortFilter(portId: number): BpfInstruction[] {
+  const swapped = (((portId & 0xff) << 24) | ((portId & 0xff00) << 8) | ((portId >>> 8) & 0xff00) | (portId >>> 24)) >>> 0;
+  return [
+    { code: Bpf.LOAD_WORD, jt: 0, jf: 0, k: NLMSG_PID_AT },
+    { code: Bpf.JUMP_IF_EQUAL, jt: 1, jf: 0, k: swapped },
+    { code: Bpf.RETURN, jt: 0, jf: 0, k: 0xffffffff },
     { code: Bpf.RETURN, jt: 0, jf: 0, k: 0 },
   ];
 }
