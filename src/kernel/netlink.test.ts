@@ -56,6 +56,20 @@ describe("NetlinkSocket.request", () => {
     expect(sock.drain("checking for leftovers").messages).toEqual([]);
   });
 
+  test("each message of a datagram adds 0.1 ms to what counts as a slow send", async () => {
+    // 100 lookups in one datagram: 11 ms is within 2 + 100 × 0.1; 13 ms is not.
+    const hundred = () => Array.from({ length: 100 }, () => getLinkRequest({ index: LO }));
+    const within = slowSends(11, 1);
+    sock = NetlinkSocket.open({ clock: within.clock });
+    await sock.request(hundred, "looking up link 1 a hundred times");
+    expect(within.sends()).toBe(1);
+    sock.close();
+    const beyond = slowSends(13, 1);
+    sock = NetlinkSocket.open({ clock: beyond.clock });
+    await sock.request(hundred, "looking up link 1 a hundred times");
+    expect(beyond.sends()).toBe(2);
+  });
+
   test("resends are bounded: three sends in all, however slow", async () => {
     sock = NetlinkSocket.open({ clock: slowSends(50, Infinity).clock });
     let builds = 0;
