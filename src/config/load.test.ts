@@ -184,6 +184,9 @@ describe("precedence: flags > environment > file > defaults", () => {
     const s = settings(file, { env });
     expect([s.nodeName, s.election.leaseTTL, s.etcd.endpoints, s.log.level]).toEqual(["from-env", 20, ["https://e1:2379", "https://e2:2379"], "warn"]);
   });
+  test("VIPD_RUNTIME_ENV, vipd run's own restart marker (empty: skip the restart), is no unknown variable", () => {
+    for (const value of ["", "MIMALLOC_PURGE_DELAY"]) expect(settings(file, { env: { VIPD_RUNTIME_ENV: value } }).nodeName).toBe("from-file");
+  });
   test("flags over environment", () => {
     const env = { VIPD_NODE_NAME: "from-env", VIPD_LEASE_TTL: "20", VIPD_LOG_FORMAT: "pretty" };
     const flags = { "node-name": "from-flag", "lease-ttl": "30", "log-format": "json", "apiserver-insecure-skip-verify": true };

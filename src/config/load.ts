@@ -103,7 +103,9 @@ function fileLayer(doc: Record<string, unknown>, index: number, issues: ConfigIs
 
 function envLayer(env: LoadInput["env"], issues: ConfigIssue[]): Layer {
   const layer: Layer = new Map();
-  const known = new Set(FLAGS.flatMap((s) => (s.env ? [s.env] : [])));
+  // VIPD_RUNTIME_ENV is no setting: `vipd run` restarts itself with it, and an
+  // operator sets it empty to skip that restart (runtime-env.ts).
+  const known = new Set([...FLAGS.flatMap((s) => (s.env ? [s.env] : [])), "VIPD_RUNTIME_ENV"]);
   for (const [name, text] of Object.entries(env)) {
     // An unknown VIPD_ variable is almost always a typo of a known one.
     if (name.startsWith("VIPD_") && !known.has(name) && text !== undefined) {
