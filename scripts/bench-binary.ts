@@ -6,7 +6,7 @@
 import { statSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { latency, machine, ms, recordSection } from "../test/lab/bench.ts";
+import { latency, machine, ms, recordSection } from "./lib/bench.ts";
 import { startEtcdCluster } from "../test/lab/etcd.ts";
 import { Segment } from "../test/lab/netns.ts";
 import { sh, sleep } from "../test/lab/sh.ts";

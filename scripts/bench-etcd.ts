@@ -18,7 +18,7 @@ import { currentIncarnation } from "../src/election/incarnation.ts";
 import { heartbeatKey, prefixEnd } from "../src/election/keys.ts";
 import { monotonicClock } from "../src/election/proof.ts";
 import { Session } from "../src/election/session.ts";
-import { machine, recordSection } from "../test/lab/bench.ts";
+import { machine, recordSection } from "./lib/bench.ts";
 import { startEtcd } from "../test/lab/etcd.ts";
 import { sleep, waitFor } from "../test/lab/sh.ts";
 

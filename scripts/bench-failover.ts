@@ -34,9 +34,9 @@ import { Lab, REPO_ROOT } from "../test/lab/cluster.ts";
 import { type Fault, FAULT_IDS, FAULTS, type FaultId, faultsByName } from "../test/lab/faults.ts";
 import { implementationsByName, vipd, vipdAvailable, type VipImplementation } from "../test/lab/implementations.ts";
 import { CI_ALLOWANCE, vipdBounds } from "../test/lab/bounds.ts";
-import { evaluateTargets, markdownReport, SERVE_P95_TARGET_MS, spliceBetweenMarkers } from "../test/lab/report.ts";
+import { evaluateTargets, markdownReport, SERVE_P95_TARGET_MS, spliceBetweenMarkers } from "./lib/report.ts";
 import { formatMs } from "../test/lab/stats.ts";
-import { timelineSvg } from "../test/lab/timeline-svg.ts";
+import { timelineSvg } from "./lib/timeline-svg.ts";
 import {
   resetImplementation,
   runTrial,

@@ -22,7 +22,7 @@
 // RSS (/proc, sampled every 200 ms). Needs root; nothing leaves the lab.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { labBenchArgs, machine, recordSection } from "../test/lab/bench.ts";
+import { labBenchArgs, machine, recordSection } from "./lib/bench.ts";
 import { REPO_ROOT } from "../test/lab/cluster.ts";
 import { parsePrometheusText, sampleValue } from "../test/lab/prom-text.ts";
 import { sh, waitFor } from "../test/lab/sh.ts";

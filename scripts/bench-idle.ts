@@ -13,7 +13,7 @@
 // left shows where it comes from. Needs root; nothing leaves the lab.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { labBenchArgs, machine, recordSection } from "../test/lab/bench.ts";
+import { labBenchArgs, machine, recordSection } from "./lib/bench.ts";
 import { Lab, REPO_ROOT } from "../test/lab/cluster.ts";
 import { keepalived, vipd, type VipImplementation } from "../test/lab/implementations.ts";
 import { waitFor } from "../test/lab/sh.ts";

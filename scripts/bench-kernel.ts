@@ -6,7 +6,7 @@
 //   bun scripts/bench-kernel.ts --record   also write them into BENCHMARKS.md
 import { Announcer } from "../src/kernel/announce.ts";
 import { Rtnl } from "../src/kernel/rtnl.ts";
-import { type Latency, latency, machine, ms, recordSection, timed } from "../test/lab/bench.ts";
+import { type Latency, latency, machine, ms, recordSection, timed } from "./lib/bench.ts";
 import { type Host, inNetns, Segment } from "../test/lab/netns.ts";
 
 const ROUNDS = 1000;

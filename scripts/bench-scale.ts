@@ -21,7 +21,7 @@
 // With all VIPs, `vipd status` is run five times in a standby's namespace.
 // Then, at each VIP count, a graceful hand-over (SIGTERM to the holder) and,
 // from a fresh start, a crash (SIGKILL of the holder's process tree), each
-// timed from the client namespace, where vips-probe-worker.ts probes every
+// timed from the client namespace, where lib/vips-probe-worker.ts probes every
 // VIP on :6443 to see which node answers: the time from the signal to the
 // first answer from another node, per VIP, whose maximum is when the last VIP
 // came back; and what vipd logged meanwhile ("released VIP", "acquired VIP"),
@@ -30,7 +30,7 @@
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { latency, machine, ms, recordSection } from "../test/lab/bench.ts";
+import { latency, machine, ms, recordSection } from "./lib/bench.ts";
 import { vipdBounds } from "../test/lab/bounds.ts";
 import { APISERVER_PORT, Lab, type LabNode, labNow, processTree, REPO_ROOT } from "../test/lab/cluster.ts";
 import { vipd } from "../test/lab/implementations.ts";
@@ -295,7 +295,7 @@ const span = (xs: number[]): [number, number] | null => (xs.length ? [Math.min(.
 /** Signals the holder's vipd with sig (tree: every process) and times, per VIP, the first answer from another node. */
 async function timeMove(lab: Lab, vips: readonly string[], holder: LabNode, kill: () => void): Promise<Move> {
   const { proc, stdout } = lab.spawnClient("vips-prober", [
-    process.execPath, join(REPO_ROOT, "test", "lab", "vips-probe-worker.ts"), String(APISERVER_PORT), String(probeEveryMs), "1000", holder.name, ...vips,
+    process.execPath, join(import.meta.dir, "lib", "vips-probe-worker.ts"), String(APISERVER_PORT), String(probeEveryMs), "1000", holder.name, ...vips,
   ]);
   const answers: { vip: string; d: number; ok: boolean; node?: string }[] = [];
   const reading = (async () => {

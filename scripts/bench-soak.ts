@@ -34,13 +34,13 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { latency, machine, ms, recordSection } from "../test/lab/bench.ts";
+import { latency, machine, ms, recordSection } from "./lib/bench.ts";
 import { Lab, type LabNode, REPO_ROOT } from "../test/lab/cluster.ts";
 import { etcdLeader, etcdRange } from "../test/lab/etcd-admin.ts";
 import { vipd } from "../test/lab/implementations.ts";
-import { Operator } from "../test/lab/operator.ts";
+import { Operator } from "./lib/operator.ts";
 import { waitFor } from "../test/lab/sh.ts";
-import { curlIn, healthzRoundTrips, metricSum, type MemberSample, type ProcessSample, sampleMember, sampleProcess } from "../test/lab/soak-sample.ts";
+import { curlIn, healthzRoundTrips, metricSum, type MemberSample, type ProcessSample, sampleMember, sampleProcess } from "./lib/soak-sample.ts";
 
 const { values: args } = parseArgs({
   options: {

@@ -5,7 +5,7 @@
 //
 //   npm run bench:unit [-- --record]
 import { join } from "node:path";
-import { machine, recordSection } from "../test/lab/bench.ts";
+import { machine, recordSection } from "./lib/bench.ts";
 import { exposure, KEEPALIVED_UNIT } from "../test/lab/systemd-analyze.ts";
 import { sh } from "../test/lab/sh.ts";
 

@@ -4,7 +4,7 @@
 // answers in order. Killed by PID on stop() or when the script exits.
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { type Lab, REPO_ROOT } from "./cluster.ts";
+import { type Lab, REPO_ROOT } from "../../test/lab/cluster.ts";
 
 export type OperatorRequest =
   | { op: "handover"; endpoint: string }

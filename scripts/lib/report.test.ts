@@ -1,10 +1,10 @@
 // The benchmark's verdicts and its markdown, on hand-made trial results.
 import { describe, expect, test } from "bun:test";
-import type { FaultId } from "./faults.ts";
-import type { ImplementationId } from "./implementations.ts";
+import type { FaultId } from "../../test/lab/faults.ts";
+import type { ImplementationId } from "../../test/lab/implementations.ts";
 import { aggregate, BEGIN, END, evaluateTargets, markdownReport, spliceBetweenMarkers } from "./report.ts";
 import { timelineSvg } from "./timeline-svg.ts";
-import type { TrialFailure, TrialResult } from "./trial.ts";
+import type { TrialFailure, TrialResult } from "../../test/lab/trial.ts";
 
 function trial(impl: ImplementationId, fault: FaultId, rep: number, over: Partial<TrialResult> = {}): TrialResult {
   return {

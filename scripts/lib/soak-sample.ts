@@ -4,8 +4,8 @@
 // /healthz round trips, and etcd's own count of watch streams, watchers and
 // open gRPC streams. The parsers are pure; the readers are thin.
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import type { LabNode } from "./cluster.ts";
-import { sh } from "./sh.ts";
+import type { LabNode } from "../../test/lab/cluster.ts";
+import { sh } from "../../test/lab/sh.ts";
 
 export const ETCD_CLIENT_PORT = 2379;
 

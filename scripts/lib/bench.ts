@@ -3,7 +3,7 @@
 // so several benchmarks can share the file without overwriting each other.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { quantile } from "./stats.ts";
+import { quantile } from "../../test/lab/stats.ts";
 
 /** Latency of one operation over a series of rounds, in milliseconds. */
 export interface Latency {

@@ -1,10 +1,10 @@
 // From trial results to what a reader gets: one row of statistics per
 // implementation × fault, the targets evaluated PASS/MISS, and the
 // markdown for BENCHMARKS.md. Pure.
-import { FAULTS, type FaultId } from "./faults.ts";
-import type { ImplementationId } from "./implementations.ts";
-import { formatMs, summarize, type Summary } from "./stats.ts";
-import type { TrialFailure, TrialResult } from "./trial.ts";
+import { FAULTS, type FaultId } from "../../test/lab/faults.ts";
+import type { ImplementationId } from "../../test/lab/implementations.ts";
+import { formatMs, summarize, type Summary } from "../../test/lab/stats.ts";
+import type { TrialFailure, TrialResult } from "../../test/lab/trial.ts";
 
 export interface Row {
   impl: ImplementationId;

@@ -4,8 +4,8 @@
 // which node answered (in that node's colour) or that nothing did (red). Two
 // bars in one column of node rows mean two holders. Pure: trial timelines in,
 // SVG text out.
-import { overlap } from "./stats.ts";
-import type { Timeline } from "./trial.ts";
+import { overlap } from "../../test/lab/stats.ts";
+import type { Timeline } from "../../test/lab/trial.ts";
 
 export interface TimelinePanel {
   title: string;
