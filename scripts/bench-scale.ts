@@ -35,7 +35,7 @@ import { vipdBounds } from "../test/lab/bounds.ts";
 import { APISERVER_PORT, Lab, type LabNode, labNow, processTree, REPO_ROOT } from "../test/lab/cluster.ts";
 import { vipd } from "../test/lab/implementations.ts";
 import { type Family, parsePrometheusText } from "../test/lab/prom-text.ts";
-import { sh, sleep, waitFor } from "../test/lab/sh.ts";
+import { forEachLine, sh, sleep, waitFor } from "../test/lab/sh.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -298,19 +298,9 @@ async function timeMove(lab: Lab, vips: readonly string[], holder: LabNode, kill
     process.execPath, join(import.meta.dir, "lib", "vips-probe-worker.ts"), String(APISERVER_PORT), String(probeEveryMs), "1000", holder.name, ...vips,
   ]);
   const answers: { vip: string; d: number; ok: boolean; node?: string }[] = [];
-  const reading = (async () => {
-    const decoder = new TextDecoder();
-    let buf = "";
-    for await (const chunk of stdout) {
-      buf += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (line) answers.push(JSON.parse(line));
-      }
-    }
-  })();
+  const reading = forEachLine(stdout, (line) => {
+    if (line.trim()) answers.push(JSON.parse(line));
+  });
   try {
     await waitFor(`every VIP answered by ${holder.name}`, () => {
       const seen = new Set(answers.filter((a) => a.ok && a.node === holder.name).map((a) => a.vip));

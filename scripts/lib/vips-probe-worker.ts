@@ -11,6 +11,8 @@
 //   {"vip":"192.0.2.128","t":start,"d":end,"ok":true,"node":"n2"}
 //   {"vip":"2001:db8::1:1","t":..,"d":..,"ok":false,"error":"timeout"}
 // t and d are epoch ms on the lab clock (performance.timeOrigin + now()).
+import { atCadence, probeOnce } from "../../test/lab/http-probe.ts";
+
 const [portArg, everyArg, timeoutArg, from, ...vips] = process.argv.slice(2);
 if (!portArg || !everyArg || !timeoutArg || !from || vips.length === 0) {
   console.error("usage: vips-probe-worker.ts PORT EVERY_MS TIMEOUT_MS FROM_NODE VIP...");
@@ -18,47 +20,23 @@ if (!portArg || !everyArg || !timeoutArg || !from || vips.length === 0) {
 }
 const everyMs = Number(everyArg);
 const timeoutMs = Number(timeoutArg);
-const now = () => performance.timeOrigin + performance.now();
 
 let stopping = false;
 process.on("SIGTERM", () => (stopping = true));
 process.on("SIGINT", () => (stopping = true));
 
-async function probe(url: string, vip: string): Promise<Record<string, unknown>> {
-  const t = now();
-  try {
-    const r = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), keepalive: false, headers: { connection: "close" } });
-    const body = (await r.text()).trim();
-    return r.ok ? { vip, t, d: now(), ok: true, node: body } : { vip, t, d: now(), ok: false, error: `HTTP ${r.status}` };
-  } catch (e) {
-    const name = e instanceof Error ? e.name : "";
-    const code = (e as { code?: string }).code;
-    return { vip, t, d: now(), ok: false, error: name === "TimeoutError" || name === "AbortError" ? "timeout" : code ?? String(e) };
-  }
-}
-
 async function loop(vip: string): Promise<void> {
   const url = `http://${vip.includes(":") ? `[${vip}]` : vip}:${portArg}/`;
   let last = "";
   let moved = false;
-  const pending = new Set<Promise<void>>();
-  let next = now();
-  while (!stopping && !moved) {
-    const p = probe(url, vip).then((line) => {
-      if (moved) return;
-      const key = line.ok ? `ok ${line.node}` : `error ${line.error}`;
-      if (key !== last) process.stdout.write(`${JSON.stringify(line)}\n`);
-      last = key;
-      if (line.ok && line.node !== from) moved = true;
-    });
-    pending.add(p);
-    void p.finally(() => pending.delete(p));
-    next += everyMs;
-    const wait = next - now();
-    if (wait > 0) await Bun.sleep(wait);
-    else next = now();
-  }
-  await Promise.all(pending);
+  await atCadence(everyMs, () => stopping || moved, async () => {
+    const line = await probeOnce(url, timeoutMs);
+    if (moved) return;
+    const key = line.ok ? `ok ${line.node}` : `error ${line.error}`;
+    if (key !== last) process.stdout.write(`${JSON.stringify({ vip, ...line })}\n`);
+    last = key;
+    if (line.ok && line.node !== from) moved = true;
+  });
 }
 
 await Promise.all(vips.map(loop));

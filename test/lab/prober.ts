@@ -4,6 +4,7 @@
 import { join } from "node:path";
 import { APISERVER_PORT, type Lab, type LabProcess } from "./cluster.ts";
 import type { ProbeSample } from "./stats.ts";
+import { forEachLine } from "./sh.ts";
 
 export interface ProberOptions {
   everyMs?: number;
@@ -70,24 +71,16 @@ export class Prober {
     await this.done;
   }
 
-  private async read(stdout: ReadableStream<Uint8Array>): Promise<void> {
-    const decoder = new TextDecoder();
-    let buf = "";
-    for await (const chunk of stdout) {
-      buf += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (!line.trim()) continue;
-        const s = parseProbeLine(line);
-        if (s instanceof Error) {
-          this.errors.push(s);
-          continue;
-        }
-        this.samples.push(s);
-        for (const l of this.listeners) l(s);
+  private read(stdout: ReadableStream<Uint8Array>): Promise<void> {
+    return forEachLine(stdout, (line) => {
+      if (!line.trim()) return;
+      const s = parseProbeLine(line);
+      if (s instanceof Error) {
+        this.errors.push(s);
+        return;
       }
-    }
+      this.samples.push(s);
+      for (const l of this.listeners) l(s);
+    });
   }
 }

@@ -26,7 +26,7 @@ import {
   OwnershipLedger,
   ownershipIntervals,
 } from "./ownership.ts";
-import { CommandError, sh, sleep } from "./sh.ts";
+import { CommandError, forEachLine, sh, sleep } from "./sh.ts";
 import type { Interval } from "./stats.ts";
 
 export { type OwnershipEdge, ownershipIntervals } from "./ownership.ts";
@@ -315,20 +315,4 @@ export class OwnershipRecorder {
       this.schedule();
     }, Math.max(0, next - labNow()) + 1);
   }
-}
-
-/** Calls fn for every line of stream until it ends. */
-async function forEachLine(stream: ReadableStream<Uint8Array> | null, fn: (line: string) => void): Promise<void> {
-  if (!stream) return;
-  const decoder = new TextDecoder();
-  let buf = "";
-  for await (const chunk of stream) {
-    buf += decoder.decode(chunk, { stream: true });
-    let nl: number;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      fn(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-    }
-  }
-  if (buf) fn(buf);
 }

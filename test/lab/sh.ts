@@ -49,3 +49,19 @@ export async function waitFor<T>(
     await sleep(everyMs);
   }
 }
+
+/** Calls fn for every line of stream until it ends. */
+export async function forEachLine(stream: ReadableStream<Uint8Array> | null, fn: (line: string) => void): Promise<void> {
+  if (!stream) return;
+  const decoder = new TextDecoder();
+  let buf = "";
+  for await (const chunk of stream) {
+    buf += decoder.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      fn(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+    }
+  }
+  if (buf) fn(buf);
+}
