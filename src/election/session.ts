@@ -487,8 +487,8 @@ export class Session extends Emitter<SessionEvents> {
     hb.on("stalled", ({ silentMs }) => this.#o.log.warn("etcd answered no heartbeat; reconnecting", { silentMs }));
     hb.on("deposed", ({ keys }) => {
       this.emit("heartbeat", { result: "deposed" });
-      const gone = new Set(keys.map((k) => k.vip));
-      hb.forget((g) => !gone.has(g.vip));
+      // Only those keys' proofs: a key this VIP got since (a new join) was proven on its own.
+      hb.forget((g) => !keys.some((k) => k.vip === g.vip && k.createRevision === g.createRevision));
       // A heartbeat sent before one of our own releases committed after it
       // (they may take different connections): that key's absence is no news.
       const vips = [...new Set(keys.filter((k) => !this.#released.has(`${k.vip} ${k.createRevision}`)).map((k) => k.vip))];
