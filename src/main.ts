@@ -48,6 +48,7 @@ try {
     err: (t) => process.stderr.write(t),
     stopRequested,
     reloadRequested: signalStream("SIGHUP"),
+    readStdin: () => Bun.stdin.text(),
   });
 } catch (err) {
   // A bug, not a user error: keep the stack for the report.

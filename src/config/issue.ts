@@ -10,6 +10,10 @@ export interface ConfigIssue {
   expected: string;
   received: string;
   message: string;
+  /** The configuration file the document is in, for issues about a document. */
+  file?: string;
+  /** The line in that file of the field (or of the document), where known. */
+  line?: number;
 }
 
 /**
@@ -59,7 +63,13 @@ export function joinPath(keys: readonly (string | number)[]): string {
   return out;
 }
 
-export function formatIssues(issues: readonly ConfigIssue[]): string {
-  const noun = issues.length === 1 ? "problem" : "problems";
-  return [`${issues.length} configuration ${noun}:`, ...issues.map((i) => `  - ${i.message}`)].join("\n");
+export function formatIssues(issues: readonly ConfigIssue[], what: "problem" | "warning" = "problem"): string {
+  const noun = issues.length === 1 ? what : `${what}s`;
+  return [`${issues.length} configuration ${noun}:`, ...issues.map((i) => `  - ${where(i)}${i.message}`)].join("\n");
+}
+
+/** "vipd.yaml:12: " for an issue about a document of a file, as compilers name a place. */
+function where(i: ConfigIssue): string {
+  if (i.file === undefined) return "";
+  return i.line === undefined ? `${printable(i.file)}: ` : `${printable(i.file)}:${i.line}: `;
 }
