@@ -21,6 +21,7 @@ import { type Asker, askerName, drain, handover, undrain } from "./operate.ts";
 import { parseReloadAnswer, RELOAD_REQUEST, Reloader, reloadExitCode, renderReloadAnswer, type Reread } from "./reload.ts";
 import { readStatus, renderStatusJson, renderStatusTable } from "./status.ts";
 import { BUILD, versionLine } from "./version.ts";
+import { type LinkCheck, preflight } from "./preflight.ts";
 import { waitFor, type WaitFor } from "./wait.ts";
 
 export const VERSION = BUILD.version;
@@ -42,6 +43,8 @@ export interface CliIO {
   readonly reloadRequested?: AsyncIterable<string>;
   /** All of standard input, for `vipd validate -`; absent: there is none. */
   readonly readStdin?: () => Promise<string>;
+  /** Looks up this network namespace's links, for `vipd validate`'s warnings; absent: links are not checked. */
+  readonly links?: LinkCheck;
 }
 
 interface Command {
@@ -83,6 +86,7 @@ const COMMANDS: readonly Command[] = [
       "Warnings, on stderr with exit 0: a TLS file that does not exist yet or that this user may not read (kubeadm writes its",
       "certificates later; vipd's own user may read what yours may not), and an unknown VIPD_ variable (this shell's",
       'environment is not the agent\'s). "vipd run" refuses both.',
+      "Then, about this machine: a VIP's link that is not in this network namespace, a hook program that cannot run.",
     ].join("\n"),
     run: (args, io) => validate(args, io),
   },
@@ -358,6 +362,8 @@ async function validate(args: readonly string[], io: CliIO): Promise<number> {
   }
   const r = settingsFrom("validate", args, io, { file: file === "-" ? STDIN_NAME : file, parsed, ...(text === undefined ? {} : { text }) });
   if (typeof r === "number") return r;
+  const machine = await preflight(r.settings, io.links);
+  if (machine.length > 0) io.err(`${formatIssues(machine, "machine")}\n`);
   for (const line of documentNotes(r)) io.out(`${line}\n`);
   io.out(`${summarize(r.settings)}\n`);
   return EXIT_OK;

@@ -63,9 +63,15 @@ export function joinPath(keys: readonly (string | number)[]): string {
   return out;
 }
 
-export function formatIssues(issues: readonly ConfigIssue[], what: "problem" | "warning" = "problem"): string {
-  const noun = issues.length === 1 ? what : `${what}s`;
-  return [`${issues.length} configuration ${noun}:`, ...issues.map((i) => `  - ${where(i)}${i.message}`)].join("\n");
+const HEADINGS = {
+  problem: (n: number) => `${n} configuration ${n === 1 ? "problem" : "problems"}`,
+  warning: (n: number) => `${n} configuration ${n === 1 ? "warning" : "warnings"}`,
+  machine: (n: number) => `${n} ${n === 1 ? "warning" : "warnings"} about this machine`,
+};
+
+/** The issues as a list under a heading ("2 configuration problems:"), one a line. */
+export function formatIssues(issues: readonly ConfigIssue[], what: keyof typeof HEADINGS = "problem"): string {
+  return [`${HEADINGS[what](issues.length)}:`, ...issues.map((i) => `  - ${where(i)}${i.message}`)].join("\n");
 }
 
 /** "vipd.yaml:12: " for an issue about a document of a file, as compilers name a place. */

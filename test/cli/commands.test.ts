@@ -17,7 +17,7 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function cli(argv: string[], env: Record<string, string> = {}, stdin?: string) {
+async function cli(argv: string[], env: Record<string, string> = {}, stdin?: string, more: Partial<CliIO> = {}) {
   let out = "";
   let err = "";
   const io: CliIO = {
@@ -29,6 +29,7 @@ async function cli(argv: string[], env: Record<string, string> = {}, stdin?: str
     err: (t) => void (err += t),
     stopRequested: new Promise(() => {}),
     ...(stdin === undefined ? {} : { readStdin: async () => stdin }),
+    ...more,
   };
   const code = await runCli(io);
   return { code, out, err };
@@ -123,6 +124,34 @@ describe("vipd validate", () => {
     expect(run.err).toContain("environment VIPD_HOLD_TIM: unknown variable");
   });
 
+  test("about this machine: a VIP's link that is not here, a hook that cannot run; warnings after the file's, exit 0", async () => {
+    const hook = file("hook.sh", "#!/bin/sh\n"); // not executable
+    const text = `${GOOD}---\n${GOOD.replace("192.0.2.15", "192.0.2.16").replace("eth0", "vlan7")}---\napiVersion: v1alpha1\nkind: VIPAgentConfig\nhooks:\n  acquired: [${hook}]\n  fenced: [${join(dir, "nope")}]\n`;
+    const asked: string[][] = [];
+    const links = async (names: readonly string[]) => {
+      asked.push([...names]);
+      return new Map(names.map((n) => [n, n === "eth0" ? null : "ENODEV"]));
+    };
+    const r = await cli(["validate", file("machine.yaml", text)], { VIPD_X: "1" }, undefined, { links });
+    expect(r.code).toBe(0);
+    expect(asked).toEqual([["eth0", "vlan7"]]);
+    expect(r.err).toBe([
+      "1 configuration warning:",
+      '  - environment VIPD_X: unknown variable; "vipd run --help" lists the VIPD_ variables',
+      "3 warnings about this machine:",
+      '  - document 1: link: expected a link of this network namespace, received "vlan7", which is not here: vipd stands for 192.0.2.16 only once it appears (a typo, or a link set up later?)',
+      `  - setting hooks.acquired: expected a program vipd can run, received "${hook}": it is not executable (chmod +x); each acquired hook run fails (and is logged) until it can run`,
+      `  - setting hooks.fenced: expected a program vipd can run, received "${join(dir, "nope")}": it does not exist; each fenced hook run fails (and is logged) until it can run`,
+      "",
+    ].join("\n"));
+    expect(r.out).toContain("VIP:       192.0.2.16 (IPv4) on vlan7");
+  });
+
+  test("the real lookup finds this namespace's loopback and not a made-up link", async () => {
+    const { kernelLinks } = await import("../../src/cli/preflight.ts");
+    expect(await kernelLinks(["lo", "vipd-nope0"])).toEqual(new Map([["lo", null], ["vipd-nope0", "ENODEV"]]));
+  });
+
   test("README's configuration example validates before kubeadm has written its certificates", async () => {
     const readme = readFileSync(join(import.meta.dir, "../../README.md"), "utf8");
     const section = readme.slice(readme.indexOf("\n## Configuration\n"));
@@ -132,9 +161,10 @@ describe("vipd validate", () => {
     expect(r.code).toBe(0);
     expect(r.out).toContain("VIP:       192.168.0.15 (IPv4) on enp0s2");
     expect(r.out).toContain("gate:      https://127.0.0.1:6443/readyz");
-    // Where kubeadm has run, the same file passes without a warning about its certificates.
-    for (const line of r.err.split("\n").filter((l) => l.includes("expected a readable file"))) {
-      expect(line).toMatch(/\/etc\/kubernetes\/pki\/.*it does not exist \(ENOENT\); vipd run will refuse it/);
+    // Only warnings: kubeadm's certificates not written yet (where kubeadm has
+    // run there are none of these), and the example's hook program.
+    for (const line of r.err.split("\n").filter((l) => l.startsWith("  - "))) {
+      expect(line).toMatch(/\/etc\/kubernetes\/pki\/.*it does not exist \(ENOENT\); vipd run will refuse it|setting hooks\.acquired: .*vipd-hook/);
     }
   });
 });
@@ -217,7 +247,13 @@ describe("other commands", () => {
     // Uncommented, the optional parts are valid too (file settings aside, which must exist).
     const all = r.out.replace(/^(\s*)# (?!.*File:)([a-zA-Z]+:)/gm, "$1$2");
     const w = await cli(["validate", file("example-all.yaml", all)]);
-    expect(w.err).toBe("");
+    // The example's hook program is not installed here: a warning about this machine, not about the file.
+    expect(w.code).toBe(0);
+    expect(w.err).toBe([
+      "3 warnings about this machine:",
+      ...["acquired", "released", "fenced"].map((e) => `  - setting hooks.${e}: expected a program vipd can run, received "/usr/local/sbin/vipd-hook": it does not exist; each ${e} hook run fails (and is logged) until it can run`),
+      "",
+    ].join("\n"));
     expect(w.out).toContain("gate:      https://127.0.0.1:6443/readyz every 1 s");
     expect(w.out).toContain('hooks:     acquired ["/usr/local/sbin/vipd-hook","acquired"], released ["/usr/local/sbin/vipd-hook","released"], fenced ["/usr/local/sbin/vipd-hook","fenced"], timeout 10 s');
   });
