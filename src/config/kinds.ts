@@ -64,11 +64,12 @@ function distance(a: string, b: string, limit: number): number {
 
 /**
  * How far a kind may be from a known one and still be taken for a typo of it:
- * any difference of case, and one edit in a short name, two in a longer one.
- * Talos's kinds differ from each other by more (DHCPv4Config and DHCPv6Config
- * are both kinds, so an exact match is always looked for first).
+ * any difference of case, and one edit when the part before "Config" is
+ * short (OOM, VRF, Bond: two edits would reach other kinds), two when it is
+ * longer. An exact match is always looked for first (DHCPv4Config and
+ * DHCPv6Config are both kinds).
  */
-const slack = (known: string) => (known.length < 8 ? 1 : 2);
+const slack = (known: string) => (known.replace(/Config$/, "").length < 6 ? 1 : 2);
 
 /** The known kind `kind` is most likely a misspelling of, or null; never `kind` itself. */
 export function nearestKind(kind: string, known: readonly string[]): string | null {

@@ -657,17 +657,17 @@ describe("document kinds: a near miss is an error naming the kind meant, never a
 });
 
 describe("issues about the file carry its name and the line of the field", () => {
-  test("the line of the key, of a list item, of an unknown field; a missing field's is its mapping's", () => {
+  test("the line of the key, of a list item, of an unknown field; a missing field's is its mapping's; in the file's order, then the rest", () => {
     const text = docs(VIP, agent("etcd:\n  endpoints:\n    - https://10.0.0.1:2379\n    - http://x/y\n  bogus: 1\napiServer: {}"), "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nlink: eth0\n");
     const r = load(text, { env: { VIPD_LEASE_TTL: "x" } });
     expect(r.ok ? [] : r.issues.map((i) => [i.file, i.line, i.path])).toEqual([
-      ["vipd.yaml", 15, "name"],
       ["vipd.yaml", 11, "etcd.endpoints[1]"],
       ["vipd.yaml", 12, "etcd.bogus"],
-      [undefined, undefined, ""],
       ["vipd.yaml", 13, "apiServer"],
+      ["vipd.yaml", 15, "name"],
+      [undefined, undefined, ""],
     ]);
-    expect(formatIssues(r.ok ? [] : r.issues).split("\n")[1]).toBe("  - vipd.yaml:15: document 2 (Layer2VIPConfig): name: required field is missing");
+    expect(formatIssues(r.ok ? [] : r.issues).split("\n")[4]).toBe("  - vipd.yaml:15: document 2 (Layer2VIPConfig): name: required field is missing");
   });
 
   test("a YAML syntax error keeps the parser's line", () => {

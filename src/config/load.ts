@@ -279,7 +279,12 @@ export function loadSettings(input: LoadInput): LoadResult {
     issues.push(issue(s.document, s.path, `a leaseTTL of at least ${Math.ceil((hold + f.LEASE_BEYOND_HOLD_MS) / 1000)} s`, render(s.value), short));
   }
 
-  const placed = (list: ConfigIssue[]) => locate(list, docs, input.fileName);
+  /** Located, and the file's in the order of its lines (a list to work through top to bottom), then the rest as found. */
+  const placed = (list: ConfigIssue[]) =>
+    locate(list, docs, input.fileName)
+      .map((i, n) => ({ i, n }))
+      .sort((a, b) => (a.i.line ?? Infinity) - (b.i.line ?? Infinity) || a.n - b.n)
+      .map(({ i }) => i);
   if (issues.length > 0) return { ok: false, issues: placed(issues), warnings: placed(warnings) };
 
   // An optional section exists when its switch is set (checkSwitches refused its other settings without it).

@@ -111,8 +111,8 @@ describe("vipd validate", () => {
     expect(r.code).toBe(0);
     expect(r.err).toBe([
       "2 configuration warnings:",
-      '  - environment VIPD_HOLD_TIM: unknown variable; "vipd run --help" lists the VIPD_ variables',
       `  - ${p}:9: document 1 (VIPAgentConfig): etcd.caFile: expected a readable file, received "${join(dir, "not-yet", "ca.crt")}": it does not exist (ENOENT); vipd run will refuse it until vipd's user can read it`,
+      '  - environment VIPD_HOLD_TIM: unknown variable; "vipd run --help" lists the VIPD_ variables',
       "",
     ].join("\n"));
     expect(r.out).toContain("VIP:       192.0.2.15 (IPv4) on eth0");
