@@ -192,8 +192,9 @@ Usage: vipd <command> [flags]
 Commands:
 ${COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`).join("\n")}
 
-"vipd <command> --help" lists a command's flags; each setting is also read from
-the environment variable shown there (VIPD_...), and from the configuration file.
+"vipd <command> --help" lists a command's flags ("vipd run --help": every setting);
+each setting is also read from the environment variable shown there (VIPD_...),
+and from the configuration file.
 
 Exit codes: 0 clean stop, 2 bad usage or configuration, 1 anything else.
 `;
