@@ -7,6 +7,7 @@ import { quietRuntime } from "./runtime-env.ts";
 // Before the rest of vipd loads: quietRuntime may start this process over.
 if (process.argv[2] === "run") quietRuntime();
 const { EXIT_FAILURE, runCli } = await import("./cli/commands.ts");
+const { kernelLinks } = await import("./cli/preflight.ts");
 
 const stopRequested = new Promise<string>((resolve) => {
   for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => resolve(sig));
@@ -48,6 +49,8 @@ try {
     err: (t) => process.stderr.write(t),
     stopRequested,
     reloadRequested: signalStream("SIGHUP"),
+    readStdin: () => Bun.stdin.text(),
+    links: kernelLinks,
   });
 } catch (err) {
   // A bug, not a user error: keep the stack for the report.

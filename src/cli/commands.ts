@@ -7,8 +7,8 @@ import { userInfo } from "node:os";
 import type { Etcd3 } from "etcd3";
 import { Agent, StartRefused } from "../agent.ts";
 import {
-  CONFIG_FLAG, configPath, etcdTls, FLAGS, type FlagSpec, flagHelp, formatIssues, HELP_FLAG, LEAVES, loadSettings, parseFlags,
-  readConfigFile, type Settings, settingFlag, summarize,
+  CONFIG_FLAG, configPath, etcdTls, FLAGS, type FlagSpec, flagHelp, formatIssues, HELP_FLAG, LEAVES, type LoadInput, loadSettings, parseFlags,
+  readConfigFile, type Settings, settingFlag, type SkippedDocument, summarize,
 } from "../config/index.ts";
 import { configExample } from "../config/example.ts";
 import { connectEtcd } from "../election/connection.ts";
@@ -21,6 +21,7 @@ import { type Asker, askerName, drain, handover, undrain } from "./operate.ts";
 import { parseReloadAnswer, RELOAD_REQUEST, Reloader, reloadExitCode, renderReloadAnswer, type Reread } from "./reload.ts";
 import { readStatus, renderStatusJson, renderStatusTable } from "./status.ts";
 import { BUILD, versionLine } from "./version.ts";
+import { type LinkCheck, preflight } from "./preflight.ts";
 import { waitFor, type WaitFor } from "./wait.ts";
 
 export const VERSION = BUILD.version;
@@ -40,6 +41,10 @@ export interface CliIO {
   readonly stopRequested: Promise<string>;
   /** Yields each time the process is asked to reload (SIGHUP); absent: never. */
   readonly reloadRequested?: AsyncIterable<string>;
+  /** All of standard input, for `vipd validate -`; absent: there is none. */
+  readonly readStdin?: () => Promise<string>;
+  /** Looks up this network namespace's links, for `vipd validate`'s warnings; absent: links are not checked. */
+  readonly links?: LinkCheck;
 }
 
 interface Command {
@@ -73,9 +78,16 @@ const COMMANDS: readonly Command[] = [
   },
   {
     name: "validate",
-    synopsis: "validate FILE [flags]",
+    synopsis: "validate FILE|- [flags]",
     summary: "check a config file: exit 0 and a summary, or 2 and every problem",
     flags: FLAGS.filter((f) => f !== CONFIG_FLAG),
+    notes: [
+      'FILE "-" reads the configuration from standard input. The flags and VIPD_ variables are checked with it, as "vipd run" would take them.',
+      "Warnings, on stderr with exit 0: a TLS file that does not exist yet or that this user may not read (kubeadm writes its",
+      "certificates later; vipd's own user may read what yours may not), and an unknown VIPD_ variable (this shell's",
+      'environment is not the agent\'s). "vipd run" refuses both.',
+      "Then, about this machine: a VIP's link that is not in this network namespace, a hook program that cannot run.",
+    ].join("\n"),
     run: (args, io) => validate(args, io),
   },
   {
@@ -180,8 +192,9 @@ Usage: vipd <command> [flags]
 Commands:
 ${COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`).join("\n")}
 
-"vipd <command> --help" lists a command's flags; each setting is also read from
-the environment variable shown there (VIPD_...), and from the configuration file.
+"vipd <command> --help" lists a command's flags ("vipd run --help": every setting);
+each setting is also read from the environment variable shown there (VIPD_...),
+and from the configuration file.
 
 Exit codes: 0 clean stop, 2 bad usage or configuration, 1 anything else.
 `;
@@ -262,19 +275,41 @@ const SETTING_FLAGS = new Set(FLAGS.map((f) => f.name));
 
 interface Loaded {
   settings: Settings;
-  skipped: { index: number; kind: string }[];
+  skipped: SkippedDocument[];
   machineConfigs: { index: number; vips: number }[];
   flags: Record<string, string | boolean>;
   fromFile: boolean;
 }
 
-/** Flags + environment + file → settings, or the issues printed and exit 2. */
-function settingsFrom(name: string, args: readonly string[], io: CliIO, opts: { file?: string; configOptional?: boolean; parsed?: Parsed } = {}): Loaded | number {
+interface From {
+  /** A file named by the command's own argument rather than --config. */
+  file?: string;
+  /** Its text, already read (standard input). */
+  text?: string;
+  configOptional?: boolean;
+  parsed?: Parsed;
+}
+
+/**
+ * What a command's load refuses and what it only warns about. `run` (and its
+ * reloads) refuses all; `validate` runs where the agent does not, so a TLS
+ * file missing yet or unreadable to this user, and a VIPD_ variable of this
+ * shell, are warnings there; the etcd commands need their files now.
+ */
+function strictness(name: string): Pick<LoadInput, "unreadableFiles" | "unknownVariables"> {
+  if (name === "run") return { unreadableFiles: "error", unknownVariables: "error" };
+  if (name === "validate") return { unreadableFiles: "warning", unknownVariables: "warning" };
+  return { unreadableFiles: "error", unknownVariables: "warning" };
+}
+
+/** Flags + environment + file → settings, or the issues printed and exit 2; warnings printed on stderr either way. */
+function settingsFrom(name: string, args: readonly string[], io: CliIO, opts: From = {}): Loaded | number {
   const parsed = opts.parsed ?? parse(name, args, io);
   if (typeof parsed === "number") return parsed;
   const path = opts.file ?? configPath(parsed.flags, io.env);
   let text = NO_VIPS_DOCUMENT;
-  if (path) {
+  if (opts.text !== undefined) text = opts.text;
+  else if (path) {
     const file = readConfigFile(path);
     if (!file.ok) {
       io.err(`${formatIssues(file.issues)}\n`);
@@ -287,7 +322,8 @@ function settingsFrom(name: string, args: readonly string[], io: CliIO, opts: { 
   }
   // The command's own flags (--json, --for) are not settings.
   const flags = Object.fromEntries(Object.entries(parsed.flags).filter(([k]) => SETTING_FLAGS.has(k)));
-  const loaded = loadSettings({ fileText: text, fileName: path ?? "(flags and environment)", env: io.env, flags, hostname: io.hostname, isTTY: io.isTTY });
+  const loaded = loadSettings({ fileText: text, fileName: path ?? "(flags and environment)", env: io.env, flags, hostname: io.hostname, isTTY: io.isTTY, ...strictness(name) });
+  if (loaded.warnings.length > 0) io.err(`${formatIssues(loaded.warnings, "warning")}\n`);
   if (!loaded.ok) {
     io.err(`${formatIssues(loaded.issues)}\n`);
     return EXIT_USAGE;
@@ -299,20 +335,36 @@ function settingsFrom(name: string, args: readonly string[], io: CliIO, opts: { 
 function documentNotes(r: Loaded): string[] {
   return [
     ...r.machineConfigs.map((m) => `reading document ${m.index} (Talos machine config) for its VIPs (${m.vips} found); the rest of it is not vipd's`),
-    ...r.skipped.map((s) => `skipping document ${s.index} (${s.kind}): not a vipd document`),
+    ...r.skipped.map((s) => s.known
+      ? `skipping document ${s.index} (${s.kind}): a Talos document, not vipd's`
+      : `skipping document ${s.index} (${s.kind}): a kind vipd does not know, in a file with a Talos machine config (a newer Talos's?)`),
   ];
 }
 
-function validate(args: readonly string[], io: CliIO): number {
+/** What `vipd validate -` calls standard input in its problems ("(stdin):12: document 0 ..."). */
+const STDIN_NAME = "(stdin)";
+
+async function validate(args: readonly string[], io: CliIO): Promise<number> {
   const parsed = parse("validate", args, io);
   if (typeof parsed === "number") return parsed;
   const [file, ...more] = parsed.positionals;
   if (!file || more.length) {
-    io.err('vipd validate: give the one configuration file to check, e.g. "vipd validate /etc/vipd/vipd.yaml"\n');
+    io.err('vipd validate: give the one configuration file to check, e.g. "vipd validate /etc/vipd/vipd.yaml", or "-" for standard input\n');
     return EXIT_USAGE;
   }
-  const r = settingsFrom("validate", args, io, { file, parsed });
+  let text: string | undefined;
+  if (file === "-") {
+    try {
+      text = io.readStdin ? await io.readStdin() : "";
+    } catch (err) {
+      io.err(`vipd validate: reading standard input: ${describeError(err)}\n`);
+      return EXIT_USAGE;
+    }
+  }
+  const r = settingsFrom("validate", args, io, { file: file === "-" ? STDIN_NAME : file, parsed, ...(text === undefined ? {} : { text }) });
   if (typeof r === "number") return r;
+  const machine = await preflight(r.settings, io.links);
+  if (machine.length > 0) io.err(`${formatIssues(machine, "machine")}\n`);
   for (const line of documentNotes(r)) io.out(`${line}\n`);
   io.out(`${summarize(r.settings)}\n`);
   return EXIT_OK;

@@ -6,7 +6,7 @@ import { parseReloadAnswer, type ReloadAnswer, Reloader, type ReloaderDeps, relo
 
 const vip = (name: string, link = "eth0") => `apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: "${name}"\nlink: "${link}"\n`;
 function settings(...docs: string[]): Settings {
-  const r = loadSettings({ fileText: docs.join("---\n"), fileName: "vipd.yaml", env: {}, flags: {}, hostname: "cp-1", fileExists: () => true });
+  const r = loadSettings({ fileText: docs.join("---\n"), fileName: "vipd.yaml", env: {}, flags: {}, hostname: "cp-1", checkFile: () => null });
   if (!r.ok) throw new Error(formatIssues(r.issues));
   return r.settings;
 }

@@ -1,12 +1,14 @@
 // The config file: a multi-document YAML stream. Our two kinds are validated
-// strictly (unknown fields are typos, and typos must not pass silently); any
-// other document, such as a whole Talos machine config, is skipped by name.
+// strictly (unknown fields are typos, and typos must not pass silently);
+// Talos's kinds, as a whole Talos machine config holds them, are skipped by
+// name, and any other kind is an error (kinds.ts).
 
 import * as v from "valibot";
-import { isCollection, isPair, parseAllDocuments } from "yaml";
+import { type Document as YamlDocument, isCollection, isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments } from "yaml";
 import * as f from "./fields.ts";
 import { type ConfigIssue, escapeControls, issue, joinPath, printable, render } from "./issue.ts";
 import { type Entries, TABLE } from "./table.ts";
+import { nearestKind, TALOS_KINDS } from "./kinds.ts";
 import { cloudVipProblem, isCloudVipKind, isMachineConfig } from "./talos.ts";
 
 export const LAYER2 = "Layer2VIPConfig";
@@ -38,8 +40,18 @@ export interface Documents {
   agent: { index: number; value: unknown }[];
   /** Talos v1alpha1 machine configs: their VIPs are read, the rest is not vipd's. */
   machine: { index: number; value: Record<string, unknown> }[];
-  skipped: { index: number; kind: string }[];
+  /** Documents vipd does not read: Talos's kinds (known), and in a Talos machine config file any other kind. */
+  skipped: SkippedDocument[];
   issues: ConfigIssue[];
+  /** The line of a field of document `index` ("etcd.endpoints[1]"), for issues. */
+  lineOf: (index: number, path: string) => number | undefined;
+}
+
+export interface SkippedDocument {
+  index: number;
+  kind: string;
+  /** One of Talos's kinds; false: a kind vipd does not know, in a file with a Talos machine config. */
+  known: boolean;
 }
 
 /**
@@ -71,17 +83,22 @@ export function documentLabel(index: number, kind?: string): string {
 
 /** Splits the YAML stream and sorts documents by kind; does not validate our kinds yet. */
 export function readDocuments(text: string): Documents {
-  const out: Documents = { layer2: [], agent: [], machine: [], skipped: [], issues: [] };
+  const out: Documents = { layer2: [], agent: [], machine: [], skipped: [], issues: [], lineOf: () => undefined };
+  const lineCounter = new LineCounter();
   // logLevel "error": the yaml library would print its warnings (a key that is
   // a list, stringified) straight to stderr, outside vipd's own report and log.
-  for (const [index, doc] of parseAllDocuments(text, { logLevel: "error" }).entries()) {
+  const parsed = parseAllDocuments(text, { logLevel: "error", lineCounter });
+  const yamlDocs = Array.isArray(parsed) ? parsed : [];
+  out.lineOf = (index, path) => lineIn(yamlDocs[index], path, lineCounter);
+  const mappings: { index: number; fields: Record<string, unknown> }[] = [];
+  for (const [index, doc] of yamlDocs.entries()) {
     if (doc.errors.length > 0) {
       for (const err of doc.errors) {
         const [at] = err.linePos ?? [];
         // The first line, without the library's excerpt of the source; it may still quote the source's control characters.
         const what = escapeControls(err.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, ""));
         const where = at ? ` at line ${at.line}, column ${at.col}` : "";
-        out.issues.push(issue(documentLabel(index), "", "valid YAML", JSON.stringify(what), `YAML syntax error${where}: ${what}`));
+        out.issues.push({ ...issue(documentLabel(index), "", "valid YAML", JSON.stringify(what), `YAML syntax error${where}: ${what}`), ...(at ? { line: at.line } : {}) });
       }
       continue;
     }
@@ -103,17 +120,87 @@ export function readDocuments(text: string): Documents {
       out.issues.push(issue(documentLabel(index), "", "a mapping with apiVersion and kind", render(value)));
       continue;
     }
-    const fields = value as Record<string, unknown>;
+    mappings.push({ index, fields: value as Record<string, unknown> });
+  }
+  // A file with a Talos machine config is Talos's: it may hold kinds newer
+  // than vipd's list of Talos's, which Talos itself checks.
+  const talosFile = mappings.some(({ fields }) => isMachineConfig(fields));
+  for (const { index, fields } of mappings) {
     const kind = fields.kind;
-    if (kind === LAYER2) out.layer2.push({ index, value });
-    else if (kind === AGENT) out.agent.push({ index, value });
+    const label = documentLabel(index, typeof kind === "string" && kind !== "" ? printable(kind) : undefined);
+    if (kind === LAYER2) out.layer2.push({ index, value: fields });
+    else if (kind === AGENT) out.agent.push({ index, value: fields });
+    else if (isMachineConfig(fields)) out.machine.push({ index, value: fields });
     else if (typeof kind === "string" && isCloudVipKind(kind)) {
       const what = `a VIP announced through a cloud API (${printable(kind)})`;
-      out.issues.push(issue(documentLabel(index, printable(kind)), "", "a Layer2VIPConfig", what, cloudVipProblem(what)));
-    } else if (isMachineConfig(fields)) out.machine.push({ index, value: fields });
-    else out.skipped.push({ index, kind: typeof kind === "string" && kind !== "" ? printable(kind) : "untyped" });
+      out.issues.push(issue(label, "", "a Layer2VIPConfig", what, cloudVipProblem(what)));
+    } else if (typeof kind === "string" && TALOS_KINDS.has(kind)) out.skipped.push({ index, kind, known: true });
+    else if (typeof kind === "string" && kind !== "") {
+      const meant = nearestKind(kind, KNOWN_KINDS);
+      if (meant !== null) out.issues.push(misspelledKind(label, kind, meant));
+      else if (/VIPConfig$/i.test(kind)) {
+        const what = `a VIP document of a kind vipd does not know (${printable(kind)})`;
+        out.issues.push(issue(label, "kind", `"${LAYER2}"`, render(kind), `${what}: vipd serves ${LAYER2} documents only; write this VIP as one, or leave it to Talos`));
+      } else if (talosFile) out.skipped.push({ index, kind: printable(kind), known: false });
+      else out.issues.push(issue(label, "kind", WANTED_KINDS, render(kind), `unknown kind ${render(kind)}: ${KINDS_READ}; fix the kind, or remove the document`));
+    } else if (talosFile) out.skipped.push({ index, kind: "untyped", known: false });
+    else out.issues.push(issue(label, "kind", WANTED_KINDS, render(kind), `${kind === undefined ? "no kind" : `kind ${render(kind)}`}: ${KINDS_READ}; give the document its kind, or remove it`));
   }
   return out;
+}
+
+/** vipd's kinds first: a tie between one of them and a Talos kind names vipd's. */
+const KNOWN_KINDS: readonly string[] = [LAYER2, AGENT, ...[...TALOS_KINDS].filter((k) => k !== LAYER2)];
+const WANTED_KINDS = `${LAYER2}, ${AGENT} or a kind of Talos's`;
+const KINDS_READ = `vipd reads ${LAYER2} and ${AGENT} documents and skips Talos's own kinds (and, in a file with a Talos machine config, any other kind)`;
+
+/** A kind close to a known one: an error that names the one meant, never a skipped document. */
+function misspelledKind(label: string, kind: string, meant: string): ConfigIssue {
+  const caseOnly = kind.toLowerCase() === meant.toLowerCase() ? " (kinds are case-sensitive)" : "";
+  const whose = meant === LAYER2 || meant === AGENT ? "" : isCloudVipKind(meant) ? ", a cloud VIP of Talos's that vipd cannot serve" : ", a Talos kind vipd skips";
+  return issue(label, "kind", `"${meant}"`, render(kind), `unknown kind ${render(kind)}: did you mean "${meant}"${whose}?${caseOnly}`);
+}
+
+/** Splits "etcd.endpoints[1]" (joinPath's form) back into keys. */
+function splitPath(path: string): (string | number)[] {
+  const keys: (string | number)[] = [];
+  for (const m of path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)) keys.push(m[2] !== undefined ? Number(m[2]) : m[1]!);
+  return keys;
+}
+
+/**
+ * The line of the field at `path` in a document: of its key in a mapping, of
+ * the item in a list; as far as the path exists (an unknown field is found,
+ * a missing one is the line of the mapping it is missing from).
+ */
+function lineIn(doc: YamlDocument | undefined, path: string, lines: LineCounter): number | undefined {
+  let node: unknown = doc?.contents;
+  let at = (node as { range?: [number, number, number] } | null)?.range?.[0];
+  for (const key of splitPath(path)) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(key));
+      if (!pair) break;
+      at = (pair.key as { range?: [number, number, number] }).range?.[0] ?? at;
+      node = pair.value;
+    } else if (isSeq(node) && typeof key === "number" && node.items[key] !== undefined) {
+      node = node.items[key];
+      at = (node as { range?: [number, number, number] }).range?.[0] ?? at;
+    } else break;
+  }
+  return at === undefined ? undefined : lines.linePos(at).line;
+}
+
+/**
+ * Each issue about a document of the file, with the file's name and the line
+ * of the field it is about ("vipd.yaml:12"); formatIssues puts them first.
+ */
+export function locate(issues: readonly ConfigIssue[], docs: Documents, file: string): ConfigIssue[] {
+  return issues.map((i) => {
+    const m = /^document (\d+)\b/.exec(i.document);
+    if (!m) return i;
+    const line = i.line ?? docs.lineOf(Number(m[1]), i.path);
+    return line === undefined ? { ...i, file } : { ...i, file, line };
+  });
 }
 
 type AnySchema = v.GenericSchema | v.GenericSchemaAsync;

@@ -20,11 +20,23 @@ export const linkName = v.pipe(v.string(LINK), v.check(isLinkName, LINK));
 
 const IP = "an IPv4 or IPv6 address";
 const USABLE = "an address a host may own (not unspecified, loopback, multicast, broadcast or link-local)";
-/** A VIP, stored in canonical text form so that duplicates compare equal. */
+/** "192.168.0.10/24": an address with a prefix length, as `ip address add` takes it. */
+const WITH_PREFIX = /^(.*)\/[0-9]{1,3}$/;
+/** ::ffff:10.0.0.5, which stands for the IPv4 address 10.0.0.5 in an IPv6 socket's API and is no address of its own. */
+function mappedIpv4(s: string): string | null {
+  const ip = parseIp(s);
+  if (ip?.family !== 6 || !ip.bytes.slice(0, 10).every((b) => b === 0) || ip.bytes[10] !== 0xff || ip.bytes[11] !== 0xff) return null;
+  return Array.from(ip.bytes.slice(12)).join(".");
+}
+/** A VIP, stored in canonical text form so that duplicates compare equal. Each check passes what an earlier one refuses, so one problem is one issue. */
 export const vipAddress = v.pipe(
   v.string(IP),
-  v.check((s) => parseIp(s) !== null, IP),
-  v.check((s) => { const ip = parseIp(s); return ip === null || !isUnusableAsVip(ip); }, USABLE),
+  v.check((s) => !WITH_PREFIX.test(s), (i) =>
+    `an address without a prefix length (vipd adds each VIP as a /32 or /128 of its own): drop the "/${String(i.input).split("/").pop()}" and write ${JSON.stringify(String(i.input).replace(WITH_PREFIX, "$1"))}`),
+  v.check((s) => WITH_PREFIX.test(s) || parseIp(s) !== null, IP),
+  v.check((s) => mappedIpv4(s) === null, (i) =>
+    `an IPv4 or IPv6 address, not an IPv4-mapped IPv6 one (it stands for the IPv4 address, which no link can hold as IPv6): write ${mappedIpv4(String(i.input))}`),
+  v.check((s) => { const ip = parseIp(s); return ip === null || mappedIpv4(s) !== null || !isUnusableAsVip(ip); }, USABLE),
   v.transform((s) => parseIp(s)!.text),
 );
 

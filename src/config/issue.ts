@@ -10,6 +10,10 @@ export interface ConfigIssue {
   expected: string;
   received: string;
   message: string;
+  /** The configuration file the document is in, for issues about a document. */
+  file?: string;
+  /** The line in that file of the field (or of the document), where known. */
+  line?: number;
 }
 
 /**
@@ -59,7 +63,19 @@ export function joinPath(keys: readonly (string | number)[]): string {
   return out;
 }
 
-export function formatIssues(issues: readonly ConfigIssue[]): string {
-  const noun = issues.length === 1 ? "problem" : "problems";
-  return [`${issues.length} configuration ${noun}:`, ...issues.map((i) => `  - ${i.message}`)].join("\n");
+const HEADINGS = {
+  problem: (n: number) => `${n} configuration ${n === 1 ? "problem" : "problems"}`,
+  warning: (n: number) => `${n} configuration ${n === 1 ? "warning" : "warnings"}`,
+  machine: (n: number) => `${n} ${n === 1 ? "warning" : "warnings"} about this machine`,
+};
+
+/** The issues as a list under a heading ("2 configuration problems:"), one a line. */
+export function formatIssues(issues: readonly ConfigIssue[], what: keyof typeof HEADINGS = "problem"): string {
+  return [`${HEADINGS[what](issues.length)}:`, ...issues.map((i) => `  - ${where(i)}${i.message}`)].join("\n");
+}
+
+/** "vipd.yaml:12: " for an issue about a document of a file, as compilers name a place. */
+function where(i: ConfigIssue): string {
+  if (i.file === undefined) return "";
+  return i.line === undefined ? `${printable(i.file)}: ` : `${printable(i.file)}:${i.line}: `;
 }

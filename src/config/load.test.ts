@@ -10,7 +10,7 @@ const agent = (body: string) => `apiVersion: v1alpha1\nkind: VIPAgentConfig\n${b
 const docs = (...d: string[]) => d.join("---\n");
 
 function load(fileText: string, over: Partial<LoadInput> = {}): LoadResult {
-  return loadSettings({ fileText, fileName: "vipd.yaml", env: {}, flags: {}, hostname: "cp-1", fileExists: () => true, ...over });
+  return loadSettings({ fileText, fileName: "vipd.yaml", env: {}, flags: {}, hostname: "cp-1", checkFile: () => null, ...over });
 }
 function settings(fileText: string, over: Partial<LoadInput> = {}): Settings {
   const r = load(fileText, over);
@@ -82,17 +82,17 @@ cluster:
     const r = load(docs(talos, VIP, hostname, "\n"));
     expect(r.ok).toBe(true);
     if (!r.ok) return;
-    expect(r.skipped).toEqual([{ index: 2, kind: "HostnameConfig" }]);
+    expect(r.skipped).toEqual([{ index: 2, kind: "HostnameConfig", known: true }]);
     expect(r.machineConfigs).toEqual([{ index: 0, vips: 0 }]);
     expect(r.settings.vips).toEqual([{ ip: "192.168.0.15", family: 4, link: "enp0s2", document: 1 }]);
   });
 
   test("IPv6 VIPs are stored in canonical form, mixed with IPv4", () => {
-    const s = settings(docs(vip("2001:DB8:0:0::15", "br0"), vip("10.0.0.5", "bond0.100"), vip("::FFFF:192.0.2.1")));
+    const s = settings(docs(vip("2001:DB8:0:0::15", "br0"), vip("10.0.0.5", "bond0.100"), vip("2001:db8::A:192.0.2.1")));
     expect(s.vips).toEqual([
       { ip: "2001:db8::15", family: 6, link: "br0", document: 0 },
       { ip: "10.0.0.5", family: 4, link: "bond0.100", document: 1 },
-      { ip: "::ffff:c000:201", family: 6, link: "enp0s2", document: 2 },
+      { ip: "2001:db8::a:c000:201", family: 6, link: "enp0s2", document: 2 },
     ]);
   });
 
@@ -145,8 +145,8 @@ log: { format: pretty, level: debug }`),
     });
   });
 
-  test("an empty apiServer section turns the gate on with defaults; no section, no gate", () => {
-    expect(settings(docs(VIP, agent("apiServer: {}"))).apiServer).toEqual({
+  test("apiServer.url turns the gate on, with defaults for the rest; no url, no gate", () => {
+    expect(settings(docs(VIP, agent("apiServer: { url: https://127.0.0.1:6443/readyz }"))).apiServer).toEqual({
       url: "https://127.0.0.1:6443/readyz",
       insecureSkipVerify: false,
       interval: 1,
@@ -189,7 +189,7 @@ describe("precedence: flags > environment > file > defaults", () => {
   });
   test("flags over environment", () => {
     const env = { VIPD_NODE_NAME: "from-env", VIPD_LEASE_TTL: "20", VIPD_LOG_FORMAT: "pretty" };
-    const flags = { "node-name": "from-flag", "lease-ttl": "30", "log-format": "json", "apiserver-insecure-skip-verify": true };
+    const flags = { "node-name": "from-flag", "lease-ttl": "30", "log-format": "json", "apiserver-url": "https://127.0.0.1:6443/readyz", "apiserver-insecure-skip-verify": true };
     const s = settings(file, { env, flags });
     expect([s.nodeName, s.election.leaseTTL, s.log.format, s.apiServer?.insecureSkipVerify]).toEqual(["from-flag", 30, "json", true]);
   });
@@ -318,7 +318,7 @@ describe("errors name the document, the field and what was wanted", () => {
       {},
       ['document 1 (VIPAgentConfig): etcd.endpoints[1]: expected an https:// URL, because etcd TLS files are set, received "http://b:2379"'],
     ],
-    ["rise 0", docs(VIP, agent("apiServer: { rise: 0 }")), {}, ["document 1 (VIPAgentConfig): apiServer.rise: expected a whole number from 1 to 100, received 0"]],
+    ["rise 0", docs(VIP, agent("apiServer: { url: https://127.0.0.1:6443/readyz, rise: 0 }")), {}, ["document 1 (VIPAgentConfig): apiServer.rise: expected a whole number from 1 to 100, received 0"]],
     [
       "a probe interval under a second",
       docs(VIP, agent("announce: { probeInterval: 0.5 }")),
@@ -326,11 +326,11 @@ describe("errors name the document, the field and what was wanted", () => {
       ["document 1 (VIPAgentConfig): announce.probeInterval: expected a number of seconds: 0 (no conflict detection) or from 1 to 3600, received 0.5"],
     ],
     ["a negative probe interval by flag", VIP, { flags: { "announce-probe-interval": "-1" } }, ["flag --announce-probe-interval: expected a number of seconds: 0 (no conflict detection) or from 1 to 3600, received -1"]],
-    ["boolean as text", docs(VIP, agent('apiServer: { insecureSkipVerify: "yes" }')), {}, ['document 1 (VIPAgentConfig): apiServer.insecureSkipVerify: expected true or false, received "yes"']],
+    ["boolean as text", docs(VIP, agent('apiServer: { url: https://127.0.0.1:6443/readyz, insecureSkipVerify: "yes" }')), {}, ['document 1 (VIPAgentConfig): apiServer.insecureSkipVerify: expected true or false, received "yes"']],
     ["section not a mapping", docs(VIP, agent("etcd: https://a:2379")), {}, ['document 1 (VIPAgentConfig): etcd: expected a mapping of fields, received "https://a:2379"']],
     ["environment TTL 2", VIP, { env: { VIPD_LEASE_TTL: "2" } }, [`environment VIPD_LEASE_TTL: ${TOO_SHORT_2}`]],
     ["environment TTL text", VIP, { env: { VIPD_LEASE_TTL: "3s" } }, ['environment VIPD_LEASE_TTL: expected a whole number of seconds from 3 to 300, received "3s"']],
-    ["unknown environment variable", VIP, { env: { VIPD_LEASE_TT: "5", HOME: "/root" } }, ["environment VIPD_LEASE_TT: unknown variable; see --help for the VIPD_ variables"]],
+    ["unknown environment variable", VIP, { env: { VIPD_LEASE_TT: "5", HOME: "/root" } }, ['environment VIPD_LEASE_TT: unknown variable; "vipd run --help" lists the VIPD_ variables']],
     ["flag TTL", VIP, { flags: { "lease-ttl": "x" } }, ['flag --lease-ttl: expected a whole number of seconds from 3 to 300, received "x"']],
     [
       "flag endpoint list",
@@ -342,7 +342,7 @@ describe("errors name the document, the field and what was wanted", () => {
       ],
     ],
     ["flag log level", VIP, { flags: { "log-level": "verbose" } }, ['flag --log-level: expected one of "silent", "error", "warn", "info", "debug", "trace", received "verbose"']],
-    ["unknown flag in the record", VIP, { flags: { "lease-tll": "5" } }, ["flag --lease-tll: unknown flag; see --help"]],
+    ["unknown flag in the record", VIP, { flags: { "lease-tll": "5" } }, ['flag --lease-tll: unknown flag; "vipd run --help" lists them']],
     [
       "bad hostname as default node name",
       VIP,
@@ -369,6 +369,8 @@ describe("errors name the document, the field and what was wanted", () => {
         expected: "an IPv4 or IPv6 address",
         received: '"192.168.0.300"',
         message: 'document 0 (Layer2VIPConfig): name: expected an IPv4 or IPv6 address, received "192.168.0.300"',
+        file: "vipd.yaml",
+        line: 3,
       },
     ]);
   });
@@ -377,8 +379,8 @@ describe("errors name the document, the field and what was wanted", () => {
     const r = load(docs(vip("10.0.0.300"), vip("10.0.0.5", "a/b")));
     expect(r.ok ? "" : formatIssues(r.issues)).toBe(
       "2 configuration problems:\n" +
-        '  - document 0 (Layer2VIPConfig): name: expected an IPv4 or IPv6 address, received "10.0.0.300"\n' +
-        "  - document 1 (Layer2VIPConfig): link: expected a link name: 1 to 15 bytes, no '/', ':' or whitespace, not \".\" or \"..\", received \"a/b\"",
+        '  - vipd.yaml:3: document 0 (Layer2VIPConfig): name: expected an IPv4 or IPv6 address, received "10.0.0.300"\n' +
+        "  - vipd.yaml:9: document 1 (Layer2VIPConfig): link: expected a link name: 1 to 15 bytes, no '/', ':' or whitespace, not \".\" or \"..\", received \"a/b\"",
     );
   });
 });
@@ -437,7 +439,7 @@ describe("TLS files are checked at load time", () => {
     chmodSync(join(dir, "locked.key"), 0o000);
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const real = (over: Partial<LoadInput>) => ({ fileExists: undefined, ...over });
+  const real = (over: Partial<LoadInput>) => ({ checkFile: undefined, ...over });
 
   test("existing files pass", () => {
     const text = docs(VIP, agent(`etcd: { caFile: ${dir}/ca.crt, certFile: ${dir}/c.crt, keyFile: ${dir}/c.key }`));
@@ -445,14 +447,25 @@ describe("TLS files are checked at load time", () => {
   });
   test("missing files and directories are named by source", () => {
     const text = docs(VIP, agent(`etcd: { caFile: ${dir}/nope.crt }`));
-    expect(messages(text, real({ flags: { "apiserver-ca": dir } }))).toEqual([
-      `document 1 (VIPAgentConfig): etcd.caFile: expected a readable file, received "${dir}/nope.crt"`,
-      `flag --apiserver-ca: expected a readable file, received "${dir}"`,
+    expect(messages(text, real({ flags: { "apiserver-url": "https://127.0.0.1:6443/readyz", "apiserver-ca": dir } }))).toEqual([
+      `document 1 (VIPAgentConfig): etcd.caFile: expected a readable file, received "${dir}/nope.crt": it does not exist (ENOENT)`,
+      `flag --apiserver-ca: expected a readable file, received "${dir}": it is a directory, not a file (EISDIR)`,
+    ]);
+  });
+  test("for a check only, a file that may yet appear is a warning; a directory stays an error", () => {
+    const text = docs(VIP, agent(`etcd: { caFile: ${dir}/nope.crt }`));
+    const r = load(text, real({ unreadableFiles: "warning" }));
+    expect(r.ok).toBe(true);
+    expect(r.warnings.map((w) => w.message)).toEqual([
+      `document 1 (VIPAgentConfig): etcd.caFile: expected a readable file, received "${dir}/nope.crt": it does not exist (ENOENT); vipd run will refuse it until vipd's user can read it`,
+    ]);
+    expect(messages(docs(VIP, agent(`etcd: { caFile: ${dir} }`)), real({ unreadableFiles: "warning" }))).toEqual([
+      `document 1 (VIPAgentConfig): etcd.caFile: expected a readable file, received "${dir}": it is a directory, not a file (EISDIR)`,
     ]);
   });
   test("unreadable files fail", async () => {
     const text = docs(VIP, agent(`etcd: { certFile: ${dir}/c.crt, keyFile: ${dir}/locked.key }`));
-    const expected = [`document 1 (VIPAgentConfig): etcd.keyFile: expected a readable file, received "${dir}/locked.key"`];
+    const expected = [`document 1 (VIPAgentConfig): etcd.keyFile: expected a readable file, received "${dir}/locked.key": this user may not read it (EACCES)`];
     if (process.getuid?.() !== 0) {
       expect(messages(text, real({}))).toEqual(expected);
       return;
@@ -599,5 +612,108 @@ cluster:
     expect(messages(docs(VIP, hcloud))).toEqual([
       "document 1 (HCloudVIPConfig): a VIP announced through a cloud API (HCloudVIPConfig): vipd announces VIPs on layer 2 (ARP and neighbour discovery) and cannot serve it. Leave this VIP to Talos, or declare it as a Layer2VIPConfig if the nodes share a layer-2 segment",
     ]);
+  });
+});
+
+describe("document kinds: a near miss is an error naming the kind meant, never a skipped document", () => {
+  const cases: [string, string, string[]][] = [
+    ["VIPAgentConfig in the wrong case", docs(VIP, "apiVersion: v1alpha1\nkind: VipAgentConfig\netcd: { endpoints: [https://10.0.0.1:2379] }\n"),
+      ['document 1 (VipAgentConfig): kind: unknown kind "VipAgentConfig": did you mean "VIPAgentConfig"? (kinds are case-sensitive)']],
+    ["Layer2VIPConfig in the wrong case", docs("apiVersion: v1alpha1\nkind: Layer2VipConfig\nname: 192.168.0.16\nlink: eth0\n", VIP),
+      ['document 0 (Layer2VipConfig): kind: unknown kind "Layer2VipConfig": did you mean "Layer2VIPConfig"? (kinds are case-sensitive)']],
+    ["layer2VIPConfig, no cloud VIP", docs(VIP, "apiVersion: v1alpha1\nkind: layer2VIPConfig\nname: 192.168.0.16\nlink: eth0\n"),
+      ['document 1 (layer2VIPConfig): kind: unknown kind "layer2VIPConfig": did you mean "Layer2VIPConfig"? (kinds are case-sensitive)']],
+    ["two letters swapped and one dropped", docs(VIP, "apiVersion: v1alpha1\nkind: VIPAgnetConfg\n"),
+      ['document 1 (VIPAgnetConfg): kind: unknown kind "VIPAgnetConfg": did you mean "VIPAgentConfig"?']],
+    ["a misspelled Talos kind", docs(VIP, "apiVersion: v1alpha1\nkind: HostnameConfg\nhostname: cp-1\n"),
+      ['document 1 (HostnameConfg): kind: unknown kind "HostnameConfg": did you mean "HostnameConfig", a Talos kind vipd skips?']],
+    ["a kind nobody has", docs(VIP, "apiVersion: v1alpha1\nkind: VIPDaemon\n"),
+      ['document 1 (VIPDaemon): kind: unknown kind "VIPDaemon": vipd reads Layer2VIPConfig and VIPAgentConfig documents and skips Talos\'s own kinds (and, in a file with a Talos machine config, any other kind); fix the kind, or remove the document']],
+    ["a document without a kind", docs(VIP, "etcd: { endpoints: [https://10.0.0.1:2379] }\n"),
+      ["document 1: kind: no kind: vipd reads Layer2VIPConfig and VIPAgentConfig documents and skips Talos's own kinds (and, in a file with a Talos machine config, any other kind); give the document its kind, or remove it"]],
+    ["a VIP kind vipd does not know, even beside a machine config", docs("version: v1alpha1\nmachine: { type: controlplane }\n", VIP, "kind: EquinixMetalVIPConfig\nname: 192.0.2.9\n"),
+      ["document 2 (EquinixMetalVIPConfig): kind: a VIP document of a kind vipd does not know (EquinixMetalVIPConfig): vipd serves Layer2VIPConfig documents only; write this VIP as one, or leave it to Talos"]],
+  ];
+  for (const [name, text, expected] of cases) test(name, () => expect(messages(text)).toEqual(expected));
+
+  test("Talos's own kinds are skipped, each by name; near misses of each other are not confused (DHCPv4Config, DHCPv6Config)", () => {
+    const talosDoc = (kind: string) => `apiVersion: v1alpha1\nkind: ${kind}\n`;
+    const r = load(docs(VIP, talosDoc("DHCPv4Config"), talosDoc("DHCPv6Config"), talosDoc("KubeSpanConfig")));
+    expect(r.ok && r.skipped).toEqual([
+      { index: 1, kind: "DHCPv4Config", known: true },
+      { index: 2, kind: "DHCPv6Config", known: true },
+      { index: 3, kind: "KubeSpanConfig", known: true },
+    ]);
+  });
+
+  test("in a file with a Talos machine config, a kind vipd does not know (a newer Talos's) is skipped, a near miss is not", () => {
+    const machine = "version: v1alpha1\nmachine:\n  type: controlplane\n";
+    const r = load(docs(machine, VIP, "apiVersion: v1alpha1\nkind: FancyNewConfig\n", "untyped: true\n"));
+    expect(r.ok && r.skipped).toEqual([{ index: 2, kind: "FancyNewConfig", known: false }, { index: 3, kind: "untyped", known: false }]);
+    expect(messages(docs(machine, VIP, "apiVersion: v1alpha1\nkind: VIPAgentconfig\n"))).toEqual([
+      'document 2 (VIPAgentconfig): kind: unknown kind "VIPAgentconfig": did you mean "VIPAgentConfig"? (kinds are case-sensitive)',
+    ]);
+  });
+});
+
+describe("issues about the file carry its name and the line of the field", () => {
+  test("the line of the key, of a list item, of an unknown field; a missing field's is its mapping's; in the file's order, then the rest", () => {
+    const text = docs(VIP, agent("etcd:\n  endpoints:\n    - https://10.0.0.1:2379\n    - http://x/y\n  bogus: 1\napiServer: {}"), "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nlink: eth0\n");
+    const r = load(text, { env: { VIPD_LEASE_TTL: "x" } });
+    expect(r.ok ? [] : r.issues.map((i) => [i.file, i.line, i.path])).toEqual([
+      ["vipd.yaml", 11, "etcd.endpoints[1]"],
+      ["vipd.yaml", 12, "etcd.bogus"],
+      ["vipd.yaml", 13, "apiServer"],
+      ["vipd.yaml", 15, "name"],
+      [undefined, undefined, ""],
+    ]);
+    expect(formatIssues(r.ok ? [] : r.issues).split("\n")[4]).toBe("  - vipd.yaml:15: document 2 (Layer2VIPConfig): name: required field is missing");
+  });
+
+  test("a YAML syntax error keeps the parser's line", () => {
+    const r = load(docs(VIP, "apiVersion: v1alpha1\nkind: [\n"));
+    expect(r.ok ? [] : r.issues.map((i) => [i.line, i.message.match(/at line (\d+)/)?.[1]])).toEqual([[8, "8"]]);
+  });
+});
+
+describe("VIP addresses: what a host can own, as an address and nothing more", () => {
+  const cases: [string, string, string[]][] = [
+    ["an address with a prefix length, as ip address add takes it", vip("192.168.0.10/24"),
+      ['document 0 (Layer2VIPConfig): name: expected an address without a prefix length (vipd adds each VIP as a /32 or /128 of its own): drop the "/24" and write "192.168.0.10", received "192.168.0.10/24"']],
+    ["an IPv6 one", vip("2001:db8::15/64"),
+      ['document 0 (Layer2VIPConfig): name: expected an address without a prefix length (vipd adds each VIP as a /32 or /128 of its own): drop the "/64" and write "2001:db8::15", received "2001:db8::15/64"']],
+    ["an IPv4-mapped IPv6 address", vip("::ffff:10.0.0.5"),
+      ['document 0 (Layer2VIPConfig): name: expected an IPv4 or IPv6 address, not an IPv4-mapped IPv6 one (it stands for the IPv4 address, which no link can hold as IPv6): write 10.0.0.5, received "::ffff:10.0.0.5"']],
+    ["an IPv4-mapped loopback: one problem, not two", vip("::FFFF:7f00:1"),
+      ['document 0 (Layer2VIPConfig): name: expected an IPv4 or IPv6 address, not an IPv4-mapped IPv6 one (it stands for the IPv4 address, which no link can hold as IPv6): write 127.0.0.1, received "::FFFF:7f00:1"']],
+  ];
+  for (const [name, text, expected] of cases) test(name, () => expect(messages(text)).toEqual(expected));
+});
+
+describe("the kube-apiserver gate is on only with apiServer.url", () => {
+  const FIX = "the kube-apiserver gate is off without apiServer.url: set apiServer.url (VIPD_APISERVER_URL or --apiserver-url), e.g. https://127.0.0.1:6443/readyz, to turn it on";
+  test("another apiServer setting without it, from the file, a variable or a flag, is an error naming the fix", () => {
+    expect(messages(docs(VIP, agent("apiServer: { caFile: /pki/ca.crt }")), { env: { VIPD_APISERVER_RISE: "3" }, flags: { "apiserver-insecure-skip-verify": true } })).toEqual([
+      `document 1 (VIPAgentConfig): apiServer.caFile: ${FIX}, or remove this setting`,
+      `flag --apiserver-insecure-skip-verify: ${FIX}, or remove this setting`,
+      `environment VIPD_APISERVER_RISE: ${FIX}, or remove this setting`,
+    ]);
+  });
+  test("an empty section is an error too", () => {
+    expect(messages(docs(VIP, agent("apiServer: {}")))).toEqual([`document 1 (VIPAgentConfig): apiServer: ${FIX}, or remove the section`]);
+  });
+  test("the URL from a variable turns on a gate the file sets up", () => {
+    const s = settings(docs(VIP, agent("apiServer: { caFile: /pki/ca.crt, rise: 4 }")), { env: { VIPD_APISERVER_URL: "https://10.0.0.1:6443/readyz" } });
+    expect(s.apiServer).toMatchObject({ url: "https://10.0.0.1:6443/readyz", caFile: "/pki/ca.crt", rise: 4 });
+  });
+});
+
+describe("unknown VIPD_ variables", () => {
+  test("an error by default (vipd run), a warning when asked for; either way named", () => {
+    const named = 'environment VIPD_HOLD_TIM: unknown variable; "vipd run --help" lists the VIPD_ variables';
+    expect(messages(VIP, { env: { VIPD_HOLD_TIM: "3000" } })).toEqual([named]);
+    const r = load(VIP, { env: { VIPD_HOLD_TIM: "3000" }, unknownVariables: "warning" });
+    expect(r.ok).toBe(true);
+    expect(r.warnings.map((w) => w.message)).toEqual([named]);
   });
 });

@@ -1,6 +1,6 @@
 // YAML documents + environment + flags -> one frozen Settings.
 // Precedence per field: flags > environment (VIPD_*) > file > defaults.
-// Pure apart from the injectable fileExists check; never throws for bad input.
+// Pure apart from the injectable checkFile; never throws for bad input.
 
 import * as v from "valibot";
 import { parseIp } from "../kernel/ip.ts";
@@ -12,15 +12,17 @@ import {
   documentLabel,
   fromValibot,
   layer2Schema,
+  locate,
   readDocuments,
+  type SkippedDocument,
 } from "./documents.ts";
 import { MACHINE_CONFIG, machineConfigVips } from "./talos.ts";
 import * as f from "./fields.ts";
-import { isReadableFile } from "./file.ts";
+import { checkReadableFile, type FileProblem } from "./file.ts";
 import { FLAGS, type Flags } from "./flags.ts";
 import { type ConfigIssue, issue, printable, render } from "./issue.ts";
 import type { Settings, VipSettings } from "./settings.ts";
-import { type Leaf, LEAVES, OPTIONAL_SECTIONS, type TextKind } from "./table.ts";
+import { type Leaf, LEAVES, OPTIONAL_SECTIONS, sectionSwitch, type TextKind } from "./table.ts";
 
 export interface LoadInput {
   fileText: string;
@@ -32,18 +34,34 @@ export interface LoadInput {
   hostname: string;
   /** Default log format: pretty on a terminal, json otherwise. */
   isTTY?: boolean;
-  fileExists?: (path: string) => boolean;
+  /** Why a file a setting names cannot be read now, or null (default: the file system's answer). */
+  checkFile?: (path: string) => FileProblem | null;
+  /**
+   * "warning" for commands that only look: `vipd validate` runs where the
+   * agent does not (before kubeadm wrote its certificates, as another user),
+   * so a file that does not exist yet or that this user may not read is
+   * worth a warning there, and an error only where it is opened.
+   */
+  unreadableFiles?: "error" | "warning";
+  /**
+   * "warning" for commands run from an operator's shell, whose environment
+   * is not the agent's; an unknown VIPD_ variable in the agent's own is a
+   * typo that would silently change nothing, so `run` refuses it.
+   */
+  unknownVariables?: "error" | "warning";
 }
 
 export type LoadResult =
   | {
       ok: true;
       settings: Settings;
-      skipped: { index: number; kind: string }[];
+      skipped: SkippedDocument[];
       /** Talos machine configs whose VIPs were taken (the rest of them is not vipd's). */
       machineConfigs: { index: number; vips: number }[];
+      /** Problems that the caller asked to be warnings (unreadableFiles, unknownVariables). */
+      warnings: ConfigIssue[];
     }
-  | { ok: false; issues: ConfigIssue[] };
+  | { ok: false; issues: ConfigIssue[]; warnings: ConfigIssue[] };
 
 /** A setting of the table, by its path ("etcd.endpoints"). */
 const FIELDS: readonly Leaf[] = LEAVES;
@@ -101,7 +119,7 @@ function fileLayer(doc: Record<string, unknown>, index: number, issues: ConfigIs
   return layer;
 }
 
-function envLayer(env: LoadInput["env"], issues: ConfigIssue[]): Layer {
+function envLayer(env: LoadInput["env"], issues: ConfigIssue[], unknown: ConfigIssue[]): Layer {
   const layer: Layer = new Map();
   // VIPD_RUNTIME_ENV is no setting: `vipd run` restarts itself with it, and an
   // operator sets it empty to skip that restart (runtime-env.ts).
@@ -109,7 +127,7 @@ function envLayer(env: LoadInput["env"], issues: ConfigIssue[]): Layer {
   for (const [name, text] of Object.entries(env)) {
     // An unknown VIPD_ variable is almost always a typo of a known one.
     if (name.startsWith("VIPD_") && !known.has(name) && text !== undefined) {
-      issues.push(issue(`environment ${printable(name)}`, "", "a VIPD_ variable listed by --help", render(text), "unknown variable; see --help for the VIPD_ variables"));
+      unknown.push(issue(`environment ${printable(name)}`, "", "a VIPD_ variable listed by vipd run --help", render(text), 'unknown variable; "vipd run --help" lists the VIPD_ variables'));
     }
   }
   for (const field of FIELDS) {
@@ -125,7 +143,7 @@ function flagLayer(flags: Flags, issues: ConfigIssue[]): Layer {
   for (const [name, value] of Object.entries(flags)) {
     const spec = FLAGS.find((s) => s.name === name);
     if (!spec) {
-      issues.push(issue(`flag --${printable(name)}`, "", "a flag listed by --help", render(value), "unknown flag; see --help"));
+      issues.push(issue(`flag --${printable(name)}`, "", "a flag listed by vipd run --help", render(value), 'unknown flag; "vipd run --help" lists them'));
       continue;
     }
     const field = FIELDS.find((fd) => fd.setting.flag === name);
@@ -184,9 +202,10 @@ function vipsFrom(docs: Documents, issues: ConfigIssue[]): VipSettings[] {
 }
 
 export function loadSettings(input: LoadInput): LoadResult {
-  const fileExists = input.fileExists ?? isReadableFile;
+  const checkFile = input.checkFile ?? checkReadableFile;
   const docs = readDocuments(input.fileText);
   const issues = [...docs.issues];
+  const warnings: ConfigIssue[] = [];
 
   const vips = vipsFrom(docs, issues);
   if (vips.length === 0 && issues.length === 0) {
@@ -195,7 +214,7 @@ export function loadSettings(input: LoadInput): LoadResult {
   }
 
   let file: Layer = new Map();
-  /** Optional sections the document names, even empty ("apiServer: {}" turns the gate on). */
+  /** Optional sections the document names, so that one named without its switch is an error. */
   let sectionsNamed = new Set<string>();
   for (const [n, { index, value }] of docs.agent.entries()) {
     const label = documentLabel(index, AGENT);
@@ -215,7 +234,9 @@ export function loadSettings(input: LoadInput): LoadResult {
       sectionsNamed = new Set(OPTIONAL_SECTIONS.filter((name) => (value as Record<string, unknown>)[name] !== undefined));
     }
   }
-  const env = envLayer(input.env, issues);
+  const unknownVariables: ConfigIssue[] = [];
+  const env = envLayer(input.env, issues, unknownVariables);
+  (input.unknownVariables === "warning" ? warnings : issues).push(...unknownVariables);
   const flags = flagLayer(input.flags, issues);
 
   const pick = (key: string): Sourced | undefined => flags.get(key) ?? env.get(key) ?? file.get(key);
@@ -242,8 +263,14 @@ export function loadSettings(input: LoadInput): LoadResult {
   checkTlsScheme(pick, issues);
   for (const leaf of FIELDS) {
     const s = leaf.setting.file ? pick(leaf.path) : undefined;
-    if (s && !fileExists(s.value as string)) issues.push(issue(s.document, s.path, "a readable file", render(s.value)));
+    const why = s ? checkFile(s.value as string) : null;
+    if (!s || !why) continue;
+    const mayAppear = why.code === "ENOENT" || why.code === "EACCES" || why.code === "EPERM";
+    const found = issue(s.document, s.path, "a readable file", render(s.value), `expected a readable file, received ${render(s.value)}: ${why.text}`);
+    if (mayAppear && input.unreadableFiles === "warning") warnings.push({ ...found, message: `${found.message}; vipd run will refuse it until vipd's user can read it` });
+    else issues.push(found);
   }
+  checkSwitches(pick, sectionsNamed, docs.agent[0]?.index, issues);
 
   const hold = values.get("election.holdTime") as number;
   const short = f.leaseTooShort(values.get("election.leaseTTL") as number, hold);
@@ -252,10 +279,16 @@ export function loadSettings(input: LoadInput): LoadResult {
     issues.push(issue(s.document, s.path, `a leaseTTL of at least ${Math.ceil((hold + f.LEASE_BEYOND_HOLD_MS) / 1000)} s`, render(s.value), short));
   }
 
-  if (issues.length > 0) return { ok: false, issues };
+  /** Located, and the file's in the order of its lines (a list to work through top to bottom), then the rest as found. */
+  const placed = (list: ConfigIssue[]) =>
+    locate(list, docs, input.fileName)
+      .map((i, n) => ({ i, n }))
+      .sort((a, b) => (a.i.line ?? Infinity) - (b.i.line ?? Infinity) || a.n - b.n)
+      .map(({ i }) => i);
+  if (issues.length > 0) return { ok: false, issues: placed(issues), warnings: placed(warnings) };
 
-  // An optional section exists when the document names it or anything sets one of its settings.
-  const present = (section: string) => sectionsNamed.has(section) || FIELDS.some((fd) => fd.path.startsWith(`${section}.`) && pick(fd.path));
+  // An optional section exists when its switch is set (checkSwitches refused its other settings without it).
+  const present = (section: string) => pick(sectionSwitch(section)) !== undefined;
   const tree: Record<string, unknown> = { vips };
   for (const [path, value] of values) {
     const [section, name] = path.includes(".") ? (path.split(".") as [string, string]) : [null, path];
@@ -266,7 +299,31 @@ export function loadSettings(input: LoadInput): LoadResult {
     }
   }
   const machineConfigs = docs.machine.map(({ index }) => ({ index, vips: vips.filter((x) => x.document === index).length }));
-  return { ok: true, settings: deepFreeze(tree as unknown as Settings), skipped: docs.skipped, machineConfigs };
+  return { ok: true, settings: deepFreeze(tree as unknown as Settings), skipped: docs.skipped, machineConfigs, warnings: placed(warnings) };
+}
+
+/**
+ * An optional section is on only when its switch is set: the gate only with
+ * apiServer.url. Any other of its settings without the switch would be
+ * silently unused, or (as vipd 0.2 did) silently turn the gate on with a
+ * URL nobody chose: both are errors that name the fix.
+ */
+function checkSwitches(pick: Pick, named: ReadonlySet<string>, agentIndex: number | undefined, issues: ConfigIssue[]): void {
+  for (const section of OPTIONAL_SECTIONS) {
+    const on = sectionSwitch(section);
+    if (pick(on)) continue;
+    const flag = FIELDS.find((fd) => fd.path === on)!;
+    const fix = `set ${on} (${flag.env} or --${flag.setting.flag})${flag.setting.example ? `, e.g. ${flag.setting.example}` : ""}, to turn it on`;
+    const what = section === "apiServer" ? "the kube-apiserver gate" : `the ${section} section`;
+    const given = FIELDS.filter((fd) => fd.path.startsWith(`${section}.`) && pick(fd.path));
+    for (const fd of given) {
+      const s = pick(fd.path)!;
+      issues.push(issue(s.document, s.path, `${on} as well`, `${fd.path} without ${on}`, `${what} is off without ${on}: ${fix}, or remove this setting`));
+    }
+    if (given.length === 0 && named.has(section) && agentIndex !== undefined) {
+      issues.push(issue(documentLabel(agentIndex, AGENT), section, `${on} in it`, "a section without it", `${what} is off without ${on}: ${fix}, or remove the section`));
+    }
+  }
 }
 
 type Pick = (key: string) => Sourced | undefined;

@@ -11,7 +11,11 @@ export interface VipSettings {
   document: number;
 }
 
-export type Settings = TableSettings & { readonly vips: readonly VipSettings[] };
+export type Settings = Omit<TableSettings, "apiServer"> & {
+  readonly vips: readonly VipSettings[];
+  /** The kube-apiserver gate: present only with its URL, its switch (table.ts). */
+  readonly apiServer?: NonNullable<TableSettings["apiServer"]> & { readonly url: string };
+};
 
 /** etcd's TLS files as the etcd client takes them; undefined when none is set. */
 export function etcdTls(etcd: Settings["etcd"]): { caFile?: string; certFile?: string; keyFile?: string } | undefined {

@@ -38,10 +38,12 @@ export interface Section<E extends Entries = Entries, Optional extends boolean =
   readonly kind: "section";
   readonly entries: E;
   /**
-   * Present only when the document has the section or any of its settings is
-   * given (the kube-apiserver gate exists only when asked for).
+   * Present only when the setting named by `on` is given (the kube-apiserver
+   * gate exists only when asked for, by its URL).
    */
   readonly optional: Optional;
+  /** For an optional section: the setting that turns it on; any other of its settings needs it. */
+  readonly on?: string;
   /** One line for `vipd config example`. */
   readonly help: string;
 }
@@ -67,8 +69,8 @@ function section<E extends Entries>(help: string, entries: E): Section<E, false>
   return { kind: "section", entries, optional: false, help };
 }
 
-function optionalSection<E extends Entries>(help: string, entries: E): Section<E, true> {
-  return { kind: "section", entries, optional: true, help };
+function optionalSection<E extends Entries>(help: string, on: keyof E & string, entries: E): Section<E, true> {
+  return { kind: "section", entries, optional: true, on, help };
 }
 
 export const TABLE = {
@@ -115,10 +117,10 @@ export const TABLE = {
       help: "address of /healthz, /status and /metrics",
     }),
   }),
-  apiServer: optionalSection("gate ownership on this node's kube-apiserver answering /readyz (absent: no gate)", {
-    url: withDefault({
-      schema: f.httpUrl, flag: "apiserver-url", value: "URL", default: "https://127.0.0.1:6443/readyz",
-      help: "hold VIPs only while this kube-apiserver readiness URL answers 200",
+  apiServer: optionalSection("gate ownership on this node's kube-apiserver answering /readyz (no url: no gate)", "url", {
+    url: optional({
+      schema: f.httpUrl, flag: "apiserver-url", value: "URL", example: "https://127.0.0.1:6443/readyz",
+      help: "turns the kube-apiserver gate on: hold VIPs only while this readiness URL answers 200 (kubeadm's: https://127.0.0.1:6443/readyz)",
     }),
     caFile: optional({ schema: f.filePath, file: true, flag: "apiserver-ca", value: "FILE", help: "CA bundle to verify the kube-apiserver", example: "/etc/kubernetes/pki/ca.crt" }),
     certFile: optional({
@@ -220,3 +222,10 @@ export const LEAVES: readonly Leaf[] = Object.freeze(leavesOf(TABLE, ""));
 export const OPTIONAL_SECTIONS: readonly string[] = Object.entries(TABLE)
   .filter(([, n]) => n.kind === "section" && n.optional)
   .map(([name]) => name);
+
+/** The setting that turns an optional section on: "apiServer" → "apiServer.url". */
+export function sectionSwitch(section: string): string {
+  const node = (TABLE as Entries)[section];
+  if (node?.kind !== "section" || !node.on) throw new Error(`${section} is no optional section with a switch`);
+  return `${section}.${node.on}`;
+}

@@ -18,6 +18,7 @@
 // deviceSelector, which vipd cannot resolve to a link.
 import * as v from "valibot";
 import * as f from "./fields.ts";
+import { CLOUD_VIP_KINDS } from "./kinds.ts";
 import { type ConfigIssue, issue, render } from "./issue.ts";
 
 export const MACHINE_CONFIG = "Talos machine config";
@@ -37,7 +38,7 @@ export function isMachineConfig(doc: Record<string, unknown>): boolean {
 
 /** The VIP documents of Talos that announce through a cloud API: vipd cannot serve them. */
 export function isCloudVipKind(kind: string): boolean {
-  return /VIPConfig$/.test(kind) && kind !== "Layer2VIPConfig";
+  return CLOUD_VIP_KINDS.has(kind);
 }
 
 const CLOUDS: Record<string, string> = { hcloud: "Hetzner Cloud's API", equinixMetal: "Equinix Metal's API" };

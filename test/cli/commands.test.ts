@@ -1,7 +1,7 @@
 // The CLI's contract (README, "Exit codes"): exit 0 / 2 / 1, errors as sentences on
 // stderr, never a stack trace for a user mistake.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type CliIO, runCli, VERSION } from "../../src/cli/commands.ts";
@@ -17,7 +17,7 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function cli(argv: string[], env: Record<string, string> = {}) {
+async function cli(argv: string[], env: Record<string, string> = {}, stdin?: string, more: Partial<CliIO> = {}) {
   let out = "";
   let err = "";
   const io: CliIO = {
@@ -28,6 +28,8 @@ async function cli(argv: string[], env: Record<string, string> = {}) {
     out: (t) => void (out += t),
     err: (t) => void (err += t),
     stopRequested: new Promise(() => {}),
+    ...(stdin === undefined ? {} : { readStdin: async () => stdin }),
+    ...more,
   };
   const code = await runCli(io);
   return { code, out, err };
@@ -50,7 +52,7 @@ describe("vipd validate", () => {
     const r = await cli(["validate", file("talos.yaml", talos)]);
     expect(r.code).toBe(0);
     expect(r.out).toContain("reading document 0 (Talos machine config) for its VIPs (1 found); the rest of it is not vipd's");
-    expect(r.out).toContain("skipping document 2 (HostnameConfig): not a vipd document");
+    expect(r.out).toContain("skipping document 2 (HostnameConfig): a Talos document, not vipd's");
     expect(r.out).toContain("VIP:       192.0.2.16 (IPv4) on eth0");
     expect(r.out).toContain("VIP:       192.0.2.15 (IPv4) on eth0");
   });
@@ -78,11 +80,92 @@ describe("vipd validate", () => {
     });
   }
 
-  test("a missing file: exit 2 naming the file", async () => {
+  test("a missing file, a directory: exit 2 naming the file and saying why in words", async () => {
     const r = await cli(["validate", join(dir, "nope.yaml")]);
-    expect(r.code).toBe(2);
-    expect(r.err).toContain("nope.yaml");
-    expect(r.err).toContain("ENOENT");
+    expect(r).toMatchObject({ code: 2, out: "" });
+    expect(r.err).toBe(`1 configuration problem:\n  - ${join(dir, "nope.yaml")}: cannot read the configuration file: it does not exist (ENOENT)\n`);
+    const d = await cli(["validate", dir]);
+    expect(d.err).toBe(`1 configuration problem:\n  - ${dir}: cannot read the configuration file: it is a directory, not a file (EISDIR)\n`);
+  });
+
+  test("a misspelled kind: exit 2 naming the kind meant, with the file and line", async () => {
+    const p = file("kind.yaml", `${GOOD}---\napiVersion: v1alpha1\nkind: VipAgentConfig\netcd:\n  endpoints: [https://10.0.0.1:2379]\n`);
+    const r = await cli(["validate", p]);
+    expect(r).toMatchObject({ code: 2, out: "" });
+    expect(r.err).toBe(`1 configuration problem:\n  - ${p}:7: document 1 (VipAgentConfig): kind: unknown kind "VipAgentConfig": did you mean "VIPAgentConfig"? (kinds are case-sensitive)\n`);
+  });
+
+  test('"-" reads standard input, named (stdin) in problems', async () => {
+    const ok = await cli(["validate", "-"], {}, GOOD);
+    expect(ok).toMatchObject({ code: 0, err: "" });
+    expect(ok.out).toContain("VIP:       192.0.2.15 (IPv4) on eth0");
+    const bad = await cli(["validate", "-"], {}, GOOD.replace("192.0.2.15", "192.0.2.15/24"));
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('(stdin):3: document 0 (Layer2VIPConfig): name: expected an address without a prefix length');
+  });
+
+  test("warnings on stderr, exit 0: TLS files kubeadm has not written yet, a VIPD_ variable of this shell", async () => {
+    const text = `${GOOD}---\napiVersion: v1alpha1\nkind: VIPAgentConfig\netcd:\n  caFile: ${join(dir, "not-yet", "ca.crt")}\n`;
+    const p = file("later.yaml", text);
+    const r = await cli(["validate", p], { VIPD_HOLD_TIM: "3000" });
+    expect(r.code).toBe(0);
+    expect(r.err).toBe([
+      "2 configuration warnings:",
+      `  - ${p}:9: document 1 (VIPAgentConfig): etcd.caFile: expected a readable file, received "${join(dir, "not-yet", "ca.crt")}": it does not exist (ENOENT); vipd run will refuse it until vipd's user can read it`,
+      '  - environment VIPD_HOLD_TIM: unknown variable; "vipd run --help" lists the VIPD_ variables',
+      "",
+    ].join("\n"));
+    expect(r.out).toContain("VIP:       192.0.2.15 (IPv4) on eth0");
+    // run refuses both.
+    const run = await cli(["run", "--config", p], { VIPD_HOLD_TIM: "3000" });
+    expect(run.code).toBe(2);
+    expect(run.err).toContain("2 configuration problems:");
+    expect(run.err).toContain("etcd.caFile: expected a readable file");
+    expect(run.err).toContain("environment VIPD_HOLD_TIM: unknown variable");
+  });
+
+  test("about this machine: a VIP's link that is not here, a hook that cannot run; warnings after the file's, exit 0", async () => {
+    const hook = file("hook.sh", "#!/bin/sh\n"); // not executable
+    const text = `${GOOD}---\n${GOOD.replace("192.0.2.15", "192.0.2.16").replace("eth0", "vlan7")}---\napiVersion: v1alpha1\nkind: VIPAgentConfig\nhooks:\n  acquired: [${hook}]\n  fenced: [${join(dir, "nope")}]\n`;
+    const asked: string[][] = [];
+    const links = async (names: readonly string[]) => {
+      asked.push([...names]);
+      return new Map(names.map((n) => [n, n === "eth0" ? null : "ENODEV"]));
+    };
+    const r = await cli(["validate", file("machine.yaml", text)], { VIPD_X: "1" }, undefined, { links });
+    expect(r.code).toBe(0);
+    expect(asked).toEqual([["eth0", "vlan7"]]);
+    expect(r.err).toBe([
+      "1 configuration warning:",
+      '  - environment VIPD_X: unknown variable; "vipd run --help" lists the VIPD_ variables',
+      "3 warnings about this machine:",
+      '  - document 1: link: expected a link of this network namespace, received "vlan7", which is not here: vipd stands for 192.0.2.16 only once it appears (a typo, or a link set up later?)',
+      `  - setting hooks.acquired: expected a program vipd can run, received "${hook}": it is not executable (chmod +x); each acquired hook run fails (and is logged) until it can run`,
+      `  - setting hooks.fenced: expected a program vipd can run, received "${join(dir, "nope")}": it does not exist; each fenced hook run fails (and is logged) until it can run`,
+      "",
+    ].join("\n"));
+    expect(r.out).toContain("VIP:       192.0.2.16 (IPv4) on vlan7");
+  });
+
+  test("the real lookup finds this namespace's loopback and not a made-up link", async () => {
+    const { kernelLinks } = await import("../../src/cli/preflight.ts");
+    expect(await kernelLinks(["lo", "vipd-nope0"])).toEqual(new Map([["lo", null], ["vipd-nope0", "ENODEV"]]));
+  });
+
+  test("README's configuration example validates before kubeadm has written its certificates", async () => {
+    const readme = readFileSync(join(import.meta.dir, "../../README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("\n## Configuration\n"));
+    const example = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(example).toContain("kind: VIPAgentConfig");
+    const r = await cli(["validate", file("readme.yaml", example!)]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("VIP:       192.168.0.15 (IPv4) on enp0s2");
+    expect(r.out).toContain("gate:      https://127.0.0.1:6443/readyz");
+    // Only warnings: kubeadm's certificates not written yet (where kubeadm has
+    // run there are none of these), and the example's hook program.
+    for (const line of r.err.split("\n").filter((l) => l.startsWith("  - "))) {
+      expect(line).toMatch(/\/etc\/kubernetes\/pki\/.*it does not exist \(ENOENT\); vipd run will refuse it|setting hooks\.acquired: .*vipd-hook/);
+    }
   });
 });
 
@@ -106,6 +189,11 @@ describe("vipd run: bad usage exits 2 before touching anything", () => {
     const r = await cli(["run", "--config", file("g4.yaml", GOOD)], { VIPD_LEASE_TTL: "soon" });
     expect(r.code).toBe(2);
     expect(r.err).toContain("VIPD_LEASE_TTL");
+  });
+  test("apiServer settings without apiServer.url: the gate is not turned on silently", async () => {
+    const r = await cli(["run", "--config", file("g6.yaml", GOOD), "--apiserver-insecure-skip-verify"]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("flag --apiserver-insecure-skip-verify: the kube-apiserver gate is off without apiServer.url: set apiServer.url (VIPD_APISERVER_URL or --apiserver-url)");
   });
   test("config file from VIPD_CONFIG, with a bad VIP", async () => {
     const r = await cli(["run"], { VIPD_CONFIG: file("g5.yaml", GOOD.replace("192.0.2.15", "224.0.0.1")) });
@@ -159,7 +247,13 @@ describe("other commands", () => {
     // Uncommented, the optional parts are valid too (file settings aside, which must exist).
     const all = r.out.replace(/^(\s*)# (?!.*File:)([a-zA-Z]+:)/gm, "$1$2");
     const w = await cli(["validate", file("example-all.yaml", all)]);
-    expect(w.err).toBe("");
+    // The example's hook program is not installed here: a warning about this machine, not about the file.
+    expect(w.code).toBe(0);
+    expect(w.err).toBe([
+      "3 warnings about this machine:",
+      ...["acquired", "released", "fenced"].map((e) => `  - setting hooks.${e}: expected a program vipd can run, received "/usr/local/sbin/vipd-hook": it does not exist; each ${e} hook run fails (and is logged) until it can run`),
+      "",
+    ].join("\n"));
     expect(w.out).toContain("gate:      https://127.0.0.1:6443/readyz every 1 s");
     expect(w.out).toContain('hooks:     acquired ["/usr/local/sbin/vipd-hook","acquired"], released ["/usr/local/sbin/vipd-hook","released"], fenced ["/usr/local/sbin/vipd-hook","fenced"], timeout 10 s');
   });
