@@ -131,6 +131,34 @@ describe("release and takeover", () => {
     expect(monotonicClock() - t0).toBeLessThan(500);
   });
 
+  test("a released key is never proven again, even in a view that has not shown its deletion yet", async () => {
+    const p = freshPrefix();
+    // A hold long enough that the heartbeats before the release would still prove the key.
+    const a = agent("a", p, { holdMs: 2500 });
+    const b = agent("b", p);
+    await ready(a);
+    await ready(b);
+    await a.session.join(VIP);
+    await waitFor("a proven", () => a.session.proof(VIP), 2000);
+    const key = (await admin.get(electionKey(p, VIP, "a")).exec()).kvs[0]!;
+    await b.session.join(VIP);
+    await waitFor("b queued", () => b.session.view.queue(VIP).length === 2, 2000);
+    // a's link goes down: its kernel let go (I4), then it releases; b takes the VIP at once.
+    await a.session.release([VIP]);
+    await waitFor("b first", () => b.session.isHead(VIP), 1000);
+    expect(b.session.claimedElsewhereUntil(VIP)).toBeNull();
+    // a's link comes back before its watch shows the deletion: its view
+    // still has its key first, as a lagging watch would leave it.
+    await waitFor("a's view saw the deletion", () => !a.session.mine(VIP), 1000);
+    a.session.view.apply([{ type: "put", kv: key }], monotonicClock());
+    expect(a.session.isHead(VIP)).toBe(true);
+    expect(a.session.proof(VIP)).toBeNull();
+    // Nor does a claim it again, or b's view would see a second owner's claim.
+    await sleep(600);
+    expect(a.session.proof(VIP)).toBeNull();
+    expect(b.session.claimedElsewhereUntil(VIP)).toBeNull();
+  });
+
   test("a dead holder's claim does not outlive its window when its lease takes its record", async () => {
     const p = freshPrefix();
     // A run that died right after a heartbeat claiming the VIP.
