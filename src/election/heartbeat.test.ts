@@ -69,11 +69,11 @@ function heartbeat(s: ReturnType<typeof standIn>, guard: () => readonly Guarded[
 }
 
 const until = async (what: string, ok: () => boolean) => {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 400; i++) {
     if (ok()) return;
     await Bun.sleep(5);
   }
-  throw new Error(`${what}: not within a second`);
+  throw new Error(`${what}: not within two seconds`);
 };
 
 const guarded = (req: ITxnRequest) => (req.compare ?? []).map((c) => String(c.key));
