@@ -152,7 +152,8 @@ export class ClusterView {
     for (const node of new Set([...this.#heartbeats.keys(), ...known.keys()])) {
       const hb = this.#heartbeats.get(node);
       const record = known.get(node)?.incarnation;
-      if (beats.has(node) || !(hb?.modRevision !== "0" || known.has(node))) continue;
+      const couldWrite = (hb !== undefined && hb.modRevision !== "0") || known.has(node);
+      if (beats.has(node) || !couldWrite) continue;
       const holds = [hb?.holdMs, record?.holdMs].filter((h) => h !== undefined);
       const holdMs = holds.length > 0 ? Math.max(...holds) : MAX_HOLD_MS;
       this.#heartbeats.set(node, { node, run: hb?.run ?? record?.run ?? null, seq: hb?.seq ?? 0, claims: "all", modRevision: "0", receivedAt, holdMs });
