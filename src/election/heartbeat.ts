@@ -9,7 +9,9 @@
 // A committed heartbeat needed a quorum, so a stale or cut-off etcd member
 // cannot fake one. Its send time proves every key it guarded until send time
 // + hold − margin (proof.ts). A failed guard is how a deposed holder learns
-// it was deposed, even when its watch is silent.
+// it was deposed, even when its watch is silent. The lost key leaves every
+// later guard at once, or each heartbeat would fail on it until the view
+// shows the deletion, and every other key would go unproven meanwhile.
 //
 // Heartbeats do not wait for each other: one goes out every interval, each
 // dated by its own send time, so one slow round trip costs nothing as long
@@ -17,7 +19,7 @@
 // interval shortens, so the proof resumes soon after etcd does. When none is
 // answered at all for a second, the connection is replaced: the calls may be
 // stuck on a half-open TCP link.
-import { GRPCDeadlineExceededError, type ITxnRequest, type ITxnResponse } from "etcd3";
+import { type Etcd3, GRPCDeadlineExceededError, type ITxnRequest, type ITxnResponse } from "etcd3";
 import { type EtcdConnection, within } from "./connection.ts";
 import { Emitter } from "./emitter.ts";
 import { decodeIncarnation, type Incarnation } from "./incarnation.ts";
@@ -33,8 +35,12 @@ export interface Guarded {
 export interface HeartbeatEvents extends Record<string, unknown> {
   /** A heartbeat committed: every guarded key is proven from sentAt. */
   committed: { sentAt: number; revision: string; guarded: readonly Guarded[]; rttMs: number };
-  /** The guard failed on these VIPs' keys: someone deleted them (a takeover, an operator, the lease). */
-  deposed: { keys: readonly Guarded[] };
+  /**
+   * The guard failed on these VIPs' keys: someone deleted them (a takeover,
+   * an operator, the lease). At `revision` they were gone: a watch that has
+   * not shown it within its progress check is stalled (design.md §7).
+   */
+  deposed: { keys: readonly Guarded[]; revision: string };
   /** Our agent record is gone, or belongs to another run now. */
   evicted: { reason: string; by: Incarnation | null };
   /** A heartbeat could not be sent or was not answered; the loop goes on. */
@@ -43,8 +49,11 @@ export interface HeartbeatEvents extends Record<string, unknown> {
   stalled: { silentMs: number };
 }
 
+/** What a heartbeat needs of the etcd connection: one transaction call, and being told of (or asking for) a new one. */
+export type HeartbeatConn = Pick<EtcdConnection, "reset" | "onReset"> & { readonly client: { readonly kv: Pick<Etcd3["kv"], "txn"> } };
+
 export interface HeartbeatOptions {
-  readonly conn: EtcdConnection;
+  readonly conn: HeartbeatConn;
   readonly clock: Clock;
   readonly prefix: string;
   readonly node: string;
@@ -67,6 +76,10 @@ export interface HeartbeatOptions {
 
 /** Most heartbeats out at once; more would only queue behind a wedged connection. */
 const MAX_IN_FLIGHT = 16;
+/** Keys whose earlier proofs are void, the latest kept: answers in flight outlive a release or a loss by their deadline at most. */
+const VOIDS_KEPT = 1024;
+
+const id = (g: Guarded) => `${g.vip} ${g.createRevision}`;
 
 export class Heartbeat extends Emitter<HeartbeatEvents> {
   readonly #o: HeartbeatOptions;
@@ -84,6 +97,11 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
   #lastAnswerAt: number;
   /** `${vip} ${createRevision}` → latest send time of a committed heartbeat that guarded it. */
   readonly #proven = new Map<string, number>();
+  /**
+   * `${vip} ${createRevision}` → proofs from writes sent up to this time do
+   * not count; Infinity: the key is gone, and no heartbeat guards it again.
+   */
+  readonly #void = new Map<string, number>();
 
   constructor(opts: HeartbeatOptions) {
     super();
@@ -135,17 +153,40 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     return this.#proven.get(`${vip} ${createRevision}`) ?? null;
   }
 
-  /** Records a proof from another guarded write of ours (a takeover transaction). */
+  /**
+   * Records a proof from a guarded write of ours (a heartbeat, or a takeover
+   * transaction), unless a release or a loss of the key voided it: a late
+   * answer must not give back what was let go.
+   */
   prove(g: Guarded, sentAt: number): void {
-    const k = `${g.vip} ${g.createRevision}`;
+    const k = id(g);
+    if (sentAt <= (this.#void.get(k) ?? -Infinity)) return;
     if ((this.#proven.get(k) ?? -Infinity) < sentAt) this.#proven.set(k, sentAt);
   }
 
-  /** Drops proofs of keys that are gone. */
-  forget(keep: (g: Guarded) => boolean): void {
-    for (const k of this.#proven.keys()) {
-      const [vip, createRevision] = k.split(" ") as [string, string];
-      if (!keep({ vip, createRevision })) this.#proven.delete(k);
+  /**
+   * A release of this key left at `sentAt`: proofs from writes sent until
+   * then no longer count, since the next node takes the VIP as soon as the
+   * release commits (design.md §4). Later heartbeats that guard the key still
+   * prove it, should the release never have committed.
+   */
+  releasing(g: Guarded, sentAt: number): void {
+    this.#voidUpTo(id(g), sentAt);
+  }
+
+  /** The key is gone (our release committed, or a guard failed on it): no heartbeat guards it or proves it again. */
+  gone(g: Guarded): void {
+    this.#voidUpTo(id(g), Infinity);
+  }
+
+  #voidUpTo(k: string, sentAt: number): void {
+    if ((this.#proven.get(k) ?? Infinity) <= sentAt) this.#proven.delete(k);
+    const was = this.#void.get(k) ?? -Infinity;
+    this.#void.delete(k);
+    this.#void.set(k, Math.max(was, sentAt));
+    for (const old of this.#void.keys()) {
+      if (this.#void.size <= VOIDS_KEPT) break;
+      this.#void.delete(old);
     }
   }
 
@@ -174,7 +215,8 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     }
     if (this.#inFlight >= MAX_IN_FLIGHT) return this.#schedule();
     const o = this.#o;
-    const guarded = [...o.guard()];
+    // A key a guard found gone stays in the view until the watch shows it.
+    const guarded = o.guard().filter((g) => this.#void.get(id(g)) !== Infinity);
     const agent = Buffer.from(agentKey(o.prefix, o.node));
     const elections = guarded.map((g) => Buffer.from(electionKey(o.prefix, g.vip, o.node)));
     const req: ITxnRequest = {
@@ -226,9 +268,13 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
       return;
     }
     const lost = guarded.filter((g, i) => keys[i]?.[0]?.create_revision !== g.createRevision);
-    if (lost.length) this.emit("deposed", { keys: lost });
+    if (lost.length === 0) return;
+    // Heartbeats still in flight fail on the same key: only the first to learn it sends again.
+    const news = lost.some((g) => this.#void.get(id(g)) !== Infinity);
+    for (const g of lost) this.gone(g);
+    this.emit("deposed", { keys: lost, revision: res.header.revision });
     // The rest are still ours: prove them without waiting for the next interval.
-    this.#send();
+    if (news) this.#send();
   }
 
   #failed(err: unknown, gen: number): void {

@@ -100,7 +100,7 @@ export class Session extends Emitter<SessionEvents> {
   #loop: Promise<void> | null = null;
   readonly #releasing = new Set<string>();
   #heads = new Set<string>();
-  /** Keys this run released itself ("vip createRevision"), the latest RELEASES_KEPT. */
+  /** Keys whose release by this run committed ("vip createRevision"), the latest RELEASES_KEPT. */
   readonly #released = new Set<string>();
   /** Takeovers asked for in this turn of the loop, sent together at its end. */
   #takeovers: TakeoverAsk[] = [];
@@ -157,12 +157,14 @@ export class Session extends Emitter<SessionEvents> {
    * Until when a heartbeat proves our key for this VIP (design.md §3,
    * invariant I1); null: unproven. It does not wait for the view to be current: a proof stands on
    * the heartbeat's guard alone, and a view being read again must not drop a
-   * VIP that etcd still proves.
+   * VIP that etcd still proves. A key we released is never proven again,
+   * though the view may show it for a while yet (design.md §4).
    */
   proof(vip: string): number | null {
     if (!this.#ready || this.#releasing.has(vip)) return null;
     const me = this.mine(vip);
-    const since = me ? (this.#heartbeat?.provenSince(vip, me.createRevision) ?? null) : null;
+    if (!me || this.#released.has(`${vip} ${me.createRevision}`)) return null;
+    const since = this.#heartbeat?.provenSince(vip, me.createRevision) ?? null;
     return since === null ? null : proofDeadline(since, this.#s.holdMs);
   }
 
@@ -228,6 +230,11 @@ export class Session extends Emitter<SessionEvents> {
    * at once (design.md §4). The caller must have removed the addresses first
    * (invariant I4); this refuses while the kernel may still answer for one.
    * Uses its own fresh deadline: it runs on the way out.
+   *
+   * The next node may take the VIP as soon as this commits, so from the
+   * moment it leaves no earlier heartbeat proves the keys, and once it
+   * committed nothing does: not a late answer, nor a view that still shows
+   * them (design.md §4, §9 (a)).
    */
   async release(vips: readonly string[], timeoutMs = this.#rpcMs): Promise<void> {
     if (vips.length === 0 || this.#agentRevision === null || !this.#lease) return;
@@ -236,14 +243,13 @@ export class Session extends Emitter<SessionEvents> {
       const serving = new Set(this.#o.serving());
       const still = vips.filter((v) => serving.has(v));
       if (still.length) throw new Error(`releasing ${still.join(", ")}: still on the link`);
-      for (const v of vips) {
-        const key = this.mine(v);
-        if (key) this.#released.add(`${v} ${key.createRevision}`);
-      }
-      for (const k of this.#released) {
-        if (this.#released.size <= RELEASES_KEPT) break;
-        this.#released.delete(k);
-      }
+      const keys = vips.flatMap((vip) => {
+        const key = this.mine(vip);
+        return key ? [{ vip, createRevision: key.createRevision }] : [];
+      });
+      const hb = this.#heartbeat;
+      const sentAt = this.#o.clock();
+      for (const g of keys) hb?.releasing(g, sentAt);
       const res = await this.#o.conn.client.kv.txn({
         compare: [{ key: Buffer.from(agentKey(this.#s.prefix, this.#s.node)), target: "Create", result: "Equal", create_revision: this.#agentRevision }],
         success: [
@@ -253,6 +259,14 @@ export class Session extends Emitter<SessionEvents> {
         failure: [],
       }, within(timeoutMs));
       if (!res.succeeded) throw new Error(`releasing ${vips.join(", ")}: our agent record is gone (its keys went with it)`);
+      for (const g of keys) {
+        hb?.gone(g);
+        this.#released.add(`${g.vip} ${g.createRevision}`);
+      }
+      for (const k of this.#released) {
+        if (this.#released.size <= RELEASES_KEPT) break;
+        this.#released.delete(k);
+      }
       this.#watcher?.expect(res.header.revision);
     } finally {
       for (const v of vips) this.#releasing.delete(v);
@@ -485,13 +499,16 @@ export class Session extends Emitter<SessionEvents> {
       this.#lastHeartbeatError = describeEtcdError(new Error(reason), this.#s.endpoints);
     });
     hb.on("stalled", ({ silentMs }) => this.#o.log.warn("etcd answered no heartbeat; reconnecting", { silentMs }));
-    hb.on("deposed", ({ keys }) => {
+    hb.on("deposed", ({ keys, revision }) => {
       this.emit("heartbeat", { result: "deposed" });
-      // Only those keys' proofs: a key this VIP got since (a new join) was proven on its own.
-      hb.forget((g) => !keys.some((k) => k.vip === g.vip && k.createRevision === g.createRevision));
+      // The heartbeat forgot those keys' proofs (only theirs: a key this VIP
+      // got since, a new join, is proven on its own). A watch that has not
+      // shown the deletion by then is stalled, silently: probe it.
+      this.#watcher?.expect(revision);
       // A heartbeat sent before one of our own releases committed after it
       // (they may take different connections): that key's absence is no news.
-      const vips = [...new Set(keys.filter((k) => !this.#released.has(`${k.vip} ${k.createRevision}`)).map((k) => k.vip))];
+      const ours = (k: Guarded) => this.#released.has(`${k.vip} ${k.createRevision}`) || this.#releasing.has(k.vip);
+      const vips = [...new Set(keys.filter((k) => !ours(k)).map((k) => k.vip))];
       if (vips.length) this.emit("deposed", { vips });
       this.emit("changed", {});
     });
@@ -722,12 +739,13 @@ export class Session extends Emitter<SessionEvents> {
     return this.#agentRevision;
   }
 
-  /** Our keys a heartbeat must guard: the VIPs we head (and are not leaving). */
+  /** Our keys a heartbeat must guard: the VIPs we head (and are not leaving, nor have left while the view lags). */
   #guard(): Guarded[] {
     const out: Guarded[] = [];
     for (const vip of this.view.vips()) {
       if (this.#releasing.has(vip) || !this.isHead(vip)) continue;
-      out.push({ vip, createRevision: this.view.queue(vip)[0]!.createRevision });
+      const createRevision = this.view.queue(vip)[0]!.createRevision;
+      if (!this.#released.has(`${vip} ${createRevision}`)) out.push({ vip, createRevision });
     }
     return out;
   }

@@ -124,6 +124,108 @@ describe("claims", () => {
     expect(v.heartbeat("a")).toBeUndefined();
   });
 
+  test("a run gone with its lease: its claims end a window after its last heartbeat, by the hold it had then, and it is forgotten", () => {
+    const { v } = view();
+    const a = kv(agentKey(P, "a"), encodeIncarnation(inc("a", 2500)));
+    const key = kv(electionKey(P, VIP, "a"), "run-a");
+    const hb = beat("a", 1, [VIP]);
+    v.load([a, key, hb], "200", 1000);
+    expect(v.claimedUntil(VIP, "me", 1000)).toBe(1000 + silenceWindow(2500));
+    // Ten seconds later its lease expires: every key of its run goes in one revision.
+    const at = String(++rev);
+    v.apply([a, key, hb].map((k) => ({ type: "delete" as const, kv: { ...k, mod_revision: at } })), 11_000);
+    // Not the longest hold because the record went: a's heartbeat was judged by the 2500 ms a published.
+    expect(v.claimedUntil(VIP, "me", 11_000)).toBeNull();
+    expect(v.heartbeat("a")).toBeUndefined();
+  });
+
+  test("a takeover ends the claims of the run it took the key from, on that VIP only", () => {
+    const { v } = view();
+    const other = "192.0.2.11";
+    const aKey = kv(electionKey(P, VIP, "a"), "run-a");
+    const cKey = kv(electionKey(P, VIP, "c"), "run-c");
+    v.load([kv(agentKey(P, "a"), encodeIncarnation(inc("a"))), kv(agentKey(P, "c"), encodeIncarnation(inc("c"))), aKey, cKey, beat("a", 1, [VIP, other])], "200", 1000);
+    // c heard a earlier than this view did, and took the queue over: one
+    // transaction deletes a's key and puts c's heartbeat (design.md §3).
+    const took = String(++rev);
+    v.apply([
+      { type: "delete", kv: { ...aKey, mod_revision: took } },
+      { type: "put", kv: { ...beat("c", 1, [VIP]), mod_revision: took } },
+    ], 2000);
+    expect(v.claimedUntil(VIP, "b", 2000)).toBe(2000 + silenceWindow(2500));
+    // c lets go at once (drained, say): nothing of a's keeps b from the VIP.
+    const left = String(++rev);
+    v.apply([
+      { type: "delete", kv: { ...cKey, mod_revision: left } },
+      { type: "put", kv: { ...beat("c", 2, []), mod_revision: left } },
+    ], 2100);
+    expect(v.claimedUntil(VIP, "b", 2100)).toBeNull();
+    // a's claim on a VIP whose key nobody took stays.
+    expect(v.claimedUntil(other, "b", 2100)).toBe(1000 + silenceWindow(2500));
+  });
+
+  test("a claim the taken-over run makes after the takeover counts, even in the same batch of events", () => {
+    const { v } = view();
+    const aKey = kv(electionKey(P, VIP, "a"), "run-a");
+    v.load([kv(agentKey(P, "a"), encodeIncarnation(inc("a"))), aKey, beat("a", 1, [VIP])], "200", 1000);
+    const took = String(++rev);
+    v.apply([
+      { type: "delete", kv: { ...aKey, mod_revision: took } },
+      { type: "put", kv: { ...beat("c", 1, [VIP]), mod_revision: took } },
+      // a thawed: its kernel may still answer, as far as it knows.
+      { type: "put", kv: beat("a", 2, [VIP]) },
+    ], 4000);
+    expect(v.claimedUntil(VIP, "c", 4000)).toBe(4000 + silenceWindow(2500));
+  });
+
+  test("a key deleted by hand is no takeover: the claim stays", () => {
+    const { v } = view();
+    const aKey = kv(electionKey(P, VIP, "a"), "run-a");
+    v.load([kv(agentKey(P, "a"), encodeIncarnation(inc("a"))), aKey, beat("a", 1, [VIP])], "200", 1000);
+    v.apply([{ type: "delete", kv: { ...aKey, mod_revision: String(++rev) } }], 1500);
+    // c's heartbeat in a later revision is no takeover of a's key either.
+    v.apply([{ type: "put", kv: beat("c", 1, [VIP]) }], 1600);
+    expect(v.heartbeat("a")!.claims).toEqual(new Set([VIP]));
+  });
+
+  test("a heartbeat that vanished while the watch was down counts as heard at the re-read, claiming every VIP", () => {
+    const { v } = view();
+    v.load([kv(agentKey(P, "a"), encodeIncarnation(inc("a", 2000))), beat("a", 1, [])], "200", 1000);
+    // Unseen meanwhile: a headed the VIP, claimed it in heartbeats this view
+    // never received, and its keys vanished (by hand, or with its lease).
+    v.load([], "300", 5000);
+    expect(v.claimedUntil(VIP, "me", 5000)).toBe(5000 + silenceWindow(2000));
+    expect(v.claimedUntil("192.0.2.99", "me", 5000)).toBe(5000 + silenceWindow(2000));
+    expect(v.silentAfter("a", 0)).toBe(5000 + silenceWindow(2000));
+    expect(v.heartbeat("a")!.modRevision).toBe("0");
+    // A re-read that finds it gone again is no news.
+    v.load([], "301", 6000);
+    expect(v.claimedUntil(VIP, "me", 6000)).toBe(5000 + silenceWindow(2000));
+  });
+
+  test("a run whose heartbeat key was deleted by hand may write it again unseen: a re-read without it counts it as heard", () => {
+    const { v } = view();
+    const a = kv(agentKey(P, "a"), encodeIncarnation(inc("a", 2000)));
+    const hb = beat("a", 1, []);
+    v.load([a, hb], "200", 1000);
+    v.apply([{ type: "delete", kv: { ...hb, mod_revision: String(++rev) } }], 1100);
+    // Its record stays, so its heartbeats may come back, claim, and go again while the watch is down.
+    v.load([a], "300", 5000);
+    expect(v.claimedUntil(VIP, "me", 5000)).toBe(5000 + silenceWindow(2000));
+  });
+
+  test("a run gone with its record before the watch went down cannot have written since: a re-read is no news", () => {
+    const { v } = view();
+    const a = kv(agentKey(P, "a"), encodeIncarnation(inc("a", 2000)));
+    const hb = beat("a", 1, [VIP]);
+    v.load([a, hb], "200", 1000);
+    const at = String(++rev);
+    v.apply([a, hb].map((k) => ({ type: "delete" as const, kv: { ...k, mod_revision: at } })), 1100);
+    v.load([], "300", 2000);
+    expect(v.claimedUntil(VIP, "me", 2000)).toBe(1000 + silenceWindow(2000));
+    expect(v.claimedUntil("192.0.2.99", "me", 2000)).toBeNull();
+  });
+
   test("an unreadable heartbeat claims every VIP and is reported once", () => {
     const { v, foreign } = view();
     v.load([kv(heartbeatKey(P, "x"), "garbage")], "200", 1000);

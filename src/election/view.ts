@@ -52,6 +52,12 @@ export interface HeartbeatRecord {
   readonly modRevision: string;
   /** Local clock when the latest heartbeat (by revision) arrived. */
   readonly receivedAt: number;
+  /**
+   * The hold time its run published, as the view knew it when the heartbeat
+   * arrived (the longest allowed when unknown): the heartbeat's silence window
+   * and claims are judged by it, also after the record is gone (invariant I8).
+   */
+  readonly holdMs: number;
 }
 
 export interface DrainRecord {
@@ -107,11 +113,19 @@ export class ClusterView {
   /**
    * Replaces the view with a full read at `revision`. Heartbeats whose
    * revision did not change keep the time they were first received; a
-   * heartbeat key that vanished keeps its last claims until they run out,
-   * because its run may still be answering for them (design.md §4).
+   * heartbeat key that vanished keeps its claims until they run out, because
+   * its run may still be answering for them (design.md §4).
+   *
+   * A run that could still write heartbeats when the view was last current
+   * (its heartbeat key or its record was in the view) and has no heartbeat in
+   * this read may have written some this view never received (the watch was
+   * down), then lost the key. Each claimed what it claimed; all committed
+   * before this read. So the run counts as heard now, claiming every VIP
+   * (design.md §4, §9 (c)).
    */
   load(kvs: readonly Kv[], revision: string, receivedAt: number): void {
     const beats = new Set<string>();
+    const known = new Map(this.#agents);
     this.#agents.clear();
     this.#drains.clear();
     this.#handovers.clear();
@@ -119,7 +133,9 @@ export class ClusterView {
     this.#legacy.clear();
     const oldQueues = new Map([...this.#queues].map(([vip, q]) => [vip, new Map(q)]));
     this.#queues.clear();
-    for (const kv of kvs) {
+    // Heartbeats last, so that each is judged by the record read with it.
+    const isBeat = (kv: Kv) => parseKey(this.prefix, text(kv.key))?.kind === "heartbeat";
+    for (const kv of [...kvs.filter((kv) => !isBeat(kv)), ...kvs.filter(isBeat)]) {
       const key = text(kv.key);
       const parsed = parseKey(this.prefix, key);
       if (parsed?.kind === "heartbeat") beats.add(parsed.node);
@@ -133,21 +149,58 @@ export class ClusterView {
       }
       this.#put(key, kv, receivedAt, true);
     }
-    for (const [node, hb] of this.#heartbeats) {
-      if (!beats.has(node) && hb.modRevision !== "0") this.#heartbeats.set(node, { ...hb, modRevision: "0" });
+    for (const node of new Set([...this.#heartbeats.keys(), ...known.keys()])) {
+      const hb = this.#heartbeats.get(node);
+      const record = known.get(node)?.incarnation;
+      const couldWrite = (hb !== undefined && hb.modRevision !== "0") || known.has(node);
+      if (beats.has(node) || !couldWrite) continue;
+      const holds = [hb?.holdMs, record?.holdMs].filter((h) => h !== undefined);
+      const holdMs = holds.length > 0 ? Math.max(...holds) : MAX_HOLD_MS;
+      this.#heartbeats.set(node, { node, run: hb?.run ?? record?.run ?? null, seq: hb?.seq ?? 0, claims: "all", modRevision: "0", receivedAt, holdMs });
     }
     this.#revision = revision;
     this.#syncedAt ??= receivedAt;
+    this.prune(receivedAt);
   }
 
   /** Applies watch events in order. */
   apply(events: readonly KvEvent[], receivedAt: number): void {
+    // Takeovers are read off whole revisions: which election keys each deleted, whose heartbeats it put.
+    let at: string | null = null;
+    let deleted: { vip: string; node: string }[] = [];
+    let beaten: string[] = [];
+    const settle = () => {
+      for (const k of deleted) if (beaten.some((n) => n !== k.node)) this.#tookOver(k.vip, k.node);
+      deleted = [];
+      beaten = [];
+    };
     for (const e of events) {
+      if (e.kv.mod_revision !== at) settle();
+      at = e.kv.mod_revision;
       const key = text(e.kv.key);
       if (e.type === "put") this.#put(key, e.kv, receivedAt, false);
       else this.#delete(key);
       if (compareRevisions(e.kv.mod_revision, this.#revision) > 0) this.#revision = e.kv.mod_revision;
+      const parsed = parseKey(this.prefix, key);
+      if (e.type === "delete" && parsed?.kind === "election") deleted.push(parsed);
+      if (e.type === "put" && parsed?.kind === "heartbeat") beaten.push(parsed.node);
     }
+    settle();
+    this.prune(receivedAt);
+  }
+
+  /**
+   * Another node's heartbeat and the deletion of this node's key in one
+   * revision: only a takeover writes that (Session.takeover), and it compared
+   * this node's heartbeat unchanged for a whole window, so every proof this
+   * node held for the VIP has ended (design.md §3). Its claim on the VIP
+   * covers nothing any more; a heartbeat that claims it again counts again.
+   * Events of one revision always come in one watch response.
+   */
+  #tookOver(vip: string, node: string): void {
+    const hb = this.#heartbeats.get(node);
+    if (!hb || hb.claims === "all" || !hb.claims.has(vip)) return;
+    this.#heartbeats.set(node, { ...hb, claims: new Set([...hb.claims].filter((v) => v !== vip)) });
   }
 
   /** Marks a revision as seen (a watch progress notice, or our own committed write). */
@@ -228,7 +281,11 @@ export class ClusterView {
       run = had.run;
       seq = had.seq;
     }
-    this.#heartbeats.set(node, { node, run, seq, claims, modRevision: kv.mod_revision, receivedAt });
+    // Every write of a heartbeat is guarded by its run's record (or made with
+    // it), so the record in the view is that run's; anything else is unknown.
+    const record = this.#agents.get(node)?.incarnation;
+    const holdMs = record && run !== null && record.run === run ? record.holdMs : MAX_HOLD_MS;
+    this.#heartbeats.set(node, { node, run, seq, claims, modRevision: kv.mod_revision, receivedAt, holdMs });
   }
 
   #delete(key: string): void {
@@ -337,8 +394,7 @@ export class ClusterView {
    */
   silentAfter(node: string, since: number): number {
     const hb = this.#heartbeats.get(node);
-    const heard = hb ? hb.receivedAt : since;
-    return heard + silenceWindow(this.holdOf(node));
+    return hb ? hb.receivedAt + silenceWindow(hb.holdMs) : since + silenceWindow(this.holdOf(node));
   }
 
   /**
@@ -350,16 +406,20 @@ export class ClusterView {
     for (const hb of this.#heartbeats.values()) {
       if (hb.node === except) continue;
       if (hb.claims !== "all" && !hb.claims.has(vip)) continue;
-      const end = hb.receivedAt + silenceWindow(this.holdOf(hb.node));
+      const end = hb.receivedAt + silenceWindow(hb.holdMs);
       if (end > now && (until === null || end > until)) until = end;
     }
     return until;
   }
 
-  /** Forgets deleted heartbeats whose claims can no longer matter. */
+  /**
+   * Forgets deleted heartbeats whose claims and silence window have run out:
+   * they can no longer matter, and a node name that comes and goes must not
+   * stay in the view. Called with every read and every batch of events.
+   */
   prune(now: number): void {
     for (const [node, hb] of this.#heartbeats) {
-      if (hb.modRevision === "0" && hb.receivedAt + silenceWindow(this.holdOf(node)) <= now) this.#heartbeats.delete(node);
+      if (hb.modRevision === "0" && hb.receivedAt + silenceWindow(hb.holdMs) <= now) this.#heartbeats.delete(node);
     }
   }
 }

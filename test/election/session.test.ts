@@ -131,6 +131,65 @@ describe("release and takeover", () => {
     expect(monotonicClock() - t0).toBeLessThan(500);
   });
 
+  test("a released key is never proven again, even in a view that has not shown its deletion yet", async () => {
+    const p = freshPrefix();
+    // A hold long enough that the heartbeats before the release would still prove the key.
+    const a = agent("a", p, { holdMs: 2500 });
+    const b = agent("b", p);
+    await ready(a);
+    await ready(b);
+    await a.session.join(VIP);
+    await waitFor("a proven", () => a.session.proof(VIP), 2000);
+    const key = (await admin.get(electionKey(p, VIP, "a")).exec()).kvs[0]!;
+    await b.session.join(VIP);
+    await waitFor("b queued", () => b.session.view.queue(VIP).length === 2, 2000);
+    // a's link goes down: its kernel let go (I4), then it releases; b takes the VIP at once.
+    await a.session.release([VIP]);
+    await waitFor("b first", () => b.session.isHead(VIP), 1000);
+    expect(b.session.claimedElsewhereUntil(VIP)).toBeNull();
+    // a's link comes back before its watch shows the deletion: its view
+    // still has its key first, as a lagging watch would leave it.
+    await waitFor("a's view saw the deletion", () => !a.session.mine(VIP), 1000);
+    a.session.view.apply([{ type: "put", kv: key }], monotonicClock());
+    expect(a.session.isHead(VIP)).toBe(true);
+    expect(a.session.proof(VIP)).toBeNull();
+    // Nor does a claim it again, or b's view would see a second owner's claim.
+    await sleep(600);
+    expect(a.session.proof(VIP)).toBeNull();
+    expect(b.session.claimedElsewhereUntil(VIP)).toBeNull();
+  });
+
+  test("a dead holder's claim does not outlive its window when its lease takes its record", async () => {
+    const p = freshPrefix();
+    // A run that died right after a heartbeat claiming the VIP.
+    const lease = await admin.lease(30, { autoKeepAlive: false }).grant();
+    const ghost = { ...currentIncarnation({ holdMs: 1000, version: "test" }), boot: "another-kernel" };
+    await admin.put(agentKey(p, "ghost")).value(encodeIncarnation(ghost)).lease(lease);
+    await admin.put(electionKey(p, VIP, "ghost")).value(ghost.run).lease(lease);
+    await admin.put(heartbeatKey(p, "ghost")).value(encodeHeartbeat({ run: ghost.run, seq: 1, claims: [VIP] })).lease(lease);
+    const b = agent("b", p);
+    const c = agent("c", p);
+    await ready(b);
+    await ready(c);
+    await b.session.join(VIP);
+    await waitFor("b queued", () => b.session.takeoverAt(VIP) !== null, 2000);
+    await c.session.join(VIP);
+    await waitFor("c queued", () => c.session.view.queue(VIP).length === 3, 2000);
+    await sleep(Math.max(0, b.session.takeoverAt(VIP)! - monotonicClock()) + 5);
+    expect((await b.session.takeover(VIP)).took).toBe(true);
+    // The ghost's lease runs out: its record, heartbeat and keys go.
+    await admin.leaseClient.leaseRevoke({ ID: lease });
+    await waitFor("c saw the record go", () => c.session.view.agent("ghost") === undefined, 1000);
+    // b lets go (a drain, say): c is first, and nothing of the ghost's keeps it from the VIP.
+    await b.session.release([VIP]);
+    await waitFor("c first", () => c.session.isHead(VIP), 1000);
+    await waitFor("b's release seen", () => {
+      const claims = c.session.view.heartbeat("b")?.claims;
+      return claims !== undefined && claims !== "all" && !claims.has(VIP);
+    }, 1000);
+    expect(c.session.claimedElsewhereUntil(VIP)).toBeNull();
+  });
+
   test("a release refuses while the kernel may still answer for the VIP", async () => {
     const p = freshPrefix();
     const a = agent("a", p);
