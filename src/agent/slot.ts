@@ -116,6 +116,7 @@ export class Slot {
         return answered;
       },
       agentMacs: () => deps.session.view.agentMacs(),
+      ownMacs: () => new Set(deps.links.macs().values()),
       clock: deps.clock,
       onChange: (c, before) => this.#conflictChanged(c, before),
       onProbed: () => this.update(),
