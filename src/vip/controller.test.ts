@@ -341,4 +341,25 @@ describe("VipController", () => {
       expect(c.serving).toBe(false);
     });
   });
+
+  test("without nftables, a proof too short for a whole second of lifetime sends nothing and is no kernel refusal", async () => {
+    c = controller(lifetimeFence(kernel.calls));
+    // A slow etcd: the proof is still good, but for less than the 2 s a lifetime needs.
+    for (let i = 0; i < 3; i++) {
+      facts = provenFor(1900);
+      await c.poke();
+      now += 50;
+    }
+    expect(kernel.calls).toEqual([`replace ${IP} eth0 null`, `replace ${IP} eth0 null`, `replace ${IP} eth0 null`]);
+    expect(kernel.present.size).toBe(0);
+    expect(c.held).toBe(false);
+    expect(failures).toEqual([]);
+    // A refusal of the kernel's still counts.
+    facts = provenFor(5000);
+    kernel.failOnce(new Error("EACCES: adding 192.0.2.15/32 to eth0"));
+    await c.poke();
+    expect(failures).toEqual([1]);
+    await c.poke();
+    expect(c.held).toBe(true);
+  });
 });

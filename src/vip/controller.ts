@@ -146,6 +146,8 @@ export class VipController {
     this.knownAbsent = false;
     this.mayAnswer = true;
     const { kernel, fence, clock } = this.deps;
+    // Set when the proof ran too short to send the address at all: no refusal of the kernel's.
+    let unsent = false;
     const deadline = (): number | null => {
       const d = this.deadlineNow();
       if (d !== null) this.answersUntil = Math.max(this.answersUntil, d);
@@ -154,7 +156,8 @@ export class VipController {
     const lifetime = (): number | null => {
       const now = clock();
       const s = addressLifetime(fence.mode, this.deadlineNow(), now);
-      if (s !== null) this.answersUntil = Math.max(this.answersUntil, now + s * 1000 + KERNEL_LIFETIME_SLACK_MS);
+      if (s === null) unsent = true;
+      else this.answersUntil = Math.max(this.answersUntil, now + s * 1000 + KERNEL_LIFETIME_SLACK_MS);
       return s;
     };
     try {
@@ -163,11 +166,14 @@ export class VipController {
       // request as adding it: NLM_F_REPLACE makes it idempotent.
       await kernel.replaceAddress(this.link, this.ip, lifetime);
     } catch (err) {
-      this.failures++;
       this.deps.onError(`holding ${this.ip} on ${this.link}`, err);
-      this.deps.onHoldFailed?.(err, this.failures);
       // We may or may not have it now; the next pass decides again. If the
-      // kernel did add it, the fence and its lifetime still bound it.
+      // kernel did add it, the fence and its lifetime still bound it. A proof
+      // too short for a lifetime (a slow etcd without nftables: 2 s needed)
+      // is not the kernel refusing: it must not stand the slot down.
+      if (unsent) return;
+      this.failures++;
+      this.deps.onHoldFailed?.(err, this.failures);
       return;
     }
     this.failures = 0;
