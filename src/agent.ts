@@ -308,13 +308,19 @@ export class Agent {
     this.#updateAll();
   }
 
-  /** The MAC of each VIP's link that exists now: what the other agents' conflict probes may hear from us. */
+  /**
+   * What the other agents' conflict probes may hear from us: the MAC of each
+   * VIP's link that exists now, by VIP, and that of every link in this
+   * namespace, by `link/<name>` (any of them answers ARP for a VIP we hold
+   * when it is on the segment too: design.md §12).
+   */
   #macs(): Record<string, string> {
     const out: Record<string, string> = {};
     for (const v of this.#settings.vips) {
       const link = this.#links?.link(v.link);
       if (link) out[v.ip] = formatMac(link.mac);
     }
+    for (const [name, mac] of this.#links?.macs() ?? []) out[`link/${name}`] = mac;
     return out;
   }
 

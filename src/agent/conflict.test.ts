@@ -4,6 +4,8 @@ import { CONFLICT_RETRY_MS, type Conflict, ConflictWatch, type SlotState } from 
 const AGENT = "02:00:00:00:00:0a";
 const STRANGER = "02:00:00:00:00:99";
 const OTHER_STRANGER = "02:00:00:00:00:98";
+/** A second link of this node on the VIP's segment (not published in etcd). */
+const OWN_LINK = "02:00:00:00:00:0b";
 const INTERVAL = 60_000;
 
 /** A clock and timers that move only when told to. */
@@ -44,6 +46,7 @@ function setup(opts: { intervalMs?: number } = {}) {
   let maxInFlight = 0;
   const changes: (Conflict | null)[] = [];
   const agents = new Set([AGENT]);
+  const own = new Set([OWN_LINK]);
   const failures: unknown[] = [];
   const watch = new ConflictWatch({
     vip: "192.0.2.10",
@@ -62,13 +65,14 @@ function setup(opts: { intervalMs?: number } = {}) {
         probes.push({ at: time.now, answer: (macs) => settle(() => resolve(macs)), fail: (e) => settle(() => reject(e)) });
       }),
     agentMacs: () => new Set(agents),
+    ownMacs: () => new Set(own),
     clock: () => time.now,
     timers: time.timers,
     onChange: (c) => changes.push(c),
     onProbeFailed: (e) => failures.push(e),
   });
   const last = () => probes[probes.length - 1]!;
-  return { time, probes, last, watch, changes, failures, agents, maxInFlight: () => maxInFlight };
+  return { time, probes, last, watch, changes, failures, agents, own, maxInFlight: () => maxInFlight };
 }
 
 const WANTS: SlotState = { wantsToStand: true, held: false };
@@ -131,6 +135,25 @@ describe("ConflictWatch", () => {
     t.watch.update(WANTS);
     await t.last().answer([AGENT]);
     expect(t.watch.conflict?.macs).toEqual([AGENT]);
+  });
+
+  test("this node's own links answering (a second link on the segment, arp_ignore=0) are no stranger, though etcd does not list them", async () => {
+    const t = setup();
+    t.watch.update(HOLDS);
+    await t.last().answer([OWN_LINK]);
+    expect(t.watch.conflict).toBeNull();
+    expect(t.watch.clearToStand()).toBe(true);
+    // A link of ours that goes away while the probe runs answered as ours.
+    t.time.advance(INTERVAL);
+    t.own.delete(OWN_LINK);
+    await t.last().answer([OWN_LINK]);
+    expect(t.watch.conflict).toBeNull();
+    // A stranger beside our own link is still one, and named alone.
+    t.own.add(OWN_LINK);
+    t.time.advance(INTERVAL);
+    await t.last().answer([OWN_LINK, STRANGER]);
+    expect(t.watch.conflict?.macs).toEqual([STRANGER]);
+    expect(t.changes).toEqual([t.watch.conflict]);
   });
 
   test("several strangers are all named, sorted, once each", async () => {

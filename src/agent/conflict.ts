@@ -1,7 +1,13 @@
 // Address conflicts (RFC 5227): whether a machine that is not a vipd agent
 // answers for a VIP. One watch per VIP decides when to probe and what an
-// answer means; the probe itself (kernel/announce.ts probeAddress) and the
-// list of the agents' MACs (published in etcd) come in through the deps.
+// answer means; the probe itself (kernel/announce.ts probeAddress), the
+// list of the agents' MACs (published in etcd) and the MACs of this node's
+// own links come in through the deps.
+//
+// Who is a stranger: a MAC that is neither an agent's nor one of this node's
+// links. A node with a second link on the VIP's segment answers its own probe
+// there (Linux's default arp_ignore=0: any link answers ARP for any local
+// address) with that link's MAC; the answer is this node's, and no conflict.
 //
 // When it probes:
 //   - before the node first stands for the VIP (joins its queue), and before
@@ -50,6 +56,8 @@ export interface ConflictDeps {
   readonly probe: () => Promise<readonly string[]>;
   /** The MACs of the cluster's agents (published in etcd): their answers are no conflict. */
   readonly agentMacs: () => ReadonlySet<string>;
+  /** The MACs of every link in this node's network namespace: its own answers, known without etcd. */
+  readonly ownMacs: () => ReadonlySet<string>;
   readonly clock: () => number;
   readonly timers?: ConflictTimers;
   /** A conflict was found (a Conflict) or has cleared (null). Called on those two changes only. */
@@ -154,12 +162,14 @@ export class ConflictWatch {
   }
 
   async #probe(): Promise<void> {
-    const { clock, probe, agentMacs } = this.#d;
+    const { clock, probe, agentMacs, ownMacs } = this.#d;
     this.#inFlight = true;
     this.#startedAt = clock();
     // An agent known when the probe began counts as one to its end: a holder
     // that answered and then stopped takes its MACs out of etcd meanwhile.
+    // Our own links likewise: one deleted during the probe answered as ours.
     const agentsBefore = agentMacs();
+    const ownBefore = ownMacs();
     let answered: readonly string[] | null = null;
     try {
       answered = await probe();
@@ -172,7 +182,9 @@ export class ConflictWatch {
     if (this.#stopped) return;
     const before = this.#conflict;
     const agentsAfter = agentMacs();
-    const strangers = answered ? [...new Set(answered.filter((m) => !agentsBefore.has(m) && !agentsAfter.has(m)))].sort() : null;
+    const ownAfter = ownMacs();
+    const known = (m: string) => agentsBefore.has(m) || agentsAfter.has(m) || ownBefore.has(m) || ownAfter.has(m);
+    const strangers = answered ? [...new Set(answered.filter((m) => !known(m)))].sort() : null;
     if (strangers === null) {
       // Learned nothing: a conflict stays, and otherwise the node may stand.
       if (!before) this.#clearAt = now;

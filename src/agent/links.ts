@@ -1,7 +1,10 @@
 // The VIP links as the kernel sees them: whether each is there and up (with
 // carrier), its index and MAC, one announcer per link, and the kernel's
 // link and address events. Events only say "look again" (design.md §8).
+// It also keeps the MAC of every other link in the namespace: any of them may
+// answer ARP for a VIP this node holds (design.md §12).
 import { Announcer, probeAddress } from "../kernel/announce.ts";
+import { formatMac } from "../kernel/ip.ts";
 import { type KernelEvent, LinkEvents } from "../kernel/link-events.ts";
 import type { Address, Link, Rtnl } from "../kernel/rtnl.ts";
 import { describeError, type Logger } from "../log.ts";
@@ -29,6 +32,8 @@ export interface LinkWatchEvents {
 export class LinkWatch {
   readonly #links = new Map<string, { state: LinkState; link: Link | null }>();
   readonly #announcers = new Map<string, { key: string; port: Announcer }>();
+  /** Every link of the namespace with a hardware address, by index: its name and MAC. */
+  readonly #hosts = new Map<number, { name: string; mac: string }>();
   #events: LinkEvents | null = null;
 
   private constructor(
@@ -43,6 +48,13 @@ export class LinkWatch {
     for (const name of new Set(names)) await w.refresh(name);
     // The echoes of our own address changes carry no news: the kernel drops them.
     w.#events = LinkEvents.open((e) => w.#onEvent(e), { ownPort: rtnl.portId() });
+    // Subscribed first: a link that changes during the dump is told again by its event.
+    try {
+      await w.#readMacs();
+    } catch (err) {
+      w.close();
+      throw err;
+    }
     return w;
   }
 
@@ -56,6 +68,16 @@ export class LinkWatch {
 
   link(name: string): Link | null {
     return this.#links.get(name)?.link ?? null;
+  }
+
+  /**
+   * The MAC of every link in this network namespace, by link name (loopback
+   * and links without an Ethernet address left out). With Linux's default
+   * arp_ignore=0 any of them answers ARP for any local address, a VIP
+   * included, when it hears the request: such an answer is this node's own.
+   */
+  macs(): ReadonlyMap<string, string> {
+    return new Map([...this.#hosts.values()].map((h) => [h.name, h.mac]));
   }
 
   /** The announcer for a link, opened on first use and replaced when the link is re-created. */
@@ -131,16 +153,31 @@ export class LinkWatch {
     }
   }
 
+  /** Reads every link's MAC from the kernel again. */
+  async #readMacs(): Promise<void> {
+    const links = await this.rtnl.links();
+    this.#hosts.clear();
+    for (const link of links) this.#setMac(link, false);
+  }
+
+  #setMac(link: Link, deleted: boolean): void {
+    // Loopback's address is all zeros, and only 6-byte addresses are Ethernet's (ARP, NDP).
+    if (deleted || link.mac.length !== 6 || link.mac.every((b) => b === 0)) this.#hosts.delete(link.index);
+    else this.#hosts.set(link.index, { name: link.name, mac: formatMac(link.mac) });
+  }
+
   #onEvent(e: KernelEvent): void {
     if (e.type === "overrun") {
       this.log.warn("kernel events were lost; re-reading links");
       for (const name of this.#links.keys()) {
         void this.refresh(name).catch((err) => this.log.error("re-reading link failed", { link: name, error: describeError(err) }));
       }
+      void this.#readMacs().catch((err) => this.log.error("re-reading the namespace's links failed", { error: describeError(err) }));
       this.on.overrun();
       return;
     }
     if (e.type === "link") {
+      this.#setMac(e.link, e.deleted);
       const name = [...this.#links.keys()].find((n) => n === e.link.name || this.#links.get(n)?.link?.index === e.link.index);
       if (name) this.#set(name, e.deleted || e.link.name !== name ? null : e.link);
       return;

@@ -75,6 +75,8 @@ export const WITHDRAW_MS = 30_000;
 const RETRY_MS = 1000;
 /** Retry after a takeover that failed: soon, since every moment counts towards the failover. */
 const TAKEOVER_RETRY_MS = 100;
+/** Between release passes of a stopping slot whose address the kernel would not remove. */
+const STOP_RETRY_MS = 250;
 /** How long a committed join may take to show in the view before the slot joins again. */
 const JOIN_VISIBLE_MS = 2000;
 
@@ -116,6 +118,7 @@ export class Slot {
         return answered;
       },
       agentMacs: () => deps.session.view.agentMacs(),
+      ownMacs: () => new Set(deps.links.macs().values()),
       clock: deps.clock,
       onChange: (c, before) => this.#conflictChanged(c, before),
       onProbed: () => this.update(),
@@ -259,12 +262,22 @@ export class Slot {
     this.update();
   }
 
-  /** Removes the address (and fence element) for good: the agent is stopping. */
+  /**
+   * Removes the address (and fence element) for good: the agent is stopping.
+   * Resolves once the kernel cannot answer for the VIP any more, even
+   * without the fence table: Agent.stop tells etcd and drops the table only
+   * then (I4). A delete the kernel refuses is tried again until it goes
+   * through or the address has run out by itself (at most H + 3 s).
+   */
   async stop(): Promise<void> {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     this.#conflict.stop();
     await this.controller.poke();
+    while (this.controller.serving) {
+      await new Promise((r) => setTimeout(r, STOP_RETRY_MS));
+      await this.controller.poke();
+    }
   }
 
   /** The next moment facts change by themselves. */

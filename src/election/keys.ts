@@ -5,8 +5,9 @@
 //                                    written once when the run registers
 //   <prefix>heartbeats/<node>        rewritten ~4 times a second: {"run","seq","claims"} (JSON)
 //   <prefix>elections/<vip>/<node>   the node's place in the VIP's queue; value = the run's id
-//   <prefix>macs/<node>              the MAC of each of the node's VIP links: {"<vip>": "<mac>"} (JSON),
-//                                    written as the run registers and when a link's MAC changes; an
+//   <prefix>macs/<node>              the node's MACs: {"<vip>": "<mac>"} for each VIP's link and
+//                                    {"link/<name>": "<mac>"} for every link in its network namespace
+//                                    (JSON), written as the run registers and when a MAC changes; an
 //                                    address-conflict probe answered by one of these is no conflict
 //   <prefix>drains/<node>            an operator drained the node (`vipd drain`): {"by","at","reason"};
 //                                    no lease: it outlives every run until `vipd undrain`
@@ -178,7 +179,10 @@ export function decodeHandover(text: string): HandoverValue | null {
   return { to, toRevision, by, at };
 }
 
-/** The MAC of each VIP link of one agent, by VIP: aa:bb:cc:dd:ee:ff, lower case. */
+/**
+ * One agent's MACs, aa:bb:cc:dd:ee:ff in lower case: each VIP's link by VIP,
+ * and every link of its namespace by `link/<name>` (a link name has no '/').
+ */
 export type MacsValue = Readonly<Record<string, string>>;
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;

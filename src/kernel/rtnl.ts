@@ -13,7 +13,7 @@ import {
   newAddressRequest,
   RTM_NEWADDR,
 } from "./wire/address.ts";
-import { decodeLink, getLinkRequest, IFNAMSIZ, type Link, RTM_NEWLINK } from "./wire/link.ts";
+import { decodeLink, getLinkRequest, getLinksRequest, IFNAMSIZ, type Link, RTM_NEWLINK } from "./wire/link.ts";
 import { WireError } from "./wire/netlink.ts";
 
 export type { Address } from "./wire/address.ts";
@@ -93,6 +93,19 @@ export class Rtnl {
     const op = `looking up link ${index}`;
     if (!Number.isInteger(index) || index < 1 || index > 0x7fffffff) throw new KernelInputError(op, "a link index is a positive integer");
     return this.getLink({ index }, op);
+  }
+
+  /** Every link in the socket's namespace. */
+  async links(): Promise<Link[]> {
+    const op = "listing links";
+    const out: Link[] = [];
+    for (const m of await this.sock.request(getLinksRequest(), op)) {
+      if (m.type !== RTM_NEWLINK) continue;
+      const link = decodeLink(m.payload);
+      if (link instanceof WireError) throw new KernelError(op, EBADMSG, link.message);
+      out.push(link);
+    }
+    return out;
   }
 
   /** Every IPv4 and IPv6 address on the link, as the kernel lists them. */

@@ -30,8 +30,11 @@ function fakeKernel() {
       this.afterSend?.();
     },
     afterSend: null as null | (() => void),
+    /** The error every delete fails with while set (the address stays). */
+    failDeletes: null as Error | null,
     async deleteAddress(link: string, ip: string) {
       calls.push(`delete ${ip} ${link}`);
+      if (this.failDeletes) throw this.failDeletes;
       return present.delete(ip);
     },
   };
@@ -49,12 +52,29 @@ function fakeFence(calls: string[], clock: () => number) {
       if (d === null) this.allowed.delete(ip);
       else this.allowed.set(ip, d);
     },
+    /** The error every deny fails with while set. */
+    failDeny: null as Error | null,
     async deny(ip: string) {
       calls.push(`deny ${ip}`);
+      if (this.failDeny) throw this.failDeny;
       this.allowed.delete(ip);
     },
   };
 }
+
+/** The fence without nftables (ports.ts lifetimeOnlyFence), logging its calls: the address lifetime is all there is. */
+function lifetimeFence(calls: string[]) {
+  return {
+    mode: "lifetime" as const,
+    async allow() {},
+    async deny(ip: string) {
+      calls.push(`deny ${ip}`);
+    },
+  };
+}
+
+/** A kernel error as rtnl.ts throws it: its errno name in `code`. */
+const kernelError = (code: string, message: string) => Object.assign(new Error(message), { code });
 
 function fakeAnnouncer() {
   const sent: string[] = [];
@@ -101,6 +121,22 @@ let c: VipController;
 
 const IP = "192.0.2.15";
 
+function controller(f: ReturnType<typeof fakeFence> | ReturnType<typeof lifetimeFence>): VipController {
+  const v: VipController = new VipController(IP, "eth0", () => ({ ...facts, now, held: v.held }), {
+    kernel,
+    fence: f,
+    announcer: () => ann,
+    announce: { burst: 3, burstIntervalMs: 50, refreshMs: 10_000 },
+    clock: () => now,
+    timers,
+    onChange: (x) => changes.push(x),
+    onError: (op, e) => errors.push(`${op}: ${(e as Error).message}`),
+    onHoldFailed: (_e, n) => failures.push(n),
+    winReason: () => "predecessor cp-2 left",
+  });
+  return v;
+}
+
 beforeEach(() => {
   now = 1000;
   facts = { now, head: false, proof: null, claimedUntil: null, held: false, link: "up", gateOpen: true, withdrawn: null, stopping: false, removed: false, drained: null, conflict: null, yielding: null };
@@ -111,18 +147,7 @@ beforeEach(() => {
   changes = [];
   errors = [];
   failures = [];
-  c = new VipController(IP, "eth0", () => ({ ...facts, now, held: c.held }), {
-    kernel,
-    fence,
-    announcer: () => ann,
-    announce: { burst: 3, burstIntervalMs: 50, refreshMs: 10_000 },
-    clock: () => now,
-    timers,
-    onChange: (x) => changes.push(x),
-    onError: (op, e) => errors.push(`${op}: ${(e as Error).message}`),
-    onHoldFailed: (_e, n) => failures.push(n),
-    winReason: () => "predecessor cp-2 left",
-  });
+  c = controller(fence);
 });
 
 /** Facts of a proven head whose proof runs `ms` past now. */
@@ -249,6 +274,91 @@ describe("VipController", () => {
     await c.poke();
     expect(c.held).toBe(true);
     facts = { ...facts, claimedUntil: now + 500 };
+    await c.poke();
+    expect(c.held).toBe(true);
+  });
+
+  describe("serving ends only when the address is gone or what the kernel was given has run out (I4)", () => {
+    test("without nftables, a failed delete leaves the VIP served until its lifetime and the kernel's slack have passed", async () => {
+      c = controller(lifetimeFence(kernel.calls));
+      facts = provenFor(5000);
+      await c.poke();
+      // floor((5000 - 1000) / 1000): the address goes by itself 4 s from now, and the kernel may take a second more.
+      expect(kernel.calls).toEqual([`replace ${IP} eth0 4`]);
+      kernel.failDeletes = kernelError("EPERM", "EPERM: removing 192.0.2.15/32 from eth0");
+      facts = { ...facts, stopping: true };
+      await c.poke();
+      expect(c.held).toBe(false);
+      expect(kernel.present.has(IP)).toBe(true);
+      expect(c.serving).toBe(true);
+      now += 4999;
+      expect(c.serving).toBe(true);
+      now += 1;
+      expect(c.serving).toBe(false);
+    });
+
+    test("with nftables, a closed fence is not enough while the address is still there: it outlives the element", async () => {
+      facts = provenFor(2400);
+      await c.poke();
+      kernel.failDeletes = kernelError("EBUSY", "EBUSY: removing 192.0.2.15/32 from eth0");
+      facts = { ...facts, stopping: true };
+      await c.poke();
+      expect(fence.allowed.size).toBe(0);
+      expect(c.serving).toBe(true);
+      // Each pass tries again; once the delete goes through, nothing is left.
+      await c.poke();
+      expect(kernel.calls.slice(-2)).toEqual([`deny ${IP}`, `delete ${IP} eth0`]);
+      expect(c.serving).toBe(true);
+      kernel.failDeletes = null;
+      await c.poke();
+      expect(kernel.present.size).toBe(0);
+      expect(c.serving).toBe(false);
+    });
+
+    test("an address confirmed gone ends it though the fence could not be closed, which the next pass tries again", async () => {
+      facts = provenFor(2400);
+      await c.poke();
+      fence.failDeny = kernelError("EBUSY", "EBUSY: deleting element 192.0.2.15");
+      facts = { ...facts, stopping: true };
+      await c.poke();
+      expect(kernel.present.size).toBe(0);
+      expect(c.serving).toBe(false);
+      fence.failDeny = null;
+      await c.poke();
+      expect(kernel.calls.slice(-2)).toEqual([`deny ${IP}`, `delete ${IP} eth0`]);
+      expect(fence.allowed.size).toBe(0);
+      await c.poke();
+      expect(kernel.calls.slice(-1)).toEqual([`delete ${IP} eth0`]);
+    });
+
+    test("a link that is gone (ENODEV) took the address with it", async () => {
+      c = controller(lifetimeFence(kernel.calls));
+      facts = provenFor(5000);
+      await c.poke();
+      kernel.failDeletes = kernelError("ENODEV", "ENODEV: removing 192.0.2.15/32 from eth0");
+      facts = { ...facts, link: "absent" };
+      await c.poke();
+      expect(c.serving).toBe(false);
+    });
+  });
+
+  test("without nftables, a proof too short for a whole second of lifetime sends nothing and is no kernel refusal", async () => {
+    c = controller(lifetimeFence(kernel.calls));
+    // A slow etcd: the proof is still good, but for less than the 2 s a lifetime needs.
+    for (let i = 0; i < 3; i++) {
+      facts = provenFor(1900);
+      await c.poke();
+      now += 50;
+    }
+    expect(kernel.calls).toEqual([`replace ${IP} eth0 null`, `replace ${IP} eth0 null`, `replace ${IP} eth0 null`]);
+    expect(kernel.present.size).toBe(0);
+    expect(c.held).toBe(false);
+    expect(failures).toEqual([]);
+    // A refusal of the kernel's still counts.
+    facts = provenFor(5000);
+    kernel.failOnce(new Error("EACCES: adding 192.0.2.15/32 to eth0"));
+    await c.poke();
+    expect(failures).toEqual([1]);
     await c.poke();
     expect(c.held).toBe(true);
   });

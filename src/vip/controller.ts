@@ -9,7 +9,14 @@
 // (design.md §5). Both read the deadline when their request leaves, never
 // before an await: a process frozen in between must not send a stale one
 // (invariant I2).
-import { addressLifetime } from "../election/proof.ts";
+//
+// The kernel may answer for the VIP (serving, which heartbeats claim and
+// which I4 waits for) until the address is confirmed gone or everything we
+// gave the kernel has run out. A closed fence alone is not enough: without
+// nftables it is no fence at all, and with it the address outlives the
+// element, so whoever drops the fence next (a reload, a stop) would let it
+// answer again.
+import { addressLifetime, KERNEL_LIFETIME_SLACK_MS } from "../election/proof.ts";
 import { decideHold, type HoldDecision, type VipFacts } from "./decision.ts";
 import type { AddressKernel, AnnouncePort, FencePort, Timers } from "./ports.ts";
 import { realTimers } from "./ports.ts";
@@ -56,17 +63,21 @@ export class VipController {
   held = false;
   since: number | null = null;
   lastDecision: HoldDecision | null = null;
+  /** A hold began, and no release has confirmed the address gone since. */
+  private mayAnswer = false;
   /**
-   * The kernel may be answering for the VIP: from the moment a hold begins
-   * until a release has removed fence element and address. Heartbeats claim
-   * the VIP while this is true (design.md §4).
+   * Clock time by which everything sent to the kernel has run out: the
+   * latest fence deadline, or address lifetime plus the kernel's slack.
+   * Raised when a request reads its deadline, right before it leaves.
    */
-  serving = false;
+  private answersUntil = -Infinity;
   /**
    * The kernel confirmed the address is not on the link and no event has said
    * otherwise since: a follower need not ask again on every heartbeat.
    */
   private knownAbsent = false;
+  /** The last fence request of a release failed: the next pass sends it again. */
+  private denyFailed = false;
   private failures = 0;
   private running: Promise<void> | null = null;
   private again = false;
@@ -81,6 +92,16 @@ export class VipController {
     private readonly deps: ControllerDeps,
   ) {
     this.timers = deps.timers ?? realTimers;
+  }
+
+  /**
+   * The kernel may be answering for the VIP: from the moment a hold begins
+   * until a release has confirmed the address gone, or until what the
+   * kernel was given has run out. Heartbeats claim the VIP while this is
+   * true (design.md §4), and etcd hears of a release only after (I4).
+   */
+  get serving(): boolean {
+    return this.mayAnswer && this.deps.clock() < this.answersUntil;
   }
 
   /** Asks for a pass; resolves when a pass that started after this call has finished. */
@@ -123,19 +144,36 @@ export class VipController {
 
   private async hold(): Promise<void> {
     this.knownAbsent = false;
-    this.serving = true;
+    this.mayAnswer = true;
     const { kernel, fence, clock } = this.deps;
+    // Set when the proof ran too short to send the address at all: no refusal of the kernel's.
+    let unsent = false;
+    const deadline = (): number | null => {
+      const d = this.deadlineNow();
+      if (d !== null) this.answersUntil = Math.max(this.answersUntil, d);
+      return d;
+    };
+    const lifetime = (): number | null => {
+      const now = clock();
+      const s = addressLifetime(fence.mode, this.deadlineNow(), now);
+      if (s === null) unsent = true;
+      else this.answersUntil = Math.max(this.answersUntil, now + s * 1000 + KERNEL_LIFETIME_SLACK_MS);
+      return s;
+    };
     try {
-      await fence.allow(this.ip, this.deadlineNow);
+      await fence.allow(this.ip, deadline);
       // Refreshing the lifetime of an address we already hold is the same
       // request as adding it: NLM_F_REPLACE makes it idempotent.
-      await kernel.replaceAddress(this.link, this.ip, () => addressLifetime(fence.mode, this.deadlineNow(), clock()));
+      await kernel.replaceAddress(this.link, this.ip, lifetime);
     } catch (err) {
-      this.failures++;
       this.deps.onError(`holding ${this.ip} on ${this.link}`, err);
-      this.deps.onHoldFailed?.(err, this.failures);
       // We may or may not have it now; the next pass decides again. If the
-      // kernel did add it, the fence and its lifetime still bound it.
+      // kernel did add it, the fence and its lifetime still bound it. A proof
+      // too short for a lifetime (a slow etcd without nftables: 2 s needed)
+      // is not the kernel refusing: it must not stand the slot down.
+      if (unsent) return;
+      this.failures++;
+      this.deps.onHoldFailed?.(err, this.failures);
       return;
     }
     this.failures = 0;
@@ -152,23 +190,28 @@ export class VipController {
     // Set before the await: from here on nothing may treat the VIP as ours.
     this.held = false;
     this.since = null;
-    if (!wasHeld && this.knownAbsent && !this.serving) return;
-    let clean = true;
+    if (!wasHeld && this.knownAbsent && !this.serving && !this.denyFailed) return;
     try {
       await this.deps.fence.deny(this.ip);
+      this.denyFailed = false;
     } catch (err) {
-      clean = false;
+      this.denyFailed = true;
       this.deps.onError(`fencing ${this.ip} on ${this.link}`, err);
     }
+    let gone = false;
     try {
       await this.deps.kernel.deleteAddress(this.link, this.ip);
-      this.knownAbsent = true;
+      gone = true;
     } catch (err) {
-      // ENODEV and the like: the link went away, and the address with it.
+      // ENODEV: the link went away, and the address with it.
+      gone = (err as { code?: string }).code === "ENODEV";
       this.deps.onError(`removing ${this.ip} from ${this.link}`, err);
     }
-    // Only a confirmed fence ends the claim: the element may still let traffic through otherwise.
-    if (clean) this.serving = false;
+    // Only an address confirmed gone ends the claim before the deadlines do (see serving).
+    if (gone) {
+      this.knownAbsent = true;
+      this.mayAnswer = false;
+    }
     if (wasHeld) this.deps.onChange({ ip: this.ip, link: this.link, held: false, reason, code, at: this.deps.clock() });
   }
 

@@ -3,16 +3,20 @@
 // x does with a VIP's address, the agents never fight it for it: they do not
 // stand while x answers for it, a holder lets go once it hears x, and the VIP
 // comes back once x lets go. The agents' own answers to each other's probes
-// are no conflict: they know each other's MACs from etcd. Every outcome is
+// are no conflict: they know each other's MACs from etcd, and a holder with
+// a second link on the segment, which answers ARP for the VIP there too, is
+// no stranger to itself or to the others. Every outcome is
 // checked where it happens: the address in each namespace's kernel, the keys
 // in etcd (through etcd's own gateway), and each agent's /healthz, /status
 // and /metrics.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { probeAddress } from "../../src/kernel/announce.ts";
+import { parseMac } from "../../src/kernel/ip.ts";
 import { REPO_ROOT } from "../lab/cluster.ts";
 import { type EtcdKv, etcdRange, type EtcdSite } from "../lab/etcd-admin.ts";
-import type { Host } from "../lab/netns.ts";
+import { type Host, inNetns } from "../lab/netns.ts";
 import { parsePrometheusText, sampleValue } from "../lab/prom-text.ts";
 import { sh, sleep, waitFor } from "../lab/sh.ts";
 import { SmallLab, stopVipd } from "../lab/small-lab.ts";
@@ -46,9 +50,18 @@ beforeAll(async () => {
 
 afterAll(() => lab?.close(), 30_000);
 
-async function macOf(host: Host): Promise<string> {
-  const [l] = JSON.parse(await lab.seg.ip(host.ns, "-j", "link", "show", "dev", "eth0")) as { address: string }[];
+async function macOf(host: Host, link = "eth0"): Promise<string> {
+  const [l] = JSON.parse(await lab.seg.ip(host.ns, "-j", "link", "show", "dev", link)) as { address: string }[];
   return l!.address;
+}
+
+/** Which MACs answer x's own ARP probe for `ip` (RFC 5227), as any machine on the segment would hear them. */
+async function answersHeardByX(ip: string): Promise<string[]> {
+  const [l] = JSON.parse(await lab.seg.ip(x.ns, "-j", "link", "show", "dev", "eth0")) as { ifindex: number; address: string }[];
+  const link = { index: l!.ifindex, name: "eth0", mac: parseMac(l!.address)! };
+  // The probe's socket is opened in x's namespace, synchronously, and stays there.
+  const [answers] = inNetns(x.ns, () => [probeAddress(link, ip, { timeoutMs: 300 })]);
+  return answers;
 }
 
 function start(a: Agent): void {
@@ -213,10 +226,10 @@ test("a stranger that starts using a held VIP: the holder lets go within the pro
 }, 60_000);
 
 test("the agents' answers to each other's probes are no conflict: they stay put, and a hand-over between them is none either", async () => {
-  // Each agent published its MAC for each VIP in etcd.
+  // Each agent published its MAC for each VIP in etcd, and that of each of its links.
   const published = await etcdRange(site, "n1", "/vipd/macs/");
   expect(published.map((kv: EtcdKv) => [kv.key, JSON.parse(kv.value)])).toEqual(
-    AGENTS.map((a) => [`/vipd/macs/${a}`, { [V4]: macs.get(a), [V6]: macs.get(a) }]),
+    AGENTS.map((a) => [`/vipd/macs/${a}`, { [V4]: macs.get(a), [V6]: macs.get(a), "link/eth0": macs.get(a) }]),
   );
   for (const ip of VIPS) await waitFor(`both agents in ${ip}'s queue`, async () => (await queue(ip)).length === 2, 15_000);
   const held = await Promise.all(VIPS.map(holders));
@@ -258,3 +271,71 @@ test("the agents' answers to each other's probes are no conflict: they stay put,
     if (a === from) for (const ip of VIPS) expect(conflictLog(log, ip)).toEqual({ found: 0, cleared: 0 });
   }
 }, 90_000);
+
+test("a holder with a second link on the segment (arp_ignore=0) answers probes there too: it keeps its VIPs, nobody reports a conflict, and a real stranger is still found", async () => {
+  const n1 = lab.host("n1");
+  await lab.seg.addLink(n1, "eth1");
+  // Linux's default, stated: every link answers ARP for every local address.
+  await lab.seg.exec(n1, ["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=0", "net.ipv4.conf.eth1.arp_ignore=0"]);
+  const eth1Mac = await macOf(n1, "eth1");
+  start("n1");
+  for (const ip of VIPS) await waitFor(`n1 holds ${ip}`, async () => (await holders(ip)).join() === "n1", 15_000);
+  // The premise: the segment hears n1 answer for the IPv4 VIP from both of its links.
+  expect(await answersHeardByX(V4)).toEqual([macs.get("n1")!, eth1Mac].sort());
+  // n1 probes every second and hears eth1 answer: it keeps both VIPs.
+  const kept = watchHolders("n1");
+  await sleep(4 * PROBE_S * 1000);
+  expect(await kept()).toEqual([]);
+  expect((await http("n1", "/healthz")).code).toBe(200);
+  for (const ip of VIPS) expect(await conflictGauge("n1", ip)).toBe(0);
+  // eth1's MAC is published for the others' probes.
+  const [n1Macs] = await etcdRange(site, "n1", "/vipd/macs/n1");
+  expect(JSON.parse(n1Macs!.value)).toEqual({ [V4]: macs.get("n1"), [V6]: macs.get("n1"), "link/eth0": macs.get("n1"), "link/eth1": eth1Mac });
+
+  // n2 probes before standing, hears n1's eth1 answer, and joins behind n1 all the same.
+  start("n2");
+  for (const ip of VIPS) await waitFor(`n2 behind n1 in ${ip}'s queue`, async () => (await queue(ip)).join() === "n1,n2", 15_000);
+  const stillKept = watchHolders("n1");
+  await sleep(3 * PROBE_S * 1000);
+  expect(await stillKept()).toEqual([]);
+  for (const a of AGENTS) {
+    expect((await http(a, "/healthz")).code).toBe(200);
+    for (const ip of VIPS) expect(await conflictGauge(a, ip)).toBe(0);
+  }
+
+  // A real stranger is still one, and named alone: n1 lets go, both report x and only x.
+  await stranger("add", V4);
+  await waitFor("n1 lets go of the IPv4 VIP", async () => (await holders(V4)).length === 0, 5_000);
+  await waitFor("both agents in conflict over the IPv4 VIP", () => allInConflict([V4]), 10_000);
+  expect(await holders(V6)).toEqual(["n1"]);
+  await stranger("del", V4);
+  await waitFor("an agent holds the IPv4 VIP again", async () => (await holders(V4)).length === 1, 15_000);
+  for (const a of AGENTS) await waitFor(`${a} healthy again`, async () => (await http(a, "/healthz")).code === 200, 10_000);
+
+  for (const a of AGENTS) {
+    const { code, log } = await stopVipd(agents.get(a)!);
+    expect(code).toBe(0);
+    expect(conflictLog(log, V4)).toEqual({ found: 1, cleared: 1 });
+    expect(conflictLog(log, V6)).toEqual({ found: 0, cleared: 0 });
+  }
+}, 90_000);
+
+/** Samples until stop() and returns every moment `a` did not hold both VIPs. */
+function watchHolders(a: Agent): () => Promise<string[]> {
+  let stopped = false;
+  const lost: string[] = [];
+  const run = (async () => {
+    while (!stopped) {
+      for (const ip of VIPS) {
+        const h = await holders(ip);
+        if (h.join() !== a) lost.push(`${ip} held by [${h.join(", ")}]`);
+      }
+      await sleep(20);
+    }
+  })();
+  return async () => {
+    stopped = true;
+    await run;
+    return lost;
+  };
+}

@@ -52,6 +52,13 @@ describe.skipIf(!isRoot)("Rtnl", () => {
     expect(await rtnl.linkByIndex(link.index)).toEqual(link);
   });
 
+  test("lists every link in its own namespace, as `ip link` does", async () => {
+    const kernel = JSON.parse(await seg.ip(host.ns, "-j", "link", "show")) as { ifindex: number; ifname: string; address: string }[];
+    const links = await rtnl.links();
+    expect(links.map((l) => [l.index, l.name, formatMac(l.mac)])).toEqual(kernel.map((k) => [k.ifindex, k.ifname, k.address]));
+    expect(links.map((l) => l.name)).toEqual(["lo", "eth0"]);
+  });
+
   test("an absent link is ENODEV naming it", async () => {
     const e = await rejection(rtnl.link("eth9"));
     expect(e).toBeInstanceOf(KernelError);

@@ -84,6 +84,20 @@ export class Segment {
     return (await this.addresses(host, link)).some((a) => a.local === address);
   }
 
+  /**
+   * Plugs a further link of the host into the switch, as a second NIC on the
+   * same segment: a veth named `link` in the host, up, with no address.
+   * Returns its port's name in the switch namespace. It goes with the
+   * namespaces in destroy().
+   */
+  async addLink(host: Host, link: string): Promise<string> {
+    const port = `p-${host.name}-${link}`.slice(0, 15);
+    await this.ip(this.switchNs, "link", "add", port, "type", "veth", "peer", "name", link, "netns", host.ns);
+    await this.ip(this.switchNs, "link", "set", port, "master", "br0", "up");
+    await this.ip(host.ns, "link", "set", link, "up");
+    return port;
+  }
+
   /** Cuts (down) or restores (up) the host's cable at the switch. */
   async cable(host: Host, state: "up" | "down"): Promise<void> {
     await this.ip(this.switchNs, "link", "set", host.port, state);

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { decodeLink, getLinkRequest, type Link } from "./link.ts";
+import { decodeLink, getLinkRequest, getLinksRequest, type Link } from "./link.ts";
 import { encodeMessage, WireError } from "./netlink.ts";
 import { hex } from "./hex-fixture.ts";
 
@@ -50,6 +50,20 @@ describe("RTM_GETLINK request", () => {
   for (const f of fixtures) {
     test(`encodes ${f.name}`, () => expect(encodeMessage({ ...getLinkRequest(f.ref), seq: 1, pid: 0 })).toEqual(f.bytes));
   }
+  test("encodes a dump of every link", () =>
+    expect(encodeMessage({ ...getLinksRequest(), seq: 1, pid: 0 })).toEqual(hex(`
+      28 00 00 00   // nlmsg_len 40
+      12 00         // RTM_GETLINK
+      01 03         // NLM_F_REQUEST|NLM_F_DUMP (NLM_F_ROOT|NLM_F_MATCH)
+      01 00 00 00   // seq 1
+      00 00 00 00   // pid 0
+      00 00 00 00   // ifi_family, pad, ifi_type
+      00 00 00 00   // ifi_index 0: every link
+      00 00 00 00   // ifi_flags
+      00 00 00 00   // ifi_change
+      08 00 1d 00   // IFLA_EXT_MASK, len 8
+      08 00 00 00   // RTEXT_FILTER_SKIP_STATS
+    `)));
 });
 
 describe("RTM_NEWLINK payload", () => {

@@ -7,6 +7,7 @@ import {
   encodeAttrs,
   HOST_LE,
   NLM_F_ACK,
+  NLM_F_DUMP,
   NLM_F_REQUEST,
   parseAttrs,
   readString,
@@ -93,6 +94,16 @@ export function getLinkRequest(ref: { index: number } | { name: string }): Reque
   payload.set(hdr);
   payload.set(body, hdr.byteLength);
   return { type: RTM_GETLINK, flags: NLM_F_REQUEST | NLM_F_ACK, payload };
+}
+
+/** RTM_GETLINK for every link in the socket's namespace: a dump, one RTM_NEWLINK each. */
+export function getLinksRequest(): Request {
+  const hdr = encodeIfinfomsg(0);
+  const body = encodeAttrs([attrU32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)]);
+  const payload = new Uint8Array(hdr.byteLength + body.byteLength);
+  payload.set(hdr);
+  payload.set(body, hdr.byteLength);
+  return { type: RTM_GETLINK, flags: NLM_F_REQUEST | NLM_F_DUMP, payload };
 }
 
 /** Decodes the payload of RTM_NEWLINK / RTM_DELLINK. */
