@@ -3,7 +3,8 @@
 // (tls PeerCertificate: subjectaltname as OpenSSL prints it).
 import { expect, test } from "bun:test";
 import type { PeerCertificate } from "node:tls";
-import { checkEtcdServerIdentity, serverIdentity } from "../../src/election/connection.ts";
+import { checkCertificateName } from "../../src/certificate-names.ts";
+import { serverIdentity } from "../../src/election/connection.ts";
 
 const cert = (subjectaltname: string | undefined, CN = "etcd") => ({ subject: { CN }, subjectaltname }) as unknown as PeerCertificate;
 /** kubeadm's etcd/server.crt for node n1 at 192.0.2.10. */
@@ -30,7 +31,7 @@ test.each([
   ["localhost", KUBEADM_N1],
   ["192.0.2.11", IP_ONLY],
 ])("%s is accepted", (name, c) => {
-  expect(checkEtcdServerIdentity(name, c)).toBeUndefined();
+  expect(checkCertificateName(name, c)).toBeUndefined();
 });
 
 test.each([
@@ -42,7 +43,7 @@ test.each([
   ["no SANs: the CN is not an address", "192.0.2.11", cert(undefined),
     "server certificate is for CN=etcd and no subject alternative names, not 192.0.2.11"],
 ])("refused: %s", (_, name, c, message) => {
-  const err = checkEtcdServerIdentity(name, c);
+  const err = checkCertificateName(name, c);
   expect(err?.message).toBe(message);
   expect((err as NodeJS.ErrnoException).code).toBe("ERR_TLS_CERT_ALTNAME_INVALID");
 });
