@@ -121,6 +121,11 @@ export const TABLE = {
       help: "hold VIPs only while this kube-apiserver readiness URL answers 200",
     }),
     caFile: optional({ schema: f.filePath, file: true, flag: "apiserver-ca", value: "FILE", help: "CA bundle to verify the kube-apiserver", example: "/etc/kubernetes/pki/ca.crt" }),
+    serverName: optional({
+      schema: f.serverName, flag: "apiserver-server-name", value: "NAME",
+      help: "name the kube-apiserver's certificate must carry (default: kubernetes, which kubeadm's always carries, when the URL's host is an IP address; else that host); the probe still connects to the URL's address",
+      example: "kubernetes",
+    }),
     certFile: optional({
       schema: f.filePath, file: true, flag: "apiserver-cert", value: "FILE", help: "client certificate for the kube-apiserver (needs --apiserver-key)",
       example: "/etc/kubernetes/pki/apiserver-kubelet-client.crt",
