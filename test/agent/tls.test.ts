@@ -1,12 +1,13 @@
 // vipd against an etcd that requires client certificates, as kubeadm's and
-// Talos's do: with the right CA, certificate and key the VIP is held; without
+// Talos's do, with kubeadm's PKI (lab/certs.ts): with the etcd CA and
+// kubeadm's etcd/healthcheck-client certificate and key the VIP is held; without
 // a client certificate etcd refuses the session, no VIP appears and /healthz
 // says why.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { makeCerts, type TestCerts } from "../lab/certs.ts";
+import { type KubeadmNodePki, type KubeadmPki, makeKubeadmPki } from "../lab/certs.ts";
 import { type EtcdCluster, startEtcdCluster } from "../lab/etcd.ts";
 import { type Host, Segment } from "../lab/netns.ts";
 import { sh, sleep, waitFor } from "../lab/sh.ts";
@@ -15,30 +16,24 @@ const ROOT = join(import.meta.dir, "..", "..");
 const VIP = "192.0.2.120";
 let seg: Segment;
 let n1: Host;
-let certs: TestCerts;
+let cluster: KubeadmPki;
+let pki: KubeadmNodePki;
 let etcd: EtcdCluster;
 let dir: string;
 
 beforeAll(async () => {
   seg = await Segment.create(["n1"]);
   n1 = seg.host("n1");
-  certs = await makeCerts({ ips: [n1.ip4] });
-  etcd = await startEtcdCluster([{ name: "n1", ns: n1.ns, ip: n1.ip4 }], {
-    tls: {
-      caFile: certs.caFile,
-      certFile: certs.serverCertFile,
-      keyFile: certs.serverKeyFile,
-      clientCertAuth: true,
-      probe: { certFile: certs.clientCertFile, keyFile: certs.clientKeyFile },
-    },
-  });
+  cluster = await makeKubeadmPki([{ name: "n1", ip: n1.ip4 }]);
+  pki = cluster.node("n1");
+  etcd = await startEtcdCluster([{ name: "n1", ns: n1.ns, ip: n1.ip4 }], { tls: pki.etcdServing });
   dir = mkdtempSync(join(tmpdir(), "vipd-tls-"));
   writeFileSync(join(dir, "vip.yaml"), `apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: ${VIP}\nlink: eth0\n`);
 }, 60_000);
 
 afterAll(async () => {
   await etcd?.stopAll();
-  await certs?.remove();
+  cluster?.remove();
   await seg?.destroy();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -53,7 +48,7 @@ const healthz = () => sh(["ip", "netns", "exec", n1.ns, "curl", "-s", "-m", "2",
 
 test("with the CA and a client certificate, vipd holds the VIP", async () => {
   expect(etcd.endpoints[0]).toStartWith("https://");
-  const p = vipd(["--etcd-ca", certs.caFile, "--etcd-cert", certs.clientCertFile, "--etcd-key", certs.clientKeyFile]);
+  const p = vipd(["--etcd-ca", pki.etcd.ca, "--etcd-cert", pki.etcd.healthcheckClient.certFile, "--etcd-key", pki.etcd.healthcheckClient.keyFile]);
   try {
     await waitFor("the VIP on n1", () => seg.has(n1, VIP), 15_000);
     expect(await healthz()).toBe("ok\n 200");
@@ -65,7 +60,7 @@ test("with the CA and a client certificate, vipd holds the VIP", async () => {
 }, 30_000);
 
 test("without a client certificate etcd refuses: no VIP, and /healthz says why", async () => {
-  const p = vipd(["--etcd-ca", certs.caFile]);
+  const p = vipd(["--etcd-ca", pki.etcd.ca]);
   try {
     const body = await waitFor("an unhealthy /healthz", async () => {
       const h = await healthz();

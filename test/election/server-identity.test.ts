@@ -7,8 +7,8 @@ import { checkCertificateName } from "../../src/certificate-names.ts";
 import { serverIdentity } from "../../src/election/connection.ts";
 
 const cert = (subjectaltname: string | undefined, CN = "etcd") => ({ subject: { CN }, subjectaltname }) as unknown as PeerCertificate;
-/** kubeadm's etcd/server.crt for node n1 at 192.0.2.10. */
-const KUBEADM_N1 = cert("DNS:n1, DNS:localhost, IP Address:192.0.2.10, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1");
+/** kubeadm's etcd/server.crt for node n1 at 192.0.2.10 (kubeadm sorts the DNS names). */
+const KUBEADM_N1 = cert("DNS:localhost, DNS:n1, IP Address:192.0.2.10, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1");
 const IP_ONLY = cert("IP Address:192.0.2.11");
 
 test.each([
@@ -36,8 +36,8 @@ test.each([
 
 test.each([
   ["another node's kubeadm certificate", "192.0.2.11", KUBEADM_N1,
-    "server certificate is for n1, localhost, 192.0.2.10, 127.0.0.1, ::1, not 192.0.2.11"],
-  ["another node's name", "n2", KUBEADM_N1, "server certificate is for n1, localhost, 192.0.2.10, 127.0.0.1, ::1, not n2"],
+    "server certificate is for localhost, n1, 192.0.2.10, 127.0.0.1, ::1, not 192.0.2.11"],
+  ["another node's name", "n2", KUBEADM_N1, "server certificate is for localhost, n1, 192.0.2.10, 127.0.0.1, ::1, not n2"],
   ["an IP the certificate lacks", "127.0.0.1", IP_ONLY, "server certificate is for 192.0.2.11, not 127.0.0.1"],
   ["a name against IP SANs only", "localhost", IP_ONLY, "server certificate is for 192.0.2.11, not localhost"],
   ["no SANs: the CN is not an address", "192.0.2.11", cert(undefined),
