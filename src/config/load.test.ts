@@ -166,8 +166,9 @@ log: { format: pretty, level: debug }`),
     expect(gate("apiServer: { serverName: cp-1 }")).toBe("cp-1");
     expect(gate("apiServer: {}", { env: { VIPD_APISERVER_SERVER_NAME: "kubernetes.default.svc" } })).toBe("kubernetes.default.svc");
     expect(gate("apiServer: {}", { flags: { "apiserver-server-name": "cp-2" } })).toBe("cp-2");
+    expect(gate("apiServer: { serverName: '2001:DB8:0::1' }")).toBe("2001:db8::1");
     expect(messages(docs(VIP, agent("apiServer: { serverName: 127.0.0.1:6443 }")))).toEqual([
-      'document 1 (VIPAgentConfig): apiServer.serverName: expected a DNS name: labels of letters, digits and \'-\', separated by \'.\', received "127.0.0.1:6443"',
+      'document 1 (VIPAgentConfig): apiServer.serverName: expected a DNS name: labels of letters, digits and \'-\', separated by \'.\', or an IP address, received "127.0.0.1:6443"',
     ]);
   });
 

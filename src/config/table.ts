@@ -122,8 +122,8 @@ export const TABLE = {
     }),
     caFile: optional({ schema: f.filePath, file: true, flag: "apiserver-ca", value: "FILE", help: "CA bundle to verify the kube-apiserver", example: "/etc/kubernetes/pki/ca.crt" }),
     serverName: optional({
-      schema: f.serverName, flag: "apiserver-server-name", value: "NAME",
-      help: "name the kube-apiserver's certificate must carry (default: kubernetes, which kubeadm's always carries, when the URL's host is an IP address; else that host); the probe still connects to the URL's address",
+      schema: f.tlsName, flag: "apiserver-server-name", value: "NAME",
+      help: "name (or IP address) the kube-apiserver's certificate must carry (default: kubernetes, which kubeadm's always carries, when the URL's host is an IP address; else that host); the probe still connects to the URL's address",
       example: "kubernetes",
     }),
     certFile: optional({

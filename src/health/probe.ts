@@ -13,6 +13,7 @@
 // the URL's address; only the name checked (and sent as SNI, as kubectl's
 // --tls-server-name does) is another.
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import type { PeerCertificate } from "node:tls";
 import { checkCertificateName } from "../certificate-names.ts";
 import { apiServerName } from "../config/settings.ts";
@@ -72,7 +73,8 @@ export function probeTls(t: ProbeTarget): ProbeTls {
   if (t.keyFile) tls.key = readPem("client key", t.keyFile);
   if (!t.insecureSkipVerify) {
     const name = apiServerName(t);
-    tls.serverName = name;
+    // SNI carries host names only (RFC 6066 3): an IP is checked, not sent.
+    if (!isIP(name)) tls.serverName = name;
     tls.checkServerIdentity = (_host, cert) => nameMismatch(name, !t.serverName && name !== new URL(t.url).hostname, cert);
   }
   return tls;

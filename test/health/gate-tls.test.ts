@@ -18,6 +18,8 @@ let otherCluster: KubeadmPki;
 let pki: KubeadmNodePki;
 let server: Server<undefined>;
 let mtlsServer: Server<undefined>;
+/** Serves kubeadm's etcd/server.crt: a certificate that names 127.0.0.1 but not kubernetes. */
+let etcdCertServer: Server<undefined>;
 /** What the stand-in answers on /readyz. */
 let status = 200;
 
@@ -42,10 +44,17 @@ beforeAll(async () => {
     tls: { ...tls, ca: Bun.file(pki.ca), requestCert: true, rejectUnauthorized: true },
     fetch: () => new Response("ok"),
   });
+  etcdCertServer = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    tls: { cert: Bun.file(pki.etcd.server.certFile), key: Bun.file(pki.etcd.server.keyFile) },
+    fetch: () => new Response("ok"),
+  });
 }, 60_000);
 afterAll(() => {
   server?.stop(true);
   mtlsServer?.stop(true);
+  etcdCertServer?.stop(true);
   cluster?.remove();
   otherCluster?.remove();
 });
@@ -106,6 +115,19 @@ test("a URL by host name is checked against that host, not kubernetes", async ()
     detail: `GET ${readyz("localhost")}: certificate verify failed: server certificate is for ${CERT_NAMES}, not localhost: ` +
       "set apiServer.serverName (--apiserver-server-name) to a name it carries (ERR_TLS_CERT_ALTNAME_INVALID)",
   });
+});
+
+test("a certificate without kubernetes at an IP URL: refused, saying the name was the default; its IP can be given instead", async () => {
+  const url = `https://127.0.0.1:${etcdCertServer.port}/readyz`;
+  const base = { ...opts(), url, caFile: pki.etcd.ca };
+  expect(await makeProbe(base)()).toEqual({
+    ok: false,
+    detail: `GET ${url}: certificate verify failed: server certificate is for cp-1, localhost, 192.0.2.11, 127.0.0.1, ::1, not kubernetes ` +
+      "(the name checked when apiServer.url's host is an IP address): set apiServer.serverName (--apiserver-server-name) to a name it carries " +
+      "(ERR_TLS_CERT_ALTNAME_INVALID)",
+  });
+  expect(await makeProbe({ ...base, serverName: "127.0.0.1" })()).toEqual({ ok: true, detail: `GET ${url}: 200` });
+  expect((await makeProbe({ ...base, serverName: "192.0.2.12" })()).detail).toContain("not 192.0.2.12: set apiServer.serverName");
 });
 
 test("another cluster's CA: stays closed, and the reason names the certificate problem", async () => {
