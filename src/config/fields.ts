@@ -64,10 +64,16 @@ export const endpoints = v.pipe(v.array(endpoint, "a list of etcd URLs"), v.minL
 export const filePath = v.pipe(v.string("a file path"), v.nonEmpty("a file path"));
 
 const DNS_NAME = "a DNS name: labels of letters, digits and '-', separated by '.'";
+const isDnsName = (s: string) => s.length <= 253 && s.split(".").every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l));
 /** A name a TLS certificate may carry as a DNS SAN. */
-export const serverName = v.pipe(
-  v.string(DNS_NAME),
-  v.check((s) => s.length <= 253 && s.split(".").every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l)), DNS_NAME),
+export const serverName = v.pipe(v.string(DNS_NAME), v.check(isDnsName, DNS_NAME));
+
+const TLS_NAME = `${DNS_NAME}, or an IP address`;
+/** A DNS SAN or an IP SAN (canonical text): what the API server gate may check a certificate for. */
+export const tlsName = v.pipe(
+  v.string(TLS_NAME),
+  v.check((s) => parseIp(s) !== null || isDnsName(s), TLS_NAME),
+  v.transform((s) => parseIp(s)?.text ?? s),
 );
 
 const PREFIX = 'a key prefix that starts and ends with "/" and has no whitespace';

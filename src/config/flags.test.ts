@@ -75,6 +75,7 @@ describe("FLAGS", () => {
       "health-listen": "VIPD_HEALTH_LISTEN",
       "apiserver-url": "VIPD_APISERVER_URL",
       "apiserver-ca": "VIPD_APISERVER_CA",
+      "apiserver-server-name": "VIPD_APISERVER_SERVER_NAME",
       "apiserver-cert": "VIPD_APISERVER_CERT",
       "apiserver-key": "VIPD_APISERVER_KEY",
       "apiserver-insecure-skip-verify": "VIPD_APISERVER_INSECURE_SKIP_VERIFY",

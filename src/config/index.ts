@@ -1,6 +1,6 @@
 export type { ConfigIssue } from "./issue.ts";
 export { formatIssues } from "./issue.ts";
-export { etcdTls, type Settings, type VipSettings } from "./settings.ts";
+export { apiServerName, etcdTls, KUBEADM_APISERVER_NAME, type Settings, type VipSettings } from "./settings.ts";
 export { loadSettings, type LoadInput, type LoadResult } from "./load.ts";
 export type { SkippedDocument } from "./documents.ts";
 export { summarize } from "./summary.ts";

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { etcdTls, formatIssues, loadSettings, summarize, type LoadInput, type LoadResult, type Settings } from "./index.ts";
+import { apiServerName, etcdTls, formatIssues, loadSettings, summarize, type LoadInput, type LoadResult, type Settings } from "./index.ts";
 
 const VIP = "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 192.168.0.15\nlink: enp0s2\n";
 const vip = (name: string, link = "enp0s2") => `apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: "${name}"\nlink: "${link}"\n`;
@@ -156,6 +156,20 @@ log: { format: pretty, level: debug }`),
     });
     expect(settings(VIP).apiServer).toBeUndefined();
     expect(settings(VIP, { flags: { "apiserver-url": "https://10.0.0.1:6443/readyz" } }).apiServer?.url).toBe("https://10.0.0.1:6443/readyz");
+  });
+
+  test("the gate checks kubeadm's name for an IP URL, the URL's host otherwise, and serverName when set", () => {
+    const gate = (body: string, over: Partial<LoadInput> = {}) => apiServerName(settings(docs(VIP, agent(body)), over).apiServer!);
+    expect(gate("apiServer: { url: 'https://127.0.0.1:6443/readyz' }")).toBe("kubernetes");
+    expect(gate("apiServer: { url: 'https://[::1]:6443/readyz' }")).toBe("kubernetes");
+    expect(gate("apiServer: { url: 'https://cp-1.example.internal:6443/readyz' }")).toBe("cp-1.example.internal");
+    expect(gate("apiServer: { url: 'https://127.0.0.1:6443/readyz', serverName: cp-1 }")).toBe("cp-1");
+    expect(gate("apiServer: { url: 'https://127.0.0.1:6443/readyz' }", { env: { VIPD_APISERVER_SERVER_NAME: "kubernetes.default.svc" } })).toBe("kubernetes.default.svc");
+    expect(gate("apiServer: { url: 'https://127.0.0.1:6443/readyz' }", { flags: { "apiserver-server-name": "cp-2" } })).toBe("cp-2");
+    expect(gate("apiServer: { url: 'https://127.0.0.1:6443/readyz', serverName: '2001:DB8:0::1' }")).toBe("2001:db8::1");
+    expect(messages(docs(VIP, agent("apiServer: { url: 'https://127.0.0.1:6443/readyz', serverName: 127.0.0.1:6443 }")))).toEqual([
+      'document 1 (VIPAgentConfig): apiServer.serverName: expected a DNS name: labels of letters, digits and \'-\', separated by \'.\', or an IP address, received "127.0.0.1:6443"',
+    ]);
   });
 
   test("the result is deeply frozen", () => {
@@ -500,7 +514,7 @@ describe("summarize", () => {
         "VIP:       192.168.0.15 (IPv4) on enp0s2",
         "VIP:       2001:db8::15 (IPv6) on enp0s2",
         "health:    [::1]:8099",
-        "gate:      https://127.0.0.1:6443/readyz every 1 s, timeout 2 s, rise 2, fall 3",
+        "gate:      https://127.0.0.1:6443/readyz every 1 s, timeout 2 s, rise 2, fall 3, certificate checked for kubernetes",
         "announce:  burst of 3 every 0.05 s, refresh every 10 s, conflict probe every 60 s",
         "hooks:     none",
         "log:       json, info",

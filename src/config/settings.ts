@@ -1,5 +1,6 @@
 // The one typed, validated, frozen value everything after config/ works on.
 // Its shape comes from the table of settings (table.ts) and the VIP documents.
+import { isIP } from "node:net";
 import type { TableSettings } from "./table.ts";
 
 export interface VipSettings {
@@ -22,4 +23,24 @@ export function etcdTls(etcd: Settings["etcd"]): { caFile?: string; certFile?: s
   const { caFile, certFile, keyFile } = etcd;
   if (!caFile && !certFile && !keyFile) return undefined;
   return { ...(caFile ? { caFile } : {}), ...(certFile ? { certFile } : {}), ...(keyFile ? { keyFile } : {}) };
+}
+
+/**
+ * The name a kubeadm API server certificate always carries (kubeadm's
+ * GetAPIServerAltNames: the node name, kubernetes, kubernetes.default[.svc[.<domain>]],
+ * the service IP, the advertise address, controlPlaneEndpoint and certSANs;
+ * never 127.0.0.1).
+ */
+export const KUBEADM_APISERVER_NAME = "kubernetes";
+
+/**
+ * The name the gate checks the API server's certificate against: serverName
+ * when set; else, for a URL whose host is an IP address (the local
+ * https://127.0.0.1:6443, which kubeadm's certificate does not name),
+ * "kubernetes"; else the URL's host.
+ */
+export function apiServerName(apiServer: { readonly url: string; readonly serverName?: string | undefined }): string {
+  if (apiServer.serverName) return apiServer.serverName;
+  const host = new URL(apiServer.url).hostname;
+  return host.startsWith("[") || isIP(host) ? KUBEADM_APISERVER_NAME : host;
 }

@@ -1,6 +1,6 @@
 // The human summary `vipd validate` prints for a good configuration.
 
-import type { Settings } from "./settings.ts";
+import { apiServerName, type Settings } from "./settings.ts";
 
 const hostPort = (host: string, port: number) => (host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`);
 
@@ -9,7 +9,7 @@ export function summarize(s: Settings): string {
   const clientCert = s.etcd.certFile ? ", client certificate" : "";
   const gate = s.apiServer
     ? `${s.apiServer.url} every ${s.apiServer.interval} s, timeout ${s.apiServer.timeout} s, rise ${s.apiServer.rise}, fall ${s.apiServer.fall}` +
-      (s.apiServer.insecureSkipVerify ? " (certificate not verified)" : "")
+      (s.apiServer.insecureSkipVerify ? " (certificate not verified)" : new URL(s.apiServer.url).protocol === "https:" ? `, certificate checked for ${apiServerName(s.apiServer)}` : "")
     : "none";
   const refresh = s.announce.refresh > 0 ? `refresh every ${s.announce.refresh} s` : "no refresh";
   const probe = s.announce.probeInterval > 0 ? `conflict probe every ${s.announce.probeInterval} s` : "no conflict detection";

@@ -123,6 +123,11 @@ export const TABLE = {
       help: "turns the kube-apiserver gate on: hold VIPs only while this readiness URL answers 200 (kubeadm's: https://127.0.0.1:6443/readyz)",
     }),
     caFile: optional({ schema: f.filePath, file: true, flag: "apiserver-ca", value: "FILE", help: "CA bundle to verify the kube-apiserver", example: "/etc/kubernetes/pki/ca.crt" }),
+    serverName: optional({
+      schema: f.tlsName, flag: "apiserver-server-name", value: "NAME",
+      help: "name (or IP address) the kube-apiserver's certificate must carry (default: kubernetes, which kubeadm's always carries, when the URL's host is an IP address; else that host); the probe still connects to the URL's address",
+      example: "kubernetes",
+    }),
     certFile: optional({
       schema: f.filePath, file: true, flag: "apiserver-cert", value: "FILE", help: "client certificate for the kube-apiserver (needs --apiserver-key)",
       example: "/etc/kubernetes/pki/apiserver-kubelet-client.crt",

@@ -19,9 +19,10 @@
 //   that endpoint (see channelFactory).
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
-import { checkServerIdentity, type PeerCertificate } from "node:tls";
+import type { PeerCertificate } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { Etcd3, type IDuplexStream, type IOptions, type IWatchRequest, type IWatchResponse } from "etcd3";
+import { checkCertificateName } from "../certificate-names.ts";
 
 /** Any of them may be absent: no CA = the system's roots; no cert/key = no client certificate. */
 export interface EtcdTlsFiles {
@@ -97,28 +98,6 @@ export function serverIdentity(host: string, tlsServerName?: string): { expect: 
   return { expect, sni: expect === host ? undefined : expect };
 }
 
-/**
- * tls.checkServerIdentity, with a refusal that names what the certificate is
- * for: "server certificate is for 192.0.2.12, localhost, not 192.0.2.11".
- */
-export function checkEtcdServerIdentity(expect: string, cert: PeerCertificate): Error | undefined {
-  const err = checkServerIdentity(expect, cert);
-  if (!err) return undefined;
-  const sans = (cert.subjectaltname ?? "").split(/,\s*/).filter((s) => s !== "").map(altName);
-  const names = sans.length > 0 ? sans.join(", ") : `CN=${cert.subject?.CN ?? ""} and no subject alternative names`;
-  return Object.assign(new Error(`server certificate is for ${names}, not ${expect}`, { cause: err }), {
-    code: (err as NodeJS.ErrnoException).code ?? "ERR_TLS_CERT_ALTNAME_INVALID",
-  });
-}
-
-/** "IP Address:0:0:0:0:0:0:0:1" → "::1", "DNS:localhost" → "localhost"; other kinds as they are. */
-function altName(san: string): string {
-  if (san.startsWith("DNS:")) return san.slice(4);
-  if (!san.startsWith("IP Address:")) return san;
-  const ip = san.slice(11);
-  return ip.includes(":") ? new URL(`http://[${ip}]`).hostname.slice(1, -1) : ip;
-}
-
 /** "127.0.0.1:2379" → "127.0.0.1", "[::1]:2379" → "::1", "etcd-1:2379" → "etcd-1". */
 function hostOf(address: string): string {
   const host = new URL(`https://${address}`).hostname;
@@ -142,7 +121,7 @@ function channelFactory(pems: { ca?: Buffer; key?: Buffer; cert?: Buffer }, tlsS
       // Replaces tls.checkServerIdentity (on Bun as on Node), which runs only
       // once the chain is verified against the CA. grpc-js passes it the SNI
       // name, so it ignores that and checks its own endpoint's name.
-      const checkServerIdentity = (_sni: string, cert: PeerCertificate) => checkEtcdServerIdentity(expect, cert);
+      const checkServerIdentity = (_sni: string, cert: PeerCertificate) => checkCertificateName(expect, cert);
       e = { creds: grpc.credentials.createSsl(pems.ca, pems.key, pems.cert, { checkServerIdentity }), sni };
       byHost.set(host, e);
     }

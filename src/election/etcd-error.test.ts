@@ -23,8 +23,8 @@ test.each([
   expect(describeEtcdError(new Error(raw), EP)).toBe(want);
 });
 
-// A certificate that does not name what it was checked against (connection.ts's
-// checkEtcdServerIdentity), among several endpoints.
+// A certificate that does not name what it was checked against (certificate-names.ts's
+// checkCertificateName), among several endpoints.
 const THREE = ["https://192.0.2.10:2379", "https://192.0.2.11:2379", "https://[2001:db8::c]:2379"];
 test.each([
   [

@@ -17,7 +17,7 @@ const RULES: [RegExp, string][] = [
   [/permission denied|PERMISSION_DENIED/i, "etcd denied the request (RBAC): the certificate's user needs read/write on vipd's prefix"],
 ];
 
-/** connection.ts's checkEtcdServerIdentity: "server certificate is for A, B, not C". */
+/** certificate-names.ts's checkCertificateName: "server certificate is for A, B, not C". */
 const WRONG_NAME = /server certificate is for (.+?), not ([^\s()]+?)\.?(?=\s|\(|$)/;
 
 /** "https://[::1]:2379" → "::1", as the identity check names it. */

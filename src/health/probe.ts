@@ -6,10 +6,22 @@
 // The CA, certificate and key files are read on every probe, not once:
 // kubeadm renews certificates in place, and a gate that kept a stale CA
 // would close for no reason the operator could see.
+//
+// The certificate is checked against a name, not the URL's address: the probe
+// goes to https://127.0.0.1:6443, and kubeadm's API server certificate never
+// names 127.0.0.1 (see KUBEADM_APISERVER_NAME). The connection still goes to
+// the URL's address; only the name checked (and sent as SNI, as kubectl's
+// --tls-server-name does) is another.
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import type { PeerCertificate } from "node:tls";
+import { checkCertificateName } from "../certificate-names.ts";
+import { apiServerName } from "../config/settings.ts";
 
 export interface ProbeTarget {
   url: string;
+  /** The name the certificate must carry; default: apiServerName(). */
+  serverName?: string | undefined;
   caFile?: string;
   certFile?: string;
   keyFile?: string;
@@ -30,6 +42,10 @@ export interface ProbeTls {
   cert?: string;
   key?: string;
   rejectUnauthorized: boolean;
+  /** Sent as SNI, and what the certificate is checked against (with checkServerIdentity). */
+  serverName?: string;
+  /** Called once the chain is verified; an Error refuses the certificate. */
+  checkServerIdentity?: (host: string, cert: PeerCertificate) => Error | undefined;
 }
 
 /** The fetch seam: Bun's global fetch, or a fake in tests. */
@@ -55,7 +71,27 @@ export function probeTls(t: ProbeTarget): ProbeTls {
   if (t.caFile) tls.ca = readPem("CA file", t.caFile);
   if (t.certFile) tls.cert = readPem("client certificate", t.certFile);
   if (t.keyFile) tls.key = readPem("client key", t.keyFile);
+  if (!t.insecureSkipVerify) {
+    const name = apiServerName(t);
+    // SNI carries host names only (RFC 6066 3): an IP is checked, not sent.
+    if (!isIP(name)) tls.serverName = name;
+    tls.checkServerIdentity = (_host, cert) => nameMismatch(name, !t.serverName && name !== new URL(t.url).hostname, cert);
+  }
   return tls;
+}
+
+/**
+ * The refusal of a certificate that lacks `name`, with what it does carry and
+ * the fix: "server certificate is for cp-1, kubernetes, ..., not kubernetes.local:
+ * set apiServer.serverName (--apiserver-server-name) to a name it carries".
+ */
+function nameMismatch(name: string, defaulted: boolean, cert: PeerCertificate): Error | undefined {
+  const err = checkCertificateName(name, cert);
+  if (!err) return undefined;
+  const why = defaulted ? " (the name checked when apiServer.url's host is an IP address)" : "";
+  return Object.assign(new Error(`${err.message}${why}: set apiServer.serverName (--apiserver-server-name) to a name it carries`, { cause: err }), {
+    code: (err as NodeJS.ErrnoException).code,
+  });
 }
 
 /** Turns a fetch rejection into the words an operator needs. */

@@ -2,19 +2,22 @@
 // lab node by deploy/cloud-init.yaml's own commands, bring up a holder that
 // `vipd wait` reports, running as the unprivileged user.
 //
-// The node is a SmallLab namespace with a kubeadm-like setup: its etcd member
-// on 127.0.0.1:2379 over mutual TLS, a stand-in kube-apiserver over HTTPS on
-// 127.0.0.1:6443, and kubeadm's certificate files (the etcd client key
-// root-only, 0600) under a scratch root. cloud-init's write_files and its
+// The node is a SmallLab namespace set up as kubeadm leaves a control-plane
+// node: kubeadm's PKI (lab/certs.ts: the VIP as controlPlaneEndpoint, keys
+// root-only 0600, the etcd CA apart from the cluster CA) in
+// etc/kubernetes/pki under a scratch root, its etcd member on 127.0.0.1:2379
+// with etcd/server.crt and client certificates required, and a stand-in
+// kube-apiserver on 127.0.0.1:6443 serving apiserver.crt, which does not
+// name 127.0.0.1: the gate opens by the name kubernetes. cloud-init's write_files and its
 // install step run against that root, with a systemctl that only records;
 // the test then starts the service as systemd would, from the installed unit
 // (its ExecStart, LoadCredential= and sandbox: test/lab/unit-sandbox.ts), and
 // runs runcmd's own `vipd wait` in the node's namespace.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { kubeadmEtcdNames, makeCerts, type TestCerts } from "../lab/certs.ts";
+import { join } from "node:path";
+import { type KubeadmNodePki, type KubeadmPki, makeKubeadmPki } from "../lab/certs.ts";
 import { REPO_ROOT } from "../lab/cluster.ts";
 import { sh, waitFor } from "../lab/sh.ts";
 import { SmallLab } from "../lab/small-lab.ts";
@@ -48,38 +51,30 @@ async function inNode(ns: string, argv: readonly string[], env: Record<string, s
 }
 
 test("cloud-init's commands turn a bare lab node into a VIP holder, running as user vipd, that vipd wait reports", async () => {
-  const pkis: TestCerts[] = [];
+  let cluster: KubeadmPki | null = null;
   let lab: SmallLab | null = null;
   const root = mkdtempSync(join(tmpdir(), "vipd-node-"));
   const state = mkdtempSync(join(tmpdir(), "vipd-service-"));
   try {
-    const clusterPki = await makeCerts();
-    pkis.push(clusterPki);
+    let pki: KubeadmNodePki | null = null;
     lab = await SmallLab.start(["n1"], async ([host]) => {
-      // etcd's server certificate carries the names kubeadm gives it.
-      const pki = await makeCerts({ server: kubeadmEtcdNames(host!.name, host!.ip4) });
-      pkis.push(pki);
-      return { tls: { caFile: pki.caFile, certFile: pki.serverCertFile, keyFile: pki.serverKeyFile, clientCertAuth: true, probe: { certFile: pki.clientCertFile, keyFile: pki.clientKeyFile } } };
+      // `kubeadm init` on n1 with the VIP as its controlPlaneEndpoint.
+      cluster = await makeKubeadmPki([{ name: host!.name, ip: host!.ip4 }], { controlPlaneEndpoint: VIP });
+      pki = cluster.node(host!.name);
+      return { tls: pki.etcdServing };
     });
-    const etcdPki = pkis[1]!;
     const n1 = lab.host("n1");
-    lab.spawn(n1, [process.execPath, join(REPO_ROOT, "test/lab/stand-in-apiserver.ts"), "n1", "6443", clusterPki.serverCertFile, clusterPki.serverKeyFile]);
+    const { apiserver } = pki!;
+    expect(await sh(["openssl", "x509", "-in", apiserver.certFile, "-noout", "-ext", "subjectAltName"])).not.toContain("127.0.0.1");
+    lab.spawn(n1, [process.execPath, join(REPO_ROOT, "test/lab/stand-in-apiserver.ts"), "n1", "6443", apiserver.certFile, apiserver.keyFile]);
 
-    // The node as kubeadm leaves it: its PKI, the etcd client key for root alone.
+    // The node as kubeadm leaves it: its whole /etc/kubernetes/pki, owners and modes kept.
     chmodSync(root, 0o755);
     chmodSync(state, 0o755);
     seedAccounts(root);
-    const kubeadm: [string, string, number][] = [
-      ["etc/kubernetes/pki/etcd/ca.crt", etcdPki.caFile, 0o644],
-      ["etc/kubernetes/pki/etcd/healthcheck-client.crt", etcdPki.clientCertFile, 0o644],
-      ["etc/kubernetes/pki/etcd/healthcheck-client.key", etcdPki.clientKeyFile, 0o600],
-      ["etc/kubernetes/pki/ca.crt", clusterPki.caFile, 0o644],
-    ];
-    for (const [path, from, mode] of kubeadm) {
-      mkdirSync(dirname(join(root, path)), { recursive: true });
-      copyFileSync(from, join(root, path));
-      chmodSync(join(root, path), mode);
-    }
+    mkdirSync(join(root, "etc/kubernetes"), { recursive: true, mode: 0o755 });
+    await sh(["cp", "-a", pki!.dir, join(root, "etc/kubernetes/pki")]);
+    expect((await sh(["stat", "-c", "%a %U", join(root, "etc/kubernetes/pki/etcd/healthcheck-client.key")])).trim()).toBe("600 root");
 
     // cloud-init: write_files (the operator's VIP and link filled in), then runcmd's install step.
     const config = await readCloudConfig();
@@ -107,6 +102,7 @@ test("cloud-init's commands turn a bare lab node into a VIP holder, running as u
     const wait = waitStep.map((w, i) => (waitStep[i - 1] === "--timeout" ? "30" : w));
     const healthy = await inNode(n1.ns, underRoot(root, wait), {}, 40_000);
     expect({ code: healthy.code, err: healthy.err, log: healthy.code ? log() : "" }).toEqual({ code: 0, err: "", log: "" });
+    expect(log()).toContain("kube-apiserver gate opened");
     const holding = await inNode(n1.ns, underRoot(root, ["/usr/local/bin/vipd", "wait", "--for", "holding", "--timeout", "15", "--config", "/etc/vipd/vipd.yaml"]), {}, 20_000);
     expect(holding.code).toBe(0);
     expect(holding.out + holding.err).toContain(VIP);
@@ -123,7 +119,7 @@ test("cloud-init's commands turn a bare lab node into a VIP holder, running as u
     await waitFor("the stand-in API server still answering", () => sh(["ip", "netns", "exec", n1.ns, "curl", "-sk", "https://127.0.0.1:6443/readyz"]), 2000);
   } finally {
     await lab?.close();
-    for (const pki of pkis) pki.remove();
+    (cluster as KubeadmPki | null)?.remove();
     rmSync(root, { recursive: true, force: true });
     rmSync(state, { recursive: true, force: true });
   }

@@ -3,11 +3,12 @@
 // (tls PeerCertificate: subjectaltname as OpenSSL prints it).
 import { expect, test } from "bun:test";
 import type { PeerCertificate } from "node:tls";
-import { checkEtcdServerIdentity, serverIdentity } from "../../src/election/connection.ts";
+import { checkCertificateName } from "../../src/certificate-names.ts";
+import { serverIdentity } from "../../src/election/connection.ts";
 
 const cert = (subjectaltname: string | undefined, CN = "etcd") => ({ subject: { CN }, subjectaltname }) as unknown as PeerCertificate;
-/** kubeadm's etcd/server.crt for node n1 at 192.0.2.10. */
-const KUBEADM_N1 = cert("DNS:n1, DNS:localhost, IP Address:192.0.2.10, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1");
+/** kubeadm's etcd/server.crt for node n1 at 192.0.2.10 (kubeadm sorts the DNS names). */
+const KUBEADM_N1 = cert("DNS:localhost, DNS:n1, IP Address:192.0.2.10, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1");
 const IP_ONLY = cert("IP Address:192.0.2.11");
 
 test.each([
@@ -30,19 +31,19 @@ test.each([
   ["localhost", KUBEADM_N1],
   ["192.0.2.11", IP_ONLY],
 ])("%s is accepted", (name, c) => {
-  expect(checkEtcdServerIdentity(name, c)).toBeUndefined();
+  expect(checkCertificateName(name, c)).toBeUndefined();
 });
 
 test.each([
   ["another node's kubeadm certificate", "192.0.2.11", KUBEADM_N1,
-    "server certificate is for n1, localhost, 192.0.2.10, 127.0.0.1, ::1, not 192.0.2.11"],
-  ["another node's name", "n2", KUBEADM_N1, "server certificate is for n1, localhost, 192.0.2.10, 127.0.0.1, ::1, not n2"],
+    "server certificate is for localhost, n1, 192.0.2.10, 127.0.0.1, ::1, not 192.0.2.11"],
+  ["another node's name", "n2", KUBEADM_N1, "server certificate is for localhost, n1, 192.0.2.10, 127.0.0.1, ::1, not n2"],
   ["an IP the certificate lacks", "127.0.0.1", IP_ONLY, "server certificate is for 192.0.2.11, not 127.0.0.1"],
   ["a name against IP SANs only", "localhost", IP_ONLY, "server certificate is for 192.0.2.11, not localhost"],
   ["no SANs: the CN is not an address", "192.0.2.11", cert(undefined),
     "server certificate is for CN=etcd and no subject alternative names, not 192.0.2.11"],
 ])("refused: %s", (_, name, c, message) => {
-  const err = checkEtcdServerIdentity(name, c);
+  const err = checkCertificateName(name, c);
   expect(err?.message).toBe(message);
   expect((err as NodeJS.ErrnoException).code).toBe("ERR_TLS_CERT_ALTNAME_INVALID");
 });

@@ -1,14 +1,15 @@
 // Whose certificate an etcd endpoint may present. Two nodes, each with an etcd
-// member of its own (mutual TLS, one CA): n1's certificate is kubeadm's kind
-// (DNS: n1, localhost; IP: its address, 127.0.0.1, ::1), n2's names its
-// address and nothing else. A client on a third node, c, checks every
+// member of its own (mutual TLS, one etcd CA, lab/certs.ts): n1's certificate
+// is the one kubeadm makes (DNS: localhost, n1; IP: its address, 127.0.0.1,
+// ::1), n2's, from the same CA but not by kubeadm, names its address and
+// nothing else. A client on a third node, c, checks every
 // endpoint's certificate against that endpoint's IP, or against the server
 // name it is given; never against "localhost" for every member, which let any
 // kubeadm member pass for any other. The client runs in the namespaces
 // (fixtures/etcd-status.ts); nothing is added to the root namespace.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
-import { kubeadmEtcdNames, makeCerts, type ServerNames, type TestCerts } from "../lab/certs.ts";
+import { type KubeadmPki, makeKubeadmPki } from "../lab/certs.ts";
 import { type EtcdCluster, type EtcdTls, startEtcdCluster } from "../lab/etcd.ts";
 import { type Host, Segment } from "../lab/netns.ts";
 import { sh } from "../lab/sh.ts";
@@ -17,26 +18,27 @@ let seg: Segment;
 let n1: Host;
 let n2: Host;
 let c: Host;
-let certs: TestCerts;
+let cluster: KubeadmPki;
+/** vipd's etcd TLS on a kubeadm node: the etcd CA and etcd/healthcheck-client. */
+let client: { caFile: string; certFile: string; keyFile: string };
 const members: EtcdCluster[] = [];
 
 beforeAll(async () => {
   seg = await Segment.create(["n1", "n2", "c"]);
   [n1, n2, c] = [seg.host("n1"), seg.host("n2"), seg.host("c")];
-  certs = await makeCerts();
-  const tls = async (node: Host, names: ServerNames): Promise<EtcdTls> => {
-    const pair = await certs.server(node.name, names);
-    return { caFile: certs.caFile, ...pair, clientCertAuth: true, probe: { certFile: certs.clientCertFile, keyFile: certs.clientKeyFile } };
-  };
+  cluster = await makeKubeadmPki([{ name: n1.name, ip: n1.ip4 }]);
+  const pki = cluster.node(n1.name);
+  client = { caFile: pki.etcd.ca, ...pki.etcd.healthcheckClient };
+  const n2Tls: EtcdTls = { caFile: pki.etcd.ca, ...(await cluster.etcdServer(n2.name, { ips: [n2.ip4] })), clientCertAuth: true, probe: pki.etcd.healthcheckClient };
   // Two one-member clusters, so that each member has a certificate of its own.
-  for (const [node, names] of [[n1, kubeadmEtcdNames("n1", n1.ip4)], [n2, { ips: [n2.ip4] }]] as const) {
-    members.push(await startEtcdCluster([{ name: node.name, ns: node.ns, ip: node.ip4 }], { tls: await tls(node, names) }));
+  for (const [node, tls] of [[n1, pki.etcdServing], [n2, n2Tls]] as const) {
+    members.push(await startEtcdCluster([{ name: node.name, ns: node.ns, ip: node.ip4 }], { tls }));
   }
 }, 60_000);
 
 afterAll(async () => {
   for (const m of members) await m.stopAll();
-  certs?.remove();
+  cluster?.remove();
   await seg?.destroy();
 });
 
@@ -47,7 +49,7 @@ const answered = [{ member: expect.stringMatching(/^\d+$/) }];
 async function status(from: Host, endpoints: string[], opts: { tlsServerName?: string | undefined; calls?: number } = {}): Promise<Result[]> {
   const args = {
     endpoints,
-    tls: { caFile: certs.caFile, certFile: certs.clientCertFile, keyFile: certs.clientKeyFile },
+    tls: client,
     ...(opts.tlsServerName ? { tlsServerName: opts.tlsServerName } : {}),
     calls: opts.calls ?? 1,
   };
@@ -88,7 +90,7 @@ test("a certificate without the endpoint's IP is refused, naming both", async ()
 test("another member's kubeadm certificate (it carries localhost too) is refused at this member's IP", async () => {
   const [r] = await misrouted(n2, n1, () => status(c, [`https://${n2.ip4}:2379`]));
   expect(r?.error).toStartWith(
-    `etcd at https://${n2.ip4}:2379: its certificate is for n1, localhost, ${n1.ip4}, 127.0.0.1, ::1, not ${n2.ip4}: another member answered there`,
+    `etcd at https://${n2.ip4}:2379: its certificate is for localhost, n1, ${n1.ip4}, 127.0.0.1, ::1, not ${n2.ip4}: another member answered there`,
   );
 });
 
@@ -104,7 +106,7 @@ test("with several endpoints each is checked against its own IP", async () => {
   const mixed = await misrouted(n2, n1, () => status(c, both, { calls: 24 }));
   const failed = mixed.filter((r) => r.error);
   expect(failed.length).toBeGreaterThan(0);
-  for (const r of failed) expect(r.error).toStartWith(`etcd at https://${n2.ip4}:2379: its certificate is for n1, `);
+  for (const r of failed) expect(r.error).toStartWith(`etcd at https://${n2.ip4}:2379: its certificate is for localhost, n1, `);
   expect(new Set(mixed.filter((r) => !r.error).map((r) => r.member))).toEqual(new Set([n1Member!.member]));
 });
 
@@ -112,7 +114,7 @@ test("an explicit server name is checked against the certificate's DNS names", a
   const at = `https://${n1.ip4}:2379`;
   expect(await status(c, [at], { tlsServerName: "n1" })).toEqual(answered);
   expect((await status(c, [at], { tlsServerName: "n2" }))[0]?.error).toBe(
-    `etcd at ${at}: its certificate is for n1, localhost, ${n1.ip4}, 127.0.0.1, ::1, not n2: ` +
+    `etcd at ${at}: its certificate is for localhost, n1, ${n1.ip4}, 127.0.0.1, ::1, not n2: ` +
       "give --etcd-server-name a DNS name that every member's certificate carries",
   );
   // n2's certificate has no DNS names at all.

@@ -1,35 +1,35 @@
-// Mutual TLS: etcd with --client-cert-auth and a throwaway CA from certs.ts.
+// Mutual TLS as on a kubeadm node: etcd with kubeadm's etcd/server.crt and
+// --client-cert-auth, vipd with the etcd CA and kubeadm's
+// etcd/healthcheck-client certificate (lab/certs.ts).
 // Whose certificate each endpoint may present: tls-identity.test.ts.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { connectEtcd, EtcdConnection } from "../../src/election/connection.ts";
 import { describeEtcdError } from "../../src/election/etcd-error.ts";
 import { AgentLease } from "../../src/election/lease.ts";
-import { makeCerts, type TestCerts } from "../lab/certs.ts";
+import { type KubeadmNodePki, type KubeadmPki, makeKubeadmPki } from "../lab/certs.ts";
 import { startEtcd, type EtcdServer } from "../lab/etcd.ts";
 
-let certs: TestCerts;
+let cluster: KubeadmPki;
+let pki: KubeadmNodePki;
 let etcd: EtcdServer;
+/** vipd's etcd TLS on a kubeadm node. */
+let client: { caFile: string; certFile: string; keyFile: string };
 
 beforeAll(async () => {
-  certs = await makeCerts();
-  etcd = await startEtcd({
-    tls: {
-      caFile: certs.caFile, certFile: certs.serverCertFile, keyFile: certs.serverKeyFile,
-      clientCertAuth: true, probe: { certFile: certs.clientCertFile, keyFile: certs.clientKeyFile },
-    },
-  });
-});
+  cluster = await makeKubeadmPki([{ name: "cp-1", ip: "192.0.2.11" }]);
+  pki = cluster.node("cp-1");
+  client = { caFile: pki.etcd.ca, ...pki.etcd.healthcheckClient };
+  // The member listens on 127.0.0.1, which kubeadm's etcd certificate names.
+  etcd = await startEtcd({ tls: pki.etcdServing });
+}, 60_000);
 afterAll(async () => {
   await etcd?.stop();
-  certs?.remove();
+  cluster?.remove();
 });
 
 test("a client certificate signed by the CA is accepted", async () => {
   expect(etcd.endpoints[0]).toStartWith("https://127.0.0.1:");
-  const conn = new EtcdConnection({
-    endpoints: etcd.endpoints,
-    tls: { caFile: certs.caFile, certFile: certs.clientCertFile, keyFile: certs.clientKeyFile },
-  });
+  const conn = new EtcdConnection({ endpoints: etcd.endpoints, tls: client });
   try {
     const c = conn.client;
     await c.put("/tls/x").value("y");
@@ -49,7 +49,7 @@ test("a client certificate signed by the CA is accepted", async () => {
 
 test("without a client certificate the call fails with an error", async () => {
   // Only the CA: the server asks for a client certificate and gets none.
-  const c = connectEtcd({ endpoints: etcd.endpoints, tls: { caFile: certs.caFile }, dialTimeoutMs: 2000 });
+  const c = connectEtcd({ endpoints: etcd.endpoints, tls: { caFile: client.caFile }, dialTimeoutMs: 2000 });
   try {
     const err = await c.get("/tls/x").string().then(() => null, (e: unknown) => e as Error);
     expect(err).toBeInstanceOf(Error);
@@ -61,20 +61,18 @@ test("without a client certificate the call fails with an error", async () => {
   }
 }, 15_000);
 
-test("a server certificate from another CA is refused, whatever names it carries", async () => {
-  const other = await makeCerts();
-  const c = connectEtcd({ endpoints: etcd.endpoints, tls: { caFile: other.caFile, certFile: certs.clientCertFile, keyFile: certs.clientKeyFile } });
+test("the cluster CA given for etcd's (ca.crt, not etcd/ca.crt) is refused, whatever names the certificate carries", async () => {
+  const c = connectEtcd({ endpoints: etcd.endpoints, tls: { ...client, caFile: pki.ca } });
   try {
     const err = await c.get("/tls/x").string().then(() => null, (e: unknown) => e);
     expect(describeEtcdError(err, etcd.endpoints)).toContain("etcd's certificate is not signed by the CA we trust: check --etcd-ca");
   } finally {
     c.close();
-    other.remove();
   }
 }, 15_000);
 
 test("an unreadable certificate file is named in the error", () => {
   expect(() =>
-    connectEtcd({ endpoints: etcd.endpoints, tls: { caFile: certs.caFile, certFile: "/nonexistent/client.crt", keyFile: certs.clientKeyFile } }),
+    connectEtcd({ endpoints: etcd.endpoints, tls: { ...client, certFile: "/nonexistent/client.crt" } }),
   ).toThrow("reading etcd certificate file /nonexistent/client.crt: ENOENT");
 });

@@ -13,9 +13,11 @@ import { sh, sleep } from "./sh.ts";
 
 export interface EtcdTls {
   caFile: string;
-  /** Server certificate and key (also used for peer traffic). */
+  /** Server certificate and key (for peer traffic too, unless `peer` is given). */
   certFile: string;
   keyFile: string;
+  /** Peer certificate and key (kubeadm's etcd/peer.crt). */
+  peer?: { certFile: string; keyFile: string };
   /** Require client certificates signed by caFile (`--client-cert-auth`). Default true. */
   clientCertAuth?: boolean;
   /** A client certificate for the readiness probe; needed when clientCertAuth is on. */
@@ -147,7 +149,7 @@ function commonArgs(name: string, dataDir: string, opts: EtcdOptions): string[] 
   if (t) {
     a.push(`--cert-file=${t.certFile}`, `--key-file=${t.keyFile}`, `--trusted-ca-file=${t.caFile}`);
     if (t.clientCertAuth ?? true) a.push("--client-cert-auth");
-    a.push(`--peer-cert-file=${t.certFile}`, `--peer-key-file=${t.keyFile}`,
+    a.push(`--peer-cert-file=${t.peer?.certFile ?? t.certFile}`, `--peer-key-file=${t.peer?.keyFile ?? t.keyFile}`,
       `--peer-trusted-ca-file=${t.caFile}`, "--peer-client-cert-auth");
   }
   return a;

@@ -5,7 +5,8 @@
 //   GET /readyz   → 200 "ok", or 500 while switched to failing;
 //   PUT /lab/ready/{true|false} → switches /readyz (from inside the namespace).
 // SIGUSR1 switches /readyz to 500, SIGUSR2 back to 200: the lab can flip it
-// without a network path. With CERT and KEY it speaks HTTPS, as a real one does.
+// without a network path. With CERT and KEY it speaks HTTPS, as a real one does
+// (the lab gives it kubeadm's apiserver.crt and .key: lab/certs.ts).
 // Usage: bun stand-in-apiserver.ts NODE [PORT [CERT KEY]]
 const node = process.argv[2];
 const port = Number(process.argv[3] ?? 6443);
