@@ -91,11 +91,13 @@ test("without a client certificate etcd refuses: no VIP, and /healthz says why",
   expect(log).toContain("etcd not ready; retrying");
 }, 30_000);
 
+const GATE_URL = ["--apiserver-url", "https://127.0.0.1:6443/readyz"];
 const etcdFlags = () => ["--etcd-ca", pki.etcd.ca, "--etcd-cert", pki.etcd.healthcheckClient.certFile, "--etcd-key", pki.etcd.healthcheckClient.keyFile];
 
 test("the API server gate with kubeadm's cluster CA opens against kubeadm's certificate at 127.0.0.1", async () => {
-  // What the shipped unit passes: the gate on by --apiserver-ca, every other apiServer setting its default.
-  const p = vipd([...etcdFlags(), "--apiserver-ca", pki.ca]);
+  // What the shipped unit and cloud-init's file give: the gate's URL (the file), the cluster CA
+  // (--apiserver-ca), every other apiServer setting its default.
+  const p = vipd([...etcdFlags(), ...GATE_URL, "--apiserver-ca", pki.ca]);
   try {
     await waitFor("the VIP on n1", () => seg.has(n1, VIP), 15_000);
     expect(await healthz()).toBe("ok\n 200");
@@ -109,7 +111,7 @@ test("the API server gate with kubeadm's cluster CA opens against kubeadm's cert
 }, 30_000);
 
 test("a server name kubeadm's certificate lacks: no VIP, and /healthz names the certificate's names and the fix", async () => {
-  const p = vipd([...etcdFlags(), "--apiserver-ca", pki.ca, "--apiserver-server-name", "kube-api.example.internal"]);
+  const p = vipd([...etcdFlags(), ...GATE_URL, "--apiserver-ca", pki.ca, "--apiserver-server-name", "kube-api.example.internal"]);
   try {
     const body = await waitFor("an unhealthy /healthz about the gate", async () => {
       const h = await healthz();
