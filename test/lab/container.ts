@@ -13,7 +13,8 @@
 // stop() powers the container off (SIGTERM to nspawn); the lab's exit hook
 // kills its PID 1, and with it everything in its PID namespace, and nspawn,
 // both by PID, if a test dies first.
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { onExit } from "./exit.ts";
 import { sleep } from "./sh.ts";
@@ -44,6 +45,9 @@ export interface ExecResult {
   readonly err: string;
 }
 
+/** Where nspawn keeps a directory per machine name on the host, even unregistered. */
+const PROPAGATE = "/run/systemd/nspawn/propagate";
+
 /** PATH as systemd gives services and root's shell on Debian. */
 const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -53,6 +57,7 @@ export class Container {
 
   private constructor(
     readonly opts: ContainerOptions,
+    private readonly machine: string,
     private readonly nspawn: Subprocess<"ignore", number, number>,
   ) {
     this.#unregister = onExit(() => this.#kill());
@@ -67,8 +72,8 @@ export class Container {
   /** Boots the tree and returns once systemd reports the boot finished (running or degraded). */
   static async boot(opts: ContainerOptions): Promise<{ container: Container; bootMs: number }> {
     const t0 = performance.now();
-    // A machine name of its own per container: nspawn keeps per-machine state
-    // under /run/systemd/nspawn/ by that name, even unregistered.
+    // A machine name of its own per container: nspawn keeps per-machine
+    // state under PROPAGATE by that name, even unregistered.
     const machine = `vipd-${opts.hostname}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
     const binds = Object.entries(opts.bindReadOnly ?? {}).map(([from, to]) => `--bind-ro=${from}:${to}`);
     const log = openSync(opts.logFile, "a");
@@ -90,7 +95,7 @@ export class Container {
     } finally {
       closeSync(log);
     }
-    const c = new Container(opts, nspawn);
+    const c = new Container(opts, machine, nspawn);
     try {
       await c.#waitBooted(opts.bootTimeoutMs ?? 30_000);
     } catch (e) {
@@ -181,12 +186,17 @@ export class Container {
     this.#unregister();
   }
 
-  /** SIGKILL to PID 1 (its PID namespace goes with it) and to nspawn, each only while it runs. */
+  /**
+   * SIGKILL to PID 1 (its PID namespace goes with it) and to nspawn, each
+   * only while it runs, and the directory nspawn keeps for the machine on
+   * the host, which it removes only when it shuts down on its own.
+   */
   #kill(): void {
     if (this.nspawn.exitCode !== null || this.nspawn.signalCode !== null) return;
     // PID 1 is nspawn's child: while nspawn has not been reaped, its PID is still the container's.
     if (this.#pid1 !== null && readChildren(this.nspawn.pid).includes(this.#pid1)) process.kill(this.#pid1, "SIGKILL");
     this.nspawn.kill("SIGKILL");
+    rmSync(join(PROPAGATE, this.machine), { recursive: true, force: true });
   }
 
   logTail(lines = 30): string {
