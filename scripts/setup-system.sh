@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages vipd's tests, lab and benchmarks need, if missing.
+# (systemd-container and debootstrap: test/deploy/systemd.test.ts boots a
+# Debian tree with systemd as PID 1 under systemd-nspawn.)
 # Idempotent; needs root (the tests need root anyway: they create namespaces).
 set -euo pipefail
 need=()
 for pair in ip:iproute2 curl:curl etcd:etcd-server nft:nftables ping:iputils-ping openssl:openssl \
             keepalived:keepalived ucarp:ucarp tcpdump:tcpdump arping:iputils-arping \
-            systemd-analyze:systemd cloud-init:cloud-init setpriv:util-linux; do
+            systemd-analyze:systemd cloud-init:cloud-init setpriv:util-linux \
+            systemd-nspawn:systemd-container debootstrap:debootstrap; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,7 +1,9 @@
 #!/usr/bin/env bun
 // vipd's entry point: the only place that reads process.argv, handles signals
 // and picks the process exit code.
+import { fstatSync } from "node:fs";
 import { hostname } from "node:os";
+import { isJournalStream } from "./journal-stream.ts";
 import { quietRuntime } from "./runtime-env.ts";
 
 // Before the rest of vipd loads: quietRuntime may start this process over.
@@ -38,6 +40,16 @@ function signalStream(sig: NodeJS.Signals): AsyncIterable<string> {
   };
 }
 
+/** Whether stderr, where vipd logs, is systemd's connection to journald (journal-stream.ts). */
+function stderrIsJournal(): boolean {
+  try {
+    return isJournalStream(process.env.JOURNAL_STREAM, fstatSync(2, { bigint: true }));
+  } catch {
+    // No stderr at all: nothing to prefix.
+    return false;
+  }
+}
+
 let code: number;
 try {
   code = await runCli({
@@ -45,6 +57,7 @@ try {
     env: process.env,
     hostname: hostname(),
     isTTY: Boolean(process.stderr.isTTY),
+    journal: stderrIsJournal(),
     out: (t) => process.stdout.write(t),
     err: (t) => process.stderr.write(t),
     stopRequested,

@@ -35,6 +35,8 @@ export interface CliIO {
   readonly env: Record<string, string | undefined>;
   readonly hostname: string;
   readonly isTTY: boolean;
+  /** stderr is journald's stream: log lines carry their priority. Absent: false. */
+  readonly journal?: boolean;
   out(text: string): void;
   err(text: string): void;
   /** Resolves with the signal's name when the process is asked to stop. */
@@ -465,7 +467,8 @@ async function run(args: readonly string[], io: CliIO): Promise<number> {
   const r = settingsFrom("run", args, io);
   if (typeof r === "number") return r;
   const { settings } = r;
-  const log = reconfigurableLogger({ format: settings.log.format, level: settings.log.level as LogLevel, write: io.err });
+  const priorities = io.journal ?? false;
+  const log = reconfigurableLogger({ format: settings.log.format, level: settings.log.level as LogLevel, write: io.err, priorities });
   for (const line of documentNotes(r)) log.info(line);
   log.info("starting vipd", { version: VERSION, node: settings.nodeName, vips: settings.vips.map((v) => v.ip).join(","), holdMs: settings.election.holdTime, leaseTTL: settings.election.leaseTTL });
 
@@ -498,7 +501,7 @@ async function run(args: readonly string[], io: CliIO): Promise<number> {
   const reloads = new Reloader({
     reread: () => reread(args, io),
     apply: (next) => agent.reload(next),
-    applyLive: (next) => log.reconfigure({ format: next.log.format, level: next.log.level as LogLevel, write: io.err }),
+    applyLive: (next) => log.reconfigure({ format: next.log.format, level: next.log.level as LogLevel, write: io.err, priorities }),
     counted: (result) => agent.metrics.configReload(result),
     log,
     config: configPath(r.flags, io.env) ?? null,

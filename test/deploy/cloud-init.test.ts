@@ -3,7 +3,7 @@
 // artifacts behind a file:// URL and a systemctl that only records, install
 // what the README says, refuse a tampered tarball, and start nothing when
 // anything is wrong. (install.test.ts runs the same steps on a lab node and
-// starts the result.)
+// starts the result; systemd.test.ts runs them under a real systemd.)
 import { afterEach, beforeAll, expect, test } from "bun:test";
 import { copyFileSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -108,7 +108,7 @@ test("write_files and runcmd against a scratch root: the binary, the unit, the u
   expect(vipd.slice(5)).toEqual(["/nonexistent", "/usr/sbin/nologin"]);
   expect(readFileSync(join(root, "etc/group"), "utf8")).toMatch(/^vipd:x:\d+:$/m);
 
-  expect(r.systemctl).toEqual(["daemon-reload", "enable --now vipd.service"]);
+  expect(r.systemctl).toEqual(["daemon-reload", "enable vipd.service", "start --no-block vipd.service"]);
   // The installed unit, with the installed binary, is one systemd accepts.
   expect(await verifyUnit(join(root, "etc/systemd/system/vipd.service"), root)).toEqual({ code: 0, output: "" });
 
@@ -116,13 +116,13 @@ test("write_files and runcmd against a scratch root: the binary, the unit, the u
   const again = await install(root);
   expect(again.code).toBe(0);
   expect(readFileSync(join(root, "etc/passwd"), "utf8").match(/^vipd:/gm)).toHaveLength(1);
-  expect(again.systemctl).toEqual(["daemon-reload", "enable --now vipd.service"]);
+  expect(again.systemctl).toEqual(["daemon-reload", "enable vipd.service", "start --no-block vipd.service"]);
 
   // Over an older binary: the running service is restarted onto the new one.
   writeFileSync(join(root, "usr/local/bin/vipd"), "#!/bin/sh\n");
   const upgrade = await install(root);
   expect(upgrade.code).toBe(0);
-  expect(upgrade.systemctl).toEqual(["daemon-reload", "enable --now vipd.service", "try-restart vipd.service"]);
+  expect(upgrade.systemctl).toEqual(["daemon-reload", "enable vipd.service", "start --no-block vipd.service", "try-restart --no-block vipd.service"]);
 }, 60_000);
 
 test("a tarball that does not match SHA256SUMS is not installed, and nothing starts", async () => {

@@ -1,7 +1,8 @@
 // deploy/vipd.service as systemd reads it: `systemd-analyze verify` finds
 // nothing to say, its exposure is below Debian's keepalived unit on this
 // machine, and it keeps the promises README.md makes about it. (The lab runs
-// the binary under it: unprivileged.test.ts, install.test.ts.)
+// the binary under it: unprivileged.test.ts, install.test.ts; and systemd
+// itself runs it in systemd.test.ts.)
 import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { TABLE } from "../../src/config/table.ts";

@@ -1,5 +1,6 @@
 // Runs a command the way a systemd unit's [Service] section would, as far as
-// the lab can without systemd as PID 1 (the test machines do not boot it):
+// the lab can without systemd as PID 1 (the test machines do not boot it;
+// container.ts boots one in a container, for test/deploy/systemd.test.ts):
 //
 // - User=/Group=, AmbientCapabilities=, CapabilityBoundingSet=,
 //   NoNewPrivileges=: setpriv, with supplementary groups from the user;
