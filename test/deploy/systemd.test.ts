@@ -11,16 +11,15 @@
 // systemd stops n1's.
 //
 // The certificates stand where kubeadm puts them (/etc/kubernetes/pki/...),
-// made by the lab's certs.ts. The stand-in API server serves a certificate
-// for 127.0.0.1, which kubeadm's never names: the gate's own check against a
-// kubeadm-shaped server certificate belongs to the lab's kubeadm PKI; this
-// test only needs the cluster CA to reach vipd through LoadCredential= and
-// the gate to open through it.
+// made the way kubeadm makes them (certs.ts makeKubeadmPki). The stand-in API
+// server serves n1's kubeadm apiserver.crt, which never names 127.0.0.1: the
+// gate opens through the cluster CA from LoadCredential= and the name
+// "kubernetes" it checks for by default.
 import { beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CI_ALLOWANCE, vipdBounds } from "../lab/bounds.ts";
-import { type CertPair, kubeadmEtcdNames, makeCerts, type TestCerts } from "../lab/certs.ts";
+import { kubeadmEtcdNames, type KubeadmPki, makeKubeadmPki } from "../lab/certs.ts";
 import { labNow, REPO_ROOT, spawnInNetns } from "../lab/cluster.ts";
 import { Container } from "../lab/container.ts";
 import { type DebianTree, debianTree } from "../lab/debian-tree.ts";
@@ -83,25 +82,24 @@ const show = async (node: Container, property: string) => (await node.run(["syst
 
 test("through vipd-install before kubeadm has run, a bare node under systemd ends up holding the VIP once the certificates appear; reload, journal priorities, exposure and stop as README says", async () => {
   const t0 = performance.now();
-  const pkis: TestCerts[] = [];
+  let pki: KubeadmPki | null = null;
   let lab: SmallLab | null = null;
   let node: Container | null = null;
   let recorder: OwnershipRecorder | null = null;
   try {
-    const clusterPki = await makeCerts();
-    pkis.push(clusterPki);
-    let etcdClient!: CertPair & { caFile: string };
     lab = await SmallLab.start(["n1", "n2"], async (hosts) => {
-      // One etcd CA, as kubeadm's; the lab's members share one server
-      // certificate (the lab's etcd takes one), with each node's kubeadm names.
-      const names = hosts.map((h) => kubeadmEtcdNames(h.name, h.ip4));
-      const pki = await makeCerts({ server: { dns: names.flatMap((n) => n.dns ?? []), ips: names.flatMap((n) => n.ips ?? []) } });
-      pkis.push(pki);
-      etcdClient = { caFile: pki.caFile, certFile: pki.clientCertFile, keyFile: pki.clientKeyFile };
-      return { tls: { caFile: pki.caFile, certFile: pki.serverCertFile, keyFile: pki.serverKeyFile, clientCertAuth: true, probe: { certFile: pki.clientCertFile, keyFile: pki.clientKeyFile } } };
+      const nodes = hosts.map((h) => ({ name: h.name, ip: h.ip4 }));
+      pki = await makeKubeadmPki(nodes, { controlPlaneEndpoint: VIP });
+      // The lab's members share one server certificate (the lab's etcd takes
+      // one), from kubeadm's etcd CA with every member's kubeadm names.
+      const names = nodes.map(kubeadmEtcdNames);
+      const server = await pki.etcdServer("etcd", { dns: names.flatMap((n) => n.dns ?? []), ips: [...new Set(names.flatMap((n) => n.ips ?? []))] });
+      return { tls: { ...pki.node("n1").etcdServing, ...server, peer: server } };
     });
+    const n1pki = pki!.node("n1");
+    const etcdClient = { caFile: n1pki.etcd.ca, ...n1pki.etcd.healthcheckClient };
     const [n1, n2] = [lab.host("n1"), lab.host("n2")];
-    lab.spawn(n1, [process.execPath, join(REPO_ROOT, "test/lab/stand-in-apiserver.ts"), "n1", "6443", clusterPki.serverCertFile, clusterPki.serverKeyFile]);
+    lab.spawn(n1, [process.execPath, join(REPO_ROOT, "test/lab/stand-in-apiserver.ts"), "n1", "6443", n1pki.apiserver.certFile, n1pki.apiserver.keyFile]);
 
     const booted = await Container.boot({ tree: tree.dir, netns: n1.ns, hostname: "n1", bindReadOnly: { [release]: RELEASE_IN }, logFile: join(lab.dir, "n1-container.log") });
     node = booted.container;
@@ -142,7 +140,7 @@ test("through vipd-install before kubeadm has run, a bare node under systemd end
 
     // kubeadm writes its PKI: the etcd CA and healthcheck-client pair (the key root's alone), the cluster CA.
     const kubeadm: [string, string, number][] = [
-      ["/etc/kubernetes/pki/ca.crt", clusterPki.caFile, 0o644],
+      ["/etc/kubernetes/pki/ca.crt", n1pki.ca, 0o644],
       ["/etc/kubernetes/pki/etcd/ca.crt", etcdClient.caFile, 0o644],
       ["/etc/kubernetes/pki/etcd/healthcheck-client.crt", etcdClient.certFile, 0o644],
       ["/etc/kubernetes/pki/etcd/healthcheck-client.key", etcdClient.keyFile, 0o600],
@@ -162,7 +160,8 @@ test("through vipd-install before kubeadm has run, a bare node under systemd end
     expect(holding.code).toBe(0);
     expect(await lab.seg.has(n1, VIP)).toBe(true);
     // The gate is on (--apiserver-ca from the credential) and open: the
-    // stand-in API server's certificate verified against kubeadm's cluster CA.
+    // stand-in API server's kubeadm certificate verified against kubeadm's
+    // cluster CA, for the name "kubernetes".
     const agent = JSON.parse(await c.run(["curl", "-sf", "-m", "2", "http://127.0.0.1:8099/status"])) as { gate: { open: boolean; reason: string } | null };
     expect(agent.gate?.open).toBe(true);
 
@@ -249,6 +248,6 @@ test("through vipd-install before kubeadm has run, a bare node under systemd end
     await recorder?.close();
     await node?.stop();
     await lab?.close();
-    for (const pki of pkis) pki.remove();
+    (pki as KubeadmPki | null)?.remove();
   }
 }, 180_000);
