@@ -3,10 +3,13 @@
 // It holds no ownership logic of its own: facts flow in (session, links,
 // gate), each slot decides, its controller applies (design.md §8).
 //
-// Start-up order (design.md, invariant I6): the fence table is (re)built
-// with nothing allowed and VIPs left on the links by an earlier run are
-// removed *before* the session registers, because registering clears that
-// run's keys and lets the next node take over at once.
+// Start-up order (design.md §6, invariant I6): every VIP an earlier run may
+// have left answering is removed from every link *before* the session
+// registers, because registering clears that run's keys and lets the next
+// node take over at once: the VIPs of the table that run left (read before
+// the table is rebuilt) and those configured now, and, at registration,
+// every VIP its last heartbeat claimed. Only then is the table rebuilt, with
+// nothing allowed.
 import { etcdTls, type Settings, type VipSettings } from "./config/index.ts";
 import { EtcdConnection } from "./election/connection.ts";
 import { currentIncarnation, type Incarnation } from "./election/incarnation.ts";
@@ -204,8 +207,27 @@ export class Agent {
       const state = links.state(name);
       if (state !== "up") log.warn(`link ${name} is ${state === "absent" ? "missing" : state}; its VIPs wait for it`, { link: name });
     }
+    // The old table names what the earlier run guarded, on whatever link;
+    // it keeps fencing those VIPs while they are removed, so it is rebuilt after.
+    const previous = await this.#previousTable();
+    await this.#removeLeftovers([...previous, ...settings.vips.map((v) => v.ip)], "removed VIP left on the link by an earlier run");
     await this.#openFence();
-    await this.#removeLeftovers();
+  }
+
+  /**
+   * Every VIP the fence table an earlier run left here names; empty when
+   * there is none, or no nftables (#openFence finds that out and says so).
+   */
+  async #previousTable(): Promise<string[]> {
+    try {
+      this.#nft = NftFence.open({ clock: this.#clock });
+      return await this.#nft.leftovers();
+    } catch (err) {
+      if (!nftablesMissing(err)) throw err;
+      this.#nft?.close();
+      this.#nft = null;
+      return [];
+    }
   }
 
   /**
@@ -216,7 +238,7 @@ export class Agent {
   async #openFence(): Promise<void> {
     let nft: NftFence;
     try {
-      nft = NftFence.open({ clock: this.#clock });
+      nft = this.#nft ?? NftFence.open({ clock: this.#clock });
       this.#nft = nft;
       await this.#configureFence();
     } catch (err) {
@@ -269,12 +291,17 @@ export class Agent {
     }
   }
 
-  async #removeLeftovers(): Promise<void> {
-    for (const v of this.settings.vips) {
-      if (this.#links?.state(v.link) === "absent") continue;
-      if (await this.#rtnl.deleteAddress(v.link, v.ip)) {
-        this.log.warn("removed VIP left on the link by an earlier run", { vip: v.ip, link: v.link });
-      }
+  /**
+   * Removes each of `vips` from every link that has it, except VIPs this
+   * run serves itself: whatever an earlier run left must stop answering
+   * before its keys are cleared. Throws when the kernel refuses, so that
+   * nothing goes on as if it were clean.
+   */
+  async #removeLeftovers(vips: readonly string[], message: string): Promise<void> {
+    const own = new Set(this.#slots.filter((s) => s.controller.serving).map((s) => s.vip.ip));
+    for (const vip of new Set(vips)) {
+      if (own.has(vip)) continue;
+      for (const link of await this.#rtnl.deleteAddressEverywhere(vip)) this.log.warn(message, { vip, link });
     }
   }
 
@@ -290,6 +317,8 @@ export class Agent {
       log: this.log,
       serving: () => this.#slots.filter((x) => x.controller.serving).map((x) => x.vip.ip),
       macs: () => this.#macs(),
+      // A dead run of ours, here: what it claimed goes from every link before its keys go.
+      removeLeftovers: (claims) => this.#removeLeftovers(claims, "removed a VIP the previous run claimed"),
     });
     this.#session = session;
     this.#slots = s.vips.map((vip) => this.#newSlot(vip));
