@@ -48,7 +48,11 @@ async function linksWith(host: Host, ip: string): Promise<string[]> {
   return out.filter((l) => (l.addr_info ?? []).some((x) => x.local === ip)).map((l) => l.ifname);
 }
 
-async function restartAfterEdit(edited: string): Promise<void> {
+/**
+ * `beforeKill` runs while a is frozen (SIGSTOP): its proof still runs, and
+ * nothing of a can repair what the step changes before the SIGKILL.
+ */
+async function restartAfterEdit(edited: string, beforeKill?: () => Promise<void>): Promise<void> {
   const fileA = lab.write("a.yaml", doc(X));
   let first = vipd(a, fileA, 18131);
   const others = [];
@@ -64,6 +68,10 @@ async function restartAfterEdit(edited: string): Promise<void> {
     // b registered and queued behind a: its health turns ok with its first heartbeat.
     await waitFor("b healthy", () => sh(["ip", "netns", "exec", b.ns, "curl", "-sf", "http://127.0.0.1:18132/healthz"], { allowFail: true }), 10_000);
     await sleep(500);
+    if (beforeKill) {
+      first.kill("SIGSTOP");
+      await beforeKill();
+    }
     const killedAt = labNow();
     first.kill("SIGKILL");
     await first.exited;
@@ -95,4 +103,11 @@ test("restarted with Y instead of X: the old run's X stops answering before b ta
 
 test("restarted with X moved to another link: the old link's X stops answering before b takes it", async () => {
   await restartAfterEdit(doc(X, "mv0"));
+}, 60_000);
+
+test("restarted with Y, the old table gone too: X, named only by the old run's last heartbeat, stops answering before b takes it", async () => {
+  // Someone deleted vipd's table while a held X (a firewall reload, say): X
+  // is then unfenced, but still a's to answer for until its proof runs out.
+  // The restart finds no table to read; only the claim in etcd names X.
+  await restartAfterEdit(doc(Y), () => lab.seg.exec(a, ["nft", "delete", "table", "netdev", "vipd"]).then(() => {}));
 }, 60_000);
