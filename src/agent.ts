@@ -89,6 +89,17 @@ const LOOP_STALL_MS = 2000;
 const STOP_RPC_MS = 600;
 /** How long a reload waits for removed VIPs to be released before it answers; they finish later if need be. */
 const RELOAD_WAIT_MS = 5000;
+/**
+ * How often the fence table is read back and compared with what it must
+ * hold (#checkFence). Polled rather than followed by nftables events: the
+ * event group carries every element refresh (each heartbeat) to vipd, and a
+ * build that failed sends no event at all. A link's VIP is unfenced for at
+ * most this long after its chain goes, which matters only if its holder
+ * also loses its proof meanwhile.
+ */
+const FENCE_CHECK_MS = 1000;
+/** A slot on a link whose fence cannot be rebuilt stays out this long after the last check that found it so. */
+const FENCE_STAND_DOWN_MS = 3 * FENCE_CHECK_MS;
 
 export class Agent {
   readonly metrics = new VipdMetrics();
@@ -112,6 +123,10 @@ export class Agent {
   /** The last stall the loop timer saw: how long, and when it ended. */
   #lastStall: { ms: number; endedAt: number } | null = null;
   readonly #loopTimer: ReturnType<typeof setInterval>;
+  #fenceTimer: ReturnType<typeof setInterval> | null = null;
+  #fenceChecking = false;
+  /** What the last check found wrong with the fence ("" when whole), to say each change once. */
+  #fenceProblems = "";
   #updateQueued = false;
   #lock: NetnsLock | null = null;
   #resetsCounted = 0;
@@ -172,6 +187,7 @@ export class Agent {
       agent.#closeKernel();
       throw err;
     }
+    agent.#fenceTimer = setInterval(() => void agent.#checkFence(), FENCE_CHECK_MS);
     const identity = (opts.identity ?? ((holdMs) => currentIncarnation({ holdMs, version: opts.version ?? "dev" })))(agent.#holdMs);
     agent.#startSession(identity);
     agent.gate?.start();
@@ -297,6 +313,44 @@ export class Agent {
    * before its keys are cleared. Throws when the kernel refuses, so that
    * nothing goes on as if it were clean.
    */
+  /**
+   * Level-triggered: the table must hold a hooked chain with every rule for
+   * each present link of a VIP. When it does not (someone deleted a chain,
+   * or a build failed), says so and builds the table again; if the table is
+   * still short after that, the VIPs of those links stand down until it is
+   * whole, so that none is held without a fence.
+   */
+  async #checkFence(): Promise<void> {
+    const nft = this.#nft;
+    const links = this.#links;
+    if (!nft || !links || this.#stopping || this.#fenceChecking) return;
+    this.#fenceChecking = true;
+    try {
+      const present = [...new Set(this.#slots.map((s) => s.vip.link))].filter((n) => links.state(n) !== "absent");
+      let problems = await nft.problems(present);
+      if (problems.length > 0) {
+        const text = problems.map((p) => p.problem).join("; ");
+        if (text !== this.#fenceProblems) this.log.warn("vipd's nftables fence is incomplete; building it again", { problems: text });
+        this.#fenceProblems = text;
+        // Logged inside; the check that follows says what is still wrong.
+        await this.#configureFence().catch(() => {});
+        if (this.#stopping) return;
+        problems = await nft.problems(present);
+      }
+      for (const p of problems) {
+        for (const s of this.#slots) if (s.vip.link === p.link) s.standDown(`the nftables fence on ${p.link} cannot be rebuilt: ${p.problem}`, FENCE_STAND_DOWN_MS);
+      }
+      if (problems.length === 0 && this.#fenceProblems !== "") {
+        this.log.info("vipd's nftables fence is whole again", { was: this.#fenceProblems });
+        this.#fenceProblems = "";
+      }
+    } catch (err) {
+      this.log.warn("checking the nftables fence failed", { error: describeError(err) });
+    } finally {
+      this.#fenceChecking = false;
+    }
+  }
+
   async #removeLeftovers(vips: readonly string[], message: string): Promise<void> {
     const own = new Set(this.#slots.filter((s) => s.controller.serving).map((s) => s.vip.ip));
     for (const vip of new Set(vips)) {
@@ -625,6 +679,7 @@ export class Agent {
 
   #closeKernel(): void {
     clearInterval(this.#loopTimer);
+    if (this.#fenceTimer) clearInterval(this.#fenceTimer);
     this.gate?.stop();
     this.#links?.close();
     this.#nft?.close();

@@ -386,13 +386,13 @@ export class NftFence {
   }
 
   /**
-   * What keeps the table from fencing `links` now, one line per problem
-   * (the table gone, a link's chain missing, hooked elsewhere, or short of
-   * its rules); empty when it fences them all. Reads the kernel's own
-   * listing, so it sees what someone else did to the table, and what a
-   * configure() that failed left out.
+   * What keeps the table from fencing `links` now, one entry per problem
+   * (a link's chain missing, hooked elsewhere, or short of its rules; all
+   * of them when the table is gone); empty when it fences them all. Reads
+   * the kernel's own listing, so it sees what someone else did to the
+   * table, and what a configure() that failed left out.
    */
-  async problems(links: readonly string[]): Promise<string[]> {
+  async problems(links: readonly string[]): Promise<{ link: string; problem: string }[]> {
     const op = `checking nftables table ${TABLE}`;
     const support = await this.probeOnce();
     const chains = new Map<string, { hook: number | null; device: string | null }>();
@@ -409,15 +409,16 @@ export class NftFence {
       if (r instanceof WireError) throw new KernelError(op, EBADMSG, r.message);
       if (r.table === TABLE) rules.set(r.chain, (rules.get(r.chain) ?? 0) + 1);
     }
-    const out: string[] = [];
+    const out: { link: string; problem: string }[] = [];
     for (const link of new Set(links)) {
       for (const h of HOOKS) {
         if (h.hook === NF_NETDEV_EGRESS && !support.egress) continue;
         const name = `${h.prefix}_${link}`;
         const c = chains.get(name);
-        if (!c) out.push(`chain ${name} (${h.name} of ${link}) is missing`);
-        else if (c.hook !== h.hook || c.device !== link) out.push(`chain ${name} hooks ${c.device ?? "no device"} (hook ${c.hook}), not ${link} ${h.name}`);
-        else if ((rules.get(name) ?? 0) < h.rules.length) out.push(`chain ${name} has ${rules.get(name) ?? 0} of its ${h.rules.length} rules`);
+        const n = rules.get(name) ?? 0;
+        if (!c) out.push({ link, problem: `chain ${name} (${h.name} of ${link}) is missing` });
+        else if (c.hook !== h.hook || c.device !== link) out.push({ link, problem: `chain ${name} hooks ${c.device ?? "no device"} (hook ${c.hook}), not ${link} ${h.name}` });
+        else if (n < h.rules.length) out.push({ link, problem: `chain ${name} has ${n} of its ${h.rules.length} rules` });
       }
     }
     return out;

@@ -410,16 +410,17 @@ describe.skipIf(!root)("NftFence on a lab segment", () => {
   });
 
   test("problems names a chain someone deleted, emptied or never built, and nothing when the table is whole", async () => {
-    expect(await fence.problems(["eth0"])).toEqual([]);
+    const problems = async (links: string[]) => (await fence.problems(links)).map((p) => `${p.link}: ${p.problem}`);
+    expect(await problems(["eth0"])).toEqual([]);
     await nft("delete", "chain", "netdev", "vipd", "out_eth0");
     await nft("flush", "chain", "netdev", "vipd", "in_eth0");
-    expect(await fence.problems(["eth0"])).toEqual(["chain in_eth0 has 0 of its 4 rules", "chain out_eth0 (egress of eth0) is missing"]);
+    expect(await problems(["eth0"])).toEqual(["eth0: chain in_eth0 has 0 of its 4 rules", "eth0: chain out_eth0 (egress of eth0) is missing"]);
     // A link the table was never configured for.
-    expect(await fence.problems(["lo"])).toEqual(["chain in_lo (ingress of lo) is missing", "chain out_lo (egress of lo) is missing"]);
+    expect(await problems(["lo"])).toEqual(["lo: chain in_lo (ingress of lo) is missing", "lo: chain out_lo (egress of lo) is missing"]);
     await fence.configure(SPEC);
-    expect(await fence.problems(["eth0"])).toEqual([]);
+    expect(await problems(["eth0"])).toEqual([]);
     await fence.remove();
-    expect(await fence.problems(["eth0"])).toEqual(["chain in_eth0 (ingress of eth0) is missing", "chain out_eth0 (egress of eth0) is missing"]);
+    expect(await problems(["eth0"])).toEqual(["eth0: chain in_eth0 (ingress of eth0) is missing", "eth0: chain out_eth0 (egress of eth0) is missing"]);
   });
 
   test("after the process that allowed a VIP is killed, the kernel still ends it at the deadline", async () => {
