@@ -308,12 +308,6 @@ export class Agent {
   }
 
   /**
-   * Removes each of `vips` from every link that has it, except VIPs this
-   * run serves itself: whatever an earlier run left must stop answering
-   * before its keys are cleared. Throws when the kernel refuses, so that
-   * nothing goes on as if it were clean.
-   */
-  /**
    * Level-triggered: the table must hold a hooked chain with every rule for
    * each present link of a VIP. When it does not (someone deleted a chain,
    * or a build failed), says so and builds the table again; if the table is
@@ -351,6 +345,12 @@ export class Agent {
     }
   }
 
+  /**
+   * Removes each of `vips` from every link that has it, except VIPs this
+   * run serves itself: whatever an earlier run left must stop answering
+   * before its keys are cleared. Throws when the kernel refuses, so that
+   * nothing goes on as if it were clean.
+   */
   async #removeLeftovers(vips: readonly string[], message: string): Promise<void> {
     const own = new Set(this.#slots.filter((s) => s.controller.serving).map((s) => s.vip.ip));
     for (const vip of new Set(vips)) {
