@@ -685,12 +685,12 @@ export class Session extends Emitter<SessionEvents> {
    * safe only then. Otherwise its window must pass first (false).
    */
   async #removedClaimsOf(other: Incarnation, beat: Buffer | undefined): Promise<boolean> {
-    if (!beat) return true; // no heartbeat: no claim of it is in force anywhere
-    const hb = decodeHeartbeat(beat.toString());
+    // Its heartbeat deleted by hand: the other views keep its last claims, which only it knew.
+    const hb = beat ? decodeHeartbeat(beat.toString()) : null;
     const claims = hb?.run === other.run ? hb.claims : null;
     const remove = this.#o.removeLeftovers;
     if (claims === null || (claims.length > 0 && !remove)) {
-      this.#o.log.warn("cannot tell which VIPs the previous run of this node claimed; waiting out its window", { heartbeat: beat.toString().slice(0, 200) });
+      this.#o.log.warn("cannot tell which VIPs the previous run of this node claimed; waiting out its window", { heartbeat: beat?.toString().slice(0, 200) ?? "(none)" });
       return false;
     }
     if (claims.length === 0) return true;
