@@ -3,10 +3,13 @@
 // It holds no ownership logic of its own: facts flow in (session, links,
 // gate), each slot decides, its controller applies (design.md §8).
 //
-// Start-up order (design.md, invariant I6): the fence table is (re)built
-// with nothing allowed and VIPs left on the links by an earlier run are
-// removed *before* the session registers, because registering clears that
-// run's keys and lets the next node take over at once.
+// Start-up order (design.md §6, invariant I6): every VIP an earlier run may
+// have left answering is removed from every link *before* the session
+// registers, because registering clears that run's keys and lets the next
+// node take over at once: the VIPs of the table that run left (read before
+// the table is rebuilt) and those configured now, and, at registration,
+// every VIP its last heartbeat claimed. Only then is the table rebuilt, with
+// nothing allowed.
 import { etcdTls, type Settings, type VipSettings } from "./config/index.ts";
 import { EtcdConnection } from "./election/connection.ts";
 import { currentIncarnation, type Incarnation } from "./election/incarnation.ts";
@@ -86,6 +89,17 @@ const LOOP_STALL_MS = 2000;
 const STOP_RPC_MS = 600;
 /** How long a reload waits for removed VIPs to be released before it answers; they finish later if need be. */
 const RELOAD_WAIT_MS = 5000;
+/**
+ * How often the fence table is read back and compared with what it must
+ * hold (#checkFence). Polled rather than followed by nftables events: the
+ * event group carries every element refresh (each heartbeat) to vipd, and a
+ * build that failed sends no event at all. A link's VIP is unfenced for at
+ * most this long after its chain goes, which matters only if its holder
+ * also loses its proof meanwhile.
+ */
+const FENCE_CHECK_MS = 1000;
+/** A slot on a link whose fence cannot be rebuilt stays out this long after the last check that found it so. */
+const FENCE_STAND_DOWN_MS = 3 * FENCE_CHECK_MS;
 
 export class Agent {
   readonly metrics = new VipdMetrics();
@@ -109,6 +123,10 @@ export class Agent {
   /** The last stall the loop timer saw: how long, and when it ended. */
   #lastStall: { ms: number; endedAt: number } | null = null;
   readonly #loopTimer: ReturnType<typeof setInterval>;
+  #fenceTimer: ReturnType<typeof setInterval> | null = null;
+  #fenceChecking = false;
+  /** What the last check found wrong with the fence ("" when whole), to say each change once. */
+  #fenceProblems = "";
   #updateQueued = false;
   #lock: NetnsLock | null = null;
   #resetsCounted = 0;
@@ -169,6 +187,7 @@ export class Agent {
       agent.#closeKernel();
       throw err;
     }
+    agent.#fenceTimer = setInterval(() => void agent.#checkFence(), FENCE_CHECK_MS);
     const identity = (opts.identity ?? ((holdMs) => currentIncarnation({ holdMs, version: opts.version ?? "dev" })))(agent.#holdMs);
     agent.#startSession(identity);
     agent.gate?.start();
@@ -204,8 +223,27 @@ export class Agent {
       const state = links.state(name);
       if (state !== "up") log.warn(`link ${name} is ${state === "absent" ? "missing" : state}; its VIPs wait for it`, { link: name });
     }
+    // The old table names what the earlier run guarded, on whatever link;
+    // it keeps fencing those VIPs while they are removed, so it is rebuilt after.
+    const previous = await this.#previousTable();
+    await this.#removeLeftovers([...previous, ...settings.vips.map((v) => v.ip)], "removed VIP left on the link by an earlier run");
     await this.#openFence();
-    await this.#removeLeftovers();
+  }
+
+  /**
+   * Every VIP the fence table an earlier run left here names; empty when
+   * there is none, or no nftables (#openFence finds that out and says so).
+   */
+  async #previousTable(): Promise<string[]> {
+    try {
+      this.#nft = NftFence.open({ clock: this.#clock });
+      return await this.#nft.leftovers();
+    } catch (err) {
+      if (!nftablesMissing(err)) throw err;
+      this.#nft?.close();
+      this.#nft = null;
+      return [];
+    }
   }
 
   /**
@@ -216,7 +254,7 @@ export class Agent {
   async #openFence(): Promise<void> {
     let nft: NftFence;
     try {
-      nft = NftFence.open({ clock: this.#clock });
+      nft = this.#nft ?? NftFence.open({ clock: this.#clock });
       this.#nft = nft;
       await this.#configureFence();
     } catch (err) {
@@ -269,12 +307,55 @@ export class Agent {
     }
   }
 
-  async #removeLeftovers(): Promise<void> {
-    for (const v of this.settings.vips) {
-      if (this.#links?.state(v.link) === "absent") continue;
-      if (await this.#rtnl.deleteAddress(v.link, v.ip)) {
-        this.log.warn("removed VIP left on the link by an earlier run", { vip: v.ip, link: v.link });
+  /**
+   * Level-triggered: the table must hold a hooked chain with every rule for
+   * each present link of a VIP. When it does not (someone deleted a chain,
+   * or a build failed), says so and builds the table again; if the table is
+   * still short after that, the VIPs of those links stand down until it is
+   * whole, so that none is held without a fence.
+   */
+  async #checkFence(): Promise<void> {
+    const nft = this.#nft;
+    const links = this.#links;
+    if (!nft || !links || this.#stopping || this.#fenceChecking) return;
+    this.#fenceChecking = true;
+    try {
+      const present = [...new Set(this.#slots.map((s) => s.vip.link))].filter((n) => links.state(n) !== "absent");
+      let problems = await nft.problems(present);
+      if (problems.length > 0) {
+        const text = problems.map((p) => p.problem).join("; ");
+        if (text !== this.#fenceProblems) this.log.warn("vipd's nftables fence is incomplete; building it again", { problems: text });
+        this.#fenceProblems = text;
+        // Logged inside; the check that follows says what is still wrong.
+        await this.#configureFence().catch(() => {});
+        if (this.#stopping) return;
+        problems = await nft.problems(present);
       }
+      for (const p of problems) {
+        for (const s of this.#slots) if (s.vip.link === p.link) s.standDown(`the nftables fence on ${p.link} cannot be rebuilt: ${p.problem}`, FENCE_STAND_DOWN_MS);
+      }
+      if (problems.length === 0 && this.#fenceProblems !== "") {
+        this.log.info("vipd's nftables fence is whole again", { was: this.#fenceProblems });
+        this.#fenceProblems = "";
+      }
+    } catch (err) {
+      this.log.warn("checking the nftables fence failed", { error: describeError(err) });
+    } finally {
+      this.#fenceChecking = false;
+    }
+  }
+
+  /**
+   * Removes each of `vips` from every link that has it, except VIPs this
+   * run serves itself: whatever an earlier run left must stop answering
+   * before its keys are cleared. Throws when the kernel refuses, so that
+   * nothing goes on as if it were clean.
+   */
+  async #removeLeftovers(vips: readonly string[], message: string): Promise<void> {
+    const own = new Set(this.#slots.filter((s) => s.controller.serving).map((s) => s.vip.ip));
+    for (const vip of new Set(vips)) {
+      if (own.has(vip)) continue;
+      for (const link of await this.#rtnl.deleteAddressEverywhere(vip)) this.log.warn(message, { vip, link });
     }
   }
 
@@ -290,6 +371,8 @@ export class Agent {
       log: this.log,
       serving: () => this.#slots.filter((x) => x.controller.serving).map((x) => x.vip.ip),
       macs: () => this.#macs(),
+      // A dead run of ours, here: what it claimed goes from every link before its keys go.
+      removeLeftovers: (claims) => this.#removeLeftovers(claims, "removed a VIP the previous run claimed"),
     });
     this.#session = session;
     this.#slots = s.vips.map((vip) => this.#newSlot(vip));
@@ -602,6 +685,7 @@ export class Agent {
 
   #closeKernel(): void {
     clearInterval(this.#loopTimer);
+    if (this.#fenceTimer) clearInterval(this.#fenceTimer);
     this.gate?.stop();
     this.#links?.close();
     this.#nft?.close();

@@ -164,6 +164,23 @@ export class Slot {
     return this.#withdrawn?.reason ?? null;
   }
 
+  /**
+   * Stands down for at least `ms` from now because the kernel cannot guard
+   * the VIP (its link's fence is broken and could not be rebuilt): releases
+   * it if held, leaves its queue, and says why on /healthz. Called again
+   * while the cause lasts, it only extends the time; said once.
+   */
+  standDown(reason: string, ms: number): void {
+    const until = this.#d.clock() + ms;
+    if (this.#withdrawn) {
+      this.#withdrawn = { reason: this.#withdrawn.reason, until: Math.max(until, this.#withdrawn.until) };
+      return;
+    }
+    this.#withdrawn = { reason, until };
+    this.#d.log.error("cannot hold the VIP; letting another node take it", { vip: this.#d.vip.ip, reason });
+    this.update();
+  }
+
   /** Another machine that is not a vipd agent answers for the VIP (the last probe found it); null: none. */
   get conflict(): Conflict | null {
     return this.#conflict.conflict;

@@ -108,10 +108,14 @@ export function describeIncarnation(i: Incarnation): string {
 export type Verdict =
   /**
    * The other run's process is gone. `here`: it also shared our network
-   * namespace, so the fence and leftover clean-up this run did at start
-   * already silenced whatever it left in the kernel: clear it now (a restart).
-   * Otherwise its fence may still let traffic through in its own namespace
-   * until its proof runs out: wait for its silence window first.
+   * namespace, so this run can reach whatever it left in the kernel. Its
+   * keys may be cleared at once only once nothing of it can answer: at start
+   * this run removed, from every link, the VIPs of the fence table the dead
+   * run left and every VIP configured now; the session then removes every
+   * VIP the dead run's last heartbeat claimed, and clears only when that
+   * succeeded, or else after its window (design.md §6). Not `here`: its fence
+   * may still let traffic through in its own namespace until its proof runs
+   * out: wait for its silence window first.
    */
   | { kind: "dead"; here: boolean }
   /** The other run's process is alive on this kernel: a second instance. Refuse. */

@@ -12,7 +12,7 @@
 // that finds another live run under its node name says "fatal": the agent
 // stops and exits 2 (design.md §6).
 import type { ITxnRequest } from "etcd3";
-import type { Logger } from "../log.ts";
+import { describeError, type Logger } from "../log.ts";
 import { type EtcdConnection, type EtcdTlsFiles, within } from "./connection.ts";
 import { Emitter } from "./emitter.ts";
 import { describeEtcdError } from "./etcd-error.ts";
@@ -20,7 +20,7 @@ import { etcdVersionWarning } from "./etcd-version.ts";
 import { drainReason, yieldReason } from "./handover.ts";
 import { type Guarded, Heartbeat } from "./heartbeat.ts";
 import { decodeIncarnation, describeIncarnation, encodeIncarnation, type Incarnation, judge, processAlive } from "./incarnation.ts";
-import { agentKey, electionKey, electionsPrefix, encodeHeartbeat, encodeMacs, heartbeatKey, LEGACY_ELECTIONS, macsKey, type MacsValue, prefixEnd } from "./keys.ts";
+import { agentKey, decodeHeartbeat, electionKey, electionsPrefix, encodeHeartbeat, encodeMacs, heartbeatKey, LEGACY_ELECTIONS, macsKey, type MacsValue, prefixEnd } from "./keys.ts";
 import { AgentLease } from "./lease.ts";
 import { type Clock, proofDeadline, silenceWindow, TAKEOVER_STAGGER_MS } from "./proof.ts";
 import { type TakeoverAsk, type TakeoverPlan, takeoverBatches, uniqueCompares } from "./takeover.ts";
@@ -52,6 +52,13 @@ export interface SessionOptions {
    */
   readonly macs?: () => MacsValue;
   readonly processAlive?: (pid: number, start: string) => boolean;
+  /**
+   * Makes the kernel stop answering for VIPs a dead run of this node, in this
+   * network namespace, claimed in its last heartbeat (removes them from every
+   * link); rejects when it cannot. Asked before that run's keys are cleared
+   * at once (design.md §6); absent, or rejecting: its window is waited out.
+   */
+  readonly removeLeftovers?: (claims: readonly string[]) => Promise<void>;
   readonly rpcTimeoutMs?: number;
 }
 
@@ -671,7 +678,8 @@ export class Session extends Emitter<SessionEvents> {
       if (verdict.kind === "alive") {
         throw new SessionFatalError(`another vipd already runs as node "${node}" on this machine (${who}): stop it, or give this one its own --node-name`);
       }
-      if (verdict.kind === "elsewhere" || !verdict.here) {
+      const here = verdict.kind === "dead" && verdict.here && (await this.#removedClaimsOf(other!, beat?.value));
+      if (!here) {
         const windowMs = silenceWindow(other?.holdMs ?? this.view.holdOf(node));
         log.warn(`node name "${node}" is registered by another run of vipd (${who}); waiting ${Math.round(windowMs)} ms for its heartbeat to fall silent`);
         if (await this.#heardWithin(hKey, beatRevision, windowMs)) {
@@ -682,8 +690,33 @@ export class Session extends Emitter<SessionEvents> {
         }
       }
       if (await this.#clear(agent.mod_revision, beatRevision)) {
-        log.info("cleared the keys of this node's previous run", { previous: who, verdict: verdict.kind === "dead" && verdict.here ? "dead, here" : verdict.kind });
+        log.info("cleared the keys of this node's previous run", { previous: who, verdict: here ? "dead, here" : verdict.kind });
       }
+    }
+  }
+
+  /**
+   * Whether nothing a dead run of ours, here, claimed in its last heartbeat
+   * can still answer: each claimed VIP removed from every link. Those claims
+   * are what keeps the other nodes off its VIPs; clearing them at once is
+   * safe only then. Otherwise its window must pass first (false).
+   */
+  async #removedClaimsOf(other: Incarnation, beat: Buffer | undefined): Promise<boolean> {
+    // Its heartbeat deleted by hand: the other views keep its last claims, which only it knew.
+    const hb = beat ? decodeHeartbeat(beat.toString()) : null;
+    const claims = hb?.run === other.run ? hb.claims : null;
+    const remove = this.#o.removeLeftovers;
+    if (claims === null || (claims.length > 0 && !remove)) {
+      this.#o.log.warn("cannot tell which VIPs the previous run of this node claimed; waiting out its window", { heartbeat: beat?.toString().slice(0, 200) ?? "(none)" });
+      return false;
+    }
+    if (claims.length === 0) return true;
+    try {
+      await remove!(claims);
+      return true;
+    } catch (err) {
+      this.#o.log.warn("could not remove the VIPs the previous run of this node claimed; waiting out its window", { claims: claims.join(", "), error: describeError(err) });
+      return false;
     }
   }
 

@@ -19,17 +19,21 @@
 import { EAFNOSUPPORT, EBADMSG, ENOENT, EOPNOTSUPP, EPERM, EPROTONOSUPPORT } from "./errno.ts";
 import { KernelError, KernelInputError } from "./error.ts";
 import { NETLINK_NETFILTER } from "./ffi/libc.ts";
-import { type IpAddress, isUnusableAsVip, parseIp } from "./ip.ts";
+import { type IpAddress, ipFromBytes, isUnusableAsVip, parseIp } from "./ip.ts";
 import { NetlinkSocket, type Outgoing } from "./netlink.ts";
 import { IFNAMSIZ } from "./wire/link.ts";
 import { WireError } from "./wire/netlink.ts";
 import {
   batchBegin,
   batchEnd,
+  decodeChain,
+  decodeRuleOwner,
   decodeSetElements,
   deleteSetElements,
   deleteTable,
   type Expr,
+  getChains,
+  getRules,
   getSetElements,
   net16,
   newChain,
@@ -44,6 +48,8 @@ import {
   NFT_CMP_EQ,
   NFT_META_L4PROTO,
   NFT_META_PROTOCOL,
+  NFT_MSG_NEWCHAIN,
+  NFT_MSG_NEWRULE,
   NFT_MSG_NEWSETELEM,
   NFT_PAYLOAD_NETWORK_HEADER,
   NFT_PAYLOAD_TRANSPORT_HEADER,
@@ -343,6 +349,79 @@ export class NftFence {
     const addr = vipInput(`denying ${ip} in ${TABLE}`, ip);
     this.allowed.delete(addr.text);
     await this.change(addr, false);
+  }
+
+  /**
+   * Every VIP address vipd's table in this namespace names now, guarded or
+   * proven, as text; empty when there is no table. Read at start before
+   * configure() replaces the table: the table an earlier run left names
+   * every VIP that run may have put on a link, whatever the configuration
+   * says now (design.md §6). This is the one place that knows where in the
+   * table's layout those addresses are.
+   */
+  async leftovers(): Promise<string[]> {
+    const op = `listing the VIPs in nftables table ${TABLE}`;
+    const found = new Map<string, IpAddress>();
+    for (const set of Object.keys(SETS) as SetName[]) {
+      let replies;
+      try {
+        replies = await this.sock.request(getSetElements(TABLE, set), op);
+      } catch (e) {
+        // No table (or no such set in it, or no netdev family at all): nothing left there.
+        if (e instanceof KernelError && (e.errno === ENOENT || e.errno === EAFNOSUPPORT)) continue;
+        throw e;
+      }
+      for (const m of replies) {
+        if (m.type !== nftType(NFT_MSG_NEWSETELEM)) continue;
+        const list = decodeSetElements(m.payload);
+        if (list instanceof WireError) throw new KernelError(op, EBADMSG, list.message);
+        for (const e of list.elements) {
+          if (e.key.length !== 4 && e.key.length !== 16) continue;
+          const ip = ipFromBytes(e.key);
+          found.set(ip.text, ip);
+        }
+      }
+    }
+    return [...found.keys()];
+  }
+
+  /**
+   * What keeps the table from fencing `links` now, one entry per problem
+   * (a link's chain missing, hooked elsewhere, or short of its rules; all
+   * of them when the table is gone); empty when it fences them all. Reads
+   * the kernel's own listing, so it sees what someone else did to the
+   * table, and what a configure() that failed left out.
+   */
+  async problems(links: readonly string[]): Promise<{ link: string; problem: string }[]> {
+    const op = `checking nftables table ${TABLE}`;
+    const support = await this.probeOnce();
+    const chains = new Map<string, { hook: number | null; device: string | null }>();
+    for (const m of await this.sock.request(getChains(), op)) {
+      if (m.type !== nftType(NFT_MSG_NEWCHAIN)) continue;
+      const c = decodeChain(m.payload);
+      if (c instanceof WireError) throw new KernelError(op, EBADMSG, c.message);
+      if (c.table === TABLE) chains.set(c.name, c);
+    }
+    const rules = new Map<string, number>();
+    for (const m of await this.sock.request(getRules(), op)) {
+      if (m.type !== nftType(NFT_MSG_NEWRULE)) continue;
+      const r = decodeRuleOwner(m.payload);
+      if (r instanceof WireError) throw new KernelError(op, EBADMSG, r.message);
+      if (r.table === TABLE) rules.set(r.chain, (rules.get(r.chain) ?? 0) + 1);
+    }
+    const out: { link: string; problem: string }[] = [];
+    for (const link of new Set(links)) {
+      for (const h of HOOKS) {
+        if (h.hook === NF_NETDEV_EGRESS && !support.egress) continue;
+        const name = `${h.prefix}_${link}`;
+        const c = chains.get(name);
+        const n = rules.get(name) ?? 0;
+        if (!c) out.push({ link, problem: `chain ${name} (${h.name} of ${link}) is missing` });
+        else if (c.hook !== h.hook || c.device !== link) out.push({ link, problem: `chain ${name} hooks ${c.device ?? "no device"} (hook ${c.hook}), not ${link} ${h.name}` });
+        else if (n < h.rules.length) out.push({ link, problem: `chain ${name} has ${n} of its ${h.rules.length} rules` });
+      }
+    }
+    return out;
   }
 
   /** Deletes vipd's table (idempotent). For clean shutdown. */

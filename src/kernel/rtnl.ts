@@ -149,6 +149,37 @@ export class Rtnl {
     }
   }
 
+  /**
+   * Removes ip, as vipd adds it (a host prefix), from every link that has it;
+   * answers the names of those links. For what an earlier run may have left
+   * on a link the configuration no longer names (design.md §6).
+   */
+  async deleteAddressEverywhere(ip: string): Promise<string[]> {
+    const addr = parseInput((p) => `removing ${p} from every link`, ip);
+    const op = `removing ${addr.text}/${hostPrefix(addr)} from every link`;
+    const holders: number[] = [];
+    // Index 0: the addresses of every link.
+    for (const m of await this.sock.request(getAddressesRequest(0), op)) {
+      if (m.type !== RTM_NEWADDR) continue;
+      const a = decodeAddress(m.payload);
+      if (a instanceof WireError) throw new KernelError(op, EBADMSG, a.message);
+      if (a && a.address === addr.text && a.prefixLength === hostPrefix(addr)) holders.push(a.linkIndex);
+    }
+    const removed: string[] = [];
+    for (const index of new Set(holders)) {
+      const name = await this.linkByIndex(index).then((l) => l.name, () => `link ${index}`);
+      try {
+        await this.sock.request(deleteAddressRequest({ ip: addr, index }), `removing ${addr.text}/${hostPrefix(addr)} from ${name}`);
+        removed.push(name);
+      } catch (e) {
+        // Gone meanwhile (its lifetime ran out, or the link went away): as good as removed.
+        if (e instanceof KernelError && (e.errno === EADDRNOTAVAIL || e.errno === ENODEV)) continue;
+        throw e;
+      }
+    }
+    return removed;
+  }
+
   private async newAddress(link: string, ip: string, lifetime: Lifetime, replace: boolean): Promise<void> {
     const verb = (p: string) => (replace ? `refreshing ${p} on ${link}` : `adding ${p} to ${link}`);
     const addr = parseInput(verb, ip);

@@ -398,6 +398,31 @@ describe.skipIf(!root)("NftFence on a lab segment", () => {
     await expect(fence.allow(VIP4, () => performance.now() + 1000)).rejects.toThrow(`ENOENT: allowing ${VIP4} in vipd proven4`);
   });
 
+  test("leftovers lists every VIP of the table, guarded or proven, and nothing without a table", async () => {
+    // As an earlier run left it: another configuration, one VIP allowed that
+    // is no longer guarded by what is configured now.
+    await fence.configure({ links: ["eth0"], vips: [VIP4, VIP6, "192.0.2.99"] });
+    await fence.allow("192.0.2.99", () => performance.now() + 5000);
+    expect((await fence.leftovers()).sort()).toEqual(["192.0.2.15", "192.0.2.99", "2001:db8::15"]);
+    await fence.deny("192.0.2.99");
+    await fence.remove();
+    expect(await fence.leftovers()).toEqual([]);
+  });
+
+  test("problems names a chain someone deleted, emptied or never built, and nothing when the table is whole", async () => {
+    const problems = async (links: string[]) => (await fence.problems(links)).map((p) => `${p.link}: ${p.problem}`);
+    expect(await problems(["eth0"])).toEqual([]);
+    await nft("delete", "chain", "netdev", "vipd", "out_eth0");
+    await nft("flush", "chain", "netdev", "vipd", "in_eth0");
+    expect(await problems(["eth0"])).toEqual(["eth0: chain in_eth0 has 0 of its 4 rules", "eth0: chain out_eth0 (egress of eth0) is missing"]);
+    // A link the table was never configured for.
+    expect(await problems(["lo"])).toEqual(["lo: chain in_lo (ingress of lo) is missing", "lo: chain out_lo (egress of lo) is missing"]);
+    await fence.configure(SPEC);
+    expect(await problems(["eth0"])).toEqual([]);
+    await fence.remove();
+    expect(await problems(["eth0"])).toEqual(["eth0: chain in_eth0 (ingress of eth0) is missing", "eth0: chain out_eth0 (egress of eth0) is missing"]);
+  });
+
   test("after the process that allowed a VIP is killed, the kernel still ends it at the deadline", async () => {
     let deadline = 0;
     let child: Bun.Subprocess<"ignore", "pipe", "inherit"> | undefined;

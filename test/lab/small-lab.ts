@@ -25,9 +25,17 @@ export class SmallLab {
     this.#unregister.push(onExit(() => rmSync(dir, { recursive: true, force: true })));
   }
 
-  /** `etcd` may depend on the hosts (a TLS certificate for their addresses). */
-  static async start(names: readonly string[], etcd: EtcdOptions | ((hosts: Host[]) => EtcdOptions | Promise<EtcdOptions>) = {}): Promise<SmallLab> {
-    const seg = await Segment.create(names);
+  /**
+   * `etcd` may depend on the hosts (a TLS certificate for their addresses).
+   * `clients` are hosts on the same segment without an etcd member: a
+   * client's namespace, for witnesses that watch the nodes from outside.
+   */
+  static async start(
+    names: readonly string[],
+    etcd: EtcdOptions | ((hosts: Host[]) => EtcdOptions | Promise<EtcdOptions>) = {},
+    opts: { clients?: readonly string[] } = {},
+  ): Promise<SmallLab> {
+    const seg = await Segment.create([...names, ...(opts.clients ?? [])]);
     try {
       const hosts = names.map((n) => seg.host(n));
       const opts = typeof etcd === "function" ? await etcd(hosts) : etcd;

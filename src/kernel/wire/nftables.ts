@@ -34,8 +34,10 @@ export const NFNL_MSG_BATCH_END = 0x11;
 export const NFT_MSG_NEWTABLE = 0;
 export const NFT_MSG_DELTABLE = 2;
 export const NFT_MSG_NEWCHAIN = 3;
+export const NFT_MSG_GETCHAIN = 4;
 export const NFT_MSG_DELCHAIN = 5;
 export const NFT_MSG_NEWRULE = 6;
+export const NFT_MSG_GETRULE = 7;
 export const NFT_MSG_NEWSET = 9;
 export const NFT_MSG_NEWSETELEM = 12;
 export const NFT_MSG_GETSETELEM = 13;
@@ -432,6 +434,56 @@ function decodeElement(data: Uint8Array): SetElement | WireError {
     out.expirationMs = ms;
   }
   return out;
+}
+
+/**
+ * GETCHAIN dump: every chain of the netdev family, in NEWCHAIN messages. Not
+ * narrowed to one table: kernels before 5.x ignore a table in a chain dump.
+ */
+export const getChains = (): Request => message(NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_DUMP, []);
+
+/** GETRULE dump: every rule of the netdev family, in NEWRULE messages (filtered by the reader, as above). */
+export const getRules = (): Request => message(NFT_MSG_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, []);
+
+export interface ChainListing {
+  readonly table: string;
+  readonly name: string;
+  /** The hook number, for a base chain; null for a regular chain. */
+  readonly hook: number | null;
+  /** The one device a netdev base chain hooks (NFTA_HOOK_DEV); null when none is named. */
+  readonly device: string | null;
+}
+
+/** The payload of a NEWCHAIN from a dump: nfgenmsg, then the chain's attributes. */
+export function decodeChain(payload: Uint8Array): ChainListing | WireError {
+  if (payload.byteLength < NFGENMSG_LEN) return new WireError(`nfgenmsg truncated: ${payload.byteLength} bytes, need ${NFGENMSG_LEN}`);
+  const attrs = parseAttrs(payload.subarray(NFGENMSG_LEN));
+  if (attrs instanceof WireError) return attrs;
+  const a = attrMap(attrs);
+  const table = a.get(NFTA_CHAIN_TABLE);
+  const name = a.get(NFTA_CHAIN_NAME);
+  if (!table || !name) return new WireError("chain without NFTA_CHAIN_TABLE or _NAME");
+  const hookData = a.get(NFTA_CHAIN_HOOK);
+  if (!hookData) return { table: readString(table), name: readString(name), hook: null, device: null };
+  const hookAttrs = parseAttrs(hookData);
+  if (hookAttrs instanceof WireError) return hookAttrs;
+  const h = attrMap(hookAttrs);
+  const num = h.get(NFTA_HOOK_HOOKNUM);
+  if (!num || num.byteLength < 4) return new WireError("base chain without NFTA_HOOK_HOOKNUM");
+  const dev = h.get(NFTA_HOOK_DEV);
+  return { table: readString(table), name: readString(name), hook: view(num).getUint32(0), device: dev ? readString(dev) : null };
+}
+
+/** The table and chain a NEWRULE from a dump belongs to. */
+export function decodeRuleOwner(payload: Uint8Array): { table: string; chain: string } | WireError {
+  if (payload.byteLength < NFGENMSG_LEN) return new WireError(`nfgenmsg truncated: ${payload.byteLength} bytes, need ${NFGENMSG_LEN}`);
+  const attrs = parseAttrs(payload.subarray(NFGENMSG_LEN));
+  if (attrs instanceof WireError) return attrs;
+  const a = attrMap(attrs);
+  const table = a.get(NFTA_RULE_TABLE);
+  const chain = a.get(NFTA_RULE_CHAIN);
+  if (!table || !chain) return new WireError("rule without NFTA_RULE_TABLE or _CHAIN");
+  return { table: readString(table), chain: readString(chain) };
 }
 
 /** A 16-bit number as the packet carries it (network order), to compare a field with. */
