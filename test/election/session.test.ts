@@ -46,6 +46,8 @@ interface Agent {
   serving: Set<string>;
   events: { [K in keyof SessionEvents]: SessionEvents[K][] };
   log: string[];
+  /** What the session asked this agent's kernel to remove as its dead previous run's claims. */
+  removed: string[];
 }
 
 function agent(
@@ -56,6 +58,7 @@ function agent(
   const conn = new EtcdConnection({ endpoints: etcd.endpoints });
   const serving = new Set<string>();
   const log: string[] = [];
+  const removed: string[] = [];
   const holdMs = opts.holdMs ?? HOLD;
   const session = new Session({
     settings: { endpoints: etcd.endpoints, prefix, node, holdMs, leaseTtlS: 5 },
@@ -64,6 +67,7 @@ function agent(
     clock: monotonicClock,
     log: quietLog(log),
     serving: () => serving,
+    removeLeftovers: async (claims) => void removed.push(...claims),
     ...(opts.alive ? { processAlive: opts.alive } : {}),
     ...(opts.macs ? { macs: opts.macs } : {}),
   });
@@ -71,7 +75,7 @@ function agent(
   for (const k of Object.keys(events) as (keyof SessionEvents)[]) session.on(k, (e) => (events[k] as unknown[]).push(e));
   session.start();
   open.push({ session, conn });
-  return { session, serving, events, log };
+  return { session, serving, events, log, removed };
 }
 
 const freshPrefix = () => `/t${++prefixN}/`;
@@ -328,6 +332,8 @@ describe("one live run per node name", () => {
     await ready(restarted);
     expect(monotonicClock() - t0).toBeLessThan(1000);
     expect(restarted.log.join("\n")).toContain("cleared the keys of this node's previous run");
+    // a headed the VIP, so its last heartbeat claimed it: removed from this machine's links before the keys went.
+    expect(restarted.removed).toEqual([VIP]);
     expect(await admin.get(electionKey(p, VIP, "n1")).string()).toBeNull();
     await waitFor("old run evicted", () => a.events.fatal[0], 2000);
     expect(a.events.fatal[0]!.reason).toContain('node name "n1" was taken over by another vipd');
