@@ -213,14 +213,15 @@ describe("etcd with and without pre-vote", () => {
     expect(md).toContain("| vipd, etcd without pre-vote | 1 |");
   });
 
-  test("without pre-vote: dark time after a rejoin within max(0, U − (H − m)) + 100 ms of etcd's own outage", () => {
+  test("without pre-vote: dark time after a rejoin within max(0, U − (H − m − 250 ms)) + 100 ms of etcd's own outage", () => {
     const target = (rs: TrialResult[]) => evaluateTargets(rs, { ...budget, holdMs: 2500 }).find((v) => v.target.startsWith("etcd without pre-vote"))!;
-    // U = 3.2 s: the bound is 3200 − 2450 + 100 = 850 ms.
-    expect(target([trial("vipd", "partition@leader", 0, { ...off, recoveryOutageMs: 850, ...after(3200) })]).pass).toBe(true);
-    const miss = target([trial("vipd", "partition@leader", 0, { ...off, recoveryOutageMs: 851, ...after(3200) })]);
+    // U = 3.2 s: the bound is 3200 − 2200 + 100 = 1100 ms.
+    expect(target([trial("vipd", "partition@leader", 0, { ...off, recoveryOutageMs: 1100, ...after(3200) })]).pass).toBe(true);
+    const miss = target([trial("vipd", "partition@leader", 0, { ...off, recoveryOutageMs: 1101, ...after(3200) })]);
     expect(miss.pass).toBe(false);
-    expect(miss.detail).toBe("partition@leader #1: dark 851 ms, etcd took no write on n2 for 3.20 s (bound 850 ms)");
-    // The leader freeze is judged during the fault, on the holder.
+    expect(miss.detail).toBe("partition@leader #1: dark 1.10 s, etcd took no write on n2 for 3.20 s (bound 1.10 s)");
+    // The leader freeze is judged during the fault, on the holder: U under H − m − 250 ms allows 100 ms.
+    expect(target([trial("vipd", "etcd-member-freeze@leader", 0, { ...off, outageMs: 100, ...during(1600) })]).pass).toBe(true);
     expect(target([trial("vipd", "etcd-member-freeze@leader", 0, { ...off, outageMs: 101, ...during(1600) })]).pass).toBe(false);
   });
 

@@ -218,7 +218,7 @@ function etcdTargets(vipdRuns: readonly TrialResult[], holdMs: number | undefine
   const without = ride.filter((x) => !preVoteOf(x.r) && x.d);
   if (without.length) {
     const over = without.filter(({ d }) => d!.dark > etcdDarkBoundMs(d!.etcdMs, holdMs));
-    out.push({ target: "etcd without pre-vote: dark time on rejoin and on a 1.5 s leader freeze ≤ max(0, U − (H − m)) + 100 ms, U = etcd's write outage", pass: over.length === 0,
+    out.push({ target: "etcd without pre-vote: dark time on rejoin and on a 1.5 s leader freeze ≤ max(0, U − (H − m − 250 ms)) + 100 ms, U = etcd's write outage (bounds.ts etcdDarkBoundMs)", pass: over.length === 0,
       detail: over.length === 0
         ? `${repetitions(without.length)}, within; worst: ${label(without.reduce((a, b) => (b.d!.dark - etcdDarkBoundMs(b.d!.etcdMs, holdMs) > a.d!.dark - etcdDarkBoundMs(a.d!.etcdMs, holdMs) ? b : a)))}`
         : over.map((x) => `${label(x)} (bound ${formatMs(etcdDarkBoundMs(x.d!.etcdMs, holdMs))})`).join("; ") });
