@@ -62,6 +62,11 @@ export const CI_ALLOWANCE = {
   gracefulMs: 200,
   /** When etcd alone is disturbed: the client should see nothing; a single late probe is noise. */
   stayOutageMs: 100,
+  /**
+   * Dark time after a rejoin, over the etcd bound: the witness, the client's
+   * probe interval and ARP once the fence opens again, scheduling on both sides.
+   */
+  etcdDarkMs: 100,
 } as const;
 
 /**

@@ -187,7 +187,8 @@ export function trialFailure(e: TrialError, impl: ImplementationId, fault: Fault
 }
 
 const PRE_MS = 1000;
-const SETTLE_MS = 4000;
+/** How long after recover() the trial watches the recovery. */
+export const SETTLE_MS = 4000;
 /** Steady: one holder through this window, and the client's probes in it all answered by that holder… */
 const STEADY_WINDOW_MS = 1500;
 /** …except the last probes, which may still be waiting for their answer (probe timeout 300 ms). */
