@@ -11,10 +11,13 @@
 // for the whole run, since starting the CLI takes longer than the move), each
 // move counted once another node holds the VIP in its kernel; every
 // --drain-every moves it also drains the holder and undrains it. Meanwhile,
-// spread evenly over the moves, one etcd member at a time — a follower, so
-// raft keeps its leader — is frozen for 1.5 s (SIGSTOP, SIGCONT): the agent
-// on its node hears no heartbeat answer, replaces its connection, and counts
-// it in vipd_etcd_reconnects_total; each one must show there within 10 s.
+// spread evenly over the moves, one agent at a time has its TCP connections
+// to its etcd member black-holed for 1.5 s (nftables drops port 2379 both
+// ways in its node, silently: a peer that vanished without a FIN). The agent
+// hears no heartbeat answer, finds its connection dead (its data goes
+// unacknowledged), replaces it, and counts it in vipd_etcd_reconnects_total;
+// each one must show there within 10 s. (A frozen member no longer does:
+// its connection is alive, and vipd keeps it.)
 //
 // After --warmup moves (and their share of reconnects), so lazy allocation
 // does not count as growth, and then every --sample-every moves, with both
@@ -39,7 +42,7 @@ import { Lab, type LabNode, REPO_ROOT } from "../test/lab/cluster.ts";
 import { etcdLeader, etcdRange } from "../test/lab/etcd-admin.ts";
 import { vipd } from "../test/lab/implementations.ts";
 import { Operator } from "./lib/operator.ts";
-import { waitFor } from "../test/lab/sh.ts";
+import { sh, waitFor } from "../test/lab/sh.ts";
 import { curlIn, healthzRoundTrips, metricSum, type MemberSample, type ProcessSample, sampleMember, sampleProcess } from "./lib/soak-sample.ts";
 
 const { values: args } = parseArgs({
@@ -76,7 +79,7 @@ const RECONNECTS = count("reconnects", 0);
 const SAMPLE_EVERY = count("sample-every", 1);
 const WARMUP = count("warmup", 0);
 const DRAIN_EVERY = count("drain-every", 0);
-const FREEZE_MS = 1500;
+const BLACKHOLE_MS = 1500;
 const SETTLE_MS = 2000;
 const HEALTHZ = "http://127.0.0.1:8099/healthz";
 const METRICS = "http://127.0.0.1:8099/metrics";
@@ -189,27 +192,29 @@ async function drainAndUndrain(): Promise<void> {
 }
 
 /**
- * Freezes a follower's etcd member for FREEZE_MS and waits until the agent on
- * its node counts a reconnect. Followers take turns.
+ * Black-holes the agent's etcd connections on one node for BLACKHOLE_MS and
+ * waits until that agent counts a reconnect. The other nodes take turns;
+ * raft, on port 2380, is untouched.
  */
 async function reconnectOnce(): Promise<void> {
-  leader = lab.node(await etcdLeader(lab));
-  const followers = nodes.filter((n) => n !== leader);
-  const victim = followers[caused % followers.length]!;
+  // Not the node whose member the soak itself reads and moves VIPs through.
+  const others = nodes.filter((n) => n !== leader);
+  const victim = others[caused % others.length]!;
   const reconnects = async () => metricSum(await agentMetrics(victim), "vipd_etcd_reconnects_total");
   const before = await reconnects();
   caused++;
-  lab.etcdCluster.signal(victim.name, "SIGSTOP");
+  const nft = (script: string) => sh(["ip", "netns", "exec", victim.host.ns, "nft", script]);
+  await nft(`table inet vipd_soak_blackhole { chain out { type filter hook output priority -10; tcp dport 2379 drop; tcp sport 2379 drop; } }`);
   try {
-    await Bun.sleep(FREEZE_MS);
+    await Bun.sleep(BLACKHOLE_MS);
   } finally {
-    lab.etcdCluster.signal(victim.name, "SIGCONT");
+    await nft("delete table inet vipd_soak_blackhole");
   }
   try {
     await waitFor(`a reconnect on ${victim.name}`, async () => (await reconnects()) > before, 10_000, 50);
     confirmed++;
   } catch (e) {
-    problems.push(`freeze #${caused} of ${victim.name}'s etcd: ${e instanceof Error ? e.message : e}`);
+    problems.push(`black hole #${caused} on ${victim.name}: ${e instanceof Error ? e.message : e}`);
   }
 }
 
@@ -401,7 +406,7 @@ const text = [
   "",
   `After a warm-up of ${WARMUP} hand-overs, in ${minutes.toFixed(1)} min: ${handovers} hand-overs (\`vipd handover\`'s code; ` +
     `the agents' vipd_handovers_total{direction="out"} rose by ${handoversCounted}), ${drains} drains and undrains, ${failedMoves} hand-over request(s) not done and retried; ` +
-    `${caused} etcd member freezes of ${FREEZE_MS / 1000} s, each followed by a reconnect on its node's agent in ${confirmed} cases ` +
+    `${caused} black holes of ${BLACKHOLE_MS / 1000} s between an agent and its etcd member, each followed by a reconnect in ${confirmed} cases ` +
     `(vipd_etcd_reconnects_total rose by ${reconnectsSeen} over the three agents); two holders at once in ${doubleHolders} kernel checks.`,
   "",
   "Per agent n1 / n2 / n3; etcd figures summed over the three members; each row 2 s after both loops paused.",

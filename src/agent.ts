@@ -362,7 +362,9 @@ export class Agent {
   #startSession(identity: Incarnation): void {
     const s = this.settings;
     const tls = etcdTls(s.etcd);
-    this.#conn = new EtcdConnection({ endpoints: s.etcd.endpoints, tls, ...(s.etcd.serverName ? { tlsServerName: s.etcd.serverName } : {}) });
+    this.#conn = new EtcdConnection({
+      endpoints: s.etcd.endpoints, tls, holdMs: this.#holdMs, clock: this.#clock, ...(s.etcd.serverName ? { tlsServerName: s.etcd.serverName } : {}),
+    });
     const session = new Session({
       settings: { endpoints: s.etcd.endpoints, tls, prefix: s.etcd.prefix, node: s.nodeName, holdMs: this.#holdMs, leaseTtlS: s.election.leaseTTL },
       conn: this.#conn,

@@ -176,7 +176,7 @@ describe("BENCHMARKS.md", () => {
   test("an address left behind but fenced is told apart from a VIP left behind", () => {
     const md = markdownReport([trial("vipd", "freeze@leader", 0, { addressLeftBehind: true, addressOverlapMs: 900 })],
       { command: "c", date: "d", machine: "m", implementations: {} }, [], {});
-    expect(md).toContain("| 0 ms (0 ms); address, fenced: 900 ms | 0/1 | 0/1 (address, fenced: 1/1) | 0 | 1/1 | 0 |");
+    expect(md).toContain("| 0 ms (0 ms); address, fenced: 900 ms | 0/1 | 0/1 (address, fenced: 1/1) | 0 | 1/1 | – | 0 |");
   });
 });
 
@@ -195,4 +195,45 @@ test("an address present but fenced is drawn apart from holding, and the legend 
   expect(svg).toContain("<title>n1 fenced: address present, traffic dropped 5…1200 ms</title>");
   expect(svg).toContain("pale: address present but fenced");
   expect(svg.match(/<title>n\d: /g)?.length).toBe(2);
+});
+
+describe("etcd with and without pre-vote", () => {
+  const off = { etcdPreVote: false };
+  const after = (ms: number, node = "n2") => ({ etcdWriteOutage: { during: null, after: { node, ms, at: 15100 } } });
+  const during = (ms: number) => ({ etcdWriteOutage: { during: { node: "n1", ms, at: 50 }, after: null } });
+
+  test("a mode is its own row; results saved before the choice ran with pre-vote", () => {
+    const rows = aggregate([
+      trial("vipd", "link-down@leader", 0),
+      trial("vipd", "link-down@leader", 0, off),
+      trial("vipd", "link-down@leader", 1, { etcdPreVote: true }),
+    ]);
+    expect(rows.map((r) => [r.etcdPreVote, r.reps])).toEqual([[true, 2], [false, 1]]);
+    const md = markdownReport([trial("vipd", "link-down@leader", 0, off)], { command: "c", date: "d", machine: "m", implementations: {} }, [], {});
+    expect(md).toContain("| vipd, etcd without pre-vote | 1 |");
+  });
+
+  test("without pre-vote: dark time after a rejoin within max(0, U − (H − m − 250 ms)) + 100 ms of etcd's own outage", () => {
+    const target = (rs: TrialResult[]) => evaluateTargets(rs, { ...budget, holdMs: 2500 }).find((v) => v.target.startsWith("etcd without pre-vote"))!;
+    // U = 3.2 s: the bound is 3200 − 2200 + 100 = 1100 ms.
+    expect(target([trial("vipd", "partition@leader", 0, { ...off, recoveryOutageMs: 1100, ...after(3200) })]).pass).toBe(true);
+    const miss = target([trial("vipd", "partition@leader", 0, { ...off, recoveryOutageMs: 1101, ...after(3200) })]);
+    expect(miss.pass).toBe(false);
+    expect(miss.detail).toBe("partition@leader #1: dark 1.10 s, etcd took no write on n2 for 3.20 s (bound 1.10 s)");
+    // The leader freeze is judged during the fault, on the holder: U under H − m − 250 ms allows 100 ms.
+    expect(target([trial("vipd", "etcd-member-freeze@leader", 0, { ...off, outageMs: 100, ...during(1600) })]).pass).toBe(true);
+    expect(target([trial("vipd", "etcd-member-freeze@leader", 0, { ...off, outageMs: 101, ...during(1600) })]).pass).toBe(false);
+  });
+
+  test("with pre-vote the same faults must cost nothing, and the other targets ignore the runs without it", () => {
+    const v = evaluateTargets([
+      trial("vipd", "link-down@follower", 0, { recoveryOutageMs: 0, ...after(40) }),
+      trial("vipd", "link-down@follower", 0, { ...off, recoveryOutageMs: 0, overlapMs: 5, ...after(2000) }),
+    ], { ...budget, holdMs: 2500 });
+    expect(v.find((x) => x.target.startsWith("etcd with pre-vote"))!.pass).toBe(true);
+    // The overlap target counts with-pre-vote runs only (the other run is judged by its own target).
+    expect(v.find((x) => x.target.startsWith("overlap"))!.pass).toBe(true);
+    const dark = evaluateTargets([trial("vipd", "partition@leader", 0, { recoveryOutageMs: 30, ...after(40) })], budget);
+    expect(dark.find((x) => x.target.startsWith("etcd with pre-vote"))!.pass).toBe(false);
+  });
 });

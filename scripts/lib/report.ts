@@ -1,7 +1,8 @@
 // From trial results to what a reader gets: one row of statistics per
 // implementation × fault, the issue's targets evaluated PASS/MISS, and the
 // markdown for BENCHMARKS.md. Pure.
-import { FAULTS, type FaultId } from "../../test/lab/faults.ts";
+import { etcdDarkBoundMs } from "../../test/lab/bounds.ts";
+import { FAULTS, type FaultId, PRE_VOTE_FAULT_IDS } from "../../test/lab/faults.ts";
 import type { ImplementationId } from "../../test/lab/implementations.ts";
 import { formatMs, summarize, type Summary } from "../../test/lab/stats.ts";
 import type { TrialFailure, TrialResult } from "../../test/lab/trial.ts";
@@ -9,6 +10,8 @@ import type { TrialFailure, TrialResult } from "../../test/lab/trial.ts";
 export interface Row {
   impl: ImplementationId;
   fault: FaultId;
+  /** Whether etcd ran with raft pre-vote in these trials. */
+  etcdPreVote: boolean;
   /** Trials that ran to the end (failed ones included); trials that could not start are in `failed` only. */
   reps: number;
   outage: Summary;
@@ -38,23 +41,27 @@ export interface Row {
   timings: Record<string, Summary>;
 }
 
+/** Results saved before etcd's pre-vote was a choice ran with it. */
+const preVoteOf = (r: { etcdPreVote?: boolean }) => r.etcdPreVote ?? true;
+
 const sum = (xs: readonly number[]) => xs.reduce((a, x) => a + x, 0);
 const count = (m: Record<string, number>) => sum(Object.values(m));
 
 export function aggregate(results: readonly TrialResult[], failures: readonly TrialFailure[] = []): Row[] {
-  const groups = new Map<string, { impl: ImplementationId; fault: FaultId; rs: TrialResult[]; fs: TrialFailure[] }>();
-  const group = (impl: ImplementationId, fault: FaultId) => {
-    const k = `${impl}\u0000${fault}`;
-    if (!groups.has(k)) groups.set(k, { impl, fault, rs: [], fs: [] });
+  const groups = new Map<string, { impl: ImplementationId; fault: FaultId; etcdPreVote: boolean; rs: TrialResult[]; fs: TrialFailure[] }>();
+  const group = (impl: ImplementationId, fault: FaultId, etcdPreVote: boolean) => {
+    const k = `${impl}\u0000${fault}\u0000${etcdPreVote}`;
+    if (!groups.has(k)) groups.set(k, { impl, fault, etcdPreVote, rs: [], fs: [] });
     return groups.get(k)!;
   };
-  for (const r of results) group(r.impl, r.fault).rs.push(r);
-  for (const f of failures) group(f.impl, f.fault).fs.push(f);
-  return [...groups.values()].map(({ impl, fault, rs, fs }) => {
+  for (const r of results) group(r.impl, r.fault, preVoteOf(r)).rs.push(r);
+  for (const f of failures) group(f.impl, f.fault, preVoteOf(f)).fs.push(f);
+  return [...groups.values()].map(({ impl, fault, etcdPreVote, rs, fs }) => {
     const names = [...new Set(rs.flatMap((r) => Object.keys(r.timings ?? {})))];
     return {
       impl,
       fault,
+      etcdPreVote,
       reps: rs.length,
       outage: summarize(rs.map((r) => r.outageMs)),
       recoveryOutage: summarize(rs.map((r) => r.recoveryOutageMs)),
@@ -90,6 +97,27 @@ export interface VipdBudget {
   releaseMs: number;
   /** "Another node serves" target for crash, freeze, link down and partition, judged on the p95 (issue 8: 2.8 s). */
   serveP95Ms: number;
+  /** vipd's hold time in the run, for the bound on dark time after an etcd write outage (bounds.ts etcdDarkBoundMs). */
+  holdMs?: number;
+}
+
+/**
+ * vipd's dark time where etcd's own write outage decides it, with that
+ * outage: after a rejoin (link-down, partition undone) on the node holding
+ * the VIP then; during the holder's member freeze on the holder. Null for
+ * other faults, or when no writer measured it.
+ */
+export function darkAgainstEtcd(r: TrialResult): { dark: number; etcdMs: number; node: string } | null {
+  const base = baseOf(r.fault);
+  if (base === "link-down" || base === "partition") {
+    const a = r.etcdWriteOutage?.after;
+    return a ? { dark: r.recoveryOutageMs, etcdMs: a.ms, node: a.node } : null;
+  }
+  if (base === "etcd-member-freeze") {
+    const d = r.etcdWriteOutage?.during;
+    return d ? { dark: r.outageMs, etcdMs: d.ms, node: d.node } : null;
+  }
+  return null;
 }
 
 /** Issue 8's target: another node serves within 2.8 s (p95), wherever etcd's raft leader was. */
@@ -101,10 +129,13 @@ const repetitions = (n: number) => `${n} repetition${n === 1 ? "" : "s"}`;
 /** The issue's targets for vipd, judged against this run's numbers (and keepalived's from the same run). */
 export function evaluateTargets(results: readonly TrialResult[], budget: VipdBudget, failures: readonly TrialFailure[] = []): TargetVerdict[] {
   const rows = aggregate(results);
-  const row = (impl: ImplementationId, fault: FaultId) => rows.find((r) => r.impl === impl && r.fault === fault);
+  // Every target but the etcd ones below is judged with pre-vote, as etcd ≥ 3.5 runs.
+  const row = (impl: ImplementationId, fault: FaultId) => rows.find((r) => r.impl === impl && r.fault === fault && r.etcdPreVote);
   const out: TargetVerdict[] = [];
-  const vipdRuns = results.filter((r) => r.impl === "vipd");
-  if (vipdRuns.length === 0) return [{ target: "vipd measured", pass: false, detail: "vipd was not part of this run" }];
+  const vipdAll = results.filter((r) => r.impl === "vipd");
+  const vipdRuns = vipdAll.filter(preVoteOf);
+  if (vipdAll.length === 0) return [{ target: "vipd measured", pass: false, detail: "vipd was not part of this run" }];
+  failures = failures.filter(preVoteOf);
 
   const g = row("vipd", "graceful");
   if (g) {
@@ -175,6 +206,29 @@ export function evaluateTargets(results: readonly TrialResult[], budget: VipdBud
   ];
   out.push({ target: "every trial starts steady and recovers to one steady holder within its settle window", pass: failed.length === 0,
     detail: failed.length === 0 ? `${repetitions(vipdRuns.length)}, all steady` : `not: ${failed.join(", ")}` });
+  out.push(...etcdTargets(vipdAll, budget.holdMs));
+  return out;
+}
+
+/** Issue 16: riding out etcd's own write outages, with and without pre-vote. */
+function etcdTargets(vipdRuns: readonly TrialResult[], holdMs: number | undefined): TargetVerdict[] {
+  const out: TargetVerdict[] = [];
+  const ride = vipdRuns.filter((r) => PRE_VOTE_FAULT_IDS.includes(r.fault)).map((r) => ({ r, d: darkAgainstEtcd(r) }));
+  const label = ({ r, d }: (typeof ride)[number]) => `${r.fault} #${r.rep + 1}: dark ${formatMs(d!.dark)}, etcd took no write on ${d!.node} for ${formatMs(d!.etcdMs)}`;
+  const without = ride.filter((x) => !preVoteOf(x.r) && x.d);
+  if (without.length) {
+    const over = without.filter(({ d }) => d!.dark > etcdDarkBoundMs(d!.etcdMs, holdMs));
+    out.push({ target: "etcd without pre-vote: dark time on rejoin and on a 1.5 s leader freeze ≤ max(0, U − (H − m − 250 ms)) + 100 ms, U = etcd's write outage (bounds.ts etcdDarkBoundMs)", pass: over.length === 0,
+      detail: over.length === 0
+        ? `${repetitions(without.length)}, within; worst: ${label(without.reduce((a, b) => (b.d!.dark - etcdDarkBoundMs(b.d!.etcdMs, holdMs) > a.d!.dark - etcdDarkBoundMs(a.d!.etcdMs, holdMs) ? b : a)))}`
+        : over.map((x) => `${label(x)} (bound ${formatMs(etcdDarkBoundMs(x.d!.etcdMs, holdMs))})`).join("; ") });
+  }
+  const withPv = ride.filter((x) => preVoteOf(x.r) && x.d);
+  if (withPv.length) {
+    const dark = withPv.filter(({ d }) => d!.dark > 0);
+    out.push({ target: "etcd with pre-vote: dark time on rejoin and on a 1.5 s leader freeze 0 ms", pass: dark.length === 0,
+      detail: dark.length === 0 ? `${repetitions(withPv.length)}, none dark` : dark.map(label).join("; ") });
+  }
   return out;
 }
 
@@ -183,6 +237,7 @@ const cell = (s: Summary) => `${formatMs(s.median)} / ${formatMs(s.p95)} / ${for
 const fencedCell = (effective: number, address: number, of: number) => `${effective}/${of}${address > effective ? ` (address, fenced: ${address}/${of})` : ""}`;
 const overlapCell = (r: Row) => `${formatMs(r.overlapTotalMs)} (${formatMs(r.overlapMaxMs)})${r.addressOverlapTotalMs > r.overlapTotalMs ? `; address, fenced: ${formatMs(r.addressOverlapTotalMs)}` : ""}`;
 const failedCell = (r: Row) => (r.failed ? `**${r.failed}**` : "0");
+const implCell = (r: Row) => (r.etcdPreVote ? r.impl : `${r.impl}, etcd without pre-vote`);
 const timingsCell = (r: Row) => Object.entries(r.timings).map(([k, s]) => `${k} ${formatMs(s.median)}`).join(", ") || "–";
 
 export interface RunMeta {
@@ -215,6 +270,8 @@ export function markdownReport(results: readonly TrialResult[], meta: RunMeta, v
       "Ownership is witnessed by `ip monitor address` and `nft monitor` in each node namespace, independent of vipd's code, " +
       "with fence expiries computed from the elements' timeouts: edges are late by the monitors' latency, a few ms. " +
       "Placed faults move etcd's raft leader (MoveLeader) onto the victim's node (`@leader`) or off it (`@follower`) before the fault's clock starts. " +
+      "etcd runs with raft pre-vote (as etcd ≥ 3.5 does) unless a row says \"etcd without pre-vote\" (3.4's default). " +
+      "etcd write outage = the longest time an independent client on that node (a put every 50 ms through its member) got no write committed: on the holder while the fault lasted, and (\"after\") on the node holding the VIP when the fault was undone. " +
       "Faults and how each is applied: test/lab/faults.ts.",
     "",
   ];
@@ -228,13 +285,13 @@ export function markdownReport(results: readonly TrialResult[], meta: RunMeta, v
         "| implementation | reps | **VIP moved** | **client outage** median / max | outage after the fault (median / max) | overlap total (max per rep) | stale answers | probe errors | one holder at the end | etcd (median) | failed trials |",
         "|---|---|---|---|---|---|---|---|---|---|---|");
       for (const r of rows.filter((x) => x.fault === f)) {
-        lines.push(`| ${r.impl} | ${r.reps} | ${r.moved ? `**${r.moved}/${r.reps}**` : `0/${r.reps}`} | ${formatMs(r.outage.median)} / ${formatMs(r.outage.max)} | ${formatMs(r.recoveryOutage.median)} / ${formatMs(r.recoveryOutage.max)} | ${overlapCell(r)} | ${r.staleAnswers} | ${r.probeErrors} | ${r.steadyAtEnd}/${r.reps} | ${timingsCell(r)} | ${failedCell(r)} |`);
+        lines.push(`| ${implCell(r)} | ${r.reps} | ${r.moved ? `**${r.moved}/${r.reps}**` : `0/${r.reps}`} | ${formatMs(r.outage.median)} / ${formatMs(r.outage.max)} | ${formatMs(r.recoveryOutage.median)} / ${formatMs(r.recoveryOutage.max)} | ${overlapCell(r)} | ${r.staleAnswers} | ${r.probeErrors} | ${r.steadyAtEnd}/${r.reps} | ${timingsCell(r)} | ${failedCell(r)} |`);
       }
     } else {
-      lines.push("| implementation | reps | client outage median / p95 / max | new holder (median) | served by another node (median) | outage after the fault (median / max) | overlap total (max per rep) | reps with overlap | VIP left behind | stale answers | one holder at the end | failed trials |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|");
+      lines.push("| implementation | reps | client outage median / p95 / max | new holder (median) | served by another node (median) | outage after the fault (median / max) | overlap total (max per rep) | reps with overlap | VIP left behind | stale answers | one holder at the end | etcd (median) | failed trials |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
       for (const r of rows.filter((x) => x.fault === f)) {
-        lines.push(`| ${r.impl} | ${r.reps} | ${cell(r.outage)} | ${r.noNewHolder === r.reps ? "none" : formatMs(r.newHolder.median)}${r.noNewHolder && r.noNewHolder < r.reps ? ` (none in ${r.noNewHolder})` : ""} | ${r.servedByOther.n ? formatMs(r.servedByOther.median) : "none"} | ${formatMs(r.recoveryOutage.median)} / ${formatMs(r.recoveryOutage.max)} | ${overlapCell(r)} | ${r.repsWithOverlap}/${r.reps} | ${fencedCell(r.leftBehind, r.addressLeftBehind, r.reps)} | ${r.staleAnswers} | ${r.steadyAtEnd}/${r.reps} | ${failedCell(r)} |`);
+        lines.push(`| ${implCell(r)} | ${r.reps} | ${cell(r.outage)} | ${r.noNewHolder === r.reps ? "none" : formatMs(r.newHolder.median)}${r.noNewHolder && r.noNewHolder < r.reps ? ` (none in ${r.noNewHolder})` : ""} | ${r.servedByOther.n ? formatMs(r.servedByOther.median) : "none"} | ${formatMs(r.recoveryOutage.median)} / ${formatMs(r.recoveryOutage.max)} | ${overlapCell(r)} | ${r.repsWithOverlap}/${r.reps} | ${fencedCell(r.leftBehind, r.addressLeftBehind, r.reps)} | ${r.staleAnswers} | ${r.steadyAtEnd}/${r.reps} | ${timingsCell(r)} | ${failedCell(r)} |`);
       }
     }
     lines.push("");

@@ -81,7 +81,7 @@ export const TABLE = {
   etcd: section("the etcd cluster vipd elects through (kubeadm's, on a control-plane node)", {
     endpoints: withDefault({
       schema: f.endpoints, text: "list", flag: "etcd-endpoints", value: "URL,URL", default: ["https://127.0.0.1:2379"],
-      help: "etcd endpoints",
+      help: "etcd endpoints: list every member, so that vipd moves off one that pauses",
     }),
     caFile: optional({ schema: f.filePath, file: true, flag: "etcd-ca", value: "FILE", help: "CA bundle to verify etcd", example: "/etc/kubernetes/pki/etcd/ca.crt" }),
     certFile: optional({

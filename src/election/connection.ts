@@ -13,6 +13,11 @@
 //   service clients that is used (KV, Lease, Watch, and Maintenance for the
 //   version check) holds its own TCP connection to the endpoint, three or
 //   four per agent instead of one.
+// - Whoever notices silence asks stalled(), not reset(): a silent member is
+//   not a broken connection, and with one endpoint a new connection reaches
+//   the same member (reconnect.ts). The old client is closed only once the
+//   calls still on it have had their deadline: a heartbeat in flight to a
+//   live member still proves what it proves when it lands.
 // - Watches require a leader (etcd's `hasleader` metadata): a member cut off
 //   from its cluster then cancels the stream instead of staying silent.
 // - Over TLS each endpoint's channel checks the server certificate against
@@ -23,6 +28,9 @@ import type { PeerCertificate } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { Etcd3, type IDuplexStream, type IOptions, type IWatchRequest, type IWatchResponse } from "etcd3";
 import { checkCertificateName } from "../certificate-names.ts";
+import { type Clock, DEFAULT_HOLD_MS, monotonicClock } from "./proof.ts";
+import { decideReconnect, type ReconnectDecision, type TcpLiveness } from "./reconnect.ts";
+import { tcpLiveness } from "./tcp-liveness.ts";
 
 /** Any of them may be absent: no CA = the system's roots; no cert/key = no client certificate. */
 export interface EtcdTlsFiles {
@@ -41,6 +49,13 @@ export interface EtcdConnectOptions {
    * Default: each endpoint's own host, an IP literal against the IP SANs.
    */
   tlsServerName?: string | undefined;
+  /** The agent's hold time: one endpoint is never reconnected to twice within it. Default 2500 ms. */
+  holdMs?: number;
+  /** How long calls on a replaced client may still land before it is closed, ms (default 3000: the longest deadline vipd gives a call, and some). */
+  drainMs?: number;
+  clock?: Clock;
+  /** What the kernel says of our TCP connections to an endpoint (tcp-liveness.ts); injectable for tests. */
+  tcp?: (endpoint: string) => TcpLiveness;
 }
 
 export type WatchStream = IDuplexStream<IWatchRequest, IWatchResponse>;
@@ -166,13 +181,26 @@ export function connectEtcd(opts: EtcdConnectOptions): Etcd3 {
 /** The agent's connection: one client at a time, replaced on reset(). */
 export class EtcdConnection {
   readonly #options: IOptions;
+  readonly #endpoints: readonly string[];
+  readonly #holdMs: number;
+  readonly #drainMs: number;
+  readonly #clock: Clock;
+  readonly #tcp: (endpoint: string) => TcpLiveness;
   #client: VipdEtcd;
   #resets = 0;
+  #lastResetAt: number | null = null;
   #closed = false;
   readonly #onReset = new Set<() => void>();
+  /** Replaced clients whose calls may still land, each with the timer that closes it. */
+  readonly #draining = new Map<VipdEtcd, ReturnType<typeof setTimeout>>();
 
   constructor(opts: EtcdConnectOptions) {
     this.#options = options(opts);
+    this.#endpoints = [...opts.endpoints];
+    this.#holdMs = opts.holdMs ?? DEFAULT_HOLD_MS;
+    this.#drainMs = opts.drainMs ?? 3000;
+    this.#clock = opts.clock ?? monotonicClock;
+    this.#tcp = opts.tcp ?? tcpLiveness;
     this.#client = new VipdEtcd(this.#options);
   }
 
@@ -191,16 +219,39 @@ export class EtcdConnection {
   }
 
   /**
-   * Closes every channel and opens new ones on the next call. Streams and
-   * calls on the old channels may hang on: every user is told, so that each
-   * moves to the new connection at once, whoever noticed the stall.
+   * Someone heard nothing on the connection for silentMs: replaces it when
+   * a new one can help (reconnect.ts), and says what it decided and why.
+   */
+  stalled(silentMs: number): ReconnectDecision {
+    if (this.#closed) return { reset: false, why: "closed" };
+    const d = decideReconnect({
+      now: this.#clock(),
+      endpoints: this.#endpoints.length,
+      lastResetAt: this.#lastResetAt,
+      holdMs: this.#holdMs,
+      silentMs,
+      tcp: () => this.#tcp(this.#endpoints[0]!),
+    });
+    if (d.reset) this.reset();
+    return d;
+  }
+
+  /**
+   * Opens new channels for every call from now on. Streams and calls on the
+   * old channels may hang on: every user is told, so that each moves to the
+   * new connection at once, whoever noticed the stall. The old client is
+   * closed after drainMs, when every call on it has had its deadline.
    */
   reset(): void {
     if (this.#closed) return;
     this.#resets++;
+    this.#lastResetAt = this.#clock();
     const old = this.#client;
     this.#client = new VipdEtcd(this.#options);
-    old.close();
+    this.#draining.set(old, setTimeout(() => {
+      this.#draining.delete(old);
+      old.close();
+    }, this.#drainMs).unref());
     for (const fn of this.#onReset) fn();
   }
 
@@ -213,6 +264,11 @@ export class EtcdConnection {
   close(): void {
     this.#closed = true;
     this.#client.close();
+    for (const [old, timer] of this.#draining) {
+      clearTimeout(timer);
+      old.close();
+    }
+    this.#draining.clear();
   }
 }
 

@@ -47,7 +47,7 @@ function standIn() {
     await (wait ?? Bun.sleep(1));
     return { succeeded, header, responses } as unknown as ITxnResponse;
   };
-  const conn: HeartbeatConn = { client: { kv: { txn } }, onReset: () => () => {}, reset: () => {} };
+  const conn: HeartbeatConn = { client: { kv: { txn } }, onReset: () => () => {}, reset: () => {}, stalled: () => ({ reset: false, why: "stand-in: one endpoint, alive" }) };
   const holdNext = () => {
     let open!: () => void;
     held = new Promise((r) => (open = r));

@@ -17,8 +17,11 @@
 // dated by its own send time, so one slow round trip costs nothing as long
 // as a later one lands. While they fail (etcd electing a leader, say) the
 // interval shortens, so the proof resumes soon after etcd does. When none is
-// answered at all for a second, the connection is replaced: the calls may be
-// stuck on a half-open TCP link.
+// answered at all for a second, the connection is asked whether a new one
+// would help (reconnect.ts): another endpoint might answer, or the calls may
+// be stuck on a half-open TCP link. A member that is only slow or frozen
+// keeps its connection, and the heartbeats in flight on it: they commit, and
+// prove from their send time, as soon as it runs again.
 import { type Etcd3, GRPCDeadlineExceededError, type ITxnRequest, type ITxnResponse } from "etcd3";
 import { type EtcdConnection, within } from "./connection.ts";
 import { Emitter } from "./emitter.ts";
@@ -45,12 +48,12 @@ export interface HeartbeatEvents extends Record<string, unknown> {
   evicted: { reason: string; by: Incarnation | null };
   /** A heartbeat could not be sent or was not answered; the loop goes on. */
   failed: { reason: string };
-  /** No heartbeat was answered for a while; the connection was replaced. */
-  stalled: { silentMs: number };
+  /** No heartbeat was answered for a while: whether the connection was replaced, and why (once per silence when it was not). */
+  stalled: { silentMs: number; reconnected: boolean; why: string };
 }
 
 /** What a heartbeat needs of the etcd connection: one transaction call, and being told of (or asking for) a new one. */
-export type HeartbeatConn = Pick<EtcdConnection, "reset" | "onReset"> & { readonly client: { readonly kv: Pick<Etcd3["kv"], "txn"> } };
+export type HeartbeatConn = Pick<EtcdConnection, "reset" | "onReset" | "stalled"> & { readonly client: { readonly kv: Pick<Etcd3["kv"], "txn"> } };
 
 export interface HeartbeatOptions {
   readonly conn: HeartbeatConn;
@@ -70,7 +73,7 @@ export interface HeartbeatOptions {
   /** Deadline per heartbeat: one answered after the proof it would give has ended proves nothing. */
   readonly timeoutMs: number;
   readonly intervalMs?: number;
-  /** No answer of any kind for this long while heartbeats are out: replace the connection. Default 1000 ms. */
+  /** No answer of any kind for this long while heartbeats are out: ask the connection whether to replace it. Default 1000 ms. */
   readonly stallMs?: number;
 }
 
@@ -95,6 +98,8 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
   #lastSentAt = -Infinity;
   #lastCommitAt: number | null = null;
   #lastAnswerAt: number;
+  /** This silence was reported without a reconnect: say it once, not at every retry. */
+  #stallReported = false;
   /** `${vip} ${createRevision}` → latest send time of a committed heartbeat that guarded it. */
   readonly #proven = new Map<string, number>();
   /**
@@ -209,11 +214,18 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     if (!this.#running) return;
     const now = this.#o.clock();
     if (this.#inFlight > 0 && now - this.#lastAnswerAt > this.#stallMs) {
-      this.emit("stalled", { silentMs: Math.round(now - this.#lastAnswerAt) });
+      const silentMs = Math.round(now - this.#lastAnswerAt);
+      const d = this.#o.conn.stalled(silentMs);
+      if (d.reset || !this.#stallReported) this.emit("stalled", { silentMs, reconnected: d.reset, why: d.why });
+      this.#stallReported = !d.reset;
       // Sends the next heartbeat itself, through onReset.
-      return this.#o.conn.reset();
+      if (d.reset) return;
     }
-    if (this.#inFlight >= MAX_IN_FLIGHT) return this.#schedule();
+    if (this.#inFlight >= MAX_IN_FLIGHT) {
+      // Try again a retry from now, not from the last send: that is past, and would spin.
+      this.#lastSentAt = now;
+      return this.#schedule();
+    }
     const o = this.#o;
     // A key a guard found gone stays in the view until the watch shows it.
     const guarded = o.guard().filter((g) => this.#void.get(id(g)) !== Infinity);
@@ -250,6 +262,7 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     if (gen === this.#generation) this.#inFlight--;
     const now = this.#o.clock();
     this.#lastAnswerAt = now;
+    this.#stallReported = false;
     if (!this.#running) return;
     if (res.succeeded) {
       if (this.#lastCommitAt === null || now > this.#lastCommitAt) this.#lastCommitAt = now;
@@ -281,7 +294,10 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     if (gen !== this.#generation) return;
     this.#inFlight--;
     // An error from etcd ("no leader") is an answer; our own deadline running out is not.
-    if (!(err instanceof GRPCDeadlineExceededError)) this.#lastAnswerAt = this.#o.clock();
+    if (!(err instanceof GRPCDeadlineExceededError)) {
+      this.#lastAnswerAt = this.#o.clock();
+      this.#stallReported = false;
+    }
     if (!this.#running) return;
     this.emit("failed", { reason: err instanceof Error ? err.message : String(err) });
   }

@@ -10,8 +10,9 @@
 // Keepalives go over the raw LeaseKeepAlive stream with at most one request
 // in flight, so an ack answers exactly the request we sent. A request
 // unanswered for a third of the TTL means the stream (or its connection)
-// stalled: the connection is replaced (EtcdConnection.reset) and the stream
-// reopened on the new one.
+// may have stalled: the connection is asked (EtcdConnection.stalled), and
+// when it replaces itself the stream is reopened on the new one. A member
+// that is only frozen keeps the stream: the ack comes when it runs again.
 import type { Etcd3, IDuplexStream, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse } from "etcd3";
 import { within } from "./connection.ts";
 import { Emitter } from "./emitter.ts";
@@ -25,10 +26,10 @@ export interface LeaseEvents extends Record<string, unknown> {
   "stream-error": { id: string; reason: string; retryInMs: number };
 }
 
-/** What the lease needs of the connection: the current client, and a way to replace it when a stream stalls. */
+/** What the lease needs of the connection: the current client, and to report a stream that stalled (it may replace itself). */
 export interface LeaseConnection {
   readonly client: Etcd3;
-  reset(): void;
+  stalled(silentMs: number): { reset: boolean; why: string };
   onReset(fn: () => void): () => void;
 }
 
@@ -159,9 +160,9 @@ export class AgentLease extends Emitter<LeaseEvents> {
       const stallMs = Math.max(1000, (this.#ttl * 1000) / 3);
       const waited = this.clock() - this.#inflight.sentAt;
       if (waited > stallMs) {
-        this.emit("stream-error", { id: this.id, reason: `keepalive unanswered for ${Math.round(waited)} ms; reconnecting`, retryInMs: 0 });
-        // Reopens the stream itself, through onReset.
-        this.#conn.reset();
+        // Reopens the stream itself, through onReset, when it reconnects.
+        const d = this.#conn.stalled(Math.round(waited));
+        if (d.reset) this.emit("stream-error", { id: this.id, reason: `keepalive unanswered for ${Math.round(waited)} ms; reconnected: ${d.why}`, retryInMs: 0 });
       }
       return;
     }

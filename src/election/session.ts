@@ -22,7 +22,8 @@ import { type Guarded, Heartbeat } from "./heartbeat.ts";
 import { decodeIncarnation, describeIncarnation, encodeIncarnation, type Incarnation, judge, processAlive } from "./incarnation.ts";
 import { agentKey, decodeHeartbeat, electionKey, electionsPrefix, encodeHeartbeat, encodeMacs, heartbeatKey, LEGACY_ELECTIONS, macsKey, type MacsValue, prefixEnd } from "./keys.ts";
 import { AgentLease } from "./lease.ts";
-import { type Clock, proofDeadline, silenceWindow, TAKEOVER_STAGGER_MS } from "./proof.ts";
+import { type Clock, HEARTBEAT_INTERVAL_MS, proofDeadline, silenceWindow, TAKEOVER_STAGGER_MS } from "./proof.ts";
+import { stallAfter } from "./reconnect.ts";
 import { type TakeoverAsk, type TakeoverPlan, takeoverBatches, uniqueCompares } from "./takeover.ts";
 import { type Candidate, ClusterView } from "./view.ts";
 import { Watcher } from "./watcher.ts";
@@ -472,6 +473,7 @@ export class Session extends Emitter<SessionEvents> {
       changed: () => this.#viewChanged(),
       warn: (reason) => log.warn("etcd watch", { reason }),
       rpcTimeoutMs: this.#rpcMs,
+      progressMs: stallAfter(this.#s.holdMs, HEARTBEAT_INTERVAL_MS),
     });
     this.#watcher = watcher;
     await watcher.start();
@@ -492,11 +494,13 @@ export class Session extends Emitter<SessionEvents> {
       claims: () => this.#claims(),
       nextSeq: () => ++this.#seq,
       timeoutMs: Math.min(this.#s.holdMs, 2000),
+      stallMs: stallAfter(this.#s.holdMs, HEARTBEAT_INTERVAL_MS),
     });
     this.#heartbeat = hb;
     hb.on("committed", ({ revision, rttMs }) => {
       this.emit("heartbeat", { result: "committed", rttMs });
       this.#lastHeartbeatError = null;
+      this.#watcher?.etcdAnswered();
       this.#watcher?.expect(revision);
       void this.#publishMacs();
       this.emit("changed", {});
@@ -505,7 +509,8 @@ export class Session extends Emitter<SessionEvents> {
       this.emit("heartbeat", { result: "failed" });
       this.#lastHeartbeatError = describeEtcdError(new Error(reason), this.#s.endpoints);
     });
-    hb.on("stalled", ({ silentMs }) => this.#o.log.warn("etcd answered no heartbeat; reconnecting", { silentMs }));
+    hb.on("stalled", ({ silentMs, reconnected, why }) =>
+      this.#o.log.warn(reconnected ? "etcd answered no heartbeat; reconnecting" : "etcd answered no heartbeat; keeping the connection", { silentMs, why }));
     hb.on("deposed", ({ keys, revision }) => {
       this.emit("heartbeat", { result: "deposed" });
       // The heartbeat forgot those keys' proofs (only theirs: a key this VIP

@@ -8,9 +8,13 @@
 //   loses its leader cancels it;
 // - our own heartbeats are a probe: each one that commits at revision R
 //   must come back through the watch within a second. If it does not, the
-//   watch is stalled; the connection is replaced and the view read again.
+//   watch is stalled; the view is read again, on a new connection when the
+//   connection says one would help (reconnect.ts).
 // On any cancel or error the view is read again from scratch (level-
-// triggered: no event is trusted to have arrived).
+// triggered: no event is trusted to have arrived). Failed re-reads back off
+// (100 ms doubling to 1 s), but a committed heartbeat ends the wait: etcd
+// takes writes again, so the view is read at once (etcdAnswered), and a
+// standby's takeover, which waits for the view, is not held up by it.
 //
 // The watch is opened first, from "now", and the read is made at the
 // revision etcd reports when the watch is created. Reading first and then
@@ -44,6 +48,8 @@ export class Watcher {
   #synced = false;
   #backoffMs = 0;
   #failures = 0;
+  /** When the stream last brought anything (or the view was read); the silence the connection is told of. */
+  #lastHeardAt = 0;
   #retry: ReturnType<typeof setTimeout> | null = null;
   #unsubscribe: (() => void) | null = null;
   /** Our committed writes the watch has not delivered yet, oldest first, with when each is due. */
@@ -64,6 +70,7 @@ export class Watcher {
   /** Reads everything and starts watching. Rejects if the first read fails. */
   async start(): Promise<void> {
     this.#active = true;
+    this.#lastHeardAt = this.#o.clock();
     // The stream on a replaced connection may hang silently: read again on the new one.
     this.#unsubscribe = this.#o.conn.onReset(() => this.#fail("etcd connection replaced", { reset: false }));
     await this.#sync();
@@ -78,6 +85,17 @@ export class Watcher {
     if (this.#retry) clearTimeout(this.#retry);
     this.#retry = null;
     this.#forgetExpected();
+  }
+
+  /**
+   * etcd committed one of our writes: a re-read waiting out its backoff
+   * goes now. The backoff spares an etcd that answers nothing; this one does.
+   */
+  etcdAnswered(): void {
+    if (!this.#active || !this.#retry) return;
+    clearTimeout(this.#retry);
+    this.#retry = null;
+    this.#resync();
   }
 
   /**
@@ -100,10 +118,12 @@ export class Watcher {
       if (!late) return;
       if (!this.#active || !this.#synced) return this.#forgetExpected();
       if (this.#o.clock() < late.due) return this.#armExpected();
-      this.#o.warn(`watch did not deliver revision ${late.revision} within ${this.#o.progressMs ?? 1000} ms; reconnecting`);
       // The view is read again from scratch, which answers every expectation.
       this.#forgetExpected();
-      this.#o.conn.reset();
+      const what = `watch did not deliver revision ${late.revision} within ${this.#o.progressMs ?? 1000} ms`;
+      const d = this.#o.conn.stalled(Math.round(this.#o.clock() - this.#lastHeardAt));
+      if (d.reset) return this.#o.warn(`${what}; reconnecting: ${d.why}`);
+      this.#fail(`${what}; same connection: ${d.why}`, { reset: false });
     }, Math.max(0, oldest.due - this.#o.clock()));
   }
 
@@ -164,6 +184,7 @@ export class Watcher {
     early = null;
     for (const { r, at } of pending) this.#onData(stream, r, at);
     this.#synced = true;
+    this.#lastHeardAt = clock();
     this.#delivered();
     this.#failures = 0;
     this.#backoffMs = 0;
@@ -172,6 +193,7 @@ export class Watcher {
 
   #onData(stream: WatchStream, r: IWatchResponse, receivedAt: number): void {
     if (stream !== this.#stream) return;
+    this.#lastHeardAt = Math.max(this.#lastHeardAt, receivedAt);
     if (r.canceled) return this.#streamFailed(stream, `watch canceled by etcd: ${r.cancel_reason || (r.compact_revision !== "0" ? "history compacted" : "no reason given")}`);
     if (r.events.length === 0) {
       // Created, or a progress notice: the view is current up to the header.
@@ -197,10 +219,10 @@ export class Watcher {
     if (!this.#active) return;
     this.#synced = false;
     this.#failures++;
-    // Twice in a row on the same connection: try a new one (which calls back here once).
-    if (this.#failures >= 2 && opts.reset !== false) {
+    // Twice in a row on the same connection: a new one, if it can help (which calls back here once).
+    if (this.#failures >= 2 && opts.reset !== false && this.#o.conn.stalled(Math.round(this.#o.clock() - this.#lastHeardAt)).reset) {
       this.#failures = 0;
-      return this.#o.conn.reset();
+      return;
     }
     this.#backoffMs = Math.min(1000, this.#backoffMs ? this.#backoffMs * 2 : 100);
     this.#o.warn(`${reason}; reading the view again in ${this.#backoffMs} ms`);
@@ -208,8 +230,12 @@ export class Watcher {
     if (this.#retry) clearTimeout(this.#retry);
     this.#retry = setTimeout(() => {
       this.#retry = null;
-      this.#sync().catch((err: unknown) => this.#fail(`reading vipd's keys: ${err instanceof Error ? err.message : String(err)}`));
+      this.#resync();
     }, this.#backoffMs);
+  }
+
+  #resync(): void {
+    this.#sync().catch((err: unknown) => this.#fail(`reading vipd's keys: ${err instanceof Error ? err.message : String(err)}`));
   }
 
   #drop(): void {

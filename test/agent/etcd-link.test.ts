@@ -19,7 +19,7 @@ let n: Host[];
 let config: string;
 
 beforeAll(async () => {
-  lab = await SmallLab.start(["n1", "n2", "n3"], { extraArgs: ["--pre-vote=true"] });
+  lab = await SmallLab.start(["n1", "n2", "n3"], { preVote: true });
   n = ["n1", "n2", "n3"].map((x) => lab.host(x));
   config = lab.vipConfig("vip.yaml", VIP);
 }, 60_000);

@@ -236,6 +236,7 @@ export class Lab {
   /** Every process this lab spawned (etcd's are etcd.ts's). */
   private readonly procs = new Set<LabProcess>();
   private destroyed = false;
+  private etcdOptions: EtcdOptions = {};
   private unregisterDir = () => {};
 
   private constructor(
@@ -248,6 +249,11 @@ export class Lab {
     if (!keepLogs) this.unregisterDir = onExit(() => rmSync(dir, { recursive: true, force: true }));
   }
 
+  /** Whether etcd runs with raft pre-vote (etcd.ts EtcdOptions.preVote). */
+  get etcdPreVote(): boolean {
+    return this.etcdOptions.preVote ?? false;
+  }
+
   static async start(opts: LabOptions = {}): Promise<Lab> {
     const n = opts.nodes ?? 3;
     const step = opts.onStep ?? (() => {});
@@ -258,13 +264,10 @@ export class Lab {
     const lab = new Lab(seg, seg.host("c"), dir, opts.keepLogs ?? false);
     try {
       step(`starting ${n} etcd members and waiting for quorum`);
-      lab.etcd = await startEtcdCluster(
-        names.map((name) => ({ name, ns: seg.host(name).ns, ip: seg.host(name).ip4 })),
-        // Pre-vote as etcd ≥ 3.5 (what kubeadm runs) does by default; Debian's
-        // 3.4 does not, and there a partitioned member that comes back with a
-        // higher term deposes the leader and stalls every lease for an election.
-        { readyTimeoutMs: 30000, extraArgs: ["--pre-vote=true"], ...opts.etcd },
-      );
+      // Pre-vote as etcd ≥ 3.5 (what kubeadm runs) does by default, unless
+      // asked otherwise; Debian's 3.4 does not (etcd.ts preVote says what that does).
+      lab.etcdOptions = { readyTimeoutMs: 30000, preVote: true, ...opts.etcd };
+      lab.etcd = await startEtcdCluster(names.map((name) => ({ name, ns: seg.host(name).ns, ip: seg.host(name).ip4 })), lab.etcdOptions);
       step("starting stand-in kube-apiservers");
       for (const name of names) {
         const host = seg.host(name);

@@ -31,7 +31,15 @@ export interface EtcdOptions {
   electionMs?: number;
   logLevel?: "debug" | "info" | "warn" | "error";
   readyTimeoutMs?: number;
-  /** More etcd flags, appended as given (e.g. `--pre-vote=true`). */
+  /**
+   * Raft pre-vote (`--pre-vote`): on by default from etcd 3.5 (what kubeadm
+   * runs), off in 3.4 (Debian's etcd-server). Without it a member cut off
+   * from its cluster campaigns with ever higher terms, and on rejoining
+   * deposes the leader: the cluster takes no write until it elects again.
+   * Absent: the etcd binary's own default (3.4.23 here: off).
+   */
+  preVote?: boolean;
+  /** More etcd flags, appended as given. */
   extraArgs?: readonly string[];
 }
 
@@ -143,6 +151,7 @@ function commonArgs(name: string, dataDir: string, opts: EtcdOptions): string[] 
     `--log-level=${opts.logLevel ?? "warn"}`,
     `--heartbeat-interval=${opts.heartbeatMs ?? 100}`,
     `--election-timeout=${opts.electionMs ?? 1000}`,
+    ...(opts.preVote === undefined ? [] : [`--pre-vote=${opts.preVote}`]),
     ...(opts.extraArgs ?? []),
   ];
   const t = opts.tls;

@@ -77,6 +77,16 @@ export const FAULT_IDS: readonly FaultId[] = [
   "same-node-name",
 ];
 
+/**
+ * The faults whose etcd outage depends on raft pre-vote, run again against
+ * etcd without it: the cut node rejoining (without pre-vote it comes back
+ * with a higher term and deposes the leader), and the holder's member frozen
+ * as the leader.
+ */
+export const PRE_VOTE_FAULT_IDS: readonly FaultId[] = [
+  "link-down@leader", "link-down@follower", "partition@leader", "partition@follower", "etcd-member-freeze@leader",
+];
+
 /** Where etcd's raft leader must be when the fault hits: on the victim's node, or on another. */
 export type LeaderPlacement = "victim" | "elsewhere";
 

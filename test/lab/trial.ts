@@ -14,6 +14,7 @@
 // behind the caller's back; resetImplementation() is for callers that want
 // to go on after a failure, and say so.
 import { type Lab, type LabNode, labNow } from "./cluster.ts";
+import { EtcdWriters } from "./etcd-writer.ts";
 import { etcdLeader, type Fault, type FaultId, type LeaderPlacement, placeEtcdLeader } from "./faults.ts";
 import type { ImplementationId, VipImplementation } from "./implementations.ts";
 import { Prober } from "./prober.ts";
@@ -91,6 +92,15 @@ export interface TrialResult {
   recovery: RecoveryCheck;
   /** What the fault measured, in ms (e.g. "etcd election", "MoveLeader seen by all"). */
   timings: Record<string, number>;
+  /** Whether etcd ran with raft pre-vote (absent in results saved before it was a choice: it was on). */
+  etcdPreVote?: boolean;
+  /**
+   * The longest etcd write outage (etcd-writer.ts) on the node that held the
+   * VIP: while the fault lasted, on the victim when the VIP should stay and
+   * on the new holder otherwise; and after the recovery, on whichever node
+   * held it then. Null where no writer ran or no node held it.
+   */
+  etcdWriteOutage?: { during: NodeOutage | null; after: NodeOutage | null };
   /**
    * Why the trial failed as a trial: still no single steady holder 20 s after
    * the recovery's settle window, or a witness that went blind. Null when it
@@ -134,10 +144,19 @@ export interface Timeline {
   answers: (Interval & { node: string })[];
 }
 
+/** An etcd write outage on one node: how long no put committed there, and from when (ms from the fault). */
+export interface NodeOutage {
+  node: string;
+  ms: number;
+  at: number;
+}
+
 export interface TrialEnv {
   lab: Lab;
   recorder: OwnershipRecorder;
   prober: Prober;
+  /** Independent etcd writers on every node; without them no etcd write outage is measured. */
+  writers?: EtcdWriters;
   log?: (line: string) => void;
 }
 
@@ -157,6 +176,8 @@ export interface TrialFailure {
   impl: ImplementationId;
   fault: FaultId;
   rep: number;
+  /** As in TrialResult. */
+  etcdPreVote?: boolean;
   phase: TrialPhase;
   message: string;
 }
@@ -166,7 +187,8 @@ export function trialFailure(e: TrialError, impl: ImplementationId, fault: Fault
 }
 
 const PRE_MS = 1000;
-const SETTLE_MS = 4000;
+/** How long after recover() the trial watches the recovery. */
+export const SETTLE_MS = 4000;
 /** Steady: one holder through this window, and the client's probes in it all answered by that holder… */
 const STEADY_WINDOW_MS = 1500;
 /** …except the last probes, which may still be waiting for their answer (probe timeout 300 ms). */
@@ -307,6 +329,9 @@ export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fa
       failures.push(`no single steady holder after recovery: none at the end of the ${SETTLE_MS} ms settle window (${seen}), nor ${STEADY_TIMEOUT_MS} ms later (${describeLab(env, impl)})`);
     }
   }
+  // Who held the VIP when the fault was undone: the one whose etcd counts after it.
+  const heldAtRecovery = recorder.intervals(recoverAt - 1, recoverAt);
+  const holderAtRecovery = [...heldAtRecovery].find(([, l]) => l.length > 0)?.[0] ?? null;
   const newProblems = recorder.problems.slice(problemsBefore);
   if (newProblems.length) failures.push(`the ownership witness failed: ${newProblems.join(" | ")}`);
 
@@ -322,6 +347,15 @@ export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fa
   const addressGone = releasedAt(addressPerNode.get(victim.name) ?? [], t0, recoverAt);
   const movedTo = holdersStarting(perNode, victim.name, t0, endAt);
   const overruns = recorder.overruns - overrunsBefore;
+  const outageOn = (node: string | null, a: number, b: number): NodeOutage | null => {
+    if (!env.writers || node === null) return null;
+    const o = env.writers.outage(node, a, b);
+    return { node, ms: o.ms, at: o.at - t0 };
+  };
+  const etcdWriteOutage = {
+    during: outageOn(fault.vipStays ? victim.name : newHolder?.node ?? null, t0, recoverAt),
+    after: outageOn(holderAtRecovery, recoverAt, endAt),
+  };
   const rel = (x: number) => x - t0;
   const relI = (i: Interval): Interval => ({ start: rel(i.start), end: rel(i.end) });
   const relAll = (m: ReadonlyMap<string, readonly Interval[]>) => Object.fromEntries([...m].map(([n, l]) => [n, l.map(relI)]));
@@ -360,7 +394,13 @@ export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fa
       steady: steadyAtEnd,
       steadyLaterMs,
     },
-    timings: { ...applied.timings },
+    timings: {
+      ...applied.timings,
+      ...(etcdWriteOutage.during ? { [`etcd write outage on ${etcdWriteOutage.during.node}`]: etcdWriteOutage.during.ms } : {}),
+      ...(etcdWriteOutage.after ? { [`etcd write outage after, on ${etcdWriteOutage.after.node}`]: etcdWriteOutage.after.ms } : {}),
+    },
+    etcdPreVote: lab.etcdPreVote,
+    etcdWriteOutage,
     failure: failures.length ? failures.join("; ") : null,
     timeline: {
       from: rel(from),
@@ -389,13 +429,15 @@ export function answerRuns(samples: readonly ProbeSample[]): (Interval & { node:
   return out;
 }
 
-/** The recorder and the prober on a running lab; close() stops both. */
+/** The recorder, the prober and the etcd writers on a running lab; close() stops them. */
 export async function startInstruments(lab: Lab, log?: (line: string) => void): Promise<TrialEnv & { close(): Promise<void> }> {
   const recorder = await OwnershipRecorder.start(lab);
   const prober = Prober.start(lab);
+  const writers = EtcdWriters.start(lab);
   return {
-    lab, recorder, prober, ...(log ? { log } : {}),
+    lab, recorder, prober, writers, ...(log ? { log } : {}),
     close: async () => {
+      await writers.stop();
       await prober.stop();
       await recorder.close();
     },
