@@ -621,6 +621,20 @@ cluster:
   ];
   for (const [name, network, want] of cases) test(`${name}: an error naming the document and the field`, () => expect(messages(machine(network))).toEqual(want));
 
+  test("a link named by a Talos LinkAliasConfig is refused with the fix; a link no alias names is taken", () => {
+    const alias = (name: string) => `apiVersion: v1alpha1\nkind: LinkAliasConfig\nname: ${name}\nselector:\n  match: link.driver == "e1000"\n`;
+    const refused = (doc: number, path: string, link: string, aliasDoc: number) =>
+      `document ${doc} (${doc === 0 ? "Talos machine config" : "Layer2VIPConfig"}): ${path}: link "${link}" is a Talos link alias (document ${aliasDoc} (LinkAliasConfig)): Talos picks the link it names with a selector vipd cannot evaluate; name the link as the kernel does ("talosctl get links" or "ip link" shows it, e.g. enp0s2)`;
+    expect(messages(docs(alias("mgmt"), vip("192.168.0.16", "mgmt")))).toEqual([refused(1, "link", "mgmt", 0)]);
+    // "net%d" names net0, net1, ... (one alias per matched link, by hardware address order).
+    expect(messages(docs(vip("192.168.0.16", "net12"), alias("net%d")))).toEqual([refused(0, "link", "net12", 1)].map((m) => m.replace("Talos machine config", "Layer2VIPConfig")));
+    expect(messages(docs(machine("interfaces:\n  - interface: net0\n    vip: { ip: 192.168.0.15 }"), alias("net%d"))))
+      .toEqual([refused(0, "machine.network.interfaces[0].vip.ip", "net0", 1)]);
+    for (const link of ["net", "netx", "enp0s2", "mgmt0"]) {
+      expect(settings(docs(alias("net%d"), alias("mgmt"), vip("192.168.0.16", link))).vips.map((x) => x.link)).toEqual([link]);
+    }
+  });
+
   test("an HCloudVIPConfig document is an error, not a skipped document", () => {
     const hcloud = "apiVersion: v1alpha1\nkind: HCloudVIPConfig\nname: 192.168.0.15\nlink: enp0s2\napiToken: secret\n";
     expect(messages(docs(VIP, hcloud))).toEqual([

@@ -7,6 +7,7 @@ import { parseIp } from "../kernel/ip.ts";
 import {
   AGENT,
   LAYER2,
+  LINK_ALIAS,
   agentSchema,
   type Documents,
   documentLabel,
@@ -168,23 +169,29 @@ function deepFreeze<T>(value: T): T {
  * names both.
  */
 function vipsFrom(docs: Documents, issues: ConfigIssue[]): VipSettings[] {
-  const found: { index: number; label: string; path: string; ip: string; link: string; raw: unknown }[] = [];
+  const found: { index: number; label: string; path: string; ip: string; link: string; linkPath: string; raw: unknown }[] = [];
   for (const { index, value } of docs.layer2) {
     const label = documentLabel(index, LAYER2);
     const r = v.safeParse(layer2Schema, value, { abortEarly: false });
     if (!r.success) issues.push(...fromValibot(layer2Schema, r.issues, label));
-    else found.push({ index, label, path: "name", ip: r.output.name, link: r.output.link, raw: (value as { name: unknown }).name });
+    else found.push({ index, label, path: "name", ip: r.output.name, link: r.output.link, linkPath: "link", raw: (value as { name: unknown }).name });
   }
   for (const { index, value } of docs.machine) {
     const label = documentLabel(index, MACHINE_CONFIG);
     const r = machineConfigVips(value, label);
     issues.push(...r.issues);
-    for (const vip of r.vips) found.push({ index, label, path: vip.path, ip: vip.ip, link: vip.link, raw: vip.ip });
+    for (const vip of r.vips) found.push({ index, label, path: vip.path, ip: vip.ip, link: vip.link, linkPath: vip.path, raw: vip.ip });
   }
   found.sort((a, b) => a.index - b.index);
   const vips: VipSettings[] = [];
   const seen = new Map<string, (typeof found)[number]>();
   for (const x of found) {
+    const alias = docs.linkAliases.find((a) => aliasNames(a.name, x.link));
+    if (alias) {
+      issues.push(issue(x.label, x.linkPath, "the link's kernel name", render(x.link),
+        `link ${render(x.link)} is a Talos link alias (${documentLabel(alias.index, LINK_ALIAS)}): Talos picks the link it names with a selector vipd cannot evaluate; name the link as the kernel does ("talosctl get links" or "ip link" shows it, e.g. enp0s2)`));
+      continue;
+    }
     const first = seen.get(x.ip);
     if (first) {
       const where = first.path === "name" ? first.label : `${first.label} at ${first.path}`;
@@ -199,6 +206,14 @@ function vipsFrom(docs: Documents, issues: ConfigIssue[]): VipSettings[] {
     issues.push(issue(x.label, "", `at most ${f.MAX_VIPS} VIPs`, `${vips.length}`, f.TOO_MANY_VIPS));
   }
   return vips;
+}
+
+/** Whether a LinkAliasConfig's name ("mgmt", or "net%d" for net0, net1, ...) gives a link the name `link`. */
+function aliasNames(alias: string, link: string): boolean {
+  const [before, after, ...more] = alias.split("%d");
+  if (after === undefined || more.length > 0) return alias === link;
+  return link.length > before!.length + after.length && link.startsWith(before!) && link.endsWith(after) &&
+    /^[0-9]+$/.test(link.slice(before!.length, link.length - after.length));
 }
 
 export function loadSettings(input: LoadInput): LoadResult {
