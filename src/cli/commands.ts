@@ -7,7 +7,7 @@ import { userInfo } from "node:os";
 import type { Etcd3 } from "etcd3";
 import { Agent, StartRefused } from "../agent.ts";
 import {
-  CONFIG_FLAG, configPath, etcdTls, FLAGS, type FlagSpec, flagHelp, formatIssues, HELP_FLAG, LEAVES, type LoadInput, loadSettings, parseFlags,
+  CONFIG_FLAG, checkReadableFile, configPath, etcdTls, kubeadmEtcdClient, NODE_CONFIG, nodePath, FLAGS, type FlagSpec, flagHelp, formatIssues, HELP_FLAG, LEAVES, type LoadInput, loadSettings, parseFlags,
   readConfigFile, type Settings, settingFlag, type SkippedDocument, summarize,
 } from "../config/index.ts";
 import { configExample } from "../config/example.ts";
@@ -308,7 +308,21 @@ function strictness(name: string): Pick<LoadInput, "unreadableFiles" | "unknownV
 function settingsFrom(name: string, args: readonly string[], io: CliIO, opts: From = {}): Loaded | number {
   const parsed = opts.parsed ?? parse(name, args, io);
   if (typeof parsed === "number") return parsed;
-  const path = opts.file ?? configPath(parsed.flags, io.env);
+  const explicit = opts.file ?? configPath(parsed.flags, io.env);
+  const day2 = DAY2_COMMANDS.has(name);
+  let path = explicit;
+  let etcdClient: LoadInput["etcdClient"];
+  if (day2) {
+    // On a node, the node's own file (its etcd endpoints and prefix) and the
+    // etcd client files the unit uses: `vipd status` there needs no flags.
+    const own = nodePath(NODE_CONFIG, io.env);
+    const why = explicit === undefined ? checkReadableFile(own) : null;
+    if (explicit === undefined && why === null) path = own;
+    else if (why && why.code !== "ENOENT" && why.code !== "ENOTDIR") io.err(`vipd ${name}: not reading this node's ${own}: ${why.text}\n`);
+    const kubeadm = kubeadmEtcdClient(io.env, checkReadableFile);
+    etcdClient = { tlsFallback: kubeadm.files, fallbackSource: "kubeadm's etcd client files" };
+    if (kubeadm.note) io.err(`vipd ${name}: ${kubeadm.note}\n`);
+  }
   let text = NO_VIPS_DOCUMENT;
   if (opts.text !== undefined) text = opts.text;
   else if (path) {
@@ -324,13 +338,13 @@ function settingsFrom(name: string, args: readonly string[], io: CliIO, opts: Fr
   }
   // The command's own flags (--json, --for) are not settings.
   const flags = Object.fromEntries(Object.entries(parsed.flags).filter(([k]) => SETTING_FLAGS.has(k)));
-  const loaded = loadSettings({ fileText: text, fileName: path ?? "(flags and environment)", env: io.env, flags, hostname: io.hostname, isTTY: io.isTTY, ...strictness(name) });
+  const loaded = loadSettings({ fileText: text, fileName: path ?? "(flags and environment)", env: io.env, flags, hostname: io.hostname, isTTY: io.isTTY, ...strictness(name), ...(etcdClient ? { etcdClient } : {}) });
   if (loaded.warnings.length > 0) io.err(`${formatIssues(loaded.warnings, "warning")}\n`);
   if (!loaded.ok) {
     io.err(`${formatIssues(loaded.issues)}\n`);
     return EXIT_USAGE;
   }
-  return { settings: loaded.settings, skipped: loaded.skipped, machineConfigs: loaded.machineConfigs, flags: parsed.flags, fromFile: path !== undefined };
+  return { settings: loaded.settings, skipped: loaded.skipped, machineConfigs: loaded.machineConfigs, flags: parsed.flags, fromFile: explicit !== undefined };
 }
 
 /** One line per document vipd reads only in part, or not at all. */
@@ -342,6 +356,9 @@ function documentNotes(r: Loaded): string[] {
       : `skipping document ${s.index} (${s.kind}): a kind vipd does not know, in a file with a Talos machine config (a newer Talos's?)`),
   ];
 }
+
+/** The commands that only talk to etcd, run from an operator's shell on a node or an admin machine. */
+const DAY2_COMMANDS: ReadonlySet<string> = new Set(["status", "drain", "undrain", "handover"]);
 
 /** What `vipd validate -` calls standard input in its problems ("(stdin):12: document 0 ..."). */
 const STDIN_NAME = "(stdin)";
