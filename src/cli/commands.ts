@@ -4,10 +4,11 @@
 // process.argv, signals and process.exit; everything here gets them through
 // CliIO, so the whole CLI runs in tests.
 import { userInfo } from "node:os";
+import { basename } from "node:path";
 import type { Etcd3 } from "etcd3";
 import { Agent, StartRefused } from "../agent.ts";
 import {
-  CONFIG_FLAG, checkReadableFile, configPath, etcdTls, kubeadmEtcdClient, NODE_CONFIG, nodePath, FLAGS, type FlagSpec, flagHelp, formatIssues, HELP_FLAG, LEAVES, type LoadInput, loadSettings, parseFlags,
+  CONFIG_FLAG, checkReadableFile, configPath, etcdTls, KUBEADM_ETCD_CLIENT, kubeadmEtcdClient, NODE_CONFIG, nodePath, FLAGS, type FlagSpec, flagHelp, formatIssues, HELP_FLAG, LEAVES, type LoadInput, loadSettings, parseFlags,
   readConfigFile, type Settings, settingFlag, type SkippedDocument, summarize,
 } from "../config/index.ts";
 import { configExample } from "../config/example.ts";
@@ -69,6 +70,13 @@ const JSON_FLAG = flag("json", "boolean", "print JSON");
 /** Commands that only talk to etcd: its flags, and --config to read them from a file. */
 const ETCD_COMMAND_FLAGS = [CONFIG_FLAG, ...settingFlags("etcd."), HELP_FLAG];
 
+/** Where the commands that only talk to etcd find it when no flag says (README, "vipd status"). */
+const ETCD_SOURCES = [
+  "Each etcd setting comes from the flag, else VIPD_ETCD_*, else etcdctl's ETCDCTL_ENDPOINTS, ETCDCTL_CACERT, ETCDCTL_CERT and",
+  `ETCDCTL_KEY, else the file (--config, else this node's ${NODE_CONFIG}); when none names an etcd TLS file, kubeadm's`,
+  `etcd client files (${KUBEADM_ETCD_CLIENT.caFile}, ${basename(KUBEADM_ETCD_CLIENT.certFile)}, ${basename(KUBEADM_ETCD_CLIENT.keyFile)}) if this user can read them.`,
+].join("\n");
+
 const COMMANDS: readonly Command[] = [
   {
     name: "run",
@@ -97,7 +105,7 @@ const COMMANDS: readonly Command[] = [
     synopsis: "status [--json] [--config FILE] [etcd flags]",
     summary: "who holds each VIP and who waits, read from etcd (no agent needed here)",
     flags: [...ETCD_COMMAND_FLAGS, JSON_FLAG],
-    notes: "With --config, only that file's VIPs are listed; without, every VIP under the prefix.",
+    notes: `With --config, only that file's VIPs are listed; without, every VIP under the prefix.\n${ETCD_SOURCES}`,
     run: (args, io) => status(args, io),
   },
   {
@@ -111,7 +119,7 @@ const COMMANDS: readonly Command[] = [
       flag("force", "boolean", "drain even when NODE is the last healthy candidate of a VIP (the VIP goes dark)"),
       ...ETCD_COMMAND_FLAGS,
     ],
-    notes: 'Refuses, unless --force, when a VIP NODE stands for has no other healthy candidate.\n"vipd undrain NODE" ends it. Exit codes: 0 done; 1 refused, timed out, or etcd failed; 2 bad usage.',
+    notes: 'Refuses, unless --force, when a VIP NODE stands for has no other healthy candidate.\n"vipd undrain NODE" ends it. Exit codes: 0 done; 1 refused, timed out, or etcd failed; 2 bad usage.\n' + ETCD_SOURCES,
     run: (args, io) => operate("drain", args, io),
   },
   {
@@ -119,7 +127,7 @@ const COMMANDS: readonly Command[] = [
     synopsis: "undrain NODE [etcd flags]",
     summary: "let a drained NODE stand for its VIPs again",
     flags: ETCD_COMMAND_FLAGS,
-    notes: "Exit codes: 0 done (also when NODE was not drained); 1 etcd failed; 2 bad usage.",
+    notes: `Exit codes: 0 done (also when NODE was not drained); 1 etcd failed; 2 bad usage.\n${ETCD_SOURCES}`,
     run: (args, io) => operate("undrain", args, io),
   },
   {
@@ -131,7 +139,7 @@ const COMMANDS: readonly Command[] = [
       flag("timeout", "string", "give up after this many seconds (default: 30)", "SECONDS"),
       ...ETCD_COMMAND_FLAGS,
     ],
-    notes: "Waits until the new holder answers for the VIP, then prints how long the move took.\nExit codes: 0 done; 1 refused (no healthy target), timed out, or etcd failed; 2 bad usage.",
+    notes: `Waits until the new holder answers for the VIP, then prints how long the move took.\nExit codes: 0 done; 1 refused (no healthy target), timed out, or etcd failed; 2 bad usage.\n${ETCD_SOURCES}`,
     run: (args, io) => operate("handover", args, io),
   },
   {
