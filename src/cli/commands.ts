@@ -320,6 +320,7 @@ function settingsFrom(name: string, args: readonly string[], io: CliIO, opts: Fr
   const day2 = DAY2_COMMANDS.has(name);
   let path = explicit;
   let etcdClient: LoadInput["etcdClient"];
+  let kubeadmNote: string | null = null;
   if (day2) {
     // On a node, the node's own file (its etcd endpoints and prefix) and the
     // etcd client files the unit uses: `vipd status` there needs no flags.
@@ -329,7 +330,7 @@ function settingsFrom(name: string, args: readonly string[], io: CliIO, opts: Fr
     else if (why && why.code !== "ENOENT" && why.code !== "ENOTDIR") io.err(`vipd ${name}: not reading this node's ${own}: ${why.text}\n`);
     const kubeadm = kubeadmEtcdClient(io.env, checkReadableFile);
     etcdClient = { tlsFallback: kubeadm.files, fallbackSource: "kubeadm's etcd client files" };
-    if (kubeadm.note) io.err(`vipd ${name}: ${kubeadm.note}\n`);
+    kubeadmNote = kubeadm.note;
   }
   let text = NO_VIPS_DOCUMENT;
   if (opts.text !== undefined) text = opts.text;
@@ -352,6 +353,9 @@ function settingsFrom(name: string, args: readonly string[], io: CliIO, opts: Fr
     io.err(`${formatIssues(loaded.issues)}\n`);
     return EXIT_USAGE;
   }
+  // Only where kubeadm's files were wanted: nothing else named TLS files for an https:// etcd.
+  const e = loaded.settings.etcd;
+  if (kubeadmNote && !e.caFile && !e.certFile && !e.keyFile && !e.endpoints.some((x) => x.startsWith("http://"))) io.err(`vipd ${name}: ${kubeadmNote}\n`);
   return { settings: loaded.settings, skipped: loaded.skipped, machineConfigs: loaded.machineConfigs, flags: parsed.flags, fromFile: explicit !== undefined };
 }
 

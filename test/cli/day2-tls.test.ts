@@ -12,7 +12,8 @@ import { join } from "node:path";
 import { type KubeadmNodePki, type KubeadmPki, makeKubeadmPki } from "../lab/certs.ts";
 import { type EtcdCluster, startEtcdCluster } from "../lab/etcd.ts";
 import { type Host, Segment } from "../lab/netns.ts";
-import { waitFor } from "../lab/sh.ts";
+import { parsePrometheusText, sampleValue } from "../lab/prom-text.ts";
+import { sh, waitFor } from "../lab/sh.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const VIP = "192.0.2.121";
@@ -139,3 +140,15 @@ test("on the node, no flags: the node's own config and kubeadm's etcd client fil
   expect(undrained.code).toBe(0);
   await waitFor("the VIP back on n1", () => seg.has(n1, VIP), 15_000);
 }, 90_000);
+
+test("the node's agent, which has no API server gate: /metrics has no vipd_gate_ series, and build and process series", async () => {
+  const text = await sh(["ip", "netns", "exec", n1.ns, "curl", "-sf", "-m", "2", "http://127.0.0.1:18101/metrics"]);
+  const m = parsePrometheusText(text);
+  expect([...m.keys()].filter((name) => name.startsWith("vipd_gate_"))).toEqual([]);
+  expect(m.get("vipd_build_info")?.samples).toHaveLength(1);
+  expect(sampleValue(m, "vipd_vip_held", { vip: VIP, link: "eth0" })).toBe(1);
+  // The agent's own process, not this test's: it started after this test's.
+  expect(sampleValue(m, "process_start_time_seconds")!).toBeGreaterThan(Date.now() / 1000 - process.uptime());
+  expect(sampleValue(m, "process_open_fds")!).toBeGreaterThan(3);
+  expect(sampleValue(m, "process_resident_memory_bytes")!).toBeGreaterThan(10 * 2 ** 20);
+});
