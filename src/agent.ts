@@ -164,7 +164,7 @@ export class Agent {
       else this.log.warn("kube-apiserver gate closed", fields);
       this.#updateAll();
     });
-    this.metrics.gate(this.gate ? this.gate.open : true);
+    if (this.gate) this.metrics.gate(this.gate.open);
   }
 
   /**

@@ -4,10 +4,11 @@
 // process.argv, signals and process.exit; everything here gets them through
 // CliIO, so the whole CLI runs in tests.
 import { userInfo } from "node:os";
+import { basename } from "node:path";
 import type { Etcd3 } from "etcd3";
 import { Agent, StartRefused } from "../agent.ts";
 import {
-  CONFIG_FLAG, configPath, etcdTls, FLAGS, type FlagSpec, flagHelp, formatIssues, HELP_FLAG, LEAVES, type LoadInput, loadSettings, parseFlags,
+  CONFIG_FLAG, checkReadableFile, configPath, etcdTls, KUBEADM_ETCD_CLIENT, kubeadmEtcdClient, NODE_CONFIG, nodePath, FLAGS, type FlagSpec, flagHelp, formatIssues, HELP_FLAG, LEAVES, type LoadInput, loadSettings, parseFlags,
   readConfigFile, type Settings, settingFlag, type SkippedDocument, summarize,
 } from "../config/index.ts";
 import { configExample } from "../config/example.ts";
@@ -69,6 +70,13 @@ const JSON_FLAG = flag("json", "boolean", "print JSON");
 /** Commands that only talk to etcd: its flags, and --config to read them from a file. */
 const ETCD_COMMAND_FLAGS = [CONFIG_FLAG, ...settingFlags("etcd."), HELP_FLAG];
 
+/** Where the commands that only talk to etcd find it when no flag says (README, "vipd status"). */
+const ETCD_SOURCES = [
+  "Each etcd setting comes from the flag, else VIPD_ETCD_*, else etcdctl's ETCDCTL_ENDPOINTS, ETCDCTL_CACERT, ETCDCTL_CERT and",
+  `ETCDCTL_KEY, else the file (--config, else this node's ${NODE_CONFIG}); when none names an etcd TLS file, kubeadm's`,
+  `etcd client files (${KUBEADM_ETCD_CLIENT.caFile}, ${basename(KUBEADM_ETCD_CLIENT.certFile)}, ${basename(KUBEADM_ETCD_CLIENT.keyFile)}) if this user can read them.`,
+].join("\n");
+
 const COMMANDS: readonly Command[] = [
   {
     name: "run",
@@ -97,7 +105,7 @@ const COMMANDS: readonly Command[] = [
     synopsis: "status [--json] [--config FILE] [etcd flags]",
     summary: "who holds each VIP and who waits, read from etcd (no agent needed here)",
     flags: [...ETCD_COMMAND_FLAGS, JSON_FLAG],
-    notes: "With --config, only that file's VIPs are listed; without, every VIP under the prefix.",
+    notes: `With --config, only that file's VIPs are listed; without, every VIP under the prefix.\n${ETCD_SOURCES}`,
     run: (args, io) => status(args, io),
   },
   {
@@ -111,7 +119,7 @@ const COMMANDS: readonly Command[] = [
       flag("force", "boolean", "drain even when NODE is the last healthy candidate of a VIP (the VIP goes dark)"),
       ...ETCD_COMMAND_FLAGS,
     ],
-    notes: 'Refuses, unless --force, when a VIP NODE stands for has no other healthy candidate.\n"vipd undrain NODE" ends it. Exit codes: 0 done; 1 refused, timed out, or etcd failed; 2 bad usage.',
+    notes: 'Refuses, unless --force, when a VIP NODE stands for has no other healthy candidate.\n"vipd undrain NODE" ends it. Exit codes: 0 done; 1 refused, timed out, or etcd failed; 2 bad usage.\n' + ETCD_SOURCES,
     run: (args, io) => operate("drain", args, io),
   },
   {
@@ -119,7 +127,7 @@ const COMMANDS: readonly Command[] = [
     synopsis: "undrain NODE [etcd flags]",
     summary: "let a drained NODE stand for its VIPs again",
     flags: ETCD_COMMAND_FLAGS,
-    notes: "Exit codes: 0 done (also when NODE was not drained); 1 etcd failed; 2 bad usage.",
+    notes: `Exit codes: 0 done (also when NODE was not drained); 1 etcd failed; 2 bad usage.\n${ETCD_SOURCES}`,
     run: (args, io) => operate("undrain", args, io),
   },
   {
@@ -131,7 +139,7 @@ const COMMANDS: readonly Command[] = [
       flag("timeout", "string", "give up after this many seconds (default: 30)", "SECONDS"),
       ...ETCD_COMMAND_FLAGS,
     ],
-    notes: "Waits until the new holder answers for the VIP, then prints how long the move took.\nExit codes: 0 done; 1 refused (no healthy target), timed out, or etcd failed; 2 bad usage.",
+    notes: `Waits until the new holder answers for the VIP, then prints how long the move took.\nExit codes: 0 done; 1 refused (no healthy target), timed out, or etcd failed; 2 bad usage.\n${ETCD_SOURCES}`,
     run: (args, io) => operate("handover", args, io),
   },
   {
@@ -308,7 +316,22 @@ function strictness(name: string): Pick<LoadInput, "unreadableFiles" | "unknownV
 function settingsFrom(name: string, args: readonly string[], io: CliIO, opts: From = {}): Loaded | number {
   const parsed = opts.parsed ?? parse(name, args, io);
   if (typeof parsed === "number") return parsed;
-  const path = opts.file ?? configPath(parsed.flags, io.env);
+  const explicit = opts.file ?? configPath(parsed.flags, io.env);
+  const day2 = DAY2_COMMANDS.has(name);
+  let path = explicit;
+  let etcdClient: LoadInput["etcdClient"];
+  let kubeadmNote: string | null = null;
+  if (day2) {
+    // On a node, the node's own file (its etcd endpoints and prefix) and the
+    // etcd client files the unit uses: `vipd status` there needs no flags.
+    const own = nodePath(NODE_CONFIG, io.env);
+    const why = explicit === undefined ? checkReadableFile(own) : null;
+    if (explicit === undefined && why === null) path = own;
+    else if (why && why.code !== "ENOENT" && why.code !== "ENOTDIR") io.err(`vipd ${name}: not reading this node's ${own}: ${why.text}\n`);
+    const kubeadm = kubeadmEtcdClient(io.env, checkReadableFile);
+    etcdClient = { tlsFallback: kubeadm.files, fallbackSource: "kubeadm's etcd client files" };
+    kubeadmNote = kubeadm.note;
+  }
   let text = NO_VIPS_DOCUMENT;
   if (opts.text !== undefined) text = opts.text;
   else if (path) {
@@ -324,13 +347,16 @@ function settingsFrom(name: string, args: readonly string[], io: CliIO, opts: Fr
   }
   // The command's own flags (--json, --for) are not settings.
   const flags = Object.fromEntries(Object.entries(parsed.flags).filter(([k]) => SETTING_FLAGS.has(k)));
-  const loaded = loadSettings({ fileText: text, fileName: path ?? "(flags and environment)", env: io.env, flags, hostname: io.hostname, isTTY: io.isTTY, ...strictness(name) });
+  const loaded = loadSettings({ fileText: text, fileName: path ?? "(flags and environment)", env: io.env, flags, hostname: io.hostname, isTTY: io.isTTY, ...strictness(name), ...(etcdClient ? { etcdClient } : {}) });
   if (loaded.warnings.length > 0) io.err(`${formatIssues(loaded.warnings, "warning")}\n`);
   if (!loaded.ok) {
     io.err(`${formatIssues(loaded.issues)}\n`);
     return EXIT_USAGE;
   }
-  return { settings: loaded.settings, skipped: loaded.skipped, machineConfigs: loaded.machineConfigs, flags: parsed.flags, fromFile: path !== undefined };
+  // Only where kubeadm's files were wanted: nothing else named TLS files for an https:// etcd.
+  const e = loaded.settings.etcd;
+  if (kubeadmNote && !e.caFile && !e.certFile && !e.keyFile && !e.endpoints.some((x) => x.startsWith("http://"))) io.err(`vipd ${name}: ${kubeadmNote}\n`);
+  return { settings: loaded.settings, skipped: loaded.skipped, machineConfigs: loaded.machineConfigs, flags: parsed.flags, fromFile: explicit !== undefined };
 }
 
 /** One line per document vipd reads only in part, or not at all. */
@@ -342,6 +368,9 @@ function documentNotes(r: Loaded): string[] {
       : `skipping document ${s.index} (${s.kind}): a kind vipd does not know, in a file with a Talos machine config (a newer Talos's?)`),
   ];
 }
+
+/** The commands that only talk to etcd, run from an operator's shell on a node or an admin machine. */
+const DAY2_COMMANDS: ReadonlySet<string> = new Set(["status", "drain", "undrain", "handover"]);
 
 /** What `vipd validate -` calls standard input in its problems ("(stdin):12: document 0 ..."). */
 const STDIN_NAME = "(stdin)";

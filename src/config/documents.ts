@@ -42,6 +42,8 @@ export interface Documents {
   machine: { index: number; value: Record<string, unknown> }[];
   /** Documents vipd does not read: Talos's kinds (known), and in a Talos machine config file any other kind. */
   skipped: SkippedDocument[];
+  /** The names Talos LinkAliasConfig documents give links ("net0", "net%d"), which vipd cannot resolve. */
+  linkAliases: { index: number; name: string }[];
   issues: ConfigIssue[];
   /** The line of a field of document `index` ("etcd.endpoints[1]"), for issues. */
   lineOf: (index: number, path: string) => number | undefined;
@@ -83,7 +85,7 @@ export function documentLabel(index: number, kind?: string): string {
 
 /** Splits the YAML stream and sorts documents by kind; does not validate our kinds yet. */
 export function readDocuments(text: string): Documents {
-  const out: Documents = { layer2: [], agent: [], machine: [], skipped: [], issues: [], lineOf: () => undefined };
+  const out: Documents = { layer2: [], agent: [], machine: [], skipped: [], linkAliases: [], issues: [], lineOf: () => undefined };
   const lineCounter = new LineCounter();
   // logLevel "error": the yaml library would print its warnings (a key that is
   // a list, stringified) straight to stderr, outside vipd's own report and log.
@@ -134,7 +136,10 @@ export function readDocuments(text: string): Documents {
     else if (typeof kind === "string" && isCloudVipKind(kind)) {
       const what = `a VIP announced through a cloud API (${printable(kind)})`;
       out.issues.push(issue(label, "", "a Layer2VIPConfig", what, cloudVipProblem(what)));
-    } else if (typeof kind === "string" && TALOS_KINDS.has(kind)) out.skipped.push({ index, kind, known: true });
+    } else if (typeof kind === "string" && TALOS_KINDS.has(kind)) {
+      out.skipped.push({ index, kind, known: true });
+      if (kind === LINK_ALIAS && typeof fields.name === "string") out.linkAliases.push({ index, name: fields.name });
+    }
     else if (typeof kind === "string" && kind !== "") {
       const meant = nearestKind(kind, KNOWN_KINDS);
       if (meant !== null) out.issues.push(misspelledKind(label, kind, meant));
@@ -148,6 +153,9 @@ export function readDocuments(text: string): Documents {
   }
   return out;
 }
+
+/** Talos's document that names a link by a selector Talos evaluates (a CEL expression over its link status). */
+export const LINK_ALIAS = "LinkAliasConfig";
 
 /** vipd's kinds first: a tie between one of them and a Talos kind names vipd's. */
 const KNOWN_KINDS: readonly string[] = [LAYER2, AGENT, ...[...TALOS_KINDS].filter((k) => k !== LAYER2)];

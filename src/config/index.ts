@@ -7,3 +7,5 @@ export { summarize } from "./summary.ts";
 export { CONFIG_FLAG, FLAGS, flagHelp, HELP_FLAG, parseFlags, settingFlag, type FlagSpec, type Flags, type ParsedFlags } from "./flags.ts";
 export { LEAVES } from "./table.ts";
 export { configPath, readConfigFile } from "./file.ts";
+export { checkReadableFile } from "./file.ts";
+export { KUBEADM_ETCD_CLIENT, kubeadmEtcdClient, NODE_CONFIG, nodePath } from "./node-files.ts";

@@ -621,6 +621,20 @@ cluster:
   ];
   for (const [name, network, want] of cases) test(`${name}: an error naming the document and the field`, () => expect(messages(machine(network))).toEqual(want));
 
+  test("a link named by a Talos LinkAliasConfig is refused with the fix; a link no alias names is taken", () => {
+    const alias = (name: string) => `apiVersion: v1alpha1\nkind: LinkAliasConfig\nname: ${name}\nselector:\n  match: link.driver == "e1000"\n`;
+    const refused = (doc: number, path: string, link: string, aliasDoc: number) =>
+      `document ${doc} (${doc === 0 ? "Talos machine config" : "Layer2VIPConfig"}): ${path}: link "${link}" is a Talos link alias (document ${aliasDoc} (LinkAliasConfig)): Talos picks the link it names with a selector vipd cannot evaluate; name the link as the kernel does ("talosctl get links" or "ip link" shows it, e.g. enp0s2)`;
+    expect(messages(docs(alias("mgmt"), vip("192.168.0.16", "mgmt")))).toEqual([refused(1, "link", "mgmt", 0)]);
+    // "net%d" names net0, net1, ... (one alias per matched link, by hardware address order).
+    expect(messages(docs(vip("192.168.0.16", "net12"), alias("net%d")))).toEqual([refused(0, "link", "net12", 1)].map((m) => m.replace("Talos machine config", "Layer2VIPConfig")));
+    expect(messages(docs(machine("interfaces:\n  - interface: net0\n    vip: { ip: 192.168.0.15 }"), alias("net%d"))))
+      .toEqual([refused(0, "machine.network.interfaces[0].vip.ip", "net0", 1)]);
+    for (const link of ["net", "netx", "enp0s2", "mgmt0"]) {
+      expect(settings(docs(alias("net%d"), alias("mgmt"), vip("192.168.0.16", link))).vips.map((x) => x.link)).toEqual([link]);
+    }
+  });
+
   test("an HCloudVIPConfig document is an error, not a skipped document", () => {
     const hcloud = "apiVersion: v1alpha1\nkind: HCloudVIPConfig\nname: 192.168.0.15\nlink: enp0s2\napiToken: secret\n";
     expect(messages(docs(VIP, hcloud))).toEqual([
@@ -729,5 +743,50 @@ describe("unknown VIPD_ variables", () => {
     const r = load(VIP, { env: { VIPD_HOLD_TIM: "3000" }, unknownVariables: "warning" });
     expect(r.ok).toBe(true);
     expect(r.warnings.map((w) => w.message)).toEqual([named]);
+  });
+});
+
+describe("the day-2 commands: flags > VIPD_ > ETCDCTL_ > file > kubeadm's files", () => {
+  const KUBEADM = { caFile: "/k/ca.crt", certFile: "/k/hc.crt", keyFile: "/k/hc.key" };
+  const day2 = (over: Partial<LoadInput> = {}) => ({ etcdClient: { tlsFallback: KUBEADM, fallbackSource: "kubeadm's etcd client files" }, ...over });
+  const ETCDCTL = { ETCDCTL_ENDPOINTS: "10.0.0.1:2379,https://10.0.0.2:2379", ETCDCTL_CACERT: "/e/ca", ETCDCTL_CERT: "/e/c", ETCDCTL_KEY: "/e/k" };
+
+  test("etcdctl's variables alone; a bare endpoint speaks TLS when a TLS file is given, as etcdctl's does", () => {
+    const e = settings(VIP, day2({ env: ETCDCTL })).etcd;
+    expect(e.endpoints).toEqual(["https://10.0.0.1:2379", "https://10.0.0.2:2379"]);
+    expect([e.caFile, e.certFile, e.keyFile]).toEqual(["/e/ca", "/e/c", "/e/k"]);
+    expect(settings(VIP, day2({ env: { ETCDCTL_ENDPOINTS: "10.0.0.1:2379" } })).etcd.endpoints).toEqual(["http://10.0.0.1:2379"]);
+  });
+
+  test("VIPD_ and flags above ETCDCTL_, ETCDCTL_ above the file, field by field", () => {
+    const file = docs(VIP, agent("etcd: { endpoints: [https://10.9.9.9:2379], caFile: /f/ca, certFile: /f/c, keyFile: /f/k, prefix: /p/ }"));
+    const e = settings(file, day2({ env: { ...ETCDCTL, VIPD_ETCD_CA: "/v/ca" }, flags: { "etcd-endpoints": "https://10.1.1.1:2379" } })).etcd;
+    expect(e.endpoints).toEqual(["https://10.1.1.1:2379"]);
+    expect([e.caFile, e.certFile, e.keyFile, e.prefix]).toEqual(["/v/ca", "/e/c", "/e/k", "/p/"]);
+    expect(settings(file, day2()).etcd.caFile).toBe("/f/ca");
+  });
+
+  test("kubeadm's files only when nothing names any etcd TLS file and no endpoint is http://", () => {
+    expect(settings(VIP, day2()).etcd).toMatchObject(KUBEADM);
+    // One TLS file from anywhere, and none of kubeadm's is mixed in.
+    const onlyCa = settings(VIP, day2({ env: { ETCDCTL_CACERT: "/e/ca" } })).etcd;
+    expect([onlyCa.caFile, onlyCa.certFile, onlyCa.keyFile]).toEqual(["/e/ca", undefined, undefined]);
+    expect(settings(docs(VIP, agent("etcd: { caFile: /f/ca }")), day2()).etcd.certFile).toBeUndefined();
+    const plain = settings(VIP, day2({ flags: { "etcd-endpoints": "http://10.0.0.1:2379" } })).etcd;
+    expect([plain.caFile, plain.certFile, plain.keyFile]).toEqual([undefined, undefined, undefined]);
+  });
+
+  test("not for vipd run: without etcdClient, ETCDCTL_ is not read and no file is guessed", () => {
+    const e = settings(VIP, { env: ETCDCTL }).etcd;
+    expect(e.endpoints).toEqual(["https://127.0.0.1:2379"]);
+    expect(e.caFile).toBeUndefined();
+  });
+
+  test("a bad ETCDCTL_ value is named as that variable", () => {
+    expect(messages(VIP, day2({ env: { ETCDCTL_ENDPOINTS: "ftp://x" } }))[0]).toStartWith("environment ETCDCTL_ENDPOINTS:");
+  });
+
+  test("VIPD_TEST_ROOT is no unknown variable", () => {
+    expect(settings(VIP, { env: { VIPD_TEST_ROOT: "/tmp/x" }, unknownVariables: "error" }).nodeName).toBe("cp-1");
   });
 });

@@ -1,5 +1,7 @@
 // YAML documents + environment + flags -> one frozen Settings.
-// Precedence per field: flags > environment (VIPD_*) > file > defaults.
+// Precedence per field: flags > environment (VIPD_*) > file > defaults; the
+// day-2 commands read etcdctl's ETCDCTL_* variables below VIPD_*, and fall
+// back to kubeadm's etcd client files below the file (input.etcdClient).
 // Pure apart from the injectable checkFile; never throws for bad input.
 
 import * as v from "valibot";
@@ -7,6 +9,7 @@ import { parseIp } from "../kernel/ip.ts";
 import {
   AGENT,
   LAYER2,
+  LINK_ALIAS,
   agentSchema,
   type Documents,
   documentLabel,
@@ -19,6 +22,7 @@ import {
 import { MACHINE_CONFIG, machineConfigVips } from "./talos.ts";
 import * as f from "./fields.ts";
 import { checkReadableFile, type FileProblem } from "./file.ts";
+import { type EtcdClientFiles, TEST_ROOT_VARIABLE } from "./node-files.ts";
 import { FLAGS, type Flags } from "./flags.ts";
 import { type ConfigIssue, issue, printable, render } from "./issue.ts";
 import type { Settings, VipSettings } from "./settings.ts";
@@ -49,6 +53,14 @@ export interface LoadInput {
    * typo that would silently change nothing, so `run` refuses it.
    */
   unknownVariables?: "error" | "warning";
+  /**
+   * For the commands that only talk to etcd (status, drain, undrain,
+   * handover), run from an operator's shell: read etcdctl's variables
+   * (ETCDCTL_ENDPOINTS, _CACERT, _CERT, _KEY) below the VIPD_ ones and above
+   * the file, and use `tlsFallback` (kubeadm's files, when readable) when no
+   * source names any etcd TLS file and no endpoint is plain http://.
+   */
+  etcdClient?: { tlsFallback: EtcdClientFiles | null; fallbackSource: string };
 }
 
 export type LoadResult =
@@ -123,7 +135,8 @@ function envLayer(env: LoadInput["env"], issues: ConfigIssue[], unknown: ConfigI
   const layer: Layer = new Map();
   // VIPD_RUNTIME_ENV is no setting: `vipd run` restarts itself with it, and an
   // operator sets it empty to skip that restart (runtime-env.ts).
-  const known = new Set([...FLAGS.flatMap((s) => (s.env ? [s.env] : [])), "VIPD_RUNTIME_ENV"]);
+  // VIPD_TEST_ROOT neither: tests point the day-2 commands at a lab node's files (node-files.ts).
+  const known = new Set([...FLAGS.flatMap((s) => (s.env ? [s.env] : [])), "VIPD_RUNTIME_ENV", TEST_ROOT_VARIABLE]);
   for (const [name, text] of Object.entries(env)) {
     // An unknown VIPD_ variable is almost always a typo of a known one.
     if (name.startsWith("VIPD_") && !known.has(name) && text !== undefined) {
@@ -134,6 +147,31 @@ function envLayer(env: LoadInput["env"], issues: ConfigIssue[], unknown: ConfigI
     const text = env[field.env];
     // Empty counts as unset, as with systemd's "Environment=VIPD_X=".
     if (text !== undefined && text !== "") admit(field, fromText(text, field.setting.text), `environment ${field.env}`, "", layer, issues);
+  }
+  return layer;
+}
+
+/** etcdctl's variables and the settings they stand for. */
+export const ETCDCTL_VARIABLES: readonly (readonly [string, string])[] = [
+  ["ETCDCTL_ENDPOINTS", "etcd.endpoints"],
+  ["ETCDCTL_CACERT", "etcd.caFile"],
+  ["ETCDCTL_CERT", "etcd.certFile"],
+  ["ETCDCTL_KEY", "etcd.keyFile"],
+];
+
+function etcdctlLayer(env: LoadInput["env"], issues: ConfigIssue[]): Layer {
+  const layer: Layer = new Map();
+  // As etcdctl does: an endpoint without a scheme ("10.0.0.1:2379") speaks
+  // TLS when a TLS file is given, plain http otherwise.
+  const tls = ["ETCDCTL_CACERT", "ETCDCTL_CERT", "ETCDCTL_KEY", "VIPD_ETCD_CA", "VIPD_ETCD_CERT", "VIPD_ETCD_KEY"].some((name) => env[name]);
+  for (const [name, path] of ETCDCTL_VARIABLES) {
+    const text = env[name];
+    if (text === undefined || text === "") continue;
+    const field = FIELDS.find((fd) => fd.path === path)!;
+    const raw = path === "etcd.endpoints"
+      ? text.split(",").map((e) => e.trim()).map((e) => (e === "" || e.includes("://") ? e : `${tls ? "https" : "http"}://${e}`))
+      : text;
+    admit(field, raw, `environment ${name}`, "", layer, issues);
   }
   return layer;
 }
@@ -168,23 +206,29 @@ function deepFreeze<T>(value: T): T {
  * names both.
  */
 function vipsFrom(docs: Documents, issues: ConfigIssue[]): VipSettings[] {
-  const found: { index: number; label: string; path: string; ip: string; link: string; raw: unknown }[] = [];
+  const found: { index: number; label: string; path: string; ip: string; link: string; linkPath: string; raw: unknown }[] = [];
   for (const { index, value } of docs.layer2) {
     const label = documentLabel(index, LAYER2);
     const r = v.safeParse(layer2Schema, value, { abortEarly: false });
     if (!r.success) issues.push(...fromValibot(layer2Schema, r.issues, label));
-    else found.push({ index, label, path: "name", ip: r.output.name, link: r.output.link, raw: (value as { name: unknown }).name });
+    else found.push({ index, label, path: "name", ip: r.output.name, link: r.output.link, linkPath: "link", raw: (value as { name: unknown }).name });
   }
   for (const { index, value } of docs.machine) {
     const label = documentLabel(index, MACHINE_CONFIG);
     const r = machineConfigVips(value, label);
     issues.push(...r.issues);
-    for (const vip of r.vips) found.push({ index, label, path: vip.path, ip: vip.ip, link: vip.link, raw: vip.ip });
+    for (const vip of r.vips) found.push({ index, label, path: vip.path, ip: vip.ip, link: vip.link, linkPath: vip.path, raw: vip.ip });
   }
   found.sort((a, b) => a.index - b.index);
   const vips: VipSettings[] = [];
   const seen = new Map<string, (typeof found)[number]>();
   for (const x of found) {
+    const alias = docs.linkAliases.find((a) => aliasNames(a.name, x.link));
+    if (alias) {
+      issues.push(issue(x.label, x.linkPath, "the link's kernel name", render(x.link),
+        `link ${render(x.link)} is a Talos link alias (${documentLabel(alias.index, LINK_ALIAS)}): Talos picks the link it names with a selector vipd cannot evaluate; name the link as the kernel does ("talosctl get links" or "ip link" shows it, e.g. enp0s2)`));
+      continue;
+    }
     const first = seen.get(x.ip);
     if (first) {
       const where = first.path === "name" ? first.label : `${first.label} at ${first.path}`;
@@ -199,6 +243,14 @@ function vipsFrom(docs: Documents, issues: ConfigIssue[]): VipSettings[] {
     issues.push(issue(x.label, "", `at most ${f.MAX_VIPS} VIPs`, `${vips.length}`, f.TOO_MANY_VIPS));
   }
   return vips;
+}
+
+/** Whether a LinkAliasConfig's name ("mgmt", or "net%d" for net0, net1, ...) gives a link the name `link`. */
+function aliasNames(alias: string, link: string): boolean {
+  const [before, after, ...more] = alias.split("%d");
+  if (after === undefined || more.length > 0) return alias === link;
+  return link.length > before!.length + after.length && link.startsWith(before!) && link.endsWith(after) &&
+    /^[0-9]+$/.test(link.slice(before!.length, link.length - after.length));
 }
 
 export function loadSettings(input: LoadInput): LoadResult {
@@ -239,7 +291,19 @@ export function loadSettings(input: LoadInput): LoadResult {
   (input.unknownVariables === "warning" ? warnings : issues).push(...unknownVariables);
   const flags = flagLayer(input.flags, issues);
 
-  const pick = (key: string): Sourced | undefined => flags.get(key) ?? env.get(key) ?? file.get(key);
+  const etcdctl: Layer = input.etcdClient ? etcdctlLayer(input.env, issues) : new Map();
+  const fallback: Layer = new Map();
+  const pick = (key: string): Sourced | undefined => flags.get(key) ?? env.get(key) ?? etcdctl.get(key) ?? file.get(key) ?? fallback.get(key);
+  const tlsFallback = input.etcdClient?.tlsFallback;
+  if (tlsFallback) {
+    // All three or none: never a client certificate of kubeadm's beside a CA
+    // of the operator's, and never TLS files with an http:// endpoint.
+    const endpoints = (pick("etcd.endpoints")?.value as string[] | undefined) ?? (FIELDS.find((fd) => fd.path === "etcd.endpoints")!.setting.default as string[]);
+    const named = ["caFile", "certFile", "keyFile"].some((k) => pick(`etcd.${k}`));
+    if (!named && !endpoints.some((e) => e.startsWith("http://"))) {
+      for (const [k, value] of Object.entries(tlsFallback)) fallback.set(`etcd.${k}`, { value, document: input.etcdClient!.fallbackSource, path: "" });
+    }
+  }
 
   // What nothing set: the table's default, or a fallback from the machine.
   const fallbacks: Record<"hostname" | "terminal", () => unknown> = {

@@ -19,8 +19,11 @@ describe("VipdMetrics", () => {
       vipd_heartbeat_rtt_seconds: "histogram",
       vipd_proof_remaining_seconds: "gauge",
       vipd_announcements_total: "counter",
-      vipd_gate_open: "gauge",
-      vipd_gate_probe_seconds: "histogram",
+      vipd_build_info: "gauge",
+      process_cpu_seconds_total: "counter",
+      process_resident_memory_bytes: "gauge",
+      process_open_fds: "gauge",
+      process_start_time_seconds: "gauge",
       vipd_etcd_up: "gauge",
       vipd_heartbeats_total: "counter",
       vipd_takeovers_total: "counter",
@@ -39,6 +42,47 @@ describe("VipdMetrics", () => {
       expect(fams.get(name)?.help?.length ?? 0, name).toBeGreaterThan(10);
     }
     expect(m.contentType).toBe("text/plain; version=0.0.4; charset=utf-8");
+  });
+
+  test("no gate configured: no vipd_gate_ series at all; the first gate() brings both", async () => {
+    const m = new VipdMetrics();
+    let fams = parsePrometheusText(await m.render());
+    expect([...fams.keys()].filter((name) => name.startsWith("vipd_gate_"))).toEqual([]);
+    m.gate(true);
+    fams = parsePrometheusText(await m.render());
+    expect(fams.get("vipd_gate_open")?.type).toBe("gauge");
+    expect(fams.get("vipd_gate_probe_seconds")?.type).toBe("histogram");
+    expect(sampleValue(fams, "vipd_gate_open")).toBe(1);
+    // Registering once: a second call must not throw "already registered".
+    m.gate(false);
+    expect(sampleValue(parsePrometheusText(await m.render()), "vipd_gate_open")).toBe(0);
+  });
+
+  test("build info names the version and commit; process series read this process", async () => {
+    const m = new VipdMetrics({ build: { version: "1.2.3", commit: "abc1234" } });
+    const before = process.cpuUsage();
+    const fams = parsePrometheusText(await m.render());
+    expect(sampleValue(fams, "vipd_build_info", { version: "1.2.3", commit: "abc1234" })).toBe(1);
+    expect(fams.get("vipd_build_info")?.samples.length).toBe(1);
+    const rss = sampleValue(fams, "process_resident_memory_bytes")!;
+    // Bun alone keeps tens of MB resident; well under the machine's memory.
+    expect(rss).toBeGreaterThan(10 * 2 ** 20);
+    expect(rss).toBeLessThan(4 * 2 ** 30);
+    const cpu = sampleValue(fams, "process_cpu_seconds_total")!;
+    expect(cpu).toBeGreaterThan(0);
+    expect(cpu).toBeLessThanOrEqual((before.user + before.system) / 1e6 + 5);
+    const start = sampleValue(fams, "process_start_time_seconds")!;
+    expect(start).toBeLessThanOrEqual(Date.now() / 1000);
+    expect(start).toBeGreaterThan(Date.now() / 1000 - process.uptime() - 2);
+    // Opening a file shows up as one more descriptor.
+    const fds = sampleValue(fams, "process_open_fds")!;
+    const { openSync, closeSync } = await import("node:fs");
+    const fd = openSync("/proc/self/status", "r");
+    try {
+      expect(sampleValue(parsePrometheusText(await m.render()), "process_open_fds")).toBe(fds + 1);
+    } finally {
+      closeSync(fd);
+    }
   });
 
   test("a holder's life: declared, acquired, announced, released; values match", async () => {

@@ -9,7 +9,9 @@
 // TRANSITION_REASONS), never free text, so the number of series stays small.
 import { HOOK_EVENTS, HOOK_RESULTS, type HookEvent, type HookResult } from "../agent/hooks.ts";
 import type { ReleaseCode } from "../vip/decision.ts";
+import { BUILD } from "../cli/version.ts";
 import { Counter, Gauge, Histogram, newRegistry, PROMETHEUS_CONTENT_TYPE, type Registry, renderRegistry, seconds } from "./metrics.ts";
+import { registerProcessMetrics } from "./process-metrics.ts";
 
 /**
  * Transition reasons: "elected" for an acquisition, a ReleaseCode
@@ -44,6 +46,8 @@ const HOOK_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 export interface VipdMetricsOptions {
   /** Wall clock in ms for transition timestamps (default Date.now). */
   wallClock?: () => number;
+  /** What vipd_build_info names (default: this build's). */
+  build?: { version: string; commit: string };
 }
 
 export class VipdMetrics {
@@ -60,6 +64,7 @@ export class VipdMetrics {
   readonly #announcements: Counter<"vip">;
   readonly #gateOpen: Gauge<string>;
   readonly #gateProbe: Histogram<string>;
+  #gateRegistered = false;
   readonly #etcdUp: Gauge<string>;
   readonly #heartbeats: Counter<"result">;
   readonly #takeovers: Counter<"vip">;
@@ -106,13 +111,16 @@ export class VipdMetrics {
       name: "vipd_announcements_total", help: "Gratuitous ARPs and unsolicited neighbour advertisements sent for the VIP.",
       labelNames: ["vip"] as const, registers,
     });
+    // Registered by the first gate(): without a gate there is no series, not
+    // a constant 1 that an alert on "gate closed" could never tell apart
+    // from a gate that is open.
     this.#gateOpen = new Gauge({
-      name: "vipd_gate_open", help: "1 while the kube-apiserver gate is open (or no gate is configured), else 0.",
-      registers,
+      name: "vipd_gate_open", help: "1 while the kube-apiserver gate is open, else 0; absent when no gate is configured.",
+      registers: [],
     });
     this.#gateProbe = new Histogram({
       name: "vipd_gate_probe_seconds", help: "Duration of kube-apiserver readiness probes.",
-      buckets: RTT_BUCKETS, registers,
+      buckets: RTT_BUCKETS, registers: [],
     });
     this.#etcdUp = new Gauge({ name: "vipd_etcd_up", help: "1 while the agent's etcd session is good, else 0.", registers });
     this.#heartbeats = new Counter({
@@ -166,6 +174,12 @@ export class VipdMetrics {
       registers,
     });
     this.#lastReloadOk.set(1);
+    const build = opts.build ?? BUILD;
+    new Gauge({
+      name: "vipd_build_info", help: "Always 1; the labels name this vipd's version and commit.",
+      labelNames: ["version", "commit"] as const, registers,
+    }).set({ version: build.version, commit: build.commit }, 1);
+    registerProcessMetrics(this.registry);
   }
 
   /** A configuration reload ended (see RELOAD_RESULTS). */
@@ -262,8 +276,13 @@ export class VipdMetrics {
     this.#announcements.inc({ vip }, count);
   }
 
-  /** The gate's state; call with true when no gate is configured. */
+  /** The gate's state; never called when no gate is configured, so its series stay absent. */
   gate(open: boolean): void {
+    if (!this.#gateRegistered) {
+      this.registry.registerMetric(this.#gateOpen);
+      this.registry.registerMetric(this.#gateProbe);
+      this.#gateRegistered = true;
+    }
     this.#gateOpen.set(open ? 1 : 0);
   }
 

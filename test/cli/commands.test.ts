@@ -1,7 +1,7 @@
 // The CLI's contract (README, "Exit codes"): exit 0 / 2 / 1, errors as sentences on
 // stderr, never a stack trace for a user mistake.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type CliIO, runCli, VERSION } from "../../src/cli/commands.ts";
@@ -262,6 +262,25 @@ describe("other commands", () => {
     expect(r.code).toBe(2);
     expect(r.err).toContain('unknown command "serve"');
     expect((await cli(["config", "show"])).err).toContain('did you mean "vipd config example"?');
+  });
+});
+
+describe("the day-2 commands on a node (its files under VIPD_TEST_ROOT)", () => {
+  test("the node's own vipd.yaml is read without --config: a bad one is exit 2 naming it; --config wins over it", async () => {
+    const root = join(dir, "node-root");
+    mkdirSync(join(root, "etc", "vipd"), { recursive: true });
+    const own = join(root, "etc", "vipd", "vipd.yaml");
+    writeFileSync(own, `${GOOD}---\napiVersion: v1alpha1\nkind: VIPAgentConfig\netcd: { endpoints: [ftp://10.0.0.1:2379] }\n`);
+    for (const argv of [["status"], ["undrain", "cp-1"], ["drain", "cp-1"], ["handover", "192.0.2.15"]]) {
+      const r = await cli(argv, { VIPD_TEST_ROOT: root });
+      expect(r.code, argv.join(" ")).toBe(2);
+      expect(r.err).toContain(`${own}:`);
+      expect(r.err).toContain("ftp://10.0.0.1:2379");
+    }
+    // An explicit file is read instead, so the node's bad one is not reached; no etcd answers on this port.
+    const r = await cli(["status", "--config", file("other.yaml", GOOD), "--etcd-endpoints", "http://127.0.0.1:1"], { VIPD_TEST_ROOT: root });
+    expect(r.code).toBe(1);
+    expect(r.err).not.toContain(own);
   });
 });
 
