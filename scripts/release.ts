@@ -4,8 +4,10 @@
 //   npm run release [-- --out DIR]
 //
 // Each tarball holds one folder, vipd-<version>-linux-<arch>/, with the
-// binary, the systemd unit, an example configuration, LICENSE, README.md and
-// THIRD_PARTY_LICENSES. The same commit gives the same bytes wherever it is
+// binary, the systemd unit, vipd-install (the script deploy/cloud-init.yaml
+// writes, taken from there so the two never differ; README's install block
+// runs it from the unpacked folder), an example configuration, LICENSE,
+// README.md and THIRD_PARTY_LICENSES. The same commit gives the same bytes wherever it is
 // checked out: build.ts's binaries are path-independent, and the tarballs
 // are made with sorted entries, one mtime (the commit's date, or
 // SOURCE_DATE_EPOCH), owner and group 0 with no names, fixed modes, GNU
@@ -15,6 +17,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { parse } from "yaml";
 import { type Arch, buildBinary, TARGETS } from "../build.ts";
 import { bundledPackages, thirdPartyNotices } from "./third-party.ts";
 
@@ -43,19 +46,29 @@ async function sha256(file: string): Promise<string> {
   return hasher.digest("hex");
 }
 
+/** deploy/cloud-init.yaml's vipd-install, as cloud-init writes it to /usr/local/sbin/vipd-install. */
+async function vipdInstall(): Promise<string> {
+  const file = join(ROOT, "deploy", "cloud-init.yaml");
+  const doc = parse(await Bun.file(file).text()) as { write_files?: { path: string; content: string }[] };
+  const script = doc.write_files?.find((f) => f.path === "/usr/local/sbin/vipd-install")?.content;
+  if (!script?.startsWith("#!/bin/sh\n")) throw new Error(`${file}: write_files holds no /usr/local/sbin/vipd-install starting with #!/bin/sh`);
+  return script;
+}
+
 /** Fills stage/<folder>/ with what one tarball holds; returns the files bun bundled. */
-async function stage(arch: Arch, dir: string, example: string): Promise<readonly string[]> {
+async function stage(arch: Arch, dir: string, example: string, installer: string): Promise<readonly string[]> {
   mkdirSync(dir, { recursive: true });
   const built = await buildBinary(arch, join(dir, "vipd"));
   copyFileSync(join(ROOT, "deploy", "vipd.service"), join(dir, "vipd.service"));
   copyFileSync(join(ROOT, "LICENSE"), join(dir, "LICENSE"));
   copyFileSync(join(ROOT, "README.md"), join(dir, "README.md"));
   writeFileSync(join(dir, "vipd.yaml.example"), example);
+  writeFileSync(join(dir, "vipd-install"), installer);
   writeFileSync(join(dir, "THIRD_PARTY_LICENSES"), thirdPartyNotices(bundledPackages(built.inputs), Bun.version));
   // Modes in the tarball must not depend on the builder's umask.
   chmodSync(dir, 0o755);
   for (const f of ["vipd.service", "LICENSE", "README.md", "vipd.yaml.example", "THIRD_PARTY_LICENSES"]) chmodSync(join(dir, f), 0o644);
-  chmodSync(join(dir, "vipd"), 0o755);
+  for (const f of ["vipd", "vipd-install"]) chmodSync(join(dir, f), 0o755);
   return built.inputs;
 }
 
@@ -77,6 +90,7 @@ async function main(): Promise<void> {
   if (dirty) console.warn("release: the working tree has uncommitted changes; the binaries say so (commit ...-dirty) and no clean clone will rebuild these bytes");
 
   const example = run([process.execPath, join(ROOT, "src", "main.ts"), "config", "example"]);
+  const installer = await vipdInstall();
   const work = mkdtempSync(join(tmpdir(), "vipd-release-"));
   try {
     mkdirSync(out, { recursive: true });
@@ -85,7 +99,7 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       const folder = `vipd-${version}-linux-${arch}`;
       const name = `${folder}.tar.gz`;
-      await stage(arch, join(work, folder), example);
+      await stage(arch, join(work, folder), example, installer);
       rmSync(join(out, name), { force: true });
       pack(work, folder, join(out, name), epoch);
       sums.push(`${await sha256(join(out, name))}  ${name}`);

@@ -12,10 +12,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT } from "../lab/cluster.ts";
 import { sh } from "../lab/sh.ts";
+import { readCloudConfig, writeFileAt } from "./cloud-config.ts";
 import { runRelease, VERSION } from "./release-artifacts.ts";
 
 const ARCHES = ["x64", "arm64"] as const;
-const FILES = ["LICENSE", "README.md", "THIRD_PARTY_LICENSES", "vipd", "vipd.service", "vipd.yaml.example"];
+const FILES = ["LICENSE", "README.md", "THIRD_PARTY_LICENSES", "vipd", "vipd-install", "vipd.service", "vipd.yaml.example"];
 let scratch: string;
 let checkout: string;
 let release: string;
@@ -61,7 +62,7 @@ test("the same checkout in two directories makes the same release: SHA256SUMS by
   expect(await sh(["sh", "-c", `cd '${release}' && sha256sum --check --strict SHA256SUMS`])).toContain(": OK");
 });
 
-test("each tarball holds one folder with the binary, the unit, an example, the licences and the README, owned by 0:0 at the commit's time", async () => {
+test("each tarball holds one folder with the binary, vipd-install, the unit, an example, the licences and the README, owned by 0:0 at the commit's time", async () => {
   const epoch = Number((await sh(["git", "-C", checkout, "log", "-1", "--format=%ct", "HEAD"])).trim());
   for (const arch of ARCHES) {
     const name = `vipd-${VERSION}-linux-${arch}`;
@@ -74,7 +75,7 @@ test("each tarball holds one folder with the binary, the unit, an example, the l
     expect(entries.map((e) => e.path)).toEqual([`${name}/`, ...FILES.map((f) => `${name}/${f}`)]);
     for (const e of entries) {
       expect([e.path, e.owner, e.when]).toEqual([e.path, "0/0", epoch]);
-      expect([e.path, e.perm]).toEqual([e.path, e.path!.endsWith("/") ? "drwxr-xr-x" : e.path!.endsWith("/vipd") ? "-rwxr-xr-x" : "-rw-r--r--"]);
+      expect([e.path, e.perm]).toEqual([e.path, e.path!.endsWith("/") ? "drwxr-xr-x" : /\/vipd(-install)?$/.test(e.path!) ? "-rwxr-xr-x" : "-rw-r--r--"]);
     }
   }
 });
@@ -93,9 +94,11 @@ test("the binaries say what they are: x64 runs here, arm64 is an aarch64 executa
   }
 });
 
-test("the unit and licence are the repository's, the example validates, the notices cover what the binary embeds", async () => {
+test("the unit, vipd-install and licence are the repository's, the example validates, the notices cover what the binary embeds", async () => {
+  const installer = writeFileAt(await readCloudConfig(join(checkout, "deploy", "cloud-init.yaml")), "/usr/local/sbin/vipd-install").content;
   for (const arch of ARCHES) {
     expect(readFileSync(join(folder(arch), "vipd.service"), "utf8")).toBe(readFileSync(join(checkout, "deploy", "vipd.service"), "utf8"));
+    expect(readFileSync(join(folder(arch), "vipd-install"), "utf8")).toBe(installer);
     expect(readFileSync(join(folder(arch), "LICENSE"), "utf8")).toBe(readFileSync(join(checkout, "LICENSE"), "utf8"));
     expect(readFileSync(join(folder(arch), "README.md"), "utf8")).toBe(readFileSync(join(checkout, "README.md"), "utf8"));
   }
