@@ -17,6 +17,7 @@ import { formatListen, HealthServer } from "../health/server.ts";
 import { askNetnsLockHolder } from "../kernel/netns-lock.ts";
 import { describeError, type LogLevel, reconfigurableLogger } from "../log.ts";
 import { parseIp } from "../kernel/ip.ts";
+import { kernelTooOld, readKernelRelease } from "../kernel/kernel-release.ts";
 import { type Asker, askerName, drain, handover, undrain } from "./operate.ts";
 import { parseReloadAnswer, RELOAD_REQUEST, Reloader, reloadExitCode, renderReloadAnswer, type Reread } from "./reload.ts";
 import { readStatus, renderStatusJson, renderStatusTable } from "./status.ts";
@@ -40,6 +41,8 @@ export interface CliIO {
   readonly stopRequested: Promise<string>;
   /** Yields each time the process is asked to reload (SIGHUP); absent: never. */
   readonly reloadRequested?: AsyncIterable<string>;
+  /** The running kernel's release (uname -r); tests pass one to play another kernel. */
+  readonly kernelRelease?: () => string;
 }
 
 interface Command {
@@ -414,6 +417,12 @@ async function run(args: readonly string[], io: CliIO): Promise<number> {
   if (typeof r === "number") return r;
   const { settings } = r;
   const log = reconfigurableLogger({ format: settings.log.format, level: settings.log.level as LogLevel, write: io.err });
+  const tooOld = kernelTooOld((io.kernelRelease ?? readKernelRelease)());
+  if (tooOld) {
+    log.error(tooOld);
+    io.err(`vipd: ${tooOld}\n`);
+    return EXIT_USAGE;
+  }
   for (const line of documentNotes(r)) log.info(line);
   log.info("starting vipd", { version: VERSION, node: settings.nodeName, vips: settings.vips.map((v) => v.ip).join(","), holdMs: settings.election.holdTime, leaseTTL: settings.election.leaseTTL });
 

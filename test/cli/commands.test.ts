@@ -17,7 +17,7 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function cli(argv: string[], env: Record<string, string> = {}) {
+async function cli(argv: string[], env: Record<string, string> = {}, kernelRelease?: string) {
   let out = "";
   let err = "";
   const io: CliIO = {
@@ -28,6 +28,7 @@ async function cli(argv: string[], env: Record<string, string> = {}) {
     out: (t) => void (out += t),
     err: (t) => void (err += t),
     stopRequested: new Promise(() => {}),
+    ...(kernelRelease === undefined ? {} : { kernelRelease: () => kernelRelease }),
   };
   const code = await runCli(io);
   return { code, out, err };
@@ -106,6 +107,12 @@ describe("vipd run: bad usage exits 2 before touching anything", () => {
     const r = await cli(["run", "--config", file("g4.yaml", GOOD)], { VIPD_LEASE_TTL: "soon" });
     expect(r.code).toBe(2);
     expect(r.err).toContain("VIPD_LEASE_TTL");
+  });
+  test("a kernel older than vipd's minimum: exit 2 naming the kernel and what it lacks", async () => {
+    const r = await cli(["run", "--config", file("g6.yaml", GOOD)], {}, "4.4.0-210-generic\n");
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("vipd: Linux 4.4.0-210-generic is older than 4.8, the oldest kernel vipd runs on (its nftables fence needs inverted set lookups, Linux 4.8)\n");
+    expect(r.err).not.toContain("starting vipd");
   });
   test("config file from VIPD_CONFIG, with a bad VIP", async () => {
     const r = await cli(["run"], { VIPD_CONFIG: file("g5.yaml", GOOD.replace("192.0.2.15", "224.0.0.1")) });
