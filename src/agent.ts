@@ -45,7 +45,7 @@ export interface AgentStatus {
     /** Every agent etcd knows, and how long ago this node last heard its heartbeat. */
     agents: { node: string; host: string | null; silentForMs: number | null }[];
   };
-  fence: { mode: FenceMode; egress: boolean | null };
+  fence: { mode: FenceMode };
   /** Why this node is drained (`vipd drain`); null: it is not. */
   drained: string | null;
   /** Every drained node, and who drained it when (as the command recorded it). */
@@ -99,7 +99,6 @@ export class Agent {
   #links: LinkWatch | null = null;
   #nft: NftFence | null = null;
   #fence: FencePort = lifetimeOnlyFence;
-  #egress: boolean | null = null;
   #conn: EtcdConnection | null = null;
   #session: Session | null = null;
   #slots: Slot[] = [];
@@ -179,8 +178,6 @@ export class Agent {
     const { settings, log } = this;
     const links = await LinkWatch.open(settings.vips.map((v) => v.link), this.#rtnl, log, {
       link: (name) => {
-        // Logged inside; the next link event or ENOENT retry tries again.
-        this.#configureFence().catch(() => {});
         for (const s of this.#slots) if (s.vip.link === name) s.update();
       },
       address: (name, address, deleted) => {
@@ -251,18 +248,12 @@ export class Agent {
     };
   }
 
-  /** (Re)builds the fence table for the links that exist now, keeping what is allowed. */
+  /** (Re)builds the fence tables for the VIPs configured now, keeping what is allowed. */
   async #configureFence(): Promise<void> {
     const nft = this.#nft;
-    const links = this.#links;
-    if (!nft || !links || this.#stopping) return;
-    const present = links.names().filter((n) => links.state(n) !== "absent");
+    if (!nft || this.#stopping) return;
     try {
-      const r = await nft.configure({ links: present, vips: this.#guarded() });
-      if (this.#egress !== r.egress) {
-        if (!r.egress) this.log.warn("nftables has no egress hook here (Linux < 5.16?): a fenced node's own frames from the VIP are not dropped");
-        this.#egress = r.egress;
-      }
+      await nft.configure({ vips: this.#guarded() });
     } catch (err) {
       if (!nftablesMissing(err)) this.log.error("building the nftables fence failed", { error: describeError(err) });
       throw err;
@@ -543,7 +534,7 @@ export class Agent {
         lastError: session?.lastError ?? null,
         agents: info?.agents ?? [],
       },
-      fence: { mode: this.#fence.mode, egress: this.#egress },
+      fence: { mode: this.#fence.mode },
       drained: session?.drained ?? null,
       drains: (session?.view.drains() ?? []).map((d) => ({ node: d.node, by: d.drain?.by ?? null, at: d.drain?.at ?? null, reason: d.drain?.reason ?? null })),
       gate: this.gate
