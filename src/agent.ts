@@ -48,7 +48,7 @@ export interface AgentStatus {
     /** Every agent etcd knows, and how long ago this node last heard its heartbeat. */
     agents: { node: string; host: string | null; silentForMs: number | null }[];
   };
-  fence: { mode: FenceMode; egress: boolean | null };
+  fence: { mode: FenceMode };
   /** Why this node is drained (`vipd drain`); null: it is not. */
   drained: string | null;
   /** Every drained node, and who drained it when (as the command recorded it). */
@@ -113,7 +113,6 @@ export class Agent {
   #links: LinkWatch | null = null;
   #nft: NftFence | null = null;
   #fence: FencePort = lifetimeOnlyFence;
-  #egress: boolean | null = null;
   #conn: EtcdConnection | null = null;
   #session: Session | null = null;
   #slots: Slot[] = [];
@@ -198,8 +197,6 @@ export class Agent {
     const { settings, log } = this;
     const links = await LinkWatch.open(settings.vips.map((v) => v.link), this.#rtnl, log, {
       link: (name) => {
-        // Logged inside; the next link event or ENOENT retry tries again.
-        this.#configureFence().catch(() => {});
         for (const s of this.#slots) if (s.vip.link === name) s.update();
       },
       address: (name, address, deleted) => {
@@ -289,18 +286,12 @@ export class Agent {
     };
   }
 
-  /** (Re)builds the fence table for the links that exist now, keeping what is allowed. */
+  /** (Re)builds the fence tables for the VIPs configured now, keeping what is allowed. */
   async #configureFence(): Promise<void> {
     const nft = this.#nft;
-    const links = this.#links;
-    if (!nft || !links || this.#stopping) return;
-    const present = links.names().filter((n) => links.state(n) !== "absent");
+    if (!nft || this.#stopping) return;
     try {
-      const r = await nft.configure({ links: present, vips: this.#guarded() });
-      if (this.#egress !== r.egress) {
-        if (!r.egress) this.log.warn("nftables has no egress hook here (Linux < 5.16?): a fenced node's own frames from the VIP are not dropped");
-        this.#egress = r.egress;
-      }
+      await nft.configure({ vips: this.#guarded() });
     } catch (err) {
       if (!nftablesMissing(err)) this.log.error("building the nftables fence failed", { error: describeError(err) });
       throw err;
@@ -308,31 +299,30 @@ export class Agent {
   }
 
   /**
-   * Level-triggered: the table must hold a hooked chain with every rule for
-   * each present link of a VIP. When it does not (someone deleted a chain,
-   * or a build failed), says so and builds the table again; if the table is
-   * still short after that, the VIPs of those links stand down until it is
-   * whole, so that none is held without a fence.
+   * Level-triggered: both tables must hold their hooked chains with every
+   * rule. When they do not (someone deleted a chain, or a build failed),
+   * says so and builds them again; if they are still short after that,
+   * every VIP stands down until they are whole (the chains serve every
+   * link at once), so that none is held without a fence.
    */
   async #checkFence(): Promise<void> {
     const nft = this.#nft;
-    const links = this.#links;
-    if (!nft || !links || this.#stopping || this.#fenceChecking) return;
+    if (!nft || this.#stopping || this.#fenceChecking) return;
     this.#fenceChecking = true;
     try {
-      const present = [...new Set(this.#slots.map((s) => s.vip.link))].filter((n) => links.state(n) !== "absent");
-      let problems = await nft.problems(present);
+      let problems = await nft.problems();
       if (problems.length > 0) {
-        const text = problems.map((p) => p.problem).join("; ");
+        const text = problems.join("; ");
         if (text !== this.#fenceProblems) this.log.warn("vipd's nftables fence is incomplete; building it again", { problems: text });
         this.#fenceProblems = text;
         // Logged inside; the check that follows says what is still wrong.
         await this.#configureFence().catch(() => {});
         if (this.#stopping) return;
-        problems = await nft.problems(present);
+        problems = await nft.problems();
       }
-      for (const p of problems) {
-        for (const s of this.#slots) if (s.vip.link === p.link) s.standDown(`the nftables fence on ${p.link} cannot be rebuilt: ${p.problem}`, FENCE_STAND_DOWN_MS);
+      if (problems.length > 0) {
+        const reason = `the nftables fence cannot be rebuilt: ${problems.join("; ")}`;
+        for (const s of this.#slots) s.standDown(reason, FENCE_STAND_DOWN_MS);
       }
       if (problems.length === 0 && this.#fenceProblems !== "") {
         this.log.info("vipd's nftables fence is whole again", { was: this.#fenceProblems });
@@ -634,7 +624,7 @@ export class Agent {
         lastError: session?.lastError ?? null,
         agents: info?.agents ?? [],
       },
-      fence: { mode: this.#fence.mode, egress: this.#egress },
+      fence: { mode: this.#fence.mode },
       drained: session?.drained ?? null,
       drains: (session?.view.drains() ?? []).map((d) => ({ node: d.node, by: d.drain?.by ?? null, at: d.drain?.at ?? null, reason: d.drain?.reason ?? null })),
       gate: this.gate

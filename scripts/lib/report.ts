@@ -259,7 +259,7 @@ export function markdownReport(results: readonly TrialResult[], meta: RunMeta, v
     ...Object.entries(meta.implementations).map(([id, d]) => `- **${id}**: ${d}`),
     "",
     "Client outage = time the client (a probe to http://VIP:6443/ every 10 ms, 300 ms timeout, new connection each) got no answer while the fault lasted. " +
-      "A node *holds* the VIP when the address is on its link and vipd's nftables fence (table netdev vipd, where present) lets its traffic pass; " +
+      "A node *holds* the VIP when the address is on its link and vipd's nftables fence (table inet vipd, where present) lets its traffic pass; " +
       "\"address, fenced\" counts the bare address where the fence had cut it off. " +
       "New holder = when another node took the VIP; served = first answer from another node; outage after the fault = while the fault was undone and for 4 s after. " +
       "Overlap = time two or more nodes held the VIP, whole trial including recovery. " +

@@ -18,6 +18,7 @@ import { formatListen, HealthServer } from "../health/server.ts";
 import { askNetnsLockHolder } from "../kernel/netns-lock.ts";
 import { describeError, type LogLevel, reconfigurableLogger } from "../log.ts";
 import { parseIp } from "../kernel/ip.ts";
+import { kernelTooOld, readKernelRelease } from "../kernel/kernel-release.ts";
 import { type Asker, askerName, drain, handover, undrain } from "./operate.ts";
 import { parseReloadAnswer, RELOAD_REQUEST, Reloader, reloadExitCode, renderReloadAnswer, type Reread } from "./reload.ts";
 import { readStatus, renderStatusJson, renderStatusTable } from "./status.ts";
@@ -48,6 +49,8 @@ export interface CliIO {
   readonly readStdin?: () => Promise<string>;
   /** Looks up this network namespace's links, for `vipd validate`'s warnings; absent: links are not checked. */
   readonly links?: LinkCheck;
+  /** The running kernel's release (uname -r); tests pass one to play another kernel. */
+  readonly kernelRelease?: () => string;
 }
 
 interface Command {
@@ -498,6 +501,12 @@ async function run(args: readonly string[], io: CliIO): Promise<number> {
   const { settings } = r;
   const priorities = io.journal ?? false;
   const log = reconfigurableLogger({ format: settings.log.format, level: settings.log.level as LogLevel, write: io.err, priorities });
+  const tooOld = kernelTooOld((io.kernelRelease ?? readKernelRelease)());
+  if (tooOld) {
+    log.error(tooOld);
+    io.err(`vipd: ${tooOld}\n`);
+    return EXIT_USAGE;
+  }
   for (const line of documentNotes(r)) log.info(line);
   log.info("starting vipd", { version: VERSION, node: settings.nodeName, vips: settings.vips.map((v) => v.ip).join(","), holdMs: settings.election.holdTime, leaseTTL: settings.election.leaseTTL });
 

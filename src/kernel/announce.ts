@@ -137,11 +137,12 @@ export function probeAddress(link: LinkRef, ip: string, opts: ProbeOptions = {})
  * is `ip` from a MAC other than our own — a reply to us, or the owner's own
  * announcement. [] when nobody answers.
  *
- * vipd's own fence (nft-fence.ts) lets both directions through: its egress
- * chain drops ARP whose *sender* IP is a VIP, and a probe's is 0.0.0.0; its
- * ingress chain drops only ARP *requests* for a VIP (so that a fenced node
+ * vipd's own fence (nft-fence.ts) lets both directions through: a packet
+ * socket's frames pass no arp hook on the way out, and its output chain
+ * drops only ARP whose *sender* IP is a VIP anyway (a probe's is 0.0.0.0);
+ * its input chain drops only ARP *requests* for a VIP (so that a fenced node
  * never answers one), and answers are replies or announcements from the
- * owner, which the kernel hands to our packet socket after the ingress hook.
+ * owner, which reach our packet socket beside arp_rcv, not through it.
  *
  * The socket is opened synchronously, before the first await, in the calling
  * thread's current network namespace.
@@ -171,12 +172,13 @@ export async function arpProbe(link: LinkRef, ip: string, opts: ProbeOptions = {
  * the advertisement's Target Link-Layer Address, else its Ethernet source.
  * Same timing and result as arpProbe.
  *
- * vipd's own fence lets both directions through: its egress chain drops IPv6
- * *from* a VIP and advertisements *for* one, and the probe comes from :: and
- * solicits; its ingress chain drops IPv6 *to* a VIP and solicitations for
- * one, and the answer is an advertisement to ff02::1. Another agent's probe
- * is dropped by every node not proven for the VIP, as it must be, and
- * answered by the proven holder.
+ * vipd's own fence lets both directions through: a packet socket's frames
+ * pass no inet hook, and its output chain drops only IPv6 *from* a VIP and
+ * advertisements *for* one anyway (the probe comes from :: and solicits);
+ * its input chain drops IPv6 *to* a VIP and solicitations for one, and the
+ * answer is an advertisement to ff02::1, which our packet socket takes
+ * before the IPv6 stack. Another agent's probe is dropped by every node not
+ * proven for the VIP, as it must be, and answered by the proven holder.
  *
  * The socket is opened synchronously, before the first await, in the calling
  * thread's current network namespace.

@@ -1,27 +1,56 @@
-// The precise kernel fence: vipd's own nftables table, programmed over
-// nfnetlink. On every VIP link an ingress and an egress chain drop traffic
-// for a VIP unless the VIP is in a "proven" set, and each proven element
-// carries a timeout that ends at the holder's fence deadline. The kernel
-// expires elements on its own, to the jiffy, so a frozen or killed vipd stops
-// answering for a VIP on time, where an address lifetime (whole seconds,
-// removed up to a second late) cannot.
+// The precise kernel fence: vipd's own nftables tables, programmed over
+// nfnetlink. They drop traffic to and from a VIP unless the VIP is in a
+// "proven" set, and each proven element carries a timeout that ends at the
+// holder's fence deadline. The kernel expires elements on its own, to the
+// jiffy, so a frozen or killed vipd stops answering for a VIP on time, where
+// an address lifetime (whole seconds, removed up to a second late) cannot.
 //
-//   table netdev vipd {
+//   table inet vipd {
 //     set vips4 / vips6       every VIP this agent manages: guarded (constant)
 //     set proven4 / proven6   VIPs it may answer for now, each with a timeout
-//     chain in_<link>         ingress: IPv4/IPv6 to a VIP, ARP requests and
-//                             neighbour solicitations for one
-//     chain out_<link>        egress: IPv4/IPv6 from a VIP, ARP from one,
-//                             neighbour advertisements for one
+//     chain input             IPv4/IPv6 to a VIP, neighbour solicitations for one
+//     chain output            IPv4/IPv6 from a VIP, neighbour advertisements for one
+//   }
+//   table arp vipd {
+//     set vips4 / proven4     the same IPv4 VIPs and proofs
+//     chain input             ARP requests for a VIP
+//     chain output            ARP from a VIP
 //   }
 //
-// The names are a contract: the lab's witness watches them with `nft monitor`.
+// Only hooks that every kernel vipd supports (kernel-release.ts) has, so the
+// path tested here is the path that runs on Ubuntu 22.04 or RHEL 8:
+//   - arp input/output: nf_tables' ARP family, "netfilter: nf_tables: add ARP
+//     filtering support" (ed683f138b3d, Linux 3.13). arp_rcv and arp_xmit
+//     pass NF_ARP_IN and NF_ARP_OUT for every ARP the kernel takes or sends.
+//   - inet input/output: "netfilter: nf_tables: add "inet" table for
+//     IPv4/IPv6" (1d49144c0aaa, Linux 3.14), with `meta nfproto` from
+//     124edfa9e045 in the same series. LOCAL_OUT sees all the local stack
+//     sends: TCP segments and retransmits, ICMP answers, and the neighbour
+//     discovery of ndisc_send_skb (NF_HOOK(NFPROTO_IPV6, NF_INET_LOCAL_OUT)).
+//   - element timeouts: "netfilter: nf_tables: add set element timeout
+//     support" (c3e1b005ed1c, Linux 4.1).
+//   - `!= @set`: "netfilter: nf_tables: add support for inverted logic in
+//     nft_lookup" (0071e184a535, Linux 4.8), the newest of them.
+// The netdev egress hook (Linux 5.16) is not used: before it a fenced node
+// kept sending from the VIP until the address backstop ran out.
+//
+// Input and output, not prerouting and postrouting: a node that does not
+// hold a VIP forwards its pods' traffic to the holder, and a fence on the
+// forwarding path would cut that. The hooks are not per device: a fenced VIP
+// is silent on every interface, loopback included.
+//
+// What no inet or arp hook sees: frames a packet socket sends (dev_queue_xmit
+// directly). vipd's own announcements go that way, and VipController sends
+// each one only after checking, at that instant, that the proof still holds.
+//
+// Sets belong to one table, so an IPv4 proof is written to both tables, in
+// the one batch that carries it. The names are a contract: the lab's witness
+// watches `table inet vipd` with `nft monitor`.
 import { EAFNOSUPPORT, EBADMSG, ENOENT, EOPNOTSUPP, EPERM, EPROTONOSUPPORT } from "./errno.ts";
 import { KernelError, KernelInputError } from "./error.ts";
 import { NETLINK_NETFILTER } from "./ffi/libc.ts";
 import { type IpAddress, ipFromBytes, isUnusableAsVip, parseIp } from "./ip.ts";
 import { NetlinkSocket, type Outgoing } from "./netlink.ts";
-import { IFNAMSIZ } from "./wire/link.ts";
 import { WireError } from "./wire/netlink.ts";
 import {
   batchBegin,
@@ -35,19 +64,25 @@ import {
   getChains,
   getRules,
   getSetElements,
-  net16,
   newChain,
   newRule,
   newSet,
   newSetElements,
   newTable,
   NF_ACCEPT,
+  NF_ARP_IN,
+  NF_ARP_OUT,
   NF_DROP,
-  NF_NETDEV_EGRESS,
-  NF_NETDEV_INGRESS,
+  NF_INET_LOCAL_IN,
+  NF_INET_LOCAL_OUT,
+  NFPROTO_ARP,
+  NFPROTO_NETDEV,
+  NFPROTO_INET,
+  NFPROTO_IPV4,
+  NFPROTO_IPV6,
   NFT_CMP_EQ,
   NFT_META_L4PROTO,
-  NFT_META_PROTOCOL,
+  NFT_META_NFPROTO,
   NFT_MSG_NEWCHAIN,
   NFT_MSG_NEWRULE,
   NFT_MSG_NEWSETELEM,
@@ -58,13 +93,22 @@ import {
   nftType,
   type SetElement,
   type SetSpec,
+  type TableRef,
 } from "./wire/nftables.ts";
 
 export const TABLE = "vipd";
+export const INET_TABLE: TableRef = Object.freeze({ family: NFPROTO_INET, name: TABLE });
+export const ARP_TABLE: TableRef = Object.freeze({ family: NFPROTO_ARP, name: TABLE });
+/**
+ * vipd before 0.3 fenced in `table netdev vipd` (per-device ingress and
+ * egress chains). An upgraded node's leftovers() reads it, and the first
+ * configure() deletes it.
+ */
+export const LEGACY_NETDEV_TABLE: TableRef = Object.freeze({ family: NFPROTO_NETDEV, name: TABLE });
 /** A scratch table for the one-time probe of element timeout updates. */
 export const PROBE_TABLE = "vipd_probe";
 
-/** Before the kernel's own filters and anything an administrator adds. */
+/** Before conntrack and anything an administrator adds. */
 const PRIORITY = -300;
 
 /**
@@ -75,22 +119,35 @@ const PRIORITY = -300;
  */
 export const MIN_TIMEOUT_MS = 10;
 
-/** Set ids name the sets inside the one transaction that creates them and their rules. */
-const SETS = {
-  vips4: { id: 1, key: "ipv4_addr", flags: NFT_SET_CONSTANT },
-  vips6: { id: 2, key: "ipv6_addr", flags: NFT_SET_CONSTANT },
-  proven4: { id: 3, key: "ipv4_addr", flags: NFT_SET_TIMEOUT },
-  proven6: { id: 4, key: "ipv6_addr", flags: NFT_SET_TIMEOUT },
+type SetName = "vips4" | "vips6" | "proven4" | "proven6";
+const SET_KEYS = {
+  vips4: { key: "ipv4_addr", flags: NFT_SET_CONSTANT },
+  vips6: { key: "ipv6_addr", flags: NFT_SET_CONSTANT },
+  proven4: { key: "ipv4_addr", flags: NFT_SET_TIMEOUT },
+  proven6: { key: "ipv6_addr", flags: NFT_SET_TIMEOUT },
 } as const;
-type SetName = keyof typeof SETS;
 
-const setSpec = (name: SetName): SetSpec => ({ table: TABLE, name, ...SETS[name] });
+/**
+ * Set ids name the sets inside the one transaction that creates them and
+ * their rules. They are unique across both tables: kernels without "netfilter:
+ * nf_tables: do not allow SET_ID to refer to another table" (470ee20e069a,
+ * 2022, in stable kernels since) look an id up in the whole transaction,
+ * whatever the table.
+ */
+const SET_IDS: Record<"inet" | "arp", Partial<Record<SetName, number>>> = {
+  inet: { vips4: 1, vips6: 2, proven4: 3, proven6: 4 },
+  arp: { vips4: 5, proven4: 6 },
+};
+
+const setSpec = (table: TableRef, name: SetName): SetSpec => ({ table, name, id: setId(table, name), ...SET_KEYS[name] });
+const setId = (table: TableRef, name: SetName): number => SET_IDS[table.family === NFPROTO_ARP ? "arp" : "inet"][name]!;
+
+/** The tables that hold a family's sets: IPv4 proofs gate ARP too. */
+const tablesOf = (family: 4 | 6): readonly TableRef[] => (family === 4 ? [INET_TABLE, ARP_TABLE] : [INET_TABLE]);
+const setsOf = (table: TableRef): SetName[] => (table.family === NFPROTO_ARP ? ["vips4", "proven4"] : ["vips4", "vips6", "proven4", "proven6"]);
 
 // ---- The rules, pure. ------------------------------------------------------
 
-const ETH_P_IP = 0x0800;
-const ETH_P_ARP = 0x0806;
-const ETH_P_IPV6 = 0x86dd;
 const IPPROTO_ICMPV6 = 58;
 const ND_NEIGHBOR_SOLICIT = 135;
 const ND_NEIGHBOR_ADVERT = 136;
@@ -102,24 +159,24 @@ const transport = (offset: number, len: number): Expr => ({ kind: "payload", bas
 const drop: Expr = { kind: "verdict", code: NF_DROP };
 
 /**
- * In the netdev family nothing adds protocol dependencies: a payload offset
- * means nothing until `meta protocol` (the frame's EtherType, skb->protocol)
- * says which header is there.
+ * An inet chain sees IPv4 and IPv6 alike: a payload offset means nothing
+ * until `meta nfproto` (the hook's own family) says which header is there,
+ * the dependency nft itself adds to `ip saddr` in an inet table.
  */
-const protocol = (etherType: number): Expr[] => [meta(NFT_META_PROTOCOL), { kind: "cmp", op: NFT_CMP_EQ, data: net16(etherType) }];
+const nfproto = (family: 4 | 6): Expr[] => [meta(NFT_META_NFPROTO), eq(family === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6)];
 
 /**
- * The field is a guarded VIP and not a proven one. The field is loaded again
- * for the second lookup, as nft does, so `nft list` prints the rule back the
- * way one would write it.
+ * The field is a guarded VIP and not a proven one, by the sets of `table`.
+ * The field is loaded again for the second lookup, as nft does, so `nft
+ * list` prints the rule back the way one would write it.
  */
-function guarded(family: 4 | 6, field: () => Expr): Expr[] {
+function guarded(table: TableRef, family: 4 | 6, field: () => Expr): Expr[] {
   const [vips, proven]: [SetName, SetName] = family === 4 ? ["vips4", "proven4"] : ["vips6", "proven6"];
   return [
     field(),
-    { kind: "lookup", set: vips, setId: SETS[vips].id, invert: false },
+    { kind: "lookup", set: vips, setId: setId(table, vips), invert: false },
     field(),
-    { kind: "lookup", set: proven, setId: SETS[proven].id, invert: true },
+    { kind: "lookup", set: proven, setId: setId(table, proven), invert: true },
   ];
 }
 
@@ -134,41 +191,54 @@ const ARP_REQUEST = 1;
 /**
  * ICMPv6 of one type, its target address (RFC 4861 §4.3 and §4.4: 8 bytes
  * into the message) guarded. `meta l4proto` and the transport header come
- * from the kernel's own walk of the extension headers (ipv6_find_hdr in the
- * netdev hook), so a solicitation behind an extension header is caught too;
- * a fragmented one is never read as ND (RFC 6980, and Linux drops them).
+ * from the kernel's own walk of the extension headers (ipv6_find_hdr), so a
+ * message behind an extension header is caught too; a fragmented one is
+ * never read as ND (RFC 6980, and Linux drops them).
  */
 const neighbourDiscovery = (type: number): Expr[] => [
-  ...protocol(ETH_P_IPV6),
+  ...nfproto(6),
   meta(NFT_META_L4PROTO),
   eq(IPPROTO_ICMPV6),
   transport(0, 1),
   eq(type),
-  ...guarded(6, () => transport(8, 16)),
+  ...guarded(INET_TABLE, 6, () => transport(8, 16)),
   drop,
 ];
 
-/** What a link's ingress drops: traffic to a VIP and requests that would make us claim one. */
-export const INGRESS_RULES: readonly (readonly Expr[])[] = [
-  [...protocol(ETH_P_IP), ...guarded(4, () => network(16, 4)), drop],
-  [...protocol(ETH_P_ARP), ...arpEthernetIpv4, network(4, 4), eq(6, 4, 0, ARP_REQUEST), ...guarded(4, () => network(24, 4)), drop],
-  [...protocol(ETH_P_IPV6), ...guarded(6, () => network(24, 16)), drop],
+/** What the local stack may not take: traffic to a VIP, and solicitations that would make it claim one. */
+export const INET_INPUT_RULES: readonly (readonly Expr[])[] = [
+  [...nfproto(4), ...guarded(INET_TABLE, 4, () => network(16, 4)), drop],
+  [...nfproto(6), ...guarded(INET_TABLE, 6, () => network(24, 16)), drop],
   neighbourDiscovery(ND_NEIGHBOR_SOLICIT),
 ];
 
-/** What a link's egress drops: anything that speaks for a VIP, announcements included. */
-export const EGRESS_RULES: readonly (readonly Expr[])[] = [
-  [...protocol(ETH_P_IP), ...guarded(4, () => network(12, 4)), drop],
-  [...protocol(ETH_P_ARP), ...arpEthernetIpv4, network(4, 2), eq(6, 4), ...guarded(4, () => network(14, 4)), drop],
-  [...protocol(ETH_P_IPV6), ...guarded(6, () => network(8, 16)), drop],
+/** What the local stack may not send: anything from a VIP, and advertisements for one from any address. */
+export const INET_OUTPUT_RULES: readonly (readonly Expr[])[] = [
+  [...nfproto(4), ...guarded(INET_TABLE, 4, () => network(12, 4)), drop],
+  [...nfproto(6), ...guarded(INET_TABLE, 6, () => network(8, 16)), drop],
   neighbourDiscovery(ND_NEIGHBOR_ADVERT),
 ];
 
-/** Each link gets a chain per hook, named for it: in_<link>, out_<link>. */
-const HOOKS = [
-  { prefix: "in", name: "ingress", hook: NF_NETDEV_INGRESS, rules: INGRESS_RULES },
-  { prefix: "out", name: "egress", hook: NF_NETDEV_EGRESS, rules: EGRESS_RULES },
+/** ARP requests for a VIP: the kernel would answer them. */
+export const ARP_INPUT_RULES: readonly (readonly Expr[])[] = [
+  [...arpEthernetIpv4, network(4, 4), eq(6, 4, 0, ARP_REQUEST), ...guarded(ARP_TABLE, 4, () => network(24, 4)), drop],
+];
+
+/** ARP with a VIP as the sender: replies, the kernel's own requests, gratuitous ARP (arp_notify). */
+export const ARP_OUTPUT_RULES: readonly (readonly Expr[])[] = [
+  [...arpEthernetIpv4, network(4, 2), eq(6, 4), ...guarded(ARP_TABLE, 4, () => network(14, 4)), drop],
+];
+
+const CHAINS = [
+  { table: INET_TABLE, name: "input", hook: NF_INET_LOCAL_IN, rules: INET_INPUT_RULES },
+  { table: INET_TABLE, name: "output", hook: NF_INET_LOCAL_OUT, rules: INET_OUTPUT_RULES },
+  { table: ARP_TABLE, name: "input", hook: NF_ARP_IN, rules: ARP_INPUT_RULES },
+  { table: ARP_TABLE, name: "output", hook: NF_ARP_OUT, rules: ARP_OUTPUT_RULES },
 ] as const;
+
+const FAMILY_NAMES: Record<number, string> = { [NFPROTO_INET]: "inet", [NFPROTO_ARP]: "arp", [NFPROTO_NETDEV]: "netdev" };
+/** "inet vipd", as nft names a table. */
+export const tableName = (t: TableRef): string => `${FAMILY_NAMES[t.family]} ${t.name}`;
 
 export interface ProvenElement {
   readonly ip: IpAddress;
@@ -176,42 +246,42 @@ export interface ProvenElement {
 }
 
 export interface TableSpec {
-  readonly links: readonly string[];
   readonly vips: readonly IpAddress[];
   /** Elements of the proven sets, timeouts already computed. */
   readonly proven: readonly ProvenElement[];
-  readonly egress: boolean;
 }
 
 /** The element of a proven set: expiration = timeout, so a kernel with updates always restarts the countdown. */
 const provenElement = (ip: IpAddress, timeoutMs: number): SetElement => ({ key: ip.bytes, timeoutMs, expirationMs: timeoutMs });
 
 /**
- * The whole table in one transaction. NEWTABLE then DELTABLE removes a table
+ * Both tables in one transaction. NEWTABLE then DELTABLE removes a table
  * left from before (DELTABLE alone would fail when there is none); the new
  * one replaces it at the commit, so traffic never sees a moment without one.
  * Elements come before the rules: a constant set takes no elements once a
  * rule is bound to it.
  */
 export function tableMessages(spec: TableSpec): Outgoing[] {
-  const out: Outgoing[] = [newTable(TABLE), deleteTable(TABLE), newTable(TABLE)];
-  for (const name of Object.keys(SETS) as SetName[]) out.push(newSet(setSpec(name)));
-  const add = (name: SetName, elements: SetElement[]) => {
-    if (elements.length > 0) out.push(newSetElements(TABLE, name, elements, SETS[name].id));
-  };
-  for (const family of [4, 6] as const) {
-    add(family === 4 ? "vips4" : "vips6", spec.vips.filter((v) => v.family === family).map((v) => ({ key: v.bytes })));
-    const proven = spec.proven.filter((p) => p.ip.family === family);
-    add(family === 4 ? "proven4" : "proven6", proven.map((p) => provenElement(p.ip, p.timeoutMs)));
-  }
-  for (const link of spec.links) {
-    for (const h of HOOKS) {
-      if (h.hook === NF_NETDEV_EGRESS && !spec.egress) continue;
-      const chain = `${h.prefix}_${link}`;
-      const hook = newChain({ table: TABLE, name: chain, hook: h.hook, device: link, priority: PRIORITY, policy: NF_ACCEPT });
-      out.push({ ...hook, operation: `hooking chain ${chain} to ${link} ${h.name}` });
-      for (const rule of h.rules) out.push({ ...newRule(TABLE, chain, rule), operation: `adding a rule to ${chain}` });
+  // An older vipd's netdev table goes in the same commit that brings the new ones.
+  const out: Outgoing[] = [newTable(LEGACY_NETDEV_TABLE), deleteTable(LEGACY_NETDEV_TABLE)];
+  for (const table of [INET_TABLE, ARP_TABLE]) {
+    out.push(newTable(table), deleteTable(table), newTable(table));
+    const sets = setsOf(table);
+    for (const name of sets) out.push(newSet(setSpec(table, name)));
+    const add = (name: SetName, elements: SetElement[]) => {
+      if (sets.includes(name) && elements.length > 0) out.push(newSetElements(table, name, elements, setId(table, name)));
+    };
+    for (const family of [4, 6] as const) {
+      add(family === 4 ? "vips4" : "vips6", spec.vips.filter((v) => v.family === family).map((v) => ({ key: v.bytes })));
+      const proven = spec.proven.filter((p) => p.ip.family === family);
+      add(family === 4 ? "proven4" : "proven6", proven.map((p) => provenElement(p.ip, p.timeoutMs)));
     }
+  }
+  for (const c of CHAINS) {
+    const where = `${tableName(c.table)} ${c.name}`;
+    const hook = newChain({ table: c.table, name: c.name, hook: c.hook, priority: PRIORITY, policy: NF_ACCEPT });
+    out.push({ ...hook, operation: `hooking chain ${where}` });
+    for (const rule of c.rules) out.push({ ...newRule(c.table, c.name, rule), operation: `adding a rule to ${where}` });
   }
   return out;
 }
@@ -223,7 +293,8 @@ export interface ElementChange {
 }
 
 /**
- * Changes to the proven sets, in one transaction:
+ * Changes to the proven sets, in one transaction, for every table that
+ * holds the family's set (IPv4: inet and arp; IPv6: inet):
  *
  *   NEWSETELEM  every element concerned, so that it exists (removals with
  *               the shortest timeout, in case anything went wrong after)
@@ -250,16 +321,19 @@ export function elementMessages(changes: readonly ElementChange[], inPlaceUpdate
       else allowed.push({ ip: c.ip, timeoutMs: c.timeoutMs });
     }
     if (allowed.length + removed.length === 0) continue;
-    const operation = [
+    const what = [
       ...(allowed.length > 0 ? [`allowing ${allowed.map((p) => p.ip.text).join(", ")}`] : []),
       ...(removed.length > 0 ? [`denying ${removed.map((ip) => ip.text).join(", ")}`] : []),
-    ].join(" and ") + ` in ${TABLE} ${set}`;
+    ].join(" and ");
     const added = allowed.map((p) => provenElement(p.ip, p.timeoutMs));
     const ensured = [...added, ...removed.map((ip) => provenElement(ip, MIN_TIMEOUT_MS))];
     const deleted = inPlaceUpdates ? removed : [...allowed.map((p) => p.ip), ...removed];
-    out.push({ ...newSetElements(TABLE, set, ensured), operation });
-    if (deleted.length > 0) out.push({ ...deleteSetElements(TABLE, set, deleted.map((ip) => ip.bytes)), operation });
-    if (!inPlaceUpdates && added.length > 0) out.push({ ...newSetElements(TABLE, set, added), operation });
+    for (const table of tablesOf(family)) {
+      const operation = `${what} in ${tableName(table)} ${set}`;
+      out.push({ ...newSetElements(table, set, ensured), operation });
+      if (deleted.length > 0) out.push({ ...deleteSetElements(table, set, deleted.map((ip) => ip.bytes)), operation });
+      if (!inPlaceUpdates && added.length > 0) out.push({ ...newSetElements(table, set, added), operation });
+    }
   }
   return out;
 }
@@ -279,15 +353,10 @@ interface Pending {
   readonly done: Promise<unknown>;
 }
 
-interface Support {
-  readonly egress: boolean;
-  readonly inPlaceUpdates: boolean;
-}
-
 export class NftFence {
   private readonly allowed = new Map<string, Allowance>();
   private pending: Pending | null = null;
-  private support: Promise<Support> | null = null;
+  private support: Promise<boolean> | null = null;
   /** Until configure() has probed, element updates take the form every kernel honours. */
   private inPlaceUpdates = false;
 
@@ -304,26 +373,20 @@ export class NftFence {
   }
 
   /**
-   * Rebuilds vipd's table atomically in ONE batch (there is never a moment without a fence:
+   * Rebuilds vipd's tables atomically in ONE batch (there is never a moment without a fence:
    * delete-if-present via NEWTABLE+DELTABLE, then NEWTABLE, sets, the guarded elements, the
-   * currently allowed elements with their timeouts computed at send time, and one in_/out_
-   * chain pair per link). Called at start and whenever the set of VIP links or VIPs changes.
-   * Returns which hooks the kernel accepted; throws KernelError naming the link/operation otherwise.
+   * currently allowed elements with their timeouts computed at send time, and the chains).
+   * Called at start and whenever the set of VIPs changes. Throws KernelError naming the
+   * operation when the kernel refuses.
    *
-   * The first call also learns, once, whether the kernel has the egress hook
-   * and updates element timeouts in place (see elementMessages).
+   * The first call also learns, once, whether the kernel updates element
+   * timeouts in place (see elementMessages).
    */
-  async configure(spec: { links: readonly string[]; vips: readonly string[] }): Promise<{ egress: boolean }> {
-    const op = `configuring nftables table ${TABLE}`;
-    const links = [...new Set(spec.links)];
-    for (const link of links) checkLinkName(op, link);
+  async configure(spec: { vips: readonly string[] }): Promise<void> {
+    const op = `configuring nftables tables ${tableName(INET_TABLE)} and ${tableName(ARP_TABLE)}`;
     const vips = uniqueVips(op, spec.vips);
-    const support = await this.probeOnce();
-    await this.sock.request(
-      () => [batchBegin(), ...tableMessages({ links, vips, proven: this.provenNow(), egress: support.egress }), batchEnd()],
-      op,
-    );
-    return { egress: support.egress };
+    await this.probeOnce();
+    await this.sock.request(() => [batchBegin(), ...tableMessages({ vips, proven: this.provenNow() }), batchEnd()], op);
   }
 
   /**
@@ -352,33 +415,36 @@ export class NftFence {
   }
 
   /**
-   * Every VIP address vipd's table in this namespace names now, guarded or
-   * proven, as text; empty when there is no table. Read at start before
-   * configure() replaces the table: the table an earlier run left names
+   * Every VIP address vipd's tables in this namespace name now, guarded or
+   * proven, as text; empty when there are none. Read at start before
+   * configure() replaces the tables: the tables an earlier run left name
    * every VIP that run may have put on a link, whatever the configuration
-   * says now (design.md §6). This is the one place that knows where in the
-   * table's layout those addresses are.
+   * says now (design.md §6). That includes the netdev table of vipd before
+   * 0.3, which configure() then deletes. This is the one place that knows
+   * where in the tables' layout those addresses are.
    */
   async leftovers(): Promise<string[]> {
-    const op = `listing the VIPs in nftables table ${TABLE}`;
     const found = new Map<string, IpAddress>();
-    for (const set of Object.keys(SETS) as SetName[]) {
-      let replies;
-      try {
-        replies = await this.sock.request(getSetElements(TABLE, set), op);
-      } catch (e) {
-        // No table (or no such set in it, or no netdev family at all): nothing left there.
-        if (e instanceof KernelError && (e.errno === ENOENT || e.errno === EAFNOSUPPORT)) continue;
-        throw e;
-      }
-      for (const m of replies) {
-        if (m.type !== nftType(NFT_MSG_NEWSETELEM)) continue;
-        const list = decodeSetElements(m.payload);
-        if (list instanceof WireError) throw new KernelError(op, EBADMSG, list.message);
-        for (const e of list.elements) {
-          if (e.key.length !== 4 && e.key.length !== 16) continue;
-          const ip = ipFromBytes(e.key);
-          found.set(ip.text, ip);
+    for (const table of [INET_TABLE, ARP_TABLE, LEGACY_NETDEV_TABLE]) {
+      const op = `listing the VIPs in nftables table ${tableName(table)}`;
+      for (const set of table === ARP_TABLE ? setsOf(ARP_TABLE) : setsOf(INET_TABLE)) {
+        let replies;
+        try {
+          replies = await this.sock.request(getSetElements(table, set), op);
+        } catch (e) {
+          // No table (or no such set in it, or no such family at all): nothing left there.
+          if (e instanceof KernelError && (e.errno === ENOENT || e.errno === EAFNOSUPPORT || e.errno === EOPNOTSUPP)) continue;
+          throw e;
+        }
+        for (const m of replies) {
+          if (m.type !== nftType(NFT_MSG_NEWSETELEM)) continue;
+          const list = decodeSetElements(m.payload);
+          if (list instanceof WireError) throw new KernelError(op, EBADMSG, list.message);
+          for (const e of list.elements) {
+            if (e.key.length !== 4 && e.key.length !== 16) continue;
+            const ip = ipFromBytes(e.key);
+            found.set(ip.text, ip);
+          }
         }
       }
     }
@@ -386,48 +452,48 @@ export class NftFence {
   }
 
   /**
-   * What keeps the table from fencing `links` now, one entry per problem
-   * (a link's chain missing, hooked elsewhere, or short of its rules; all
-   * of them when the table is gone); empty when it fences them all. Reads
-   * the kernel's own listing, so it sees what someone else did to the
-   * table, and what a configure() that failed left out.
+   * What keeps the tables from fencing now, one entry per problem (a chain
+   * missing, hooked elsewhere, or short of its rules; every chain when a
+   * table is gone); empty when both are whole. The chains are not per
+   * device, so a problem concerns every VIP. Reads the kernel's own
+   * listing, so it sees what someone else did to the tables, and what a
+   * configure() that failed left out.
    */
-  async problems(links: readonly string[]): Promise<{ link: string; problem: string }[]> {
-    const op = `checking nftables table ${TABLE}`;
-    const support = await this.probeOnce();
-    const chains = new Map<string, { hook: number | null; device: string | null }>();
-    for (const m of await this.sock.request(getChains(), op)) {
-      if (m.type !== nftType(NFT_MSG_NEWCHAIN)) continue;
-      const c = decodeChain(m.payload);
-      if (c instanceof WireError) throw new KernelError(op, EBADMSG, c.message);
-      if (c.table === TABLE) chains.set(c.name, c);
-    }
-    const rules = new Map<string, number>();
-    for (const m of await this.sock.request(getRules(), op)) {
-      if (m.type !== nftType(NFT_MSG_NEWRULE)) continue;
-      const r = decodeRuleOwner(m.payload);
-      if (r instanceof WireError) throw new KernelError(op, EBADMSG, r.message);
-      if (r.table === TABLE) rules.set(r.chain, (rules.get(r.chain) ?? 0) + 1);
-    }
-    const out: { link: string; problem: string }[] = [];
-    for (const link of new Set(links)) {
-      for (const h of HOOKS) {
-        if (h.hook === NF_NETDEV_EGRESS && !support.egress) continue;
-        const name = `${h.prefix}_${link}`;
-        const c = chains.get(name);
-        const n = rules.get(name) ?? 0;
-        if (!c) out.push({ link, problem: `chain ${name} (${h.name} of ${link}) is missing` });
-        else if (c.hook !== h.hook || c.device !== link) out.push({ link, problem: `chain ${name} hooks ${c.device ?? "no device"} (hook ${c.hook}), not ${link} ${h.name}` });
-        else if (n < h.rules.length) out.push({ link, problem: `chain ${name} has ${n} of its ${h.rules.length} rules` });
+  async problems(): Promise<string[]> {
+    const out: string[] = [];
+    for (const table of [INET_TABLE, ARP_TABLE]) {
+      const op = `checking nftables table ${tableName(table)}`;
+      const chains = new Map<string, { hook: number | null }>();
+      for (const m of await this.sock.request(getChains(table.family), op)) {
+        if (m.type !== nftType(NFT_MSG_NEWCHAIN)) continue;
+        const c = decodeChain(m.payload);
+        if (c instanceof WireError) throw new KernelError(op, EBADMSG, c.message);
+        if (c.table === table.name) chains.set(c.name, c);
+      }
+      const rules = new Map<string, number>();
+      for (const m of await this.sock.request(getRules(table.family), op)) {
+        if (m.type !== nftType(NFT_MSG_NEWRULE)) continue;
+        const r = decodeRuleOwner(m.payload);
+        if (r instanceof WireError) throw new KernelError(op, EBADMSG, r.message);
+        if (r.table === table.name) rules.set(r.chain, (rules.get(r.chain) ?? 0) + 1);
+      }
+      for (const want of CHAINS) {
+        if (want.table !== table) continue;
+        const where = `${tableName(table)} ${want.name}`;
+        const c = chains.get(want.name);
+        const n = rules.get(want.name) ?? 0;
+        if (!c) out.push(`chain ${where} is missing`);
+        else if (c.hook !== want.hook) out.push(`chain ${where} hooks ${c.hook === null ? "nothing" : `hook ${c.hook}`}, not hook ${want.hook}`);
+        else if (n < want.rules.length) out.push(`chain ${where} has ${n} of its ${want.rules.length} rules`);
       }
     }
     return out;
   }
 
-  /** Deletes vipd's table (idempotent). For clean shutdown. */
+  /** Deletes vipd's tables (idempotent). For clean shutdown. */
   async remove(): Promise<void> {
     this.allowed.clear();
-    await this.sock.request([batchBegin(), newTable(TABLE), deleteTable(TABLE), batchEnd()], `removing nftables table ${TABLE}`);
+    await this.sock.request([batchBegin(), ...removeMessages(), batchEnd()], `removing nftables tables ${tableName(INET_TABLE)} and ${tableName(ARP_TABLE)}`);
   }
 
   close(): void {
@@ -437,7 +503,7 @@ export class NftFence {
   private change(ip: IpAddress, allow: boolean): Promise<unknown> {
     if (!this.pending) {
       const changes = new Map<string, { ip: IpAddress; allow: boolean }>();
-      const done = this.sock.request(() => this.changeMessages(changes), `updating nftables table ${TABLE}`);
+      const done = this.sock.request(() => this.changeMessages(changes), `updating nftables tables ${TABLE}`);
       this.pending = { changes, done };
     }
     this.pending.changes.set(ip.text, { ip, allow });
@@ -475,13 +541,12 @@ export class NftFence {
     return out;
   }
 
-  private probeOnce(): Promise<Support> {
+  private probeOnce(): Promise<boolean> {
     if (!this.support) {
       this.support = (async () => {
-        const egress = await hookWorks(this.sock, NF_NETDEV_EGRESS);
         const inPlaceUpdates = await updatesInPlace(this.sock);
         this.inPlaceUpdates = inPlaceUpdates;
-        return { egress, inPlaceUpdates };
+        return inPlaceUpdates;
       })();
       // A failed probe is tried again by the next configure().
       this.support.catch(() => (this.support = null));
@@ -490,24 +555,9 @@ export class NftFence {
   }
 }
 
-/**
- * Whether a netdev chain can hook `hook`, tried in a transaction that is
- * never committed: without BATCH_END the kernel checks every message, answers,
- * and aborts. Nothing is created, and `nft monitor` sees nothing.
- * The egress hook came with Linux 5.16 (CONFIG_NETFILTER_EGRESS); without it
- * the chain is refused with EOPNOTSUPP.
- */
-async function hookWorks(sock: NetlinkSocket, hook: typeof NF_NETDEV_INGRESS | typeof NF_NETDEV_EGRESS): Promise<boolean> {
-  const name = hook === NF_NETDEV_INGRESS ? "ingress" : "egress";
-  const chain = newChain({ table: PROBE_TABLE, name, hook, device: "lo", priority: PRIORITY, policy: NF_ACCEPT });
-  try {
-    const table = { ...newTable(PROBE_TABLE), operation: "trying a netdev table" };
-    await sock.request([batchBegin(), table, { ...chain, operation: `trying a netdev ${name} chain` }], "checking nftables");
-    return true;
-  } catch (e) {
-    if (e instanceof KernelError && e.errno === EOPNOTSUPP && hook === NF_NETDEV_EGRESS) return false;
-    throw e;
-  }
+/** Deletes both tables if they exist: NEWTABLE first, so DELTABLE never fails for want of one. */
+function removeMessages(): Outgoing[] {
+  return [INET_TABLE, ARP_TABLE].flatMap((t) => [newTable(t), deleteTable(t)]);
 }
 
 /**
@@ -518,25 +568,26 @@ async function hookWorks(sock: NetlinkSocket, hook: typeof NF_NETDEV_INGRESS | t
  */
 async function updatesInPlace(sock: NetlinkSocket): Promise<boolean> {
   const op = "checking whether nftables updates element timeouts";
-  const set: SetSpec = { table: PROBE_TABLE, name: "timeouts", id: 1, key: "ipv4_addr", flags: NFT_SET_TIMEOUT };
+  const table: TableRef = { family: NFPROTO_INET, name: PROBE_TABLE };
+  const set: SetSpec = { table, name: "timeouts", id: 1, key: "ipv4_addr", flags: NFT_SET_TIMEOUT };
   const key = new Uint8Array(4);
   const HOUR = 3_600_000;
   const MINUTE = 60_000;
   await sock.request(
     [
       batchBegin(),
-      newTable(PROBE_TABLE),
-      deleteTable(PROBE_TABLE),
-      newTable(PROBE_TABLE),
+      newTable(table),
+      deleteTable(table),
+      newTable(table),
       newSet(set),
-      newSetElements(PROBE_TABLE, set.name, [{ key, timeoutMs: HOUR, expirationMs: HOUR }], set.id),
+      newSetElements(table, set.name, [{ key, timeoutMs: HOUR, expirationMs: HOUR }], set.id),
       batchEnd(),
     ],
     op,
   );
   try {
-    await sock.request([batchBegin(), newSetElements(PROBE_TABLE, set.name, [{ key, timeoutMs: MINUTE, expirationMs: MINUTE }]), batchEnd()], op);
-    for (const m of await sock.request(getSetElements(PROBE_TABLE, set.name), op)) {
+    await sock.request([batchBegin(), newSetElements(table, set.name, [{ key, timeoutMs: MINUTE, expirationMs: MINUTE }]), batchEnd()], op);
+    for (const m of await sock.request(getSetElements(table, set.name), op)) {
       if (m.type !== nftType(NFT_MSG_NEWSETELEM)) continue;
       const list = decodeSetElements(m.payload);
       if (list instanceof WireError) throw new KernelError(op, EBADMSG, list.message);
@@ -545,7 +596,7 @@ async function updatesInPlace(sock: NetlinkSocket): Promise<boolean> {
     }
     throw new KernelError(op, ENOENT, "the probe element was not listed");
   } finally {
-    await sock.request([batchBegin(), newTable(PROBE_TABLE), deleteTable(PROBE_TABLE), batchEnd()], `removing nftables table ${PROBE_TABLE}`);
+    await sock.request([batchBegin(), newTable(table), deleteTable(table), batchEnd()], `removing nftables table ${tableName(table)}`);
   }
 }
 
@@ -553,9 +604,9 @@ async function updatesInPlace(sock: NetlinkSocket): Promise<boolean> {
 const PROBE_HINTS: Record<number, string> = {
   [EPERM]: "vipd needs CAP_NET_ADMIN",
   [EPROTONOSUPPORT]: "the kernel has no nfnetlink (CONFIG_NETFILTER_NETLINK)",
-  [EOPNOTSUPP]: "this kernel's nf_tables lacks it (CONFIG_NF_TABLES, CONFIG_NETFILTER_INGRESS)",
-  [EAFNOSUPPORT]: "nf_tables has no netdev family (CONFIG_NF_TABLES_NETDEV)",
-  [ENOENT]: "a module is missing (nf_tables' netdev filter chain type)",
+  [EOPNOTSUPP]: "this kernel's nf_tables lacks it (CONFIG_NF_TABLES)",
+  [EAFNOSUPPORT]: "nf_tables has no inet or arp family (CONFIG_NF_TABLES_INET, CONFIG_NF_TABLES_ARP)",
+  [ENOENT]: "a module is missing (nf_tables' inet or arp filter chain type, or an expression)",
 };
 
 /**
@@ -569,8 +620,13 @@ export function nftablesMissing(err: unknown): string | null {
   return hint ? `${err.message}: ${hint}` : null;
 }
 
-/** Whether nftables with netdev ingress is usable here, or why not (e.g. EPROTONOSUPPORT, ENOENT module missing, EPERM). */
-export async function probeNftables(): Promise<{ ok: true; egress: boolean } | { ok: false; reason: string }> {
+/**
+ * Whether vipd's tables can be built here, or why not (e.g. EPROTONOSUPPORT,
+ * ENOENT module missing, EPERM). The whole table, never committed: without
+ * BATCH_END the kernel checks every message, answers, and aborts. Nothing is
+ * created, and `nft monitor` sees nothing.
+ */
+export async function probeNftables(): Promise<{ ok: true } | { ok: false; reason: string }> {
   const refused = (e: unknown) => {
     if (!(e instanceof KernelError)) throw e;
     const hint = PROBE_HINTS[e.errno];
@@ -583,19 +639,12 @@ export async function probeNftables(): Promise<{ ok: true; egress: boolean } | {
     return refused(e);
   }
   try {
-    await hookWorks(sock, NF_NETDEV_INGRESS);
-    return { ok: true, egress: await hookWorks(sock, NF_NETDEV_EGRESS) };
+    await sock.request([batchBegin(), ...tableMessages({ vips: [], proven: [] })], "checking nftables");
+    return { ok: true };
   } catch (e) {
     return refused(e);
   } finally {
     sock.close();
-  }
-}
-
-function checkLinkName(op: string, name: string): void {
-  const len = new TextEncoder().encode(name).byteLength;
-  if (len === 0 || len >= IFNAMSIZ || name.includes("\0")) {
-    throw new KernelInputError(op, `a link name is 1 to ${IFNAMSIZ - 1} bytes, not ${JSON.stringify(name)}`);
   }
 }
 

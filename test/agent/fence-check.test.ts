@@ -1,5 +1,5 @@
 // The fence is checked, not assumed (design.md §5): when someone deletes
-// vipd's chains on the holder's link, the holder notices within a second,
+// vipd's chains on the holder, the holder notices within a second,
 // says so and builds them again. Then the holder freezes (SIGSTOP): b takes
 // the VIP over after the holder's window, and a client asking each node's MAC
 // for the VIP every 10 ms must never get answers from both, which it would
@@ -32,7 +32,8 @@ const vipd = (host: Host, port: number) =>
     "--health-listen", `127.0.0.1:${port}`, "--log-format", "json"]);
 
 const has = (host: Host) => lab.seg.has(host, X);
-const chainPresent = async (name: string) => (await sh(["ip", "netns", "exec", a.ns, "nft", "list", "chain", "netdev", "vipd", name], { allowFail: true })).includes(`chain ${name}`);
+const chainPresent = async (family: string, name: string) =>
+  (await sh(["ip", "netns", "exec", a.ns, "nft", "list", "chain", family, "vipd", name], { allowFail: true })).includes(`chain ${name}`);
 
 test("chains deleted by hand on the holder come back at the next check (about a second), and the frozen holder's fence then closes on time", async () => {
   const pa = vipd(a, 18141);
@@ -44,10 +45,10 @@ test("chains deleted by hand on the holder come back at the next check (about a 
     pb = vipd(b, 18142);
     await waitFor("b healthy", () => sh(["ip", "netns", "exec", b.ns, "curl", "-sf", "http://127.0.0.1:18142/healthz"], { allowFail: true }), 10_000);
     await sleep(300);
-    await lab.seg.exec(a, ["nft", "delete", "chain", "netdev", "vipd", "in_eth0"]);
-    await lab.seg.exec(a, ["nft", "delete", "chain", "netdev", "vipd", "out_eth0"]);
+    await lab.seg.exec(a, ["nft", "delete", "chain", "inet", "vipd", "input"]);
+    await lab.seg.exec(a, ["nft", "delete", "chain", "arp", "vipd", "output"]);
     const deletedAt = labNow();
-    await waitFor("a's chains rebuilt", async () => (await chainPresent("in_eth0")) && (await chainPresent("out_eth0")), 3000, 10);
+    await waitFor("a's chains rebuilt", async () => (await chainPresent("inet", "input")) && (await chainPresent("arp", "output")), 3000, 10);
     const rebuiltIn = labNow() - deletedAt;
     expect(await has(a)).toBe(true); // rebuilt, not given up: the fence guards it again
     // The holder freezes: only its kernel's fence can stop it answering now.
@@ -72,6 +73,6 @@ test("chains deleted by hand on the holder come back at the next check (about a 
   }
   const { log } = await stopVipd(pa);
   expect(log).toContain("vipd's nftables fence is incomplete; building it again");
-  expect(log).toContain("chain in_eth0 (ingress of eth0) is missing");
+  expect(log).toContain("chain inet vipd input is missing; chain arp vipd output is missing");
   expect(log).toContain("vipd's nftables fence is whole again");
 }, 60_000);

@@ -109,5 +109,5 @@ test("restarted with Y, the old table gone too: X, named only by the old run's l
   // Someone deleted vipd's table while a held X (a firewall reload, say): X
   // is then unfenced, but still a's to answer for until its proof runs out.
   // The restart finds no table to read; only the claim in etcd names X.
-  await restartAfterEdit(doc(Y), () => lab.seg.exec(a, ["nft", "delete", "table", "netdev", "vipd"]).then(() => {}));
+  await restartAfterEdit(doc(Y), () => lab.seg.exec(a, ["nft", "delete", "table", "inet", "vipd"]).then(() => lab.seg.exec(a, ["nft", "delete", "table", "arp", "vipd"])).then(() => {}));
 }, 60_000);

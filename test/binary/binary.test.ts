@@ -68,7 +68,7 @@ test("the binary holds a VIP through a real etcd and gives it back on SIGTERM", 
     // hold − margin (2450 ms) after a heartbeat...
     // (nft's JSON rounds timeouts to whole seconds; its text keeps the milliseconds.)
     const timeoutMs = await waitFor("the VIP's fence element", async () => {
-      const out = await sh(["ip", "netns", "exec", n1.ns, "nft", "list", "set", "netdev", "vipd", "proven4"], { allowFail: true });
+      const out = await sh(["ip", "netns", "exec", n1.ns, "nft", "list", "set", "inet", "vipd", "proven4"], { allowFail: true });
       const m = /192\.0\.2\.99 timeout (?:(\d+)s)?(?:(\d+)ms)?/.exec(out);
       return m ? Number(m[1] ?? 0) * 1000 + Number(m[2] ?? 0) : null;
     }, 5000);

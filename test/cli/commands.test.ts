@@ -195,6 +195,12 @@ describe("vipd run: bad usage exits 2 before touching anything", () => {
     expect(r.code).toBe(2);
     expect(r.err).toContain("flag --apiserver-insecure-skip-verify: the kube-apiserver gate is off without apiServer.url: set apiServer.url (VIPD_APISERVER_URL or --apiserver-url)");
   });
+  test("a kernel older than vipd's minimum: exit 2 naming the kernel and what it lacks", async () => {
+    const r = await cli(["run", "--config", file("g6.yaml", GOOD)], {}, undefined, { kernelRelease: () => "4.4.0-210-generic\n" });
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("vipd: Linux 4.4.0-210-generic is older than 4.8, the oldest kernel vipd runs on (its nftables fence needs inverted set lookups, Linux 4.8)\n");
+    expect(r.err).not.toContain("starting vipd");
+  });
   test("config file from VIPD_CONFIG, with a bad VIP", async () => {
     const r = await cli(["run"], { VIPD_CONFIG: file("g5.yaml", GOOD.replace("192.0.2.15", "224.0.0.1")) });
     expect(r.code).toBe(2);

@@ -295,10 +295,10 @@ describe.skipIf(!root)("announcements on a lab segment", () => {
     const probeBoth = () => Promise.all(inNetns(a.ns, () => vips.map((ip) => probeAddress(aEth0, ip, { timeoutMs: 300 }))));
     try {
       // a guards both VIPs and is proven for neither, like a node that does not hold them.
-      await aFence.configure({ links: ["eth0"], vips });
+      await aFence.configure({ vips });
       expect(await probeBoth()).toEqual([[bMac], [bMac]]);
-      // b guards them too, unproven: its ingress drops the probes, as it must.
-      await bFence.configure({ links: ["eth0"], vips });
+      // b guards them too, unproven: its arp and inet input hooks drop the probes, as they must.
+      await bFence.configure({ vips });
       expect(await probeBoth()).toEqual([[], []]);
       // b proven, as a holder is: it answers again.
       const until = performance.now() + 10_000;

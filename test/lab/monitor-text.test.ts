@@ -34,27 +34,27 @@ const IP_MONITOR = [
 // (NEWTABLE, DELTABLE, NEWTABLE first, as vipd does), then an element made
 // sure of, deleted and re-added with its timeout in another.
 const NFT_MONITOR = [
-  "add table netdev vipd",
-  "delete table netdev vipd",
-  "add table netdev vipd",
-  "add chain netdev vipd in_eth0 { type filter hook ingress priority -300; policy accept; }",
-  "add set netdev vipd vips4 { type ipv4_addr; flags constant; } ",
-  "add element netdev vipd vips4 { 192.0.2.100 }",
-  "add set netdev vipd proven4 { type ipv4_addr; flags timeout; } ",
-  "add element netdev vipd proven4 { 192.0.2.100 timeout 2s400ms expires 2s400ms }",
-  "add rule netdev vipd in_eth0 ip daddr @vips4 ip daddr != @proven4 drop",
+  "add table inet vipd",
+  "delete table inet vipd",
+  "add table inet vipd",
+  "add chain inet vipd input { type filter hook input priority raw; policy accept; }",
+  "add set inet vipd vips4 { type ipv4_addr; flags constant; } ",
+  "add element inet vipd vips4 { 192.0.2.100 }",
+  "add set inet vipd proven4 { type ipv4_addr; flags timeout; } ",
+  "add element inet vipd proven4 { 192.0.2.100 timeout 2s400ms expires 2s400ms }",
+  "add rule inet vipd input ip daddr @vips4 ip daddr != @proven4 drop",
   "# new generation 2 by process 11159 (nft)",
-  "add element netdev vipd proven4 { 192.0.2.100 timeout 8ms expires 8ms }",
-  "delete element netdev vipd proven4 { 192.0.2.100 timeout 8ms expires 8ms }",
-  "add element netdev vipd proven4 { 2001:db8::100 timeout 1m2s448ms expires 1m2s444ms comment \"a, b\" }",
-  "delete set netdev vipd proven4",
-  "delete table netdev vipd",
+  "add element inet vipd proven4 { 192.0.2.100 timeout 8ms expires 8ms }",
+  "delete element inet vipd proven4 { 192.0.2.100 timeout 8ms expires 8ms }",
+  "add element inet vipd proven4 { 2001:db8::100 timeout 1m2s448ms expires 1m2s444ms comment \"a, b\" }",
+  "delete set inet vipd proven4",
+  "delete table inet vipd",
   "# ERROR: We lost some netlink events!",
   "W: Received event for an unknown set.",
 ];
 
-// `nft list table netdev vipd`: one line per set's elements until they wrap.
-const NFT_LIST = `table netdev vipd {
+// `nft list table inet vipd`: one line per set's elements until they wrap.
+const NFT_LIST = `table inet vipd {
 	set vips4 {
 		type ipv4_addr
 		flags constant
@@ -132,21 +132,21 @@ describe("ip monitor address", () => {
 describe("nft monitor", () => {
   test("tables, sets, elements, transaction ends and lost events parse; chains and rules do not matter", () => {
     expect(NFT_MONITOR.map(parseNftMonitorLine)).toEqual([
-      { op: "add", kind: "table", family: "netdev", table: "vipd" },
-      { op: "delete", kind: "table", family: "netdev", table: "vipd" },
-      { op: "add", kind: "table", family: "netdev", table: "vipd" },
+      { op: "add", kind: "table", family: "inet", table: "vipd" },
+      { op: "delete", kind: "table", family: "inet", table: "vipd" },
+      { op: "add", kind: "table", family: "inet", table: "vipd" },
       null,
-      { op: "add", kind: "set", family: "netdev", table: "vipd", set: "vips4" },
-      { op: "add", kind: "element", family: "netdev", table: "vipd", set: "vips4", elements: [{ value: "192.0.2.100", timeoutMs: null, expiresMs: null }] },
-      { op: "add", kind: "set", family: "netdev", table: "vipd", set: "proven4" },
-      { op: "add", kind: "element", family: "netdev", table: "vipd", set: "proven4", elements: [{ value: "192.0.2.100", timeoutMs: 2400, expiresMs: 2400 }] },
+      { op: "add", kind: "set", family: "inet", table: "vipd", set: "vips4" },
+      { op: "add", kind: "element", family: "inet", table: "vipd", set: "vips4", elements: [{ value: "192.0.2.100", timeoutMs: null, expiresMs: null }] },
+      { op: "add", kind: "set", family: "inet", table: "vipd", set: "proven4" },
+      { op: "add", kind: "element", family: "inet", table: "vipd", set: "proven4", elements: [{ value: "192.0.2.100", timeoutMs: 2400, expiresMs: 2400 }] },
       null,
       { kind: "generation" },
-      { op: "add", kind: "element", family: "netdev", table: "vipd", set: "proven4", elements: [{ value: "192.0.2.100", timeoutMs: 8, expiresMs: 8 }] },
-      { op: "delete", kind: "element", family: "netdev", table: "vipd", set: "proven4", elements: [{ value: "192.0.2.100", timeoutMs: 8, expiresMs: 8 }] },
-      { op: "add", kind: "element", family: "netdev", table: "vipd", set: "proven4", elements: [{ value: "2001:db8::100", timeoutMs: 62448, expiresMs: 62444 }] },
-      { op: "delete", kind: "set", family: "netdev", table: "vipd", set: "proven4" },
-      { op: "delete", kind: "table", family: "netdev", table: "vipd" },
+      { op: "add", kind: "element", family: "inet", table: "vipd", set: "proven4", elements: [{ value: "192.0.2.100", timeoutMs: 8, expiresMs: 8 }] },
+      { op: "delete", kind: "element", family: "inet", table: "vipd", set: "proven4", elements: [{ value: "192.0.2.100", timeoutMs: 8, expiresMs: 8 }] },
+      { op: "add", kind: "element", family: "inet", table: "vipd", set: "proven4", elements: [{ value: "2001:db8::100", timeoutMs: 62448, expiresMs: 62444 }] },
+      { op: "delete", kind: "set", family: "inet", table: "vipd", set: "proven4" },
+      { op: "delete", kind: "table", family: "inet", table: "vipd" },
       { kind: "lost", text: "# ERROR: We lost some netlink events!" },
       { kind: "lost", text: "W: Received event for an unknown set." },
     ]);
@@ -180,7 +180,7 @@ describe("nft list table", () => {
     ]);
   });
   test("an empty table has no sets; nothing readable, nothing found", () => {
-    expect(parseNftTableListing("table netdev vipd {\n}\n")).toEqual([]);
+    expect(parseNftTableListing("table inet vipd {\n}\n")).toEqual([]);
     expect(parseNftTableListing("")).toEqual([]);
   });
 });

@@ -15,12 +15,12 @@
 //   A lifetime refresh (`ip addr change`, `replace`) prints the add line again.
 //
 //   nft monitor
-//     add table netdev vipd
-//     add set netdev vipd proven4 { type ipv4_addr; flags timeout; }
-//     add element netdev vipd proven4 { 192.0.2.100 timeout 2s448ms expires 2s448ms }
-//     delete element netdev vipd proven4 { 192.0.2.100 timeout 2s400ms expires 2s388ms }
-//     delete set netdev vipd proven4
-//     delete table netdev vipd
+//     add table inet vipd
+//     add set inet vipd proven4 { type ipv4_addr; flags timeout; }
+//     add element inet vipd proven4 { 192.0.2.100 timeout 2s448ms expires 2s448ms }
+//     delete element inet vipd proven4 { 192.0.2.100 timeout 2s400ms expires 2s388ms }
+//     delete set inet vipd proven4
+//     delete table inet vipd
 //     # new generation 9 by process 6528 (nft)
 //   One line per element, also when one command added several, and a
 //   `# new generation` line after each transaction: everything before it was

@@ -124,23 +124,25 @@ describe("from monitor lines to observations", () => {
     return e;
   };
   test("only vipd's table and the VIP's family's sets matter; an expiry is dated from the line's arrival", () => {
-    expect(fenceObservations(parse("add element netdev vipd proven4 { 192.0.2.100 timeout 2s448ms expires 2s400ms }"), VIP, 1000))
+    expect(fenceObservations(parse("add element inet vipd proven4 { 192.0.2.100 timeout 2s448ms expires 2s400ms }"), VIP, 1000))
       .toEqual([{ kind: "element", set: "proven", present: true, until: 3400 }]);
-    expect(fenceObservations(parse("add element netdev vipd vips4 { 192.0.2.100 }"), VIP, 0)).toEqual([{ kind: "element", set: "guard", present: true, until: Infinity }]);
-    expect(fenceObservations(parse("delete set netdev vipd proven4"), VIP, 0)).toEqual([{ kind: "set", set: "proven", present: false }]);
-    expect(fenceObservations(parse("add table netdev vipd"), VIP, 0)).toEqual([{ kind: "table", present: true }]);
+    expect(fenceObservations(parse("add element inet vipd vips4 { 192.0.2.100 }"), VIP, 0)).toEqual([{ kind: "element", set: "guard", present: true, until: Infinity }]);
+    expect(fenceObservations(parse("delete set inet vipd proven4"), VIP, 0)).toEqual([{ kind: "set", set: "proven", present: false }]);
+    expect(fenceObservations(parse("add table inet vipd"), VIP, 0)).toEqual([{ kind: "table", present: true }]);
     for (const other of [
-      "add element netdev vipd proven4 { 192.0.2.7 timeout 2s expires 2s }",
-      "add element netdev vipd proven6 { 2001:db8::100 timeout 2s expires 2s }",
+      "add element inet vipd proven4 { 192.0.2.7 timeout 2s expires 2s }",
+      "add element inet vipd proven6 { 2001:db8::100 timeout 2s expires 2s }",
       "add table netdev vipd_lab_partition",
-      "add table netdev vipd_probe",
-      "add element inet vipd proven4 { 192.0.2.100 timeout 2s expires 2s }",
+      "add table netdev vipd",
+      "add table inet vipd_probe",
+      "add element arp vipd proven4 { 192.0.2.100 timeout 2s expires 2s }",
+      "add table arp vipd",
     ]) expect(fenceObservations(parse(other), VIP, 0)).toEqual([]);
-    expect(fenceObservations(parse("add element netdev vipd proven6 { 2001:db8::100 timeout 2s expires 2s }"), "2001:DB8::100", 10))
+    expect(fenceObservations(parse("add element inet vipd proven6 { 2001:db8::100 timeout 2s expires 2s }"), "2001:DB8::100", 10))
       .toEqual([{ kind: "element", set: "proven", present: true, until: 2010 }]);
   });
   test("a listing read at t gives the facts; no table, no fence", () => {
-    const sets = parseNftTableListing("table netdev vipd {\n\tset vips4 {\n\t\ttype ipv4_addr\n\t\telements = { 192.0.2.100 }\n\t}\n" +
+    const sets = parseNftTableListing("table inet vipd {\n\tset vips4 {\n\t\ttype ipv4_addr\n\t\telements = { 192.0.2.100 }\n\t}\n" +
       "\tset proven4 {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t\telements = { 192.0.2.100 timeout 2s400ms expires 1s200ms }\n\t}\n}\n");
     expect(fenceFacts(sets, VIP, 500)).toEqual({ table: true, guard: "in", provenUntil: 1700 });
     expect(fenceFacts(sets, "192.0.2.101", 500)).toEqual({ table: true, guard: "out", provenUntil: null });

@@ -1,9 +1,11 @@
 // Who holds the VIP as the kernel enforces it, from what `ip monitor` and
 // `nft monitor` saw (recorder.ts does the watching). A node *effectively*
 // holds the VIP when the address is on its link and vipd's fence lets its
-// traffic pass. vipd's fence is `table netdev vipd`: traffic to or from a
-// VIP guarded by it (an element of vips4/vips6) is dropped unless the VIP is
-// an unexpired element of proven4/proven6. So the address decides alone when
+// traffic pass. vipd's fence for IP traffic is `table inet vipd`: traffic to
+// or from a VIP guarded by it (an element of vips4/vips6) is dropped unless
+// the VIP is an unexpired element of proven4/proven6. (`table arp vipd` holds
+// a copy of vips4/proven4 for ARP, written in the same transaction; the
+// witness follows the inet table, the one clients' traffic passes.) So the address decides alone when
 // the node has no such table (nftables absent, or an implementation without
 // a fence, such as keepalived), and when the table's guard set exists without
 // the VIP; otherwise the VIP must be proven. A table without a guard set for
@@ -83,7 +85,7 @@ export function applyObservation(f: NodeFacts, o: Observation): NodeFacts {
 }
 
 /** vipd's fence table, and its sets for the VIP's address family. */
-export const FENCE_FAMILY = "netdev";
+export const FENCE_FAMILY = "inet";
 export const FENCE_TABLE = "vipd";
 export function fenceSets(vip: string): Record<FenceSet, string> {
   return vip.includes(":") ? { guard: "vips6", proven: "proven6" } : { guard: "vips4", proven: "proven4" };
@@ -114,7 +116,7 @@ export function fenceObservations(e: NftEvent, vip: string, receivedAt: number):
 
 const expiryOf = (leftMs: number | null, at: number) => (leftMs === null ? Infinity : at + leftMs);
 
-/** The fence facts from `nft list table netdev vipd` read at readAt; null sets: the table does not exist. */
+/** The fence facts from `nft list table inet vipd` read at readAt; null sets: the table does not exist. */
 export function fenceFacts(sets: readonly NftSetListing[] | null, vip: string, readAt: number): Omit<NodeFacts, "address"> {
   if (sets === null) return { table: false, guard: "absent", provenUntil: null };
   const names = fenceSets(vip);

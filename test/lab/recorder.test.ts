@@ -32,7 +32,7 @@ async function timed(fn: () => Promise<unknown>): Promise<{ from: number; to: nu
   return { from, to: labNow() };
 }
 /** The fence as vipd lays it out (src/kernel/nft-fence.ts), without its chains. */
-const FENCE = `table netdev vipd {
+const FENCE = `table inet vipd {
   set vips4 { type ipv4_addr; flags constant; elements = { ${VIP} } }
   set vips6 { type ipv6_addr; flags constant; }
   set proven4 { type ipv4_addr; flags timeout; }
@@ -50,7 +50,7 @@ describe.skipIf(!isRoot)("the ownership witness on a real kernel", () => {
     dir = mkdtempSync(join(tmpdir(), "vipd-witness-"));
     // b starts with the address and a fence proving it for a minute: the first read must see it held.
     await nft(b, FENCE);
-    await nft(b, `add element netdev vipd proven4 { ${VIP} timeout 60s }`);
+    await nft(b, `add element inet vipd proven4 { ${VIP} timeout 60s }`);
     await ip(b, "addr", "add", `${VIP}/32`, "dev", "eth0");
     const site: RecorderSite = { vip: VIP, dir, nodes: seg.hosts.map((h) => ({ name: h.name, host: h })), spawnIn: spawnInNetns };
     rec = await OwnershipRecorder.start(site);
@@ -87,7 +87,7 @@ describe.skipIf(!isRoot)("the ownership witness on a real kernel", () => {
   test("a proven element that expires on its own releases at its expiry, without anyone asking", async () => {
     const since = labNow();
     // Replace b's minute-long proof by one of 800 ms, then do nothing at all.
-    const refresh = await timed(() => nft(b, `add element netdev vipd proven4 { ${VIP} timeout 800ms expires 800ms }`));
+    const refresh = await timed(() => nft(b, `add element inet vipd proven4 { ${VIP} timeout 800ms expires 800ms }`));
     // No edge for the refresh: b held before and still holds.
     await sleep(300);
     expect(edgesOf("b", since)).toEqual([]);
@@ -101,7 +101,7 @@ describe.skipIf(!isRoot)("the ownership witness on a real kernel", () => {
     // The address is still there, fenced; the kernel agrees that the element is gone.
     expect(rec.hasAddress("b")).toBe(true);
     expect(rec.holders()).toEqual([]);
-    expect(await sh(["ip", "netns", "exec", b.ns, "nft", "list", "set", "netdev", "vipd", "proven4"])).not.toContain(VIP);
+    expect(await sh(["ip", "netns", "exec", b.ns, "nft", "list", "set", "inet", "vipd", "proven4"])).not.toContain(VIP);
     const fenced = rec.addressIntervals(since, labNow()).get("b")!;
     const held = rec.intervals(since, labNow()).get("b")!;
     expect(fenced).toEqual([{ start: since, end: expect.any(Number) }]);
@@ -110,16 +110,16 @@ describe.skipIf(!isRoot)("the ownership witness on a real kernel", () => {
 
   test("proving, un-proving and a whole vipd-style transaction by hand", async () => {
     const since = labNow();
-    await nft(b, `add element netdev vipd proven4 { ${VIP} timeout 5s expires 5s }`);
+    await nft(b, `add element inet vipd proven4 { ${VIP} timeout 5s expires 5s }`);
     await waitFor("b proven", () => rec.isHeld("b"), 2000, 5);
     // vipd's refresh on older kernels: ensure, delete, re-add in one transaction. No gap.
-    await nft(b, `add element netdev vipd proven4 { ${VIP} timeout 10ms expires 10ms }; delete element netdev vipd proven4 { ${VIP} }; add element netdev vipd proven4 { ${VIP} timeout 5s expires 5s }`);
+    await nft(b, `add element inet vipd proven4 { ${VIP} timeout 10ms expires 10ms }; delete element inet vipd proven4 { ${VIP} }; add element inet vipd proven4 { ${VIP} timeout 5s expires 5s }`);
     await sleep(200);
     expect(edgesOf("b", since)).toEqual([true]);
-    await nft(b, `delete element netdev vipd proven4 { ${VIP} }`);
+    await nft(b, `delete element inet vipd proven4 { ${VIP} }`);
     await waitFor("b fenced", () => !rec.isHeld("b"), 2000, 5);
     // Without vipd's table the fence is gone and the address decides again.
-    await nft(b, "delete table netdev vipd");
+    await nft(b, "delete table inet vipd");
     await waitFor("b unfenced", () => rec.isHeld("b"), 2000, 5);
     expect(edgesOf("b", since)).toEqual([true, false, true]);
     await ip(b, "addr", "del", `${VIP}/32`, "dev", "eth0");

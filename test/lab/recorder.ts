@@ -2,7 +2,7 @@
 // that share no code with vipd: in every node's namespace one long-lived
 // `ip monitor address` and one `nft monitor`, their lines stamped on the lab
 // clock as they arrive, and a first read with `ip -j addr show` and
-// `nft list table netdev vipd`. ownership.ts turns what they report into
+// `nft list table inet vipd`. ownership.ts turns what they report into
 // *effective* ownership — the address on the link and not fenced off by
 // vipd's nftables fence — and its edges, including the silent expiry of a
 // fence element, stamped at the instant it expires. From the intervals

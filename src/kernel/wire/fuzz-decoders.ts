@@ -52,7 +52,7 @@ import {
   readU32,
   WireError as NetlinkError,
 } from "./netlink.ts";
-import { decodeSetElements, deleteSetElements, getSetElements, newSetElements, type SetElements } from "./nftables.ts";
+import { decodeSetElements, deleteSetElements, getSetElements, newSetElements, NFPROTO_INET, type SetElements, type TableRef } from "./nftables.ts";
 import { prng, int, pick, bytes, type Rand } from "../../../test/seeded.ts";
 
 const concat = (...parts: Uint8Array[]) => {
@@ -119,12 +119,15 @@ function linkPayload(rand: Rand): Uint8Array {
   return concat(hdr, encodeAttrs(attrs));
 }
 
+/** vipd's inet table: the family byte is the only thing the table adds. */
+const VIPD: TableRef = { family: NFPROTO_INET, name: "vipd" };
+
 function setElementsRequest(rand: Rand) {
   const keys = Array.from({ length: int(rand, 5) }, () => ip(rand).bytes);
   const r = rand();
-  if (r < 0.6) return newSetElements("vipd", name(rand), keys.map((key) => ({ key, timeoutMs: int(rand, 2 ** 40), expirationMs: int(rand, 2 ** 30) })), rand() < 0.3 ? int(rand, 100) : undefined);
-  if (r < 0.9) return deleteSetElements("vipd", name(rand), keys);
-  return getSetElements("vipd", name(rand));
+  if (r < 0.6) return newSetElements(VIPD, name(rand), keys.map((key) => ({ key, timeoutMs: int(rand, 2 ** 40), expirationMs: int(rand, 2 ** 30) })), rand() < 0.3 ? int(rand, 100) : undefined);
+  if (r < 0.9) return deleteSetElements(VIPD, name(rand), keys);
+  return getSetElements(VIPD, name(rand));
 }
 
 /** NLMSG_ERROR's payload as the kernel sends it: errno, the request echoed (or its header only), extended ACK attributes. */

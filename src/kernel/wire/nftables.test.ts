@@ -11,7 +11,6 @@ import {
   deleteTable,
   type Expr,
   getSetElements,
-  net16,
   newChain,
   newRule,
   newSet,
@@ -19,16 +18,21 @@ import {
   newTable,
   NF_ACCEPT,
   NF_DROP,
-  NF_NETDEV_EGRESS,
-  NF_NETDEV_INGRESS,
+  NF_ARP_OUT,
+  NF_INET_LOCAL_IN,
+  NFPROTO_ARP,
+  NFPROTO_INET,
+  NFPROTO_IPV4,
+  NFPROTO_IPV6,
   NFT_CMP_EQ,
   NFT_META_L4PROTO,
-  NFT_META_PROTOCOL,
+  NFT_META_NFPROTO,
   NFT_PAYLOAD_NETWORK_HEADER,
   NFT_PAYLOAD_TRANSPORT_HEADER,
   NFT_SET_CONSTANT,
   NFT_SET_TIMEOUT,
   type SetElement,
+  type TableRef,
 } from "./nftables.ts";
 import { prng } from "../../../test/seeded.ts";
 
@@ -42,6 +46,8 @@ import { prng } from "../../../test/seeded.ts";
 const frame = (r: Request) => encodeMessage({ ...r, seq: 1, pid: 0 });
 const ip4 = (...b: number[]) => Uint8Array.from(b);
 const ip6 = (text: string) => hex(text.replace(/:/g, ""));
+const INET: TableRef = { family: NFPROTO_INET, name: "vipd" };
+const ARP: TableRef = { family: NFPROTO_ARP, name: "vipd" };
 
 describe("requests", () => {
   const fixtures: { name: string; req: Request; bytes: Uint8Array }[] = [
@@ -72,15 +78,15 @@ describe("requests", () => {
       `),
     },
     {
-      name: "NEWTABLE netdev vipd",
-      req: newTable("vipd"),
+      name: "NEWTABLE inet vipd",
+      req: newTable(INET),
       bytes: hex(`
         28 00 00 00   // nlmsg_len 40
         00 0a         // NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWTABLE
         05 00         // NLM_F_REQUEST|NLM_F_ACK
         01 00 00 00   // seq 1
         00 00 00 00   // pid 0
-        05            // nfgen_family NFPROTO_NETDEV
+        01            // nfgen_family NFPROTO_INET
         00            // version NFNETLINK_V0
         00 00         // res_id 0
         09 00 01 00   // NFTA_TABLE_NAME
@@ -90,101 +96,98 @@ describe("requests", () => {
       `),
     },
     {
-      name: "DELTABLE netdev vipd",
-      req: deleteTable("vipd"),
+      name: "DELTABLE arp vipd",
+      req: deleteTable(ARP),
       bytes: hex(`
         20 00 00 00   // nlmsg_len 32
         02 0a         // NFT_MSG_DELTABLE
         05 00         // NLM_F_REQUEST|NLM_F_ACK
         01 00 00 00   // seq 1
         00 00 00 00   // pid 0
-        05 00 00 00   // nfgenmsg: NFPROTO_NETDEV, v0, res_id 0
+        03 00 00 00   // nfgenmsg: NFPROTO_ARP, v0, res_id 0
         09 00 01 00   // NFTA_TABLE_NAME
         76 69 70 64 00 00 00 00  // "vipd\\0" + padding
       `),
     },
     {
-      name: "NEWCHAIN in_eth0, ingress hook of eth0, priority -300",
-      req: newChain({ table: "vipd", name: "in_eth0", hook: NF_NETDEV_INGRESS, device: "eth0", priority: -300, policy: NF_ACCEPT }),
+      // The hook nests no NFTA_HOOK_DEV: inet and arp hooks are not per device.
+      name: "NEWCHAIN inet input, the local-in hook, priority -300",
+      req: newChain({ table: INET, name: "input", hook: NF_INET_LOCAL_IN, priority: -300, policy: NF_ACCEPT }),
       bytes: hex(`
-        60 00 00 00   // nlmsg_len 96
+        54 00 00 00   // nlmsg_len 84
         03 0a         // NFT_MSG_NEWCHAIN
         05 04         // NLM_F_REQUEST|NLM_F_ACK | NLM_F_CREATE
         01 00 00 00   // seq 1
         00 00 00 00   // pid 0
-        05 00 00 00   // nfgenmsg: NFPROTO_NETDEV, v0, res_id 0
+        01 00 00 00   // nfgenmsg: NFPROTO_INET, v0, res_id 0
         09 00 01 00   // NFTA_CHAIN_TABLE
         76 69 70 64 00 00 00 00  // "vipd\\0" + padding
-        0c 00 03 00   // NFTA_CHAIN_NAME
-        69 6e 5f 65 74 68 30 00  // "in_eth0\\0"
+        0a 00 03 00   // NFTA_CHAIN_NAME
+        69 6e 70 75 74 00 00 00  // "input\\0" + padding
         0b 00 07 00   // NFTA_CHAIN_TYPE
         66 69 6c 74 65 72 00 00  // "filter\\0" + padding
         08 00 05 00   // NFTA_CHAIN_POLICY
         00 00 00 01   // NF_ACCEPT
-        20 00 04 80   // NFTA_CHAIN_HOOK | NLA_F_NESTED, len 32
+        14 00 04 80   // NFTA_CHAIN_HOOK | NLA_F_NESTED, len 20
         08 00 01 00   //   NFTA_HOOK_HOOKNUM
-        00 00 00 00   //   NF_NETDEV_INGRESS
+        00 00 00 01   //   NF_INET_LOCAL_IN
         08 00 02 00   //   NFTA_HOOK_PRIORITY
         ff ff fe d4   //   -300
-        09 00 03 00   //   NFTA_HOOK_DEV
-        65 74 68 30 00 00 00 00  //   "eth0\\0" + padding
       `),
     },
     {
-      name: "NEWCHAIN out_eth0, egress hook of eth0",
-      req: newChain({ table: "vipd", name: "out_eth0", hook: NF_NETDEV_EGRESS, device: "eth0", priority: -300, policy: NF_ACCEPT }),
+      name: "NEWCHAIN arp output, the ARP-out hook",
+      req: newChain({ table: ARP, name: "output", hook: NF_ARP_OUT, priority: -300, policy: NF_ACCEPT }),
       bytes: hex(`
-        64 00 00 00   // nlmsg_len 100
+        54 00 00 00   // nlmsg_len 84
         03 0a         // NFT_MSG_NEWCHAIN
         05 04         // NLM_F_REQUEST|NLM_F_ACK | NLM_F_CREATE
         01 00 00 00   // seq 1
         00 00 00 00   // pid 0
-        05 00 00 00   // nfgenmsg: NFPROTO_NETDEV, v0, res_id 0
+        03 00 00 00   // nfgenmsg: NFPROTO_ARP, v0, res_id 0
         09 00 01 00   // NFTA_CHAIN_TABLE
         76 69 70 64 00 00 00 00  // "vipd\\0" + padding
-        0d 00 03 00   // NFTA_CHAIN_NAME
-        6f 75 74 5f 65 74 68 30 00 00 00 00  // "out_eth0\\0" + padding
+        0b 00 03 00   // NFTA_CHAIN_NAME
+        6f 75 74 70 75 74 00 00  // "output\\0" + padding
         0b 00 07 00   // NFTA_CHAIN_TYPE
         66 69 6c 74 65 72 00 00  // "filter\\0" + padding
         08 00 05 00   // NFTA_CHAIN_POLICY
         00 00 00 01   // NF_ACCEPT
-        20 00 04 80   // NFTA_CHAIN_HOOK | NLA_F_NESTED
+        14 00 04 80   // NFTA_CHAIN_HOOK | NLA_F_NESTED
         08 00 01 00   //   NFTA_HOOK_HOOKNUM
-        00 00 00 01   //   NF_NETDEV_EGRESS
+        00 00 00 01   //   NF_ARP_OUT
         08 00 02 00   //   NFTA_HOOK_PRIORITY
         ff ff fe d4   //   -300
-        09 00 03 00   //   NFTA_HOOK_DEV
-        65 74 68 30 00 00 00 00  //   "eth0\\0" + padding
       `),
     },
     {
-      name: "DELCHAIN in_eth0",
-      req: deleteChain("vipd", "in_eth0"),
+      name: "DELCHAIN inet input",
+      req: deleteChain(INET, "input"),
       bytes: hex(`
         2c 00 00 00   // nlmsg_len 44
         05 0a         // NFT_MSG_DELCHAIN
         05 00         // NLM_F_REQUEST|NLM_F_ACK
         01 00 00 00   // seq 1
         00 00 00 00   // pid 0
-        05 00 00 00   // nfgenmsg: NFPROTO_NETDEV, v0, res_id 0
+        01 00 00 00   // nfgenmsg: NFPROTO_INET, v0, res_id 0
         09 00 01 00   // NFTA_CHAIN_TABLE
         76 69 70 64 00 00 00 00  // "vipd\\0" + padding
-        0c 00 03 00   // NFTA_CHAIN_NAME
-        69 6e 5f 65 74 68 30 00  // "in_eth0\\0"
+        0a 00 03 00   // NFTA_CHAIN_NAME
+        69 6e 70 75 74 00 00 00  // "input\\0" + padding
       `),
     },
     {
       // nft adds NFTA_SET_USERDATA (its own key byte order record); nft
       // lists address sets the same without it.
       name: "NEWSET proven4: IPv4 keys with timeouts",
-      req: newSet({ table: "vipd", name: "proven4", id: 3, key: "ipv4_addr", flags: NFT_SET_TIMEOUT }),
+      req: newSet({ table: INET, name: "proven4", id: 3, key: "ipv4_addr", flags: NFT_SET_TIMEOUT }),
       bytes: hex(`
         4c 00 00 00   // nlmsg_len 76
         09 0a         // NFT_MSG_NEWSET
         05 04         // NLM_F_REQUEST|NLM_F_ACK | NLM_F_CREATE
         01 00 00 00   // seq 1
         00 00 00 00   // pid 0
-        05 00 00 00   // nfgenmsg: NFPROTO_NETDEV, v0, res_id 0
+        01 00 00 00   // nfgenmsg: NFPROTO_INET, v0, res_id 0
         09 00 01 00   // NFTA_SET_TABLE
         76 69 70 64 00 00 00 00  // "vipd\\0" + padding
         0c 00 02 00   // NFTA_SET_NAME
@@ -201,14 +204,14 @@ describe("requests", () => {
     },
     {
       name: "NEWSET vips6: constant IPv6 keys",
-      req: newSet({ table: "vipd", name: "vips6", id: 2, key: "ipv6_addr", flags: NFT_SET_CONSTANT }),
+      req: newSet({ table: INET, name: "vips6", id: 2, key: "ipv6_addr", flags: NFT_SET_CONSTANT }),
       bytes: hex(`
         4c 00 00 00   // nlmsg_len 76
         09 0a         // NFT_MSG_NEWSET
         05 04         // NLM_F_REQUEST|NLM_F_ACK | NLM_F_CREATE
         01 00 00 00   // seq 1
         00 00 00 00   // pid 0
-        05 00 00 00   // nfgenmsg: NFPROTO_NETDEV, v0, res_id 0
+        01 00 00 00   // nfgenmsg: NFPROTO_INET, v0, res_id 0
         09 00 01 00   // NFTA_SET_TABLE
         76 69 70 64 00 00 00 00  // "vipd\\0" + padding
         0a 00 02 00   // NFTA_SET_NAME
@@ -225,14 +228,14 @@ describe("requests", () => {
     },
     {
       name: "NEWSETELEM proven4 { 192.0.2.15 timeout 1500ms expires 1500ms }",
-      req: newSetElements("vipd", "proven4", [{ key: ip4(192, 0, 2, 15), timeoutMs: 1500, expirationMs: 1500 }], 3),
+      req: newSetElements(INET, "proven4", [{ key: ip4(192, 0, 2, 15), timeoutMs: 1500, expirationMs: 1500 }], 3),
       bytes: hex(`
         60 00 00 00   // nlmsg_len 96
         0c 0a         // NFT_MSG_NEWSETELEM
         05 04         // NLM_F_REQUEST|NLM_F_ACK | NLM_F_CREATE (no NLM_F_EXCL: an update)
         01 00 00 00   // seq 1
         00 00 00 00   // pid 0
-        05 00 00 00   // nfgenmsg: NFPROTO_NETDEV, v0, res_id 0
+        01 00 00 00   // nfgenmsg: NFPROTO_INET, v0, res_id 0
         09 00 01 00   // NFTA_SET_ELEM_LIST_TABLE
         76 69 70 64 00 00 00 00  // "vipd\\0" + padding
         0c 00 02 00   // NFTA_SET_ELEM_LIST_SET
@@ -252,14 +255,14 @@ describe("requests", () => {
     },
     {
       name: "NEWSETELEM vips6 { 2001:db8::15 } in the set's own transaction",
-      req: newSetElements("vipd", "vips6", [{ key: ip6("2001:0db8:0000:0000:0000:0000:0000:0015") }], 2),
+      req: newSetElements(INET, "vips6", [{ key: ip6("2001:0db8:0000:0000:0000:0000:0000:0015") }], 2),
       bytes: hex(`
         54 00 00 00   // nlmsg_len 84
         0c 0a         // NFT_MSG_NEWSETELEM
         05 04         // NLM_F_REQUEST|NLM_F_ACK | NLM_F_CREATE
         01 00 00 00   // seq 1
         00 00 00 00   // pid 0
-        05 00 00 00   // nfgenmsg: NFPROTO_NETDEV, v0, res_id 0
+        01 00 00 00   // nfgenmsg: NFPROTO_INET, v0, res_id 0
         09 00 01 00   // NFTA_SET_ELEM_LIST_TABLE
         76 69 70 64 00 00 00 00  // "vipd\\0" + padding
         0a 00 02 00   // NFTA_SET_ELEM_LIST_SET
@@ -275,14 +278,14 @@ describe("requests", () => {
     },
     {
       name: "DELSETELEM proven4 { 192.0.2.21 }",
-      req: deleteSetElements("vipd", "proven4", [ip4(192, 0, 2, 21)]),
+      req: deleteSetElements(INET, "proven4", [ip4(192, 0, 2, 21)]),
       bytes: hex(`
         40 00 00 00   // nlmsg_len 64
         0e 0a         // NFT_MSG_DELSETELEM
         05 00         // NLM_F_REQUEST|NLM_F_ACK
         01 00 00 00   // seq 1
         00 00 00 00   // pid 0
-        05 00 00 00   // nfgenmsg: NFPROTO_NETDEV, v0, res_id 0
+        01 00 00 00   // nfgenmsg: NFPROTO_INET, v0, res_id 0
         09 00 01 00   // NFTA_SET_ELEM_LIST_TABLE
         76 69 70 64 00 00 00 00  // "vipd\\0" + padding
         0c 00 02 00   // NFTA_SET_ELEM_LIST_SET
@@ -297,14 +300,14 @@ describe("requests", () => {
     {
       // nft sends the same two attributes, set name first.
       name: "GETSETELEM dump of proven4",
-      req: getSetElements("vipd", "proven4"),
+      req: getSetElements(INET, "proven4"),
       bytes: hex(`
         2c 00 00 00   // nlmsg_len 44
         0d 0a         // NFT_MSG_GETSETELEM
         01 03         // NLM_F_REQUEST | NLM_F_DUMP
         01 00 00 00   // seq 1
         00 00 00 00   // pid 0
-        05 00 00 00   // nfgenmsg: NFPROTO_NETDEV, v0, res_id 0
+        01 00 00 00   // nfgenmsg: NFPROTO_INET, v0, res_id 0
         09 00 01 00   // NFTA_SET_ELEM_LIST_TABLE
         76 69 70 64 00 00 00 00  // "vipd\\0" + padding
         0c 00 02 00   // NFTA_SET_ELEM_LIST_SET
@@ -316,11 +319,11 @@ describe("requests", () => {
 });
 
 describe("rules", () => {
-  // `ip daddr @vips4 ip daddr != @proven4 drop` in a netdev chain, as nft
+  // `ip daddr @vips4 ip daddr != @proven4 drop` in an inet chain, as nft
   // 1.0.6 compiles it: the same bytes, expression for expression.
   const ipv4: Expr[] = [
-    { kind: "meta", key: NFT_META_PROTOCOL },
-    { kind: "cmp", op: NFT_CMP_EQ, data: net16(0x0800) },
+    { kind: "meta", key: NFT_META_NFPROTO },
+    { kind: "cmp", op: NFT_CMP_EQ, data: Uint8Array.of(NFPROTO_IPV4) },
     { kind: "payload", base: NFT_PAYLOAD_NETWORK_HEADER, offset: 16, len: 4 },
     { kind: "lookup", set: "vips4", setId: 1, invert: false },
     { kind: "payload", base: NFT_PAYLOAD_NETWORK_HEADER, offset: 16, len: 4 },
@@ -328,25 +331,25 @@ describe("rules", () => {
     { kind: "verdict", code: NF_DROP },
   ];
   test("encodes NEWRULE ip daddr @vips4 ip daddr != @proven4 drop", () => {
-    expect(frame(newRule("vipd", "in_eth0", ipv4))).toEqual(
+    expect(frame(newRule(INET, "input", ipv4))).toEqual(
       hex(`
         80 01 00 00   // nlmsg_len 384
         06 0a         // NFT_MSG_NEWRULE
         05 0c         // NLM_F_REQUEST|NLM_F_ACK | NLM_F_CREATE|NLM_F_APPEND
         01 00 00 00   // seq 1
         00 00 00 00   // pid 0
-        05 00 00 00   // nfgenmsg: NFPROTO_NETDEV, v0, res_id 0
+        01 00 00 00   // nfgenmsg: NFPROTO_INET, v0, res_id 0
         09 00 01 00   // NFTA_RULE_TABLE
         76 69 70 64 00 00 00 00  // "vipd\\0" + padding
-        0c 00 02 00   // NFTA_RULE_CHAIN
-        69 6e 5f 65 74 68 30 00  // "in_eth0\\0"
+        0a 00 02 00   // NFTA_RULE_CHAIN
+        69 6e 70 75 74 00 00 00  // "input\\0" + padding
         54 01 04 80   // NFTA_RULE_EXPRESSIONS | NLA_F_NESTED, len 340
         24 00 01 80   //   NFTA_LIST_ELEM
         09 00 01 00   //     NFTA_EXPR_NAME
         6d 65 74 61 00 00 00 00  // "meta\\0" + padding
         14 00 02 80   //     NFTA_EXPR_DATA
         08 00 02 00   //       NFTA_META_KEY
-        00 00 00 01   //       NFT_META_PROTOCOL
+        00 00 00 0f   //       NFT_META_NFPROTO
         08 00 01 00   //       NFTA_META_DREG
         00 00 00 01   //       NFT_REG_1
         2c 00 01 80   //   NFTA_LIST_ELEM
@@ -358,8 +361,8 @@ describe("rules", () => {
         08 00 02 00   //       NFTA_CMP_OP
         00 00 00 00   //       NFT_CMP_EQ
         0c 00 03 80   //       NFTA_CMP_DATA
-        06 00 01 00   //         NFTA_DATA_VALUE, 2 bytes
-        08 00 00 00   //         ETH_P_IP as in the frame + padding
+        05 00 01 00   //         NFTA_DATA_VALUE, 1 byte
+        02 00 00 00   //         NFPROTO_IPV4 + padding
         34 00 01 80   //   NFTA_LIST_ELEM
         0c 00 01 00   //     NFTA_EXPR_NAME
         70 61 79 6c 6f 61 64 00  // "payload\\0"
@@ -420,11 +423,11 @@ describe("rules", () => {
     );
   });
 
-  // `icmpv6 type nd-neighbor-solicit drop` in a netdev chain, as nft 1.0.6
+  // `icmpv6 type nd-neighbor-solicit drop` in an inet chain, as nft 1.0.6
   // compiles it, with both of its dependencies.
   const ns: Expr[] = [
-    { kind: "meta", key: NFT_META_PROTOCOL },
-    { kind: "cmp", op: NFT_CMP_EQ, data: net16(0x86dd) },
+    { kind: "meta", key: NFT_META_NFPROTO },
+    { kind: "cmp", op: NFT_CMP_EQ, data: Uint8Array.of(NFPROTO_IPV6) },
     { kind: "meta", key: NFT_META_L4PROTO },
     { kind: "cmp", op: NFT_CMP_EQ, data: Uint8Array.of(58) },
     { kind: "payload", base: NFT_PAYLOAD_TRANSPORT_HEADER, offset: 0, len: 1 },
@@ -432,28 +435,28 @@ describe("rules", () => {
     { kind: "verdict", code: NF_DROP },
   ];
   test("encodes NEWRULE icmpv6 type nd-neighbor-solicit drop", () => {
-    expect(frame(newRule("vipd", "in_eth0", ns))).toEqual(
+    expect(frame(newRule(INET, "input", ns))).toEqual(
       hex(`
         60 01 00 00   // nlmsg_len 352
         06 0a         // NFT_MSG_NEWRULE
         05 0c         // NLM_F_REQUEST|NLM_F_ACK | NLM_F_CREATE|NLM_F_APPEND
         01 00 00 00   // seq 1
         00 00 00 00   // pid 0
-        05 00 00 00   // nfgenmsg: NFPROTO_NETDEV, v0, res_id 0
+        01 00 00 00   // nfgenmsg: NFPROTO_INET, v0, res_id 0
         09 00 01 00   // NFTA_RULE_TABLE
         76 69 70 64 00 00 00 00  // "vipd\\0" + padding
-        0c 00 02 00   // NFTA_RULE_CHAIN
-        69 6e 5f 65 74 68 30 00  // "in_eth0\\0"
+        0a 00 02 00   // NFTA_RULE_CHAIN
+        69 6e 70 75 74 00 00 00  // "input\\0" + padding
         34 01 04 80   // NFTA_RULE_EXPRESSIONS | NLA_F_NESTED, len 308
-        24 00 01 80   //   NFTA_LIST_ELEM: meta protocol
+        24 00 01 80   //   NFTA_LIST_ELEM: meta nfproto
         09 00 01 00   //     NFTA_EXPR_NAME
         6d 65 74 61 00 00 00 00  // "meta\\0" + padding
         14 00 02 80   //     NFTA_EXPR_DATA
         08 00 02 00   //       NFTA_META_KEY
-        00 00 00 01   //       NFT_META_PROTOCOL
+        00 00 00 0f   //       NFT_META_NFPROTO
         08 00 01 00   //       NFTA_META_DREG
         00 00 00 01   //       NFT_REG_1
-        2c 00 01 80   //   NFTA_LIST_ELEM: == ETH_P_IPV6
+        2c 00 01 80   //   NFTA_LIST_ELEM: == NFPROTO_IPV6
         08 00 01 00   //     NFTA_EXPR_NAME
         63 6d 70 00   //     "cmp\\0"
         20 00 02 80   //     NFTA_EXPR_DATA
@@ -462,8 +465,8 @@ describe("rules", () => {
         08 00 02 00   //       NFTA_CMP_OP
         00 00 00 00   //       NFT_CMP_EQ
         0c 00 03 80   //       NFTA_CMP_DATA
-        06 00 01 00   //         NFTA_DATA_VALUE, 2 bytes
-        86 dd 00 00   //         ETH_P_IPV6 + padding
+        05 00 01 00   //         NFTA_DATA_VALUE, 1 byte
+        0a 00 00 00   //         NFPROTO_IPV6 + padding
         24 00 01 80   //   NFTA_LIST_ELEM: meta l4proto
         09 00 01 00   //     NFTA_EXPR_NAME
         6d 65 74 61 00 00 00 00  // "meta\\0" + padding
@@ -530,7 +533,7 @@ describe("set element replies", () => {
     02 00         // NLM_F_MULTI
     00 00 00 00   // seq 0
     4f 1d 00 00   // pid 7503 (the requester's port)
-    05            // nfgen_family NFPROTO_NETDEV
+    05            // nfgen_family NFPROTO_NETDEV (the dump's table; decoding ignores it)
     00            // version
     00 12         // res_id: ruleset generation 18
     09 00 01 00   // NFTA_SET_ELEM_LIST_TABLE
@@ -590,12 +593,12 @@ describe("set element replies", () => {
   ];
   for (const r of roundTrips) {
     test(`round-trips ${r.name}`, () => {
-      expect(decodeSetElements(newSetElements("vipd", "proven4", r.elements).payload)).toEqual({ table: "vipd", set: "proven4", elements: r.elements });
+      expect(decodeSetElements(newSetElements(INET, "proven4", r.elements).payload)).toEqual({ table: "vipd", set: "proven4", elements: r.elements });
     });
   }
   test("round-trips the keys of a DELSETELEM", () => {
     const keys = [ip4(192, 0, 2, 21), ip4(192, 0, 2, 22)];
-    expect(decodeSetElements(deleteSetElements("vipd", "proven4", keys).payload)).toEqual({
+    expect(decodeSetElements(deleteSetElements(INET, "proven4", keys).payload)).toEqual({
       table: "vipd",
       set: "proven4",
       elements: keys.map((key) => ({ key })),
@@ -645,7 +648,7 @@ describe("fuzz", () => {
     const rand = prng(SEED);
     for (let i = 0; i < ROUNDS; i++) {
       const elements = randomElements(rand);
-      const got = decodeSetElements(newSetElements("vipd", i % 2 ? "proven4" : "proven6", elements).payload);
+      const got = decodeSetElements(newSetElements(INET, i % 2 ? "proven4" : "proven6", elements).payload);
       expect(got).toEqual({ table: "vipd", set: i % 2 ? "proven4" : "proven6", elements });
     }
   });
@@ -653,7 +656,7 @@ describe("fuzz", () => {
   test(`truncated and corrupted messages never throw (seed ${SEED + 1}, ${ROUNDS} rounds)`, () => {
     const rand = prng(SEED + 1);
     for (let i = 0; i < ROUNDS; i++) {
-      const whole = frame(newSetElements("vipd", "proven4", randomElements(rand)));
+      const whole = frame(newSetElements(INET, "proven4", randomElements(rand)));
       const bytes = whole.slice(0, Math.floor(rand() * (whole.byteLength + 1)));
       for (let flips = Math.floor(rand() * 4); flips > 0 && bytes.byteLength > 0; flips--) {
         bytes[Math.floor(rand() * bytes.byteLength)] = Math.floor(rand() * 256);

@@ -50,10 +50,29 @@ export const nftType = (msg: number) => (NFNL_SUBSYS_NFTABLES << 8) | msg;
 export const NLM_F_APPEND = 0x800;
 
 export const AF_UNSPEC = 0;
-/** The netdev family: chains hook one device's ingress or egress. */
+
+// The table families vipd uses (enum nfproto, linux/netfilter.h), and the
+// hooks of each that its chains attach to.
+/** IPv4 and IPv6 in one table; `meta nfproto` tells them apart. */
+export const NFPROTO_INET = 1;
+/** ARP, as arp_rcv and arp_xmit hand it to netfilter. */
+export const NFPROTO_ARP = 3;
+/** `meta nfproto` values in an inet table. */
+export const NFPROTO_IPV4 = 2;
+export const NFPROTO_IPV6 = 10;
+/** enum nf_inet_hooks: delivered to a local socket, and sent by the local stack. */
+export const NF_INET_LOCAL_IN = 1;
+export const NF_INET_LOCAL_OUT = 3;
+/** linux/netfilter_arp.h: ARP received (arp_rcv), and ARP sent (arp_xmit). */
+export const NF_ARP_IN = 0;
+export const NF_ARP_OUT = 1;
+/**
+ * Per device: where vipd before 0.3 kept its table (netdev ingress and, from
+ * Linux 5.16, egress). Only read for what such a table names, then deleted.
+ */
 export const NFPROTO_NETDEV = 5;
-export const NF_NETDEV_INGRESS = 0;
-export const NF_NETDEV_EGRESS = 1;
+export type Family = typeof NFPROTO_INET | typeof NFPROTO_ARP | typeof NFPROTO_NETDEV;
+
 export const NF_DROP = 0;
 export const NF_ACCEPT = 1;
 
@@ -66,8 +85,9 @@ const NFTA_CHAIN_HOOK = 4;
 const NFTA_CHAIN_POLICY = 5;
 const NFTA_CHAIN_TYPE = 7;
 const NFTA_HOOK_HOOKNUM = 1;
-const NFTA_HOOK_PRIORITY = 2;
+/** The one device a netdev base chain hooks. */
 const NFTA_HOOK_DEV = 3;
+const NFTA_HOOK_PRIORITY = 2;
 const NFTA_SET_TABLE = 1;
 const NFTA_SET_NAME = 2;
 const NFTA_SET_FLAGS = 3;
@@ -117,7 +137,7 @@ export const NFT_REG_VERDICT = 0;
 export const NFT_REG_1 = 1;
 
 // enum nft_meta_keys
-export const NFT_META_PROTOCOL = 1;
+export const NFT_META_NFPROTO = 15;
 export const NFT_META_L4PROTO = 16;
 
 // enum nft_payload_bases
@@ -172,9 +192,15 @@ export function encodeNfgenmsg(family: number, resId: number): Uint8Array {
   return out;
 }
 
-/** An nf_tables request: nfgenmsg for the netdev family, then the attributes. */
-function message(msg: number, flags: number, attrs: readonly Attr[]): Request {
-  const hdr = encodeNfgenmsg(NFPROTO_NETDEV, 0);
+/** A table: nf_tables names tables per family, so `inet vipd` and `arp vipd` are two. */
+export interface TableRef {
+  readonly family: Family;
+  readonly name: string;
+}
+
+/** An nf_tables request: nfgenmsg for the table's family, then the attributes. */
+function message(family: Family, msg: number, flags: number, attrs: readonly Attr[]): Request {
+  const hdr = encodeNfgenmsg(family, 0);
   const body = encodeAttrs(attrs);
   const payload = new Uint8Array(hdr.byteLength + body.byteLength);
   payload.set(hdr);
@@ -208,42 +234,41 @@ export const batchEnd = (): Request => ({
  * is (no NLM_F_EXCL). Never NFT_TABLE_F_OWNER: an owned table dies with the
  * socket that made it, and the fence must outlive a killed process.
  */
-export const newTable = (name: string): Request =>
-  message(NFT_MSG_NEWTABLE, CHANGE, [attrString(NFTA_TABLE_NAME, name), attrBe32(NFTA_TABLE_FLAGS, 0)]);
+export const newTable = (t: TableRef): Request =>
+  message(t.family, NFT_MSG_NEWTABLE, CHANGE, [attrString(NFTA_TABLE_NAME, t.name), attrBe32(NFTA_TABLE_FLAGS, 0)]);
 
 /** DELTABLE: the table with all its chains, rules and sets. ENOENT if absent. */
-export const deleteTable = (name: string): Request => message(NFT_MSG_DELTABLE, CHANGE, [attrString(NFTA_TABLE_NAME, name)]);
+export const deleteTable = (t: TableRef): Request => message(t.family, NFT_MSG_DELTABLE, CHANGE, [attrString(NFTA_TABLE_NAME, t.name)]);
 
 export interface BaseChain {
-  readonly table: string;
+  readonly table: TableRef;
   readonly name: string;
-  readonly hook: typeof NF_NETDEV_INGRESS | typeof NF_NETDEV_EGRESS;
-  /** The device whose ingress or egress the chain hooks. */
-  readonly device: string;
+  /** A hook of the table's family: NF_INET_* for inet, NF_ARP_* for arp. */
+  readonly hook: number;
   /** Lower runs first; a signed 32-bit number. */
   readonly priority: number;
   readonly policy: typeof NF_ACCEPT | typeof NF_DROP;
 }
 
-/** NEWCHAIN for a netdev filter base chain; the hook is nested (enum nft_hook_attributes). */
+/**
+ * NEWCHAIN for a filter base chain; the hook is nested (enum
+ * nft_hook_attributes). The inet and arp hooks are not per device, so
+ * there is no NFTA_HOOK_DEV.
+ */
 export const newChain = (c: BaseChain): Request =>
-  message(NFT_MSG_NEWCHAIN, CHANGE | NLM_F_CREATE, [
-    attrString(NFTA_CHAIN_TABLE, c.table),
+  message(c.table.family, NFT_MSG_NEWCHAIN, CHANGE | NLM_F_CREATE, [
+    attrString(NFTA_CHAIN_TABLE, c.table.name),
     attrString(NFTA_CHAIN_NAME, c.name),
     attrString(NFTA_CHAIN_TYPE, "filter"),
     attrBe32(NFTA_CHAIN_POLICY, c.policy),
-    nested(NFTA_CHAIN_HOOK, [
-      attrBe32(NFTA_HOOK_HOOKNUM, c.hook),
-      attrBe32(NFTA_HOOK_PRIORITY, c.priority),
-      attrString(NFTA_HOOK_DEV, c.device),
-    ]),
+    nested(NFTA_CHAIN_HOOK, [attrBe32(NFTA_HOOK_HOOKNUM, c.hook), attrBe32(NFTA_HOOK_PRIORITY, c.priority)]),
   ]);
 
-export const deleteChain = (table: string, name: string): Request =>
-  message(NFT_MSG_DELCHAIN, CHANGE, [attrString(NFTA_CHAIN_TABLE, table), attrString(NFTA_CHAIN_NAME, name)]);
+export const deleteChain = (t: TableRef, name: string): Request =>
+  message(t.family, NFT_MSG_DELCHAIN, CHANGE, [attrString(NFTA_CHAIN_TABLE, t.name), attrString(NFTA_CHAIN_NAME, name)]);
 
 export interface SetSpec {
-  readonly table: string;
+  readonly table: TableRef;
   readonly name: string;
   /** Names the set within the transaction, for messages that refer to it before it exists. */
   readonly id: number;
@@ -253,8 +278,8 @@ export interface SetSpec {
 }
 
 export const newSet = (s: SetSpec): Request =>
-  message(NFT_MSG_NEWSET, CHANGE | NLM_F_CREATE, [
-    attrString(NFTA_SET_TABLE, s.table),
+  message(s.table.family, NFT_MSG_NEWSET, CHANGE | NLM_F_CREATE, [
+    attrString(NFTA_SET_TABLE, s.table.name),
     attrString(NFTA_SET_NAME, s.name),
     attrBe32(NFTA_SET_FLAGS, s.flags),
     attrBe32(NFTA_SET_KEY_TYPE, KEY_TYPES[s.key].type),
@@ -314,9 +339,9 @@ function encodeExpr(e: Expr): Attr {
 }
 
 /** NEWRULE appended to the chain: the expressions run in order until one does not match. */
-export const newRule = (table: string, chain: string, exprs: readonly Expr[]): Request =>
-  message(NFT_MSG_NEWRULE, CHANGE | NLM_F_CREATE | NLM_F_APPEND, [
-    attrString(NFTA_RULE_TABLE, table),
+export const newRule = (t: TableRef, chain: string, exprs: readonly Expr[]): Request =>
+  message(t.family, NFT_MSG_NEWRULE, CHANGE | NLM_F_CREATE | NLM_F_APPEND, [
+    attrString(NFTA_RULE_TABLE, t.name),
     attrString(NFTA_RULE_CHAIN, chain),
     nested(NFTA_RULE_EXPRESSIONS, exprs.map(encodeExpr)),
   ]);
@@ -347,9 +372,9 @@ function encodeElement(e: SetElement): Attr {
   ]);
 }
 
-function elementList(msg: number, flags: number, table: string, set: string, elements: readonly SetElement[], setId?: number): Request {
-  return message(msg, flags, [
-    attrString(NFTA_SET_ELEM_LIST_TABLE, table),
+function elementList(msg: number, flags: number, t: TableRef, set: string, elements: readonly SetElement[], setId?: number): Request {
+  return message(t.family, msg, flags, [
+    attrString(NFTA_SET_ELEM_LIST_TABLE, t.name),
     attrString(NFTA_SET_ELEM_LIST_SET, set),
     ...(setId === undefined ? [] : [attrBe32(NFTA_SET_ELEM_LIST_SET_ID, setId)]),
     nested(NFTA_SET_ELEM_LIST_ELEMENTS, elements.map(encodeElement)),
@@ -362,17 +387,17 @@ function elementList(msg: number, flags: number, table: string, set: string, ele
  * old ones and answer success all the same. `setId` is for a set created in
  * the same transaction.
  */
-export const newSetElements = (table: string, set: string, elements: readonly SetElement[], setId?: number): Request =>
-  elementList(NFT_MSG_NEWSETELEM, CHANGE | NLM_F_CREATE, table, set, elements, setId);
+export const newSetElements = (t: TableRef, set: string, elements: readonly SetElement[], setId?: number): Request =>
+  elementList(NFT_MSG_NEWSETELEM, CHANGE | NLM_F_CREATE, t, set, elements, setId);
 
 /** DELSETELEM: ENOENT (and the whole batch aborted) if one of them is not there. */
-export const deleteSetElements = (table: string, set: string, keys: readonly Uint8Array[]): Request =>
-  elementList(NFT_MSG_DELSETELEM, CHANGE, table, set, keys.map((key) => ({ key })));
+export const deleteSetElements = (t: TableRef, set: string, keys: readonly Uint8Array[]): Request =>
+  elementList(NFT_MSG_DELSETELEM, CHANGE, t, set, keys.map((key) => ({ key })));
 
 /** GETSETELEM dump: every element of the set, in NEWSETELEM messages, then NLMSG_DONE. */
-export const getSetElements = (table: string, set: string): Request =>
-  message(NFT_MSG_GETSETELEM, NLM_F_REQUEST | NLM_F_DUMP, [
-    attrString(NFTA_SET_ELEM_LIST_TABLE, table),
+export const getSetElements = (t: TableRef, set: string): Request =>
+  message(t.family, NFT_MSG_GETSETELEM, NLM_F_REQUEST | NLM_F_DUMP, [
+    attrString(NFTA_SET_ELEM_LIST_TABLE, t.name),
     attrString(NFTA_SET_ELEM_LIST_SET, set),
   ]);
 
@@ -437,13 +462,13 @@ function decodeElement(data: Uint8Array): SetElement | WireError {
 }
 
 /**
- * GETCHAIN dump: every chain of the netdev family, in NEWCHAIN messages. Not
+ * GETCHAIN dump: every chain of one family, in NEWCHAIN messages. Not
  * narrowed to one table: kernels before 5.x ignore a table in a chain dump.
  */
-export const getChains = (): Request => message(NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_DUMP, []);
+export const getChains = (family: Family): Request => message(family, NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_DUMP, []);
 
-/** GETRULE dump: every rule of the netdev family, in NEWRULE messages (filtered by the reader, as above). */
-export const getRules = (): Request => message(NFT_MSG_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, []);
+/** GETRULE dump: every rule of one family, in NEWRULE messages (filtered by the reader, as above). */
+export const getRules = (family: Family): Request => message(family, NFT_MSG_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, []);
 
 export interface ChainListing {
   readonly table: string;
@@ -485,6 +510,3 @@ export function decodeRuleOwner(payload: Uint8Array): { table: string; chain: st
   if (!table || !chain) return new WireError("rule without NFTA_RULE_TABLE or _CHAIN");
   return { table: readString(table), chain: readString(chain) };
 }
-
-/** A 16-bit number as the packet carries it (network order), to compare a field with. */
-export const net16 = (n: number) => Uint8Array.of(n >> 8, n & 0xff);
