@@ -26,6 +26,8 @@ import { applyWriteFiles, readCloudConfig, recordingSystemctl, seedAccounts, und
 import { releaseDir } from "./release-artifacts.ts";
 
 const VIP = "192.0.2.93";
+/** cloud-init.yaml's members, the operator's to fill in. */
+const EXAMPLE_ENDPOINTS = "endpoints: [https://192.168.0.11:2379, https://192.168.0.12:2379, https://192.168.0.13:2379]";
 let user: Awaited<ReturnType<typeof ensureSystemUser>>;
 let release: string;
 
@@ -82,7 +84,10 @@ test("cloud-init's commands turn a bare lab node into a VIP holder, running as u
       if (f.path !== "/etc/vipd/vipd.yaml") return f.content;
       expect(f.content).toContain("name: 192.168.0.15\n");
       expect(f.content).toContain("link: enp0s2\n");
-      return f.content.replace("name: 192.168.0.15\n", `name: ${VIP}\n`).replace("link: enp0s2\n", "link: eth0\n");
+      expect(f.content).toContain(EXAMPLE_ENDPOINTS);
+      // Every member's client URL, as the comment asks: this one-node cluster's only member, by its address.
+      return f.content.replace("name: 192.168.0.15\n", `name: ${VIP}\n`).replace("link: enp0s2\n", "link: eth0\n")
+        .replace(EXAMPLE_ENDPOINTS, `endpoints: [https://${n1.ip4}:2379]`);
     });
     const [installStep, waitStep] = config.runcmd as [string[], string[]];
     const systemctl = recordingSystemctl(state);

@@ -32,6 +32,8 @@ import { readCloudConfig } from "./cloud-config.ts";
 import { releaseDir } from "./release-artifacts.ts";
 
 const VIP = "192.0.2.95";
+/** cloud-init.yaml's members, the operator's to fill in. */
+const EXAMPLE_ENDPOINTS = "endpoints: [https://192.168.0.11:2379, https://192.168.0.12:2379, https://192.168.0.13:2379]";
 /** Added by a reload. */
 const VIP2 = "192.0.2.96";
 const UNIT = "vipd.service";
@@ -114,7 +116,10 @@ test("through vipd-install before kubeadm has run, a bare node under systemd end
       if (f.path === "/etc/vipd/vipd.yaml") {
         expect(content).toContain("name: 192.168.0.15\n");
         expect(content).toContain("link: enp0s2\n");
-        content = content.replace("name: 192.168.0.15\n", `name: ${VIP}\n`).replace("link: enp0s2\n", "link: eth0\n");
+        expect(content).toContain(EXAMPLE_ENDPOINTS);
+        // Every member's client URL, as the comment asks: the lab's two, by their addresses.
+        content = content.replace("name: 192.168.0.15\n", `name: ${VIP}\n`).replace("link: enp0s2\n", "link: eth0\n")
+          .replace(EXAMPLE_ENDPOINTS, `endpoints: [https://${n1.ip4}:2379, https://${n2.ip4}:2379]`);
       }
       await c.write(f.path, content, Number.parseInt(f.permissions ?? "0644", 8));
     }
