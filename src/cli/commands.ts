@@ -161,7 +161,7 @@ const COMMANDS: readonly Command[] = [
       ...settingFlags("health."),
       HELP_FLAG,
     ],
-    notes: "Exit codes: 0 done; 1 timed out (the last answer on stderr); 2 bad usage.",
+    notes: "Exit codes: 0 done; 1 timed out (the last answer on stderr; for standing, each VIP that is not and why); 2 bad usage.",
     run: (args, io) => wait(args, io),
   },
   {

@@ -233,7 +233,7 @@ describe("other commands", () => {
     expect(status.out).toContain("--etcd-endpoints URL,URL");
     expect(status.out).not.toContain("--hold-time");
     const wait = await cli(["wait", "-h"]);
-    expect(wait.out).toContain("--for healthy|holding");
+    expect(wait.out).toContain("--for healthy|standing|holding");
     expect(wait.out).toContain("Exit codes: 0 done; 1 timed out");
     expect((await cli(["config", "example", "--help"])).out).toStartWith("vipd config example");
     // A flag of another command is an error that points at the right help.
