@@ -595,6 +595,15 @@ export class Agent {
       const since = beat === null ? "none committed yet" : `none committed for ${Math.round(now - beat)} ms`;
       return { ok: false, reason: `etcd heartbeat: ${since}${session.lastHeartbeatError ? `: ${session.lastHeartbeatError}` : ""}` };
     }
+    // A VIP whose link is missing or down has nobody here to stand for it:
+    // the node is up but not doing its job, and only an operator can fix
+    // it (a wrong link name, a NIC that never came up). Before the gate, as
+    // a slot's own candidacy puts it: the link is what to look at first.
+    const cannot = this.#slots.flatMap((s) => {
+      const st = s.standing();
+      return !st.standing && st.fault ? [`${s.vip.ip} not standing: ${st.reason}`] : [];
+    });
+    if (cannot.length) return { ok: false, reason: cannot.join("; ") };
     // A closed gate keeps this node out of the elections; probes should see why.
     if (this.gate && !this.gate.open) return { ok: false, reason: `kube-apiserver gate closed: ${this.gate.reason}` };
     const withdrawn = this.#slots.find((s) => s.withdrawnReason !== null);

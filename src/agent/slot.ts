@@ -23,6 +23,7 @@ import type { AddressKernel, FencePort } from "../vip/ports.ts";
 import { type Conflict, ConflictWatch, type SlotState } from "./conflict.ts";
 import type { HookSink } from "./hooks.ts";
 import type { LinkWatch } from "./links.ts";
+import { describeStanding, type Standing, standing } from "./standing.ts";
 
 export interface SlotDeps {
   readonly vip: VipSettings;
@@ -55,6 +56,10 @@ export interface VipStatus {
   /** When this node acquired it (ISO 8601), null when it does not hold it. */
   since: string | null;
   role: "holder" | "first" | "waiting" | "out";
+  /** In the VIP's queue or holding it, for a reason that still holds (standing.ts). */
+  standing: boolean;
+  /** What it stands as ("holding", "first in the queue", "waiting behind cp-1"), or `not standing: link enp0s2 missing`. */
+  standingReason: string;
   candidacy: string;
   reason: string;
   /** The queue as this node last read it, first in line first. */
@@ -79,6 +84,8 @@ const TAKEOVER_RETRY_MS = 100;
 const STOP_RETRY_MS = 250;
 /** How long a committed join may take to show in the view before the slot joins again. */
 const JOIN_VISIBLE_MS = 2000;
+/** The candidacy while the first conflict probe runs: ready, not standing yet. */
+const PROBING = "probing for another machine that uses the address before standing";
 
 export class Slot {
   readonly controller: VipController;
@@ -225,11 +232,10 @@ export class Slot {
       // Our own key reaches the view through the watch a moment after the
       // join commits; until then, we are queued all the same. A key we
       // released leaves the view as late: until then, we are out.
-      const joining = this.#joinedAt !== null && now - this.#joinedAt < JOIN_VISIBLE_MS;
-      const queued = (mine !== undefined && this.#released === null) || joining;
+      const queued = this.#queued(now);
       // Not before a probe found no stranger: a takeover later must not wait for one.
       const probed = this.#conflict.clearToStand();
-      if (c.stand && !queued && !probed) this.#candidacy = "probing for another machine that uses the address before standing";
+      if (c.stand && !queued && !probed) this.#candidacy = PROBING;
       if (c.stand && !queued && probed) this.#run(this.#join());
       else if (!c.stand && queued) this.#run(this.#withdraw(c.reason));
     }
@@ -271,6 +277,35 @@ export class Slot {
     const { session, vip, clock } = this.#d;
     const joining = this.#joinedAt !== null && clock() - this.#joinedAt < JOIN_VISIBLE_MS;
     return !this.controller.held && !this.controller.serving && !this.#busy && !joining && session.mine(vip.ip) === undefined;
+  }
+
+  /**
+   * Our key is in the queue, as far as we know: the view shows it and we did
+   * not release it, or we joined a moment ago and the view has not caught up.
+   */
+  #queued(now: number): boolean {
+    const { session, vip } = this.#d;
+    const joining = this.#joinedAt !== null && now - this.#joinedAt < JOIN_VISIBLE_MS;
+    return (session.mine(vip.ip) !== undefined && this.#released === null) || joining;
+  }
+
+  /** Whether this node stands for the VIP (in its queue, or holding it), and if not, why: /healthz, /status, `vipd wait --for standing`. */
+  standing(): Standing {
+    const { session, vip, node, links, clock } = this.#d;
+    const facts = this.#facts();
+    const queue = session.view.queue(vip.ip).map((c) => c.node);
+    const at = queue.indexOf(node);
+    // Joined a moment ago and not in the view yet: at the back.
+    const ahead = !this.#queued(clock()) ? null : at >= 0 ? queue.slice(0, at) : queue;
+    return standing({
+      link: vip.link,
+      linkState: links.state(vip.link),
+      candidacy: decideCandidacy(facts),
+      sessionReady: session.ready,
+      held: facts.held,
+      ahead,
+      pending: this.#candidacy === PROBING ? PROBING : "joining the queue",
+    });
   }
 
   /** Our key is gone (a takeover, an operator): the proof is already void; let go now. */
@@ -468,6 +503,7 @@ export class Slot {
     const d = this.controller.lastDecision;
     const asked = session.view.handover(vip.ip)?.request;
     const conflict = this.#conflict.conflict;
+    const standing = this.standing();
     return {
       ip: vip.ip,
       link: vip.link,
@@ -475,6 +511,8 @@ export class Slot {
       owner: this.controller.held,
       since: since === null ? null : new Date(wallNow - (now - since)).toISOString(),
       role,
+      standing: standing.standing,
+      standingReason: describeStanding(standing),
       candidacy: this.#candidacy,
       reason: d && !d.hold ? d.reason : this.controller.held ? this.#winReason : this.#candidacy,
       queue: queue.map((c) => ({ node: c.node, host: session.view.agent(c.node)?.incarnation?.host ?? null })),

@@ -147,16 +147,21 @@ const COMMANDS: readonly Command[] = [
   },
   {
     name: "wait",
-    synopsis: "wait [--for healthy|holding] [--timeout SECONDS] [--config FILE | --health-listen HOST:PORT]",
-    summary: "wait until this node's vipd is healthy, or holds a VIP (for cloud-init and scripts)",
+    synopsis: "wait [--for healthy|standing|holding] [--timeout SECONDS] [--config FILE | --health-listen HOST:PORT]",
+    summary: "wait until this node's vipd is healthy, stands for every VIP, or holds a VIP (for cloud-init and scripts)",
     flags: [
-      flag("for", "string", 'what to wait for: "healthy" (/healthz answers 200) or "holding" (this node holds a VIP) (default: healthy)', "healthy|holding"),
+      flag(
+        "for",
+        "string",
+        'what to wait for: "healthy" (/healthz answers 200), "standing" (this node is in the election for every VIP, or holds it) or "holding" (this node holds a VIP) (default: healthy)',
+        "healthy|standing|holding",
+      ),
       flag("timeout", "string", "give up after this many seconds (default: 60)", "SECONDS"),
       CONFIG_FLAG,
       ...settingFlags("health."),
       HELP_FLAG,
     ],
-    notes: "Exit codes: 0 done; 1 timed out (the last answer on stderr); 2 bad usage.",
+    notes: "Exit codes: 0 done; 1 timed out (the last answer on stderr; for standing, each VIP that is not and why); 2 bad usage.",
     run: (args, io) => wait(args, io),
   },
   {
@@ -477,8 +482,8 @@ async function wait(args: readonly string[], io: CliIO): Promise<number> {
   const r = settingsFrom("wait", args, io, { configOptional: true });
   if (typeof r === "number") return r;
   const what = r.flags.for ?? "healthy";
-  if (what !== "healthy" && what !== "holding") {
-    io.err(`vipd wait: --for wants "healthy" or "holding", not ${JSON.stringify(what)}\n`);
+  if (what !== "healthy" && what !== "standing" && what !== "holding") {
+    io.err(`vipd wait: --for wants "healthy", "standing" or "holding", not ${JSON.stringify(what)}\n`);
     return EXIT_USAGE;
   }
   const timeout = r.flags.timeout === undefined ? 60 : Number(r.flags.timeout);

@@ -46,14 +46,14 @@ describe("decideCandidacy", () => {
   const ready = { link: "up", gateOpen: true, stopping: false, withdrawn: null, removed: false, drained: null, conflict: null, yielding: null } as const;
   test("stands only when it could hold", () => {
     expect(decideCandidacy(ready)).toEqual({ stand: true, reason: "ready" });
-    expect(decideCandidacy({ ...ready, link: "down" })).toEqual({ stand: false, reason: "link is down" });
-    expect(decideCandidacy({ ...ready, link: "absent" })).toEqual({ stand: false, reason: "link is missing" });
-    expect(decideCandidacy({ ...ready, gateOpen: false })).toEqual({ stand: false, reason: "kube-apiserver gate closed" });
-    expect(decideCandidacy({ ...ready, stopping: true })).toEqual({ stand: false, reason: "shutting down" });
-    expect(decideCandidacy({ ...ready, withdrawn: "EACCES" })).toEqual({ stand: false, reason: "EACCES" });
-    expect(decideCandidacy({ ...ready, removed: true })).toEqual({ stand: false, reason: "removed from the configuration" });
-    expect(decideCandidacy({ ...ready, drained: "drained by ops" })).toEqual({ stand: false, reason: "drained by ops" });
-    expect(decideCandidacy({ ...ready, conflict: "address conflict" })).toEqual({ stand: false, reason: "address conflict" });
-    expect(decideCandidacy({ ...ready, yielding: "handing over to n2" })).toEqual({ stand: false, reason: "handing over to n2" });
+    expect(decideCandidacy({ ...ready, link: "down" })).toEqual({ stand: false, reason: "link is down", code: "link-down" });
+    expect(decideCandidacy({ ...ready, link: "absent" })).toEqual({ stand: false, reason: "link is missing", code: "link-down" });
+    expect(decideCandidacy({ ...ready, gateOpen: false })).toEqual({ stand: false, reason: "kube-apiserver gate closed", code: "gate-closed" });
+    expect(decideCandidacy({ ...ready, stopping: true })).toEqual({ stand: false, reason: "shutting down", code: "shutdown" });
+    expect(decideCandidacy({ ...ready, withdrawn: "EACCES" })).toEqual({ stand: false, reason: "EACCES", code: "withdrawn" });
+    expect(decideCandidacy({ ...ready, removed: true })).toEqual({ stand: false, reason: "removed from the configuration", code: "removed" });
+    expect(decideCandidacy({ ...ready, drained: "drained by ops" })).toEqual({ stand: false, reason: "drained by ops", code: "drained" });
+    expect(decideCandidacy({ ...ready, conflict: "address conflict" })).toEqual({ stand: false, reason: "address conflict", code: "conflict" });
+    expect(decideCandidacy({ ...ready, yielding: "handing over to n2" })).toEqual({ stand: false, reason: "handing over to n2", code: "handover" });
   });
 });

@@ -75,10 +75,15 @@ export function decideHold(f: VipFacts): HoldDecision {
  * the address must not stand, or it would win and leave the VIP dark while a
  * healthy node waits behind it.
  */
-export function decideCandidacy(f: CandidacyFacts): { stand: boolean; reason: string } {
+export function decideCandidacy(f: CandidacyFacts): Candidacy {
   const out = standDown(f);
-  return out ? { stand: false, reason: out.reason } : { stand: true, reason: "ready" };
+  return out ? { stand: false, ...out } : { stand: true, reason: "ready" };
 }
+
+/** Whether to stand; when not, why, and the same code a release for that reason carries. */
+export type Candidacy =
+  | { readonly stand: true; readonly reason: "ready" }
+  | { readonly stand: false; readonly reason: string; readonly code: ReleaseCode };
 
 export type CandidacyFacts = Pick<VipFacts, "link" | "gateOpen" | "stopping" | "withdrawn" | "removed" | "drained" | "conflict" | "yielding">;
 

@@ -233,7 +233,7 @@ describe("other commands", () => {
     expect(status.out).toContain("--etcd-endpoints URL,URL");
     expect(status.out).not.toContain("--hold-time");
     const wait = await cli(["wait", "-h"]);
-    expect(wait.out).toContain("--for healthy|holding");
+    expect(wait.out).toContain("--for healthy|standing|holding");
     expect(wait.out).toContain("Exit codes: 0 done; 1 timed out");
     expect((await cli(["config", "example", "--help"])).out).toStartWith("vipd config example");
     // A flag of another command is an error that points at the right help.
@@ -325,6 +325,38 @@ describe("vipd wait", () => {
     const gone = await cli(["wait", "--health-listen", "127.0.0.1:1", "--timeout", "0.3"]);
     expect(gone.code).toBe(1);
     expect(gone.err).toContain("no answer on http://127.0.0.1:1");
+  });
+  test("standing: every VIP in its queue or held, against a stand-in agent; a timeout names each VIP that is not, and why", async () => {
+    let vips: { ip: string; owner: boolean; standing?: boolean; standingReason?: string }[] = [];
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.json({ vips }) });
+    try {
+      const listen = `127.0.0.1:${server.port}`;
+      const wait = (timeout: string) => cli(["wait", "--for", "standing", "--health-listen", listen, "--timeout", timeout]);
+      expect(await wait("0.3")).toEqual({ code: 1, out: "", err: "vipd wait: not standing after 0.3 s: /status lists no VIPs yet\n" });
+      vips = [
+        { ip: "192.0.2.15", owner: false, standing: false, standingReason: "not standing: link enp0s2 missing" },
+        { ip: "192.0.2.16", owner: false, standing: true, standingReason: "first in the queue" },
+        { ip: "192.0.2.17", owner: false, standing: false, standingReason: "not standing: kube-apiserver gate closed" },
+      ];
+      expect(await wait("0.3")).toEqual({
+        code: 1,
+        out: "",
+        err: "vipd wait: not standing after 0.3 s: 192.0.2.15 not standing: link enp0s2 missing; 192.0.2.17 not standing: kube-apiserver gate closed\n",
+      });
+      // A vipd older than this wait has no `standing`: never taken for standing.
+      vips = [{ ip: "192.0.2.15", owner: true }];
+      expect((await wait("0.3")).err).toBe("vipd wait: not standing after 0.3 s: 192.0.2.15 not standing: this vipd does not report standing (older than vipd wait --for standing)\n");
+      vips = [{ ip: "192.0.2.15", owner: false, standing: false, standingReason: "not standing: link enp0s2 missing" }];
+      setTimeout(() => {
+        vips = [
+          { ip: "192.0.2.15", owner: true, standing: true, standingReason: "holding" },
+          { ip: "192.0.2.16", owner: false, standing: true, standingReason: "waiting behind cp-1" },
+        ];
+      }, 300);
+      expect(await wait("5")).toEqual({ code: 0, out: `vipd on ${listen}: standing for 192.0.2.15 (holding), 192.0.2.16 (waiting behind cp-1)\n`, err: "" });
+    } finally {
+      server.stop(true);
+    }
   });
 });
 

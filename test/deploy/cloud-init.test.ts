@@ -70,7 +70,7 @@ test("the example installs the release it names, the way the README says", () =>
   expect(writeFileAt(config, INSTALLER).permissions).toBe("0755");
   // install first, then the operator's kubeadm step, then the wait.
   expect(config.runcmd.map((c) => c[0])).toEqual([INSTALLER, "/usr/local/bin/vipd"]);
-  expect(config.runcmd[1]!.slice(1, 4)).toEqual(["wait", "--for", "healthy"]);
+  expect(config.runcmd[1]!.slice(1, 4)).toEqual(["wait", "--for", "standing"]);
   const yaml = writeFileAt(config, "/etc/vipd/vipd.yaml").content;
   expect(yaml).toContain("endpoints: [https://192.168.0.11:2379, https://192.168.0.12:2379, https://192.168.0.13:2379]");
   expect(yaml).toContain("url: https://127.0.0.1:6443/readyz");
