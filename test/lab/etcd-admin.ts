@@ -130,6 +130,11 @@ export interface LeaderMove {
   requestMs: number;
   /** From the call until every member named the new leader. */
   visibleMs: number;
+  /**
+   * Transfers that returned but never showed the new leader to every member
+   * (the transferee still catching up after a rejoin, say), each asked again.
+   */
+  notTaken: string[];
 }
 
 /**
@@ -142,9 +147,10 @@ export async function moveEtcdLeader(site: EtcdSite, to: string, opts: { timeout
   const target = members.find((m) => m.name === to);
   if (!target) throw new Error(`no etcd member named ${to} (members: ${members.map((m) => m.name).join(", ")})`);
   let lastError: unknown = null;
+  const notTaken: string[] = [];
   for (let attempt = 0; attempt < 5; attempt++) {
     const from = await etcdLeader(site);
-    if (from === to) return { from, to, requestMs: 0, visibleMs: 0 };
+    if (from === to) return { from, to, requestMs: 0, visibleMs: 0, notTaken };
     const start = now();
     try {
       await gateway(site, from, "/v3/maintenance/transfer-leadership", { targetID: target.id }, 5);
@@ -157,8 +163,16 @@ export async function moveEtcdLeader(site: EtcdSite, to: string, opts: { timeout
       throw e;
     }
     const requestMs = now() - start;
-    await waitForEtcdLeader(site, (l) => l === to, { timeoutMs: opts.timeoutMs ?? 5000, everyMs: 5 });
-    return { from, to, requestMs, visibleMs: now() - start };
+    try {
+      await waitForEtcdLeader(site, (l) => l === to, { timeoutMs: opts.timeoutMs ?? 5000, everyMs: 5 });
+    } catch (e) {
+      // raft gives a transfer up when the transferee does not catch up in
+      // time; etcd may still have answered. Ask again, and say so.
+      lastError = e;
+      notTaken.push(`MoveLeader ${from} → ${to} did not take: ${e instanceof Error ? e.message : String(e)}`);
+      continue;
+    }
+    return { from, to, requestMs, visibleMs: now() - start, notTaken };
   }
   throw new Error(`moving etcd's raft leader to ${to} failed 5 times: ${String(lastError)}`);
 }

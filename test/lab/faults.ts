@@ -413,7 +413,7 @@ function moveLeader(direction: "to-holder" | "off-holder"): Fault {
       const to = direction === "to-holder" ? victim : nextNode(lab, victim);
       const m = await moveEtcdLeader(lab, to.name);
       return {
-        detail: `MoveLeader ${m.from} → ${m.to}: answered in ${Math.round(m.requestMs)} ms, seen by all members after ${Math.round(m.visibleMs)} ms`,
+        detail: [...m.notTaken, `MoveLeader ${m.from} → ${m.to}: answered in ${Math.round(m.requestMs)} ms, seen by all members after ${Math.round(m.visibleMs)} ms`].join("; "),
         timings: { "MoveLeader answered": m.requestMs, "MoveLeader seen by all": m.visibleMs },
         recover: async () => {},
       };

@@ -279,7 +279,7 @@ async function placeLeader(env: TrialEnv, impl: VipImplementation, where: Leader
       throw new TrialError("placement", `putting etcd's raft leader ${where === "victim" ? "on" : "off"} ${victim.name}: ${e instanceof Error ? e.message : String(e)}`);
     });
     if (!move) return { victim, placement: done.join("; ") || null };
-    done.push(`MoveLeader ${move.from} → ${move.to}, seen by all members after ${Math.round(move.visibleMs)} ms`);
+    done.push(...move.notTaken, `MoveLeader ${move.from} → ${move.to}, seen by all members after ${Math.round(move.visibleMs)} ms`);
     const holder = await steady(env, impl, { since: labNow() }).catch((e) => {
       throw e instanceof TrialError ? new TrialError("placement", `after ${done.join("; ")}: ${e.message}`) : e;
     });
