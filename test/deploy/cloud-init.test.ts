@@ -167,6 +167,17 @@ test("without a configuration, or with a broken one, the binary is installed but
   const b = await install(broken);
   expect(b.code).not.toBe(0);
   expect(b.err).toContain('name: expected an IPv4 or IPv6 address, received "192.168.0.300"');
-  expect(b.err).toContain("is not valid (above)");
+  expect(b.err).toContain("is not valid as vipd.service runs it (above)");
   expect(b.systemctl).toEqual([]);
+
+  // Valid alone, but the unit adds --apiserver-ca, which needs the gate's URL in the file.
+  const gateless = scratchRoot();
+  const withGate = readFileSync(join(gateless, "etc/vipd/vipd.yaml"), "utf8");
+  expect(withGate).toContain("apiServer:\n  url: https://127.0.0.1:6443/readyz\n");
+  writeFileSync(join(gateless, "etc/vipd/vipd.yaml"), withGate.replace("apiServer:\n  url: https://127.0.0.1:6443/readyz\n", ""));
+  const g = await install(gateless);
+  expect(g.code).not.toBe(0);
+  expect(g.err).toContain("flag --apiserver-ca: the kube-apiserver gate is off without apiServer.url: set apiServer.url");
+  expect(g.err).toContain("is not valid as vipd.service runs it (above)");
+  expect(g.systemctl).toEqual([]);
 }, 60_000);
