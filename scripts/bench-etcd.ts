@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { connectEtcd, EtcdConnection, within } from "../src/election/connection.ts";
 import { currentIncarnation } from "../src/election/incarnation.ts";
 import { heartbeatKey, prefixEnd } from "../src/election/keys.ts";
-import { monotonicClock } from "../src/election/proof.ts";
+import { monotonicClock } from "../src/seams.ts";
 import { Session } from "../src/election/session.ts";
 import { machine, recordSection } from "./lib/bench.ts";
 import { startEtcd } from "../test/lab/etcd.ts";

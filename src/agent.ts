@@ -13,7 +13,8 @@
 import { etcdTls, type Settings, type VipSettings } from "./config/index.ts";
 import { EtcdConnection } from "./election/connection.ts";
 import { currentIncarnation, type Incarnation } from "./election/incarnation.ts";
-import { type Clock, type FenceMode, minimumHold, monotonicClock } from "./election/proof.ts";
+import { type FenceMode, minimumHold } from "./election/proof.ts";
+import { type Clock, monotonicClock } from "./seams.ts";
 import { Session } from "./election/session.ts";
 import { ApiServerGate } from "./health/gate.ts";
 import type { HealthReport } from "./health/server.ts";

@@ -24,19 +24,10 @@
 // A probe that cannot be sent (a link gone down meanwhile) is reported and
 // counts as "nobody answered": a broken probe must not keep a VIP dark. It
 // ends no conflict, though; only an answer-free probe does.
+import { type Clock, realTimers, type Timeouts } from "../seams.ts";
 
 /** Between probes while in conflict, at most: the VIP returns this soon after a stranger leaves. */
 export const CONFLICT_RETRY_MS = 10_000;
-
-export interface ConflictTimers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-const realTimers: ConflictTimers = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-};
 
 export interface Conflict {
   /** The strangers' MACs, sorted. */
@@ -58,8 +49,8 @@ export interface ConflictDeps {
   readonly agentMacs: () => ReadonlySet<string>;
   /** The MACs of every link in this node's network namespace: its own answers, known without etcd. */
   readonly ownMacs: () => ReadonlySet<string>;
-  readonly clock: () => number;
-  readonly timers?: ConflictTimers;
+  readonly clock: Clock;
+  readonly timers?: Timeouts;
   /** A conflict was found (a Conflict) or has cleared (null). Called on those two changes only. */
   readonly onChange: (conflict: Conflict | null, before: Conflict | null) => void;
   readonly onProbeFailed: (err: unknown) => void;
@@ -77,7 +68,7 @@ export interface SlotState {
 
 export class ConflictWatch {
   readonly #d: ConflictDeps;
-  readonly #timers: ConflictTimers;
+  readonly #timers: Timeouts;
   #conflict: Conflict | null = null;
   /** When the last probe that found no stranger ended. */
   #clearAt: number | null = null;

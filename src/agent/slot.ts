@@ -13,7 +13,7 @@
 // the next node take over at once (design.md, invariant I4).
 import type { VipSettings } from "../config/index.ts";
 import { describeEtcdError } from "../election/etcd-error.ts";
-import type { Clock } from "../election/proof.ts";
+import type { Clock } from "../seams.ts";
 import type { Session } from "../election/session.ts";
 import type { VipdMetrics } from "../health/vipd-metrics.ts";
 import { describeError, type Logger } from "../log.ts";

@@ -28,7 +28,8 @@ import type { PeerCertificate } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { Etcd3, type IDuplexStream, type IOptions, type IWatchRequest, type IWatchResponse } from "etcd3";
 import { checkCertificateName } from "../certificate-names.ts";
-import { type Clock, DEFAULT_HOLD_MS, monotonicClock } from "./proof.ts";
+import { type Clock, monotonicClock } from "../seams.ts";
+import { DEFAULT_HOLD_MS } from "./proof.ts";
 import { decideReconnect, type ReconnectDecision, type TcpLiveness } from "./reconnect.ts";
 import { tcpLiveness } from "./tcp-liveness.ts";
 

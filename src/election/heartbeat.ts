@@ -24,10 +24,10 @@
 // prove from their send time, as soon as it runs again.
 import { type Etcd3, GRPCDeadlineExceededError, type ITxnRequest, type ITxnResponse } from "etcd3";
 import { type EtcdConnection, within } from "./connection.ts";
-import { Emitter } from "./emitter.ts";
 import { decodeIncarnation, type Incarnation } from "./incarnation.ts";
 import { agentKey, electionKey, encodeHeartbeat, heartbeatKey } from "./keys.ts";
-import { type Clock, HEARTBEAT_INTERVAL_MS, HEARTBEAT_RETRY_MS } from "./proof.ts";
+import { type Clock, Emitter } from "../seams.ts";
+import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_RETRY_MS } from "./proof.ts";
 
 /** One of our election keys a heartbeat requires to still exist. */
 export interface Guarded {

@@ -15,8 +15,7 @@
 // that is only frozen keeps the stream: the ack comes when it runs again.
 import type { Etcd3, IDuplexStream, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse } from "etcd3";
 import { within } from "./connection.ts";
-import { Emitter } from "./emitter.ts";
-import { type Clock, monotonicClock } from "./proof.ts";
+import { type Clock, Emitter, monotonicClock } from "../seams.ts";
 
 export interface LeaseEvents extends Record<string, unknown> {
   renewed: { id: string; ttl: number; rttMs: number };

@@ -24,11 +24,6 @@
 // most 10 ms at HZ=100) and leaves the rest as headroom; it appears on both
 // sides, so holder and candidate are 2 × MARGIN_MS + DRIFT × hold apart.
 
-export type Clock = () => number;
-
-/** The process's monotonic clock, in milliseconds. */
-export const monotonicClock: Clock = () => performance.now();
-
 export const MARGIN_MS = 50;
 export const DRIFT = 0.001;
 

@@ -14,7 +14,6 @@
 import type { ITxnRequest } from "etcd3";
 import { describeError, type Logger } from "../log.ts";
 import { type EtcdConnection, type EtcdTlsFiles, within } from "./connection.ts";
-import { Emitter } from "./emitter.ts";
 import { describeEtcdError } from "./etcd-error.ts";
 import { etcdVersionWarning } from "./etcd-version.ts";
 import { drainReason, yieldReason } from "./handover.ts";
@@ -22,7 +21,8 @@ import { type Guarded, Heartbeat } from "./heartbeat.ts";
 import { decodeIncarnation, describeIncarnation, encodeIncarnation, type Incarnation, judge, processAlive } from "./incarnation.ts";
 import { agentKey, decodeHeartbeat, electionKey, electionsPrefix, encodeHeartbeat, encodeMacs, heartbeatKey, LEGACY_ELECTIONS, macsKey, type MacsValue, prefixEnd } from "./keys.ts";
 import { AgentLease } from "./lease.ts";
-import { type Clock, HEARTBEAT_INTERVAL_MS, proofDeadline, silenceWindow, TAKEOVER_STAGGER_MS } from "./proof.ts";
+import { type Clock, Emitter } from "../seams.ts";
+import { HEARTBEAT_INTERVAL_MS, proofDeadline, silenceWindow, TAKEOVER_STAGGER_MS } from "./proof.ts";
 import { stallAfter } from "./reconnect.ts";
 import { type TakeoverAsk, type TakeoverPlan, takeoverBatches, uniqueCompares } from "./takeover.ts";
 import { type Candidate, ClusterView } from "./view.ts";

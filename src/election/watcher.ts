@@ -25,7 +25,7 @@
 import type { IWatchResponse } from "etcd3";
 import { type EtcdConnection, type WatchStream, within } from "./connection.ts";
 import { compareRevisions, prefixEnd } from "./keys.ts";
-import type { Clock } from "./proof.ts";
+import type { Clock } from "../seams.ts";
 import type { ClusterView, KvEvent } from "./view.ts";
 
 export interface WatcherOptions {

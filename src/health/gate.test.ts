@@ -3,9 +3,10 @@
 import { describe, expect, test } from "bun:test";
 import {
   ApiServerGate, type ApiServerGateOptions, defaultHoldDownMs, type GateChange, type GateRule, type GateState,
-  initialGate, NOT_READY_YET, stepGate, type Timers,
+  initialGate, NOT_READY_YET, stepGate,
 } from "./gate.ts";
 import type { ProbeOutcome } from "./probe.ts";
+import type { Timeouts } from "../seams.ts";
 
 const URL = "https://127.0.0.1:6443/readyz";
 const OK: ProbeOutcome = { ok: true, detail: `GET ${URL}: 200` };
@@ -98,7 +99,7 @@ describe("stepGate", () => {
 });
 
 /** Timers that run only when the test advances the fake clock. */
-class FakeTime implements Timers {
+class FakeTime implements Timeouts {
   now = 0;
   #queue: { at: number; fn: () => void; id: number }[] = [];
   #id = 0;

@@ -23,8 +23,7 @@
 // server has been steady for holdDown. The first opening (bootstrap) has no
 // hold-down: there is no move to damp, and the cluster waits for this VIP.
 import type { Settings } from "../config/settings.ts";
-import { Emitter } from "../election/emitter.ts";
-import { type Clock, monotonicClock } from "../election/proof.ts";
+import { type Clock, Emitter, monotonicClock, realTimers, type Timeouts } from "../seams.ts";
 import { makeProbe, type Probe, type ProbeFetch, type ProbeOutcome } from "./probe.ts";
 
 export interface GateRule {
@@ -102,16 +101,6 @@ export interface GateCounts {
   readonly consecutiveFailures: number;
 }
 
-export interface Timers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-const realTimers: Timers = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-};
-
 export type ApiServerGateOptions = NonNullable<Settings["apiServer"]> & {
   /** Seconds; default max(10, 5 × interval). */
   holdDown?: number;
@@ -123,7 +112,7 @@ export interface ApiServerGateDeps {
   /** Replaces fetch inside the real probe. */
   fetch?: ProbeFetch;
   clock?: Clock;
-  timers?: Timers;
+  timers?: Timeouts;
 }
 
 export interface GateEvents extends Record<string, unknown> {
@@ -137,7 +126,7 @@ export class ApiServerGate extends Emitter<GateEvents> {
   readonly #intervalMs: number;
   readonly #probe: Probe;
   readonly #clock: Clock;
-  readonly #timers: Timers;
+  readonly #timers: Timeouts;
   #state: GateState = initialGate();
   #last: LastProbe | null = null;
   #probes = 0;

@@ -27,6 +27,7 @@ import {
   SOL_NETLINK,
   SOL_SOCKET,
 } from "./ffi/libc.ts";
+import { type Clock, monotonicClock } from "../seams.ts";
 import { EAGAIN, EBADF, EBADMSG, EINTR, EMSGSIZE, ENOBUFS, ETIMEDOUT } from "./errno.ts";
 import { KernelError } from "./error.ts";
 import type { Request } from "./wire/link.ts";
@@ -86,7 +87,7 @@ export interface NetlinkOptions {
    * Milliseconds, monotonic: the clock that requests built at send time read,
    * used to time building and sending one. Injectable so tests can make a send slow.
    */
-  clock?: () => number;
+  clock?: Clock;
   /** A classic BPF program (wire/bpf.ts) the kernel runs on each datagram before queueing it. */
   filter?: Uint8Array;
   /**
@@ -128,7 +129,7 @@ export class NetlinkSocket {
   private constructor(
     private readonly fd: number,
     private readonly timeoutMs: number,
-    private readonly clock: () => number,
+    private readonly clock: Clock,
     private readonly kernelOnly: boolean,
   ) {}
 
@@ -161,7 +162,7 @@ export class NetlinkSocket {
       const c = connect(fd, encodeSockaddrNl(0, 0));
       if (c < 0) fail("connecting to the kernel", c);
     }
-    return new NetlinkSocket(fd, opts.timeoutMs ?? 5000, opts.clock ?? (() => performance.now()), opts.kernelOnly ?? false);
+    return new NetlinkSocket(fd, opts.timeoutMs ?? 5000, opts.clock ?? monotonicClock, opts.kernelOnly ?? false);
   }
 
   close(): void {

@@ -46,6 +46,7 @@
 // Sets belong to one table, so an IPv4 proof is written to both tables, in
 // the one batch that carries it. The names are a contract: the lab's witness
 // watches `table inet vipd` with `nft monitor`.
+import { type Clock, monotonicClock } from "../seams.ts";
 import { EAFNOSUPPORT, EBADMSG, ENOENT, EOPNOTSUPP, EPERM, EPROTONOSUPPORT } from "./errno.ts";
 import { KernelError, KernelInputError } from "./error.ts";
 import { NETLINK_NETFILTER } from "./ffi/libc.ts";
@@ -362,12 +363,12 @@ export class NftFence {
 
   private constructor(
     private readonly sock: NetlinkSocket,
-    private readonly clock: () => number,
+    private readonly clock: Clock,
   ) {}
 
   /** Opens a NETLINK_NETFILTER socket in the current netns. Does not touch the ruleset. */
-  static open(opts: { clock?: () => number } = {}): NftFence {
-    const clock = opts.clock ?? (() => performance.now());
+  static open(opts: { clock?: Clock } = {}): NftFence {
+    const clock = opts.clock ?? monotonicClock;
     // The socket times its sends on the same clock the timeouts are computed from.
     return new NftFence(NetlinkSocket.open({ protocol: NETLINK_NETFILTER, clock }), clock);
   }

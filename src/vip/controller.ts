@@ -18,8 +18,8 @@
 // answer again.
 import { addressLifetime, KERNEL_LIFETIME_SLACK_MS } from "../election/proof.ts";
 import { decideHold, type HoldDecision, type VipFacts } from "./decision.ts";
-import type { AddressKernel, AnnouncePort, FencePort, Timers } from "./ports.ts";
-import { realTimers } from "./ports.ts";
+import { type Clock, type Intervals, realTimers } from "../seams.ts";
+import type { AddressKernel, AnnouncePort, FencePort } from "./ports.ts";
 
 export interface AnnounceSettings {
   /** Announcement rounds right after acquiring the address. */
@@ -46,8 +46,8 @@ export interface ControllerDeps {
   /** The announcer for a link, or null when it cannot be opened right now. */
   readonly announcer: (link: string) => AnnouncePort | null;
   readonly announce: AnnounceSettings;
-  readonly clock: () => number;
-  readonly timers?: Timers;
+  readonly clock: Clock;
+  readonly timers?: Intervals;
   readonly onChange: (c: OwnershipChange) => void;
   readonly onError: (op: string, err: unknown) => void;
   /** Adding the VIP failed `consecutive` times in a row (reset by a success). */
@@ -83,7 +83,7 @@ export class VipController {
   private again = false;
   private burstAbort: AbortController | null = null;
   private refresh: unknown = null;
-  private readonly timers: Timers;
+  private readonly timers: Intervals;
 
   constructor(
     readonly ip: string,

@@ -40,13 +40,3 @@ export interface AnnouncePort {
   /** `guard` is asked right before each round; a "no" ends the burst. */
   burst(ip: string, opts: { count: number; intervalMs: number; signal?: AbortSignal; guard?: () => boolean }): Promise<number>;
 }
-
-export interface Timers {
-  setInterval(fn: () => void, ms: number): unknown;
-  clearInterval(handle: unknown): void;
-}
-
-export const realTimers: Timers = {
-  setInterval: (fn, ms) => setInterval(fn, ms),
-  clearInterval: (h) => clearInterval(h as ReturnType<typeof setInterval>),
-};

@@ -8,7 +8,7 @@ import { readStatus, renderStatusJson, renderStatusTable, type StatusReport } fr
 import { connectEtcd, EtcdConnection } from "../../src/election/connection.ts";
 import { currentIncarnation, encodeIncarnation } from "../../src/election/incarnation.ts";
 import { agentKey, drainKey, electionKey, encodeDrain, encodeHandover, encodeHeartbeat, handoverKey, heartbeatKey } from "../../src/election/keys.ts";
-import { monotonicClock } from "../../src/election/proof.ts";
+import { monotonicClock } from "../../src/seams.ts";
 import { Session } from "../../src/election/session.ts";
 import { type EtcdServer, startEtcd } from "../lab/etcd.ts";
 import { waitFor } from "../lab/sh.ts";
