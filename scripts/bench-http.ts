@@ -24,7 +24,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { labBenchArgs, machine, recordSection } from "./lib/bench.ts";
 import { REPO_ROOT } from "../test/lab/cluster.ts";
-import { parsePrometheusText, sampleValue } from "../test/lab/prom-text.ts";
+import { parsePrometheusText, sampleValue } from "../src/health/prom-text.ts";
 import { sh, waitFor } from "../test/lab/sh.ts";
 import { SmallLab } from "../test/lab/small-lab.ts";
 import { quantile } from "../test/lab/stats.ts";

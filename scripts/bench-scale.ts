@@ -34,7 +34,7 @@ import { latency, machine, ms, recordSection } from "./lib/bench.ts";
 import { vipdBounds } from "../test/lab/bounds.ts";
 import { APISERVER_PORT, Lab, type LabNode, labNow, processTree, REPO_ROOT } from "../test/lab/cluster.ts";
 import { vipd } from "../test/lab/implementations.ts";
-import { type Family, parsePrometheusText } from "../test/lab/prom-text.ts";
+import { type Family, parsePrometheusText } from "../src/health/prom-text.ts";
 import { forEachLine, sh, sleep, waitFor } from "../test/lab/sh.ts";
 
 const { values: args } = parseArgs({

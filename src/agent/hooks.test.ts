@@ -5,7 +5,8 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Fields, Logger } from "../log.ts";
-import { type HookChange, type HookEvent, hookEvent, type HookResult, HookRunner, type HookSettings, OUTPUT_MAX_BYTES, OUTPUT_MAX_LINE, OUTPUT_MAX_LINES } from "./hooks.ts";
+import { type HookChange, hookEvent, HookRunner, type HookSettings, OUTPUT_MAX_BYTES, OUTPUT_MAX_LINE, OUTPUT_MAX_LINES } from "./hooks.ts";
+import type { HookEvent, HookResult } from "../vip/hook-events.ts";
 
 let dir = "";
 beforeAll(() => {

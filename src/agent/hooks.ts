@@ -15,13 +15,7 @@
 import { accessSync, constants, statSync } from "node:fs";
 import type { Subprocess } from "bun";
 import { describeError, type Fields, type Logger } from "../log.ts";
-
-export const HOOK_EVENTS = ["acquired", "released", "fenced"] as const;
-export type HookEvent = (typeof HOOK_EVENTS)[number];
-
-/** How a run ended, for vipd_hook_runs_total: fixed tokens. "missing": the program could not be started at all. */
-export const HOOK_RESULTS = ["ok", "failed", "timeout", "missing"] as const;
-export type HookResult = (typeof HOOK_RESULTS)[number];
+import { HOOK_EVENTS, type HookEvent, type HookResult } from "../vip/hook-events.ts";
 
 export interface HookSettings {
   /** An argv per event; absent or [] means no hook for that event. */

@@ -22,7 +22,7 @@ import { kernelTooOld, readKernelRelease } from "../kernel/kernel-release.ts";
 import { type Asker, askerName, drain, handover, undrain } from "./operate.ts";
 import { parseReloadAnswer, RELOAD_REQUEST, Reloader, reloadExitCode, renderReloadAnswer, type Reread } from "./reload.ts";
 import { readStatus, renderStatusJson, renderStatusTable } from "./status.ts";
-import { BUILD, versionLine } from "./version.ts";
+import { BUILD, versionLine } from "../version.ts";
 import { type LinkCheck, preflight } from "./preflight.ts";
 import { waitFor, type WaitFor } from "./wait.ts";
 

@@ -17,7 +17,7 @@ import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { type ConfigIssue, FLAGS, type Flags, formatIssues, loadSettings, type LoadResult, summarize } from "./index.ts";
-import { prng, int, pick, type Rand } from "../../test/seeded.ts";
+import { prng, int, pick, type Rand } from "../seeded.ts";
 
 const scale = Number(process.env.FUZZ_SCALE);
 const SCALE = scale > 0 ? scale : 1;

@@ -1,7 +1,7 @@
 // /metrics output read back with a strict text-format parser: every family
 // vipd defines is well-formed and holds the values of what was reported.
 import { describe, expect, test } from "bun:test";
-import { parsePrometheusText, sampleValue } from "../../test/lab/prom-text.ts";
+import { parsePrometheusText, sampleValue } from "./prom-text.ts";
 import { VipdMetrics } from "./vipd-metrics.ts";
 
 const V4 = "192.0.2.15";

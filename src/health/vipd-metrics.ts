@@ -7,9 +7,9 @@
 // seconds, as Prometheus wants. Label values are VIP addresses, link names,
 // and transition reasons — reasons are short fixed tokens (see
 // TRANSITION_REASONS), never free text, so the number of series stays small.
-import { HOOK_EVENTS, HOOK_RESULTS, type HookEvent, type HookResult } from "../agent/hooks.ts";
 import type { ReleaseCode } from "../vip/decision.ts";
-import { BUILD } from "../cli/version.ts";
+import { HOOK_EVENTS, HOOK_RESULTS, type HookEvent, type HookResult } from "../vip/hook-events.ts";
+import { BUILD } from "../version.ts";
 import { Counter, Gauge, Histogram, newRegistry, PROMETHEUS_CONTENT_TYPE, type Registry, renderRegistry, seconds } from "./metrics.ts";
 import { registerProcessMetrics } from "./process-metrics.ts";
 

@@ -9,7 +9,7 @@ import type { Subprocess } from "bun";
 import { REPO_ROOT } from "../lab/cluster.ts";
 import { type EtcdKv, etcdRange, type EtcdSite } from "../lab/etcd-admin.ts";
 import type { Host } from "../lab/netns.ts";
-import { parsePrometheusText, sampleValue } from "../lab/prom-text.ts";
+import { parsePrometheusText, sampleValue } from "../../src/health/prom-text.ts";
 import { sh, sleep, waitFor } from "../lab/sh.ts";
 import { SmallLab, stopVipd } from "../lab/small-lab.ts";
 

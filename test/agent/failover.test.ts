@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { type Lab, Lab as LabClass, labNow, REPO_ROOT } from "../lab/cluster.ts";
 import { vipd } from "../lab/implementations.ts";
-import { parsePrometheusText, sampleValue } from "../lab/prom-text.ts";
+import { parsePrometheusText, sampleValue } from "../../src/health/prom-text.ts";
 import { OwnershipRecorder } from "../lab/recorder.ts";
 import { sh, sleep, waitFor } from "../lab/sh.ts";
 import { overlap } from "../lab/stats.ts";

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { type KubeadmNodePki, type KubeadmPki, makeKubeadmPki } from "../lab/certs.ts";
 import { type EtcdCluster, startEtcdCluster } from "../lab/etcd.ts";
 import { type Host, Segment } from "../lab/netns.ts";
-import { parsePrometheusText, sampleValue } from "../lab/prom-text.ts";
+import { parsePrometheusText, sampleValue } from "../../src/health/prom-text.ts";
 import { sh, waitFor } from "../lab/sh.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");

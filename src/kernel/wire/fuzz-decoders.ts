@@ -53,7 +53,7 @@ import {
   WireError as NetlinkError,
 } from "./netlink.ts";
 import { decodeSetElements, deleteSetElements, getSetElements, newSetElements, NFPROTO_INET, type SetElements, type TableRef } from "./nftables.ts";
-import { prng, int, pick, bytes, type Rand } from "../../../test/seeded.ts";
+import { prng, int, pick, bytes, type Rand } from "../../seeded.ts";
 
 const concat = (...parts: Uint8Array[]) => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));

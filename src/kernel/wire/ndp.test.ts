@@ -15,7 +15,7 @@ import {
   type NeighborAdvertisement,
   type NeighborSolicitation,
 } from "./ndp.ts";
-import { prng } from "../../../test/seeded.ts";
+import { prng } from "../../seeded.ts";
 
 const A = hex("2001 0db8 0000 0000 0000 0000 0000 000a"); // 2001:db8::a
 const B = hex("2001 0db8 0000 0000 0000 0000 0000 000b"); // 2001:db8::b

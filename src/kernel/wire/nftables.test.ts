@@ -34,7 +34,7 @@ import {
   type SetElement,
   type TableRef,
 } from "./nftables.ts";
-import { prng } from "../../../test/seeded.ts";
+import { prng } from "../../seeded.ts";
 
 // Fixtures are little-endian in the netlink header (the host order of every
 // machine vipd runs on) and big-endian in nf_tables attribute values. Each

@@ -1,5 +1,7 @@
 // Seeded randomness for the fuzz tests: a failure names a seed, and the same
-// seed gives the same inputs on every machine.
+// seed gives the same inputs on every machine. In src/ because src/'s own
+// fuzz tests and the wire fuzz driver (kernel/wire/fuzz-decoders.ts, run in a
+// worker) use it, and src/ imports nothing from test/; vipd itself never does.
 
 export type Rand = () => number;
 

@@ -2,7 +2,9 @@
 // and the lab: it throws, naming the line, on anything Prometheus would
 // reject or that a correct exporter never writes. The npm parsers we tried
 // were too lenient (garbage lines accepted) or merged every labelled
-// histogram series into one, losing labels, _sum and _count.
+// histogram series into one, losing labels, _sum and _count. It lives beside
+// metrics.ts, whose output it checks: src/'s tests, the lab and the
+// benchmarks import it (src/ imports nothing from test/); vipd itself does not.
 //
 // Checked: metric and label name syntax; label value escapes (\\ \" \n only);
 // float values (NaN, ±Inf); HELP/TYPE at most once per family and before its
