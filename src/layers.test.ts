@@ -13,8 +13,10 @@ import { dirname, join, normalize, relative } from "node:path";
 const LAYERS: readonly (readonly string[])[] = [
   ["seams.ts", "log.ts", "journal-stream.ts", "certificate-names.ts", "version.ts", "seeded.ts", "layers.test.ts"],
   ["kernel"],
-  ["election"],
+  // Validated settings and the bounds they are held to; the election (and
+  // everything after it) takes typed values from here (STYLE.md 4).
   ["config"],
+  ["election"],
   ["vip"],
   ["health"],
   ["agent", "agent.ts"],

@@ -3,7 +3,6 @@
 // is the "expected" half of an issue, written for a person.
 
 import * as v from "valibot";
-import { MAX_HOLD_MS, MIN_HOLD_MS } from "../election/proof.ts";
 import { isUnusableAsVip, parseIp } from "../kernel/ip.ts";
 
 export const MAPPING = "a mapping of fields";
@@ -88,6 +87,15 @@ const TTL = `a whole number of seconds from ${TTL_MIN} to ${TTL_MAX}`;
 /** The cleanup lease (design.md §3); its minimum against the hold time is checked apart (leaseTooShort). */
 export const leaseTTL = v.pipe(v.number(TTL), v.check((n) => wholeIn(n, TTL_MIN, TTL_MAX), TTL));
 
+/**
+ * The hold times the configuration accepts (election.holdTime). Every
+ * agent's hold lies within them, which the election relies on: a candidate
+ * that cannot read another agent's hold waits out the longest
+ * (election/view.ts), and nftables can fence the shortest (election/proof.ts
+ * minimumHold).
+ */
+export const MIN_HOLD_MS = 1000;
+export const MAX_HOLD_MS = 30_000;
 const HOLD = `a whole number of milliseconds from ${MIN_HOLD_MS} to ${MAX_HOLD_MS}`;
 export const holdTime = v.pipe(v.number(HOLD), v.check((n) => wholeIn(n, MIN_HOLD_MS, MAX_HOLD_MS), HOLD));
 

@@ -24,6 +24,8 @@
 // most 10 ms at HZ=100) and leaves the rest as headroom; it appears on both
 // sides, so holder and candidate are 2 × MARGIN_MS + DRIFT × hold apart.
 
+import { MIN_HOLD_MS } from "../config/fields.ts";
+
 export const MARGIN_MS = 50;
 export const DRIFT = 0.001;
 
@@ -35,8 +37,6 @@ export const HEARTBEAT_RETRY_MS = 100;
 export const TAKEOVER_STAGGER_MS = 250;
 
 export const DEFAULT_HOLD_MS = 2500;
-export const MIN_HOLD_MS = 1000;
-export const MAX_HOLD_MS = 30_000;
 /**
  * Without nftables the only kernel fence is the address lifetime: whole
  * seconds, removed up to a second late, so a refresh needs 2 s of proof

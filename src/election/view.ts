@@ -12,7 +12,8 @@
 // be read still counts as a sign of life and claims every VIP.
 import { decodeIncarnation, type Incarnation } from "./incarnation.ts";
 import { compareRevisions, decodeDrain, decodeHandover, decodeHeartbeat, decodeMacs, type DrainValue, type HandoverValue, type MacsValue, parseKey } from "./keys.ts";
-import { MAX_HOLD_MS, silenceWindow } from "./proof.ts";
+import { MAX_HOLD_MS } from "../config/fields.ts";
+import { silenceWindow } from "./proof.ts";
 
 /** The parts of etcd's KeyValue the view reads (etcd3's IKeyValue fits). */
 export interface Kv {

@@ -9,7 +9,8 @@
 // silence, never sooner. Seen from the kernel (the recorder's ip/nft
 // monitors, `ip -j addr`) and from etcd.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { MAX_HOLD_MS, silenceWindow } from "../../src/election/proof.ts";
+import { MAX_HOLD_MS } from "../../src/config/fields.ts";
+import { silenceWindow } from "../../src/election/proof.ts";
 import { labNow, spawnInNetns } from "../lab/cluster.ts";
 import { etcdPut, etcdRange } from "../lab/etcd-admin.ts";
 import type { Host } from "../lab/netns.ts";
