@@ -6,6 +6,7 @@ import {
   parseIpMonitorLine,
   parseNftDuration,
   parseNftElements,
+  parseNftChainListing,
   parseNftMonitorLine,
   parseNftTableListing,
 } from "./monitor-text.ts";
@@ -130,17 +131,17 @@ describe("ip monitor address", () => {
 });
 
 describe("nft monitor", () => {
-  test("tables, sets, elements, transaction ends and lost events parse; chains and rules do not matter", () => {
+  test("tables, chains, rules, sets, elements, transaction ends and lost events parse", () => {
     expect(NFT_MONITOR.map(parseNftMonitorLine)).toEqual([
       { op: "add", kind: "table", family: "inet", table: "vipd" },
       { op: "delete", kind: "table", family: "inet", table: "vipd" },
       { op: "add", kind: "table", family: "inet", table: "vipd" },
-      null,
+      { op: "add", kind: "chain", family: "inet", table: "vipd", chain: "input", hook: "input" },
       { op: "add", kind: "set", family: "inet", table: "vipd", set: "vips4" },
       { op: "add", kind: "element", family: "inet", table: "vipd", set: "vips4", elements: [{ value: "192.0.2.100", timeoutMs: null, expiresMs: null }] },
       { op: "add", kind: "set", family: "inet", table: "vipd", set: "proven4" },
       { op: "add", kind: "element", family: "inet", table: "vipd", set: "proven4", elements: [{ value: "192.0.2.100", timeoutMs: 2400, expiresMs: 2400 }] },
-      null,
+      { op: "add", kind: "rule", family: "inet", table: "vipd", chain: "input" },
       { kind: "generation" },
       { op: "add", kind: "element", family: "inet", table: "vipd", set: "proven4", elements: [{ value: "192.0.2.100", timeoutMs: 8, expiresMs: 8 }] },
       { op: "delete", kind: "element", family: "inet", table: "vipd", set: "proven4", elements: [{ value: "192.0.2.100", timeoutMs: 8, expiresMs: 8 }] },
@@ -149,6 +150,24 @@ describe("nft monitor", () => {
       { op: "delete", kind: "table", family: "inet", table: "vipd" },
       { kind: "lost", text: "# ERROR: We lost some netlink events!" },
       { kind: "lost", text: "W: Received event for an unknown set." },
+    ]);
+  });
+  test("chains and rules as vipd's table and an operator's nft print them", () => {
+    // Captured while vipd built its tables and `nft delete chain inet vipd output` ran.
+    expect([
+      "add chain arp vipd output { type filter hook output priority -300; policy accept; }",
+      "add rule inet vipd output handle 10 ip6 saddr @vips6 ip6 saddr != @proven6 drop",
+      "delete rule inet vipd output handle 12",
+      "delete chain inet vipd output",
+      "add chain inet vipd regular",
+      "add rule inet vipd input meta nfproto ipv4 drop",
+    ].map(parseNftMonitorLine)).toEqual([
+      { op: "add", kind: "chain", family: "arp", table: "vipd", chain: "output", hook: "output" },
+      { op: "add", kind: "rule", family: "inet", table: "vipd", chain: "output" },
+      { op: "delete", kind: "rule", family: "inet", table: "vipd", chain: "output" },
+      { op: "delete", kind: "chain", family: "inet", table: "vipd", chain: "output", hook: null },
+      { op: "add", kind: "chain", family: "inet", table: "vipd", chain: "regular", hook: null },
+      { op: "add", kind: "rule", family: "inet", table: "vipd", chain: "input" },
     ]);
   });
   test("durations in every unit nft prints", () => {
@@ -179,8 +198,17 @@ describe("nft list table", () => {
       { name: "proven6", elements: [] },
     ]);
   });
+  test("chains with what they hook and their rules, one per line", () => {
+    expect(parseNftChainListing(NFT_LIST)).toEqual([{ name: "in_eth0", hook: "ingress", rules: ["ip daddr @vips4 ip daddr != @proven4 drop"] }]);
+    expect(parseNftChainListing("table inet vipd {\n\tchain input {\n\t\ttype filter hook input priority raw; policy accept;\n\t\tip daddr @vips4 ip daddr != @proven4 drop\n" +
+      "\t}\n\n\tchain regular {\n\t\tcounter packets 0 bytes 0\n\t}\n}\n")).toEqual([
+      { name: "input", hook: "input", rules: ["ip daddr @vips4 ip daddr != @proven4 drop"] },
+      { name: "regular", hook: null, rules: ["counter packets 0 bytes 0"] },
+    ]);
+  });
   test("an empty table has no sets; nothing readable, nothing found", () => {
     expect(parseNftTableListing("table inet vipd {\n}\n")).toEqual([]);
     expect(parseNftTableListing("")).toEqual([]);
+    expect(parseNftChainListing("table inet vipd {\n}\n")).toEqual([]);
   });
 });

@@ -18,8 +18,13 @@
 //     add table inet vipd
 //     add set inet vipd proven4 { type ipv4_addr; flags timeout; }
 //     add element inet vipd proven4 { 192.0.2.100 timeout 2s448ms expires 2s448ms }
+//     add chain inet vipd input { type filter hook input priority raw; policy accept; }
+//     add rule inet vipd input ip daddr @vips4 ip daddr != @proven4 drop
+//     add rule inet vipd input handle 6 ip6 daddr @vips6 ip6 daddr != @proven6 drop
+//     delete rule inet vipd input handle 6
 //     delete element inet vipd proven4 { 192.0.2.100 timeout 2s400ms expires 2s388ms }
 //     delete set inet vipd proven4
+//     delete chain inet vipd input
 //     delete table inet vipd
 //     # new generation 9 by process 6528 (nft)
 //   One line per element, also when one command added several, and a
@@ -32,6 +37,12 @@
 //   timeout and no `expires` changes nothing in the kernel and prints nothing;
 //   an update with a new timeout or an explicit `expires` prints `add element`
 //   again. Timeouts are in jiffies (2s450ms comes back as 2s448ms at HZ=250).
+//   A rule line is one rule added or deleted, but its text cannot be trusted:
+//   a deletion names only a handle, an addition may print the handle of
+//   another rule, and a rule added by a later command prints without the set
+//   lookups nft did not cache (`meta nfproto ipv4 drop`). So the monitor
+//   counts rules per chain; only `nft list table` shows what they say.
+//   Deleting or flushing a table or chain prints `delete rule` for each rule.
 //   When nft loses track (ENOBUFS, or a set it has not cached, e.g. after
 //   `flush table`), it says so: `# ERROR: We lost some netlink events!`,
 //   `W: Received event for an unknown set.`
@@ -98,6 +109,10 @@ export interface NftElement {
 
 export type NftEvent =
   | { op: "add" | "delete"; kind: "table"; family: string; table: string }
+  /** A chain; `hook` is what a base chain hooks (input, output, ingress…), null for a regular chain or a deletion. */
+  | { op: "add" | "delete"; kind: "chain"; family: string; table: string; chain: string; hook: string | null }
+  /** One rule added to or deleted from a chain (what it says is not parsed: see above). */
+  | { op: "add" | "delete"; kind: "rule"; family: string; table: string; chain: string }
   | { op: "add" | "delete"; kind: "set"; family: string; table: string; set: string }
   | { op: "add" | "delete"; kind: "element"; family: string; table: string; set: string; elements: NftElement[] }
   /** The end of a transaction: the lines since the previous one were committed together. */
@@ -106,11 +121,25 @@ export type NftEvent =
   | { kind: "lost"; text: string };
 
 const NFT_OBJECT_LINE = /^(add|delete) (table|set|element) (\S+) (\S+)(?: (\S+))?(?: \{(.*)\})?\s*$/;
+const NFT_CHAIN_LINE = /^(add|delete) chain (\S+) (\S+) (\S+)(?: \{(.*)\})?\s*$/;
+const NFT_RULE_LINE = /^(add|delete) rule (\S+) (\S+) (\S+)(?:\s|$)/;
 
-/** One line of `nft monitor` (text); null for chains, rules and anything else. */
+/** What a base chain's `type filter hook input priority raw; …` hooks; null when it says no hook. */
+export function chainHook(spec: string): string | null {
+  return /(?:^|[\s;])hook (\w+)/.exec(spec)?.[1] ?? null;
+}
+
+/** One line of `nft monitor` (text); null for anything it does not know. */
 export function parseNftMonitorLine(line: string): NftEvent | null {
   if (/^# new generation \d+/.test(line)) return { kind: "generation" };
   if (line.startsWith("# ERROR") || /^W: .*(unknown set|Unable to cache|lost)/i.test(line)) return { kind: "lost", text: line };
+  const chain = NFT_CHAIN_LINE.exec(line);
+  if (chain) {
+    const op = chain[1] as "add" | "delete";
+    return { op, kind: "chain", family: chain[2]!, table: chain[3]!, chain: chain[4]!, hook: op === "add" && chain[5] !== undefined ? chainHook(chain[5]) : null };
+  }
+  const rule = NFT_RULE_LINE.exec(line);
+  if (rule) return { op: rule[1] as "add" | "delete", kind: "rule", family: rule[2]!, table: rule[3]!, chain: rule[4]! };
   const m = NFT_OBJECT_LINE.exec(line);
   if (!m) return null;
   const op = m[1] as "add" | "delete";
@@ -167,6 +196,33 @@ function splitOutsideQuotes(s: string, sep: string): string[] {
 export interface NftSetListing {
   name: string;
   elements: NftElement[];
+}
+
+/** A chain of `nft list table` output: what it hooks (null: a regular chain) and its rules, one line each. */
+export interface NftChainListing {
+  name: string;
+  hook: string | null;
+  rules: string[];
+}
+
+/** The chains of one table in `nft list table FAMILY NAME` output (text). */
+export function parseNftChainListing(text: string): NftChainListing[] {
+  const chains: NftChainListing[] = [];
+  let current: NftChainListing | null = null;
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    const start = /^chain (\S+) \{$/.exec(line);
+    if (start) {
+      current = { name: start[1]!, hook: null, rules: [] };
+      chains.push(current);
+      continue;
+    }
+    if (!current) continue;
+    if (line === "}") current = null;
+    else if (/^type \S+ hook /.test(line)) current.hook = chainHook(line);
+    else if (line !== "" && !/^(policy|comment|devices) /.test(line)) current.rules.push(line);
+  }
+  return chains;
 }
 
 /**

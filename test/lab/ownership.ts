@@ -1,26 +1,35 @@
 // Who holds the VIP as the kernel enforces it, from what `ip monitor` and
 // `nft monitor` saw (recorder.ts does the watching). A node *effectively*
 // holds the VIP when the address is on its link and vipd's fence lets its
-// traffic pass. vipd's fence for IP traffic is `table inet vipd`: traffic to
-// or from a VIP guarded by it (an element of vips4/vips6) is dropped unless
+// traffic pass. vipd's fence for IP traffic is `table inet vipd`: its chains
+// `input` and `output`, hooked to the local stack's input and output, drop
+// traffic to or from a VIP guarded by it (an element of vips4/vips6) unless
 // the VIP is an unexpired element of proven4/proven6. (`table arp vipd` holds
 // a copy of vips4/proven4 for ARP, written in the same transaction; the
-// witness follows the inet table, the one clients' traffic passes.) So the address decides alone when
-// the node has no such table (nftables absent, or an implementation without
-// a fence, such as keepalived), and when the table's guard set exists without
-// the VIP; otherwise the VIP must be proven. A table without a guard set for
-// the VIP's family counts as guarding it.
+// witness follows the inet table, the one clients' traffic passes.)
+//
+// Sets alone fence nothing: a table whose chains are gone, flushed, or hook
+// nothing drops nothing, whatever its sets say. So the fence counts only
+// while both chains exist, hook what their names say and carry vipd's rules
+// (FENCE_RULES each: the monitor can count rules but not read them, see
+// monitor-text.ts; a listing read shows them, and there the VIP's family's
+// rule must be among them). Otherwise the address decides alone — as it does
+// when the node has no such table (nftables absent, or an implementation
+// without a fence, such as keepalived), and when the table's guard set
+// exists without the VIP; otherwise the VIP must be proven. A table without
+// a guard set for the VIP's family counts as guarding it. Each doubt is
+// resolved towards "held": the side on which an overlap is reported rather
+// than hidden.
 //
 // A proven element that times out disappears silently (nft monitor prints
 // nothing), and the kernel drops the traffic from that instant: the ledger
 // computes the expiry itself and stamps the release at the expiry, however
 // late it is asked. Expiries are dated from when the recorder *received* the
 // element's line plus the `expires` it carried; the monitor's latency (a few
-// ms) makes them that much late, i.e. errs towards "still held", the side on
-// which an overlap is reported rather than hidden.
+// ms) makes them that much late, i.e. errs towards "still held".
 //
 // Pure: observations in, edges and intervals out; times are lab-clock ms.
-import type { AddressEvent, NftEvent, NftSetListing } from "./monitor-text.ts";
+import type { AddressEvent, NftChainListing, NftEvent, NftSetListing } from "./monitor-text.ts";
 import type { Interval } from "./stats.ts";
 
 export interface OwnershipEdge {
@@ -35,11 +44,31 @@ export interface OwnershipEdge {
 /** vipd's two kinds of set for the VIP's family: vips4/vips6 guard, proven4/proven6 prove. */
 export type FenceSet = "guard" | "proven";
 
+/** vipd's two chains in its inet table; each must hook what its name says. */
+export type FenceChain = "input" | "output";
+export const FENCE_CHAINS: readonly FenceChain[] = ["input", "output"];
+/**
+ * The rules vipd puts in each chain (src/kernel/nft-fence.ts: IPv4, IPv6,
+ * neighbour discovery). A chain with fewer is not vipd's fence as built,
+ * and counts as no fence: if that errs, it errs towards "held".
+ */
+export const FENCE_RULES = 3;
+
+/** One of vipd's chains as known: what it hooks (null: nothing) and how many rules it has. */
+export interface ChainFacts {
+  readonly hook: string | null;
+  readonly rules: number;
+}
+
 /** One change a node's kernel reported, already narrowed to the VIP. */
 export type Observation =
   | { kind: "address"; present: boolean }
   | { kind: "table"; present: boolean }
   | { kind: "set"; set: FenceSet; present: boolean }
+  /** One of vipd's chains created (with what it hooks) or deleted. */
+  | { kind: "chain"; chain: FenceChain; present: boolean; hook: string | null }
+  /** One rule added to or deleted from one of vipd's chains. */
+  | { kind: "rule"; chain: FenceChain; present: boolean }
   /** The VIP's element added (or updated) or deleted; `until` is when an added element expires (Infinity: never). */
   | { kind: "element"; set: FenceSet; present: boolean; until: number };
 
@@ -53,12 +82,21 @@ export interface NodeFacts {
   guard: "absent" | "in" | "out";
   /** When the VIP's proven element expires; null when it is not in the set. */
   provenUntil: number | null;
+  /** vipd's chains in the table; null where one does not exist. */
+  chains: Readonly<Record<FenceChain, ChainFacts | null>>;
 }
 
-export const NO_FENCE: NodeFacts = Object.freeze({ address: false, table: false, guard: "absent", provenUntil: null });
+export const NO_CHAINS: NodeFacts["chains"] = Object.freeze({ input: null, output: null });
+export const NO_FENCE: NodeFacts = Object.freeze({ address: false, table: false, guard: "absent", provenUntil: null, chains: NO_CHAINS });
+/** Both chains as vipd builds them: for tests and hand-made facts. */
+export const HOOKED: NodeFacts["chains"] = Object.freeze({ input: { hook: "input", rules: FENCE_RULES }, output: { hook: "output", rules: FENCE_RULES } });
 
-/** The fence does not apply to the VIP: no vipd table, or a guard set without the VIP. */
-export const unfenced = (f: NodeFacts): boolean => !f.table || f.guard === "out";
+/** Both chains exist, hook what their names say, and carry vipd's rules: the sets decide. */
+export const hooked = (f: Pick<NodeFacts, "chains">): boolean =>
+  FENCE_CHAINS.every((c) => f.chains[c]?.hook === c && f.chains[c]!.rules >= FENCE_RULES);
+
+/** The fence does not apply to the VIP: no vipd table, its chains not hooked, or a guard set without the VIP. */
+export const unfenced = (f: NodeFacts): boolean => !f.table || !hooked(f) || f.guard === "out";
 
 /** Whether the fence lets the VIP's traffic pass at t. */
 export function fencePasses(f: NodeFacts, t: number): boolean {
@@ -73,8 +111,19 @@ export function applyObservation(f: NodeFacts, o: Observation): NodeFacts {
     case "address":
       return { ...f, address: o.present };
     case "table":
-      // A deleted table takes its sets along (nft prints `delete set` lines, but no element lines).
-      return o.present ? { ...f, table: true } : { ...f, table: false, guard: "absent", provenUntil: null };
+      // A deleted table takes its sets and chains along (nft prints `delete set`, `delete rule` and
+      // `delete chain` lines only for what it had cached, and no element lines).
+      return o.present ? { ...f, table: true } : { ...f, table: false, guard: "absent", provenUntil: null, chains: NO_CHAINS };
+    case "chain": {
+      // `add chain` for one that exists changes nothing of its rules.
+      const was = f.chains[o.chain];
+      return { ...f, chains: { ...f.chains, [o.chain]: o.present ? { hook: o.hook ?? was?.hook ?? null, rules: was?.rules ?? 0 } : null } };
+    }
+    case "rule": {
+      const was = f.chains[o.chain];
+      if (!was) return f;
+      return { ...f, chains: { ...f.chains, [o.chain]: { ...was, rules: Math.max(0, was.rules + (o.present ? 1 : -1)) } } };
+    }
     case "set":
       if (o.set === "guard") return { ...f, guard: o.present ? "out" : "absent" };
       return { ...f, provenUntil: null };
@@ -105,6 +154,11 @@ export function fenceObservations(e: NftEvent, vip: string, receivedAt: number):
   if (e.kind === "lost" || e.kind === "generation" || e.family !== FENCE_FAMILY || e.table !== FENCE_TABLE) return [];
   const present = e.op === "add";
   if (e.kind === "table") return [{ kind: "table", present }];
+  if (e.kind === "chain" || e.kind === "rule") {
+    const chain = FENCE_CHAINS.find((c) => c === e.chain);
+    if (!chain) return [];
+    return e.kind === "chain" ? [{ kind: "chain", chain, present, hook: e.hook }] : [{ kind: "rule", chain, present }];
+  }
   const sets = fenceSets(vip);
   const set: FenceSet | null = e.set === sets.guard ? "guard" : e.set === sets.proven ? "proven" : null;
   if (set === null) return [];
@@ -116,9 +170,36 @@ export function fenceObservations(e: NftEvent, vip: string, receivedAt: number):
 
 const expiryOf = (leftMs: number | null, at: number) => (leftMs === null ? Infinity : at + leftMs);
 
-/** The fence facts from `nft list table inet vipd` read at readAt; null sets: the table does not exist. */
-export function fenceFacts(sets: readonly NftSetListing[] | null, vip: string, readAt: number): Omit<NodeFacts, "address"> {
-  if (sets === null) return { table: false, guard: "absent", provenUntil: null };
+/** What `nft list table inet vipd` shows: its sets and its chains. */
+export interface FenceListing {
+  sets: readonly NftSetListing[];
+  chains: readonly NftChainListing[];
+}
+
+/**
+ * The rule of a chain that fences the VIP's family, as `nft list` prints
+ * vipd's (`ip daddr @vips4 ip daddr != @proven4 drop` in input, saddr in
+ * output; ip6 and vips6/proven6 for IPv6).
+ */
+export function fencesFamily(rule: string, chain: FenceChain, vip: string): boolean {
+  const { guard, proven } = fenceSets(vip);
+  const field = `${vip.includes(":") ? "ip6" : "ip"} ${chain === "input" ? "daddr" : "saddr"}`;
+  return rule.includes(`${field} @${guard} `) && rule.includes(`${field} != @${proven} `) && /\bdrop$/.test(rule);
+}
+
+/**
+ * The fence facts from `nft list table inet vipd` read at readAt; null: the
+ * table does not exist. A chain without the rule for the VIP's family counts
+ * as having no rules.
+ */
+export function fenceFacts(listing: FenceListing | null, vip: string, readAt: number): Omit<NodeFacts, "address"> {
+  if (listing === null) return { table: false, guard: "absent", provenUntil: null, chains: NO_CHAINS };
+  const { sets } = listing;
+  const chainFacts = (name: FenceChain): ChainFacts | null => {
+    const c = listing.chains.find((x) => x.name === name);
+    if (!c) return null;
+    return { hook: c.hook, rules: c.rules.some((r) => fencesFamily(r, name, vip)) ? c.rules.length : 0 };
+  };
   const names = fenceSets(vip);
   const guard = sets.find((x) => x.name === names.guard);
   const proven = sets.find((x) => x.name === names.proven)?.elements.find((x) => x.value === vip.toLowerCase());
@@ -126,6 +207,7 @@ export function fenceFacts(sets: readonly NftSetListing[] | null, vip: string, r
     table: true,
     guard: guard ? (guard.elements.some((x) => x.value === vip.toLowerCase()) ? "in" : "out") : "absent",
     provenUntil: proven ? expiryOf(proven.expiresMs ?? proven.timeoutMs, readAt) : null,
+    chains: { input: chainFacts("input"), output: chainFacts("output") },
   };
 }
 

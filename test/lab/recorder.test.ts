@@ -31,12 +31,26 @@ async function timed(fn: () => Promise<unknown>): Promise<{ from: number; to: nu
   await fn();
   return { from, to: labNow() };
 }
-/** The fence as vipd lays it out (src/kernel/nft-fence.ts), without its chains. */
+/** The output chain as vipd lays it out: hooked, three rules (the witness counts them). */
+const OUTPUT_CHAIN = `chain output {
+    type filter hook output priority raw; policy accept;
+    ip saddr @vips4 ip saddr != @proven4 drop
+    ip6 saddr @vips6 ip6 saddr != @proven6 drop
+    icmpv6 type nd-neighbor-advert ip6 saddr @vips6 drop
+  }`;
+/** The fence as vipd lays it out (src/kernel/nft-fence.ts); the ND rules simplified, the witness does not read them. */
 const FENCE = `table inet vipd {
   set vips4 { type ipv4_addr; flags constant; elements = { ${VIP} } }
   set vips6 { type ipv6_addr; flags constant; }
   set proven4 { type ipv4_addr; flags timeout; }
   set proven6 { type ipv6_addr; flags timeout; }
+  chain input {
+    type filter hook input priority raw; policy accept;
+    ip daddr @vips4 ip daddr != @proven4 drop
+    ip6 daddr @vips6 ip6 daddr != @proven6 drop
+    icmpv6 type nd-neighbor-solicit ip6 daddr @vips6 drop
+  }
+  ${OUTPUT_CHAIN}
 }`;
 /** The monitors' latency allowance: a line arrives within a few ms of the change. */
 const LATE_MS = 50;
@@ -125,6 +139,27 @@ describe.skipIf(!isRoot)("the ownership witness on a real kernel", () => {
     await ip(b, "addr", "del", `${VIP}/32`, "dev", "eth0");
     await waitFor("b released", () => !rec.isHeld("b"), 2000, 5);
     expect(rec.holders()).toEqual([]);
+    expect(rec.overruns).toBe(0);
+    expect(rec.problems).toEqual([]);
+  });
+
+  test("sets fence nothing without their chains: a deleted or flushed chain makes a fenced node a holder", async () => {
+    const since = labNow();
+    await nft(b, FENCE);
+    await ip(b, "addr", "add", `${VIP}/32`, "dev", "eth0");
+    await sleep(200);
+    expect(rec.isHeld("b")).toBe(false);
+    // The VIP is still guarded and unproven in the sets; the kernel no longer looks.
+    await nft(b, "delete chain inet vipd output");
+    await waitFor("b unfenced by the deleted chain", () => rec.isHeld("b"), 2000, 5);
+    await nft(b, `table inet vipd { ${OUTPUT_CHAIN} }`);
+    await waitFor("b fenced by the chain rebuilt", () => !rec.isHeld("b"), 2000, 5);
+    await nft(b, "flush chain inet vipd input");
+    await waitFor("b unfenced by the flushed chain", () => rec.isHeld("b"), 2000, 5);
+    expect(edgesOf("b", since)).toEqual([true, false, true]);
+    await nft(b, "delete table inet vipd");
+    await ip(b, "addr", "del", `${VIP}/32`, "dev", "eth0");
+    await waitFor("b released", () => !rec.isHeld("b"), 2000, 5);
     expect(rec.overruns).toBe(0);
     expect(rec.problems).toEqual([]);
   });

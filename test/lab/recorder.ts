@@ -4,7 +4,8 @@
 // clock as they arrive, and a first read with `ip -j addr show` and
 // `nft list table inet vipd`. ownership.ts turns what they report into
 // *effective* ownership — the address on the link and not fenced off by
-// vipd's nftables fence — and its edges, including the silent expiry of a
+// vipd's nftables fence, whose chains must be there and hooked for its sets
+// to count — and its edges, including the silent expiry of a
 // fence element, stamped at the instant it expires. From the intervals
 // (stats.ts) come overlaps and gaps, resolved to the monitors' latency: a
 // line arrives within a few ms of the kernel's change.
@@ -14,12 +15,13 @@
 // and a monitor that dies are noticed, counted and reported, never silent.
 import { join } from "node:path";
 import { labNow, type LabProcess, type SpawnStreams } from "./cluster.ts";
-import { addressesFromIpJson, parseIpMonitorLine, parseNftMonitorLine, parseNftTableListing } from "./monitor-text.ts";
+import { addressesFromIpJson, parseIpMonitorLine, parseNftChainListing, parseNftMonitorLine, parseNftTableListing } from "./monitor-text.ts";
 import {
   addressObservation,
   FENCE_FAMILY,
   FENCE_TABLE,
   fenceFacts,
+  type FenceListing,
   fenceObservations,
   type Observation,
   type OwnershipEdge,
@@ -291,11 +293,12 @@ export class OwnershipRecorder {
     }
   }
 
-  /** vipd's table's sets as listed now; null when there is no such table (or no nft). */
-  private async readFence(w: Watch) {
+  /** vipd's table's sets and chains as listed now; null when there is no such table (or no nft). */
+  private async readFence(w: Watch): Promise<FenceListing | null> {
     if (!this.fenceWatched) return null;
     try {
-      return parseNftTableListing(await sh(["ip", "netns", "exec", w.ns, "nft", "list", "table", FENCE_FAMILY, FENCE_TABLE]));
+      const text = await sh(["ip", "netns", "exec", w.ns, "nft", "list", "table", FENCE_FAMILY, FENCE_TABLE]);
+      return { sets: parseNftTableListing(text), chains: parseNftChainListing(text) };
     } catch (e) {
       if (e instanceof CommandError && /No such file or directory/.test(e.stderr)) return null;
       this.problems.push(`reading vipd's nftables table on ${w.node}: ${String(e)}`);
