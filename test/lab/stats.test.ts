@@ -9,6 +9,8 @@ import {
   outages,
   overlap,
   type ProbeSample,
+  errorsWhileHeld,
+  probeCoverage,
   probeErrors,
   probeTally,
   quantile,
@@ -182,5 +184,28 @@ describe("probe lines", () => {
     expect(String(parseProbeLine("{nope"))).toContain("not JSON");
     expect(String(parseProbeLine('{"t":"1","d":2,"ok":true}'))).toContain("numbers t and d");
     expect(String(parseProbeLine('{"t":1,"d":2,"ok":true}'))).toContain("without a node");
+  });
+});
+
+describe("probe errors and coverage", () => {
+  const err = (t: number, d: number, error: string): ProbeSample => ({ t, d, ok: false, error });
+  test("an error while one node held the VIP throughout counts; one while nobody did, or a timeout, does not", () => {
+    const perNode = new Map([["n1", [{ start: 0, end: 1000 }]], ["n2", [{ start: 3000, end: 5000 }]]]);
+    const samples = [
+      err(100, 110, "ECONNREFUSED"),
+      err(200, 500, "timeout"),
+      // The holder let go during the probe: the move's, not the holder's.
+      err(990, 1010, "ECONNREFUSED"),
+      err(2000, 2001, "EHOSTUNREACH"),
+      err(4000, 4002, "HTTP 500"),
+      ok(4100, "n2"),
+    ];
+    expect(errorsWhileHeld(samples, perNode)).toEqual({ ECONNREFUSED: 1, "HTTP 500": 1 });
+    expect(errorsWhileHeld([], perNode)).toEqual({});
+  });
+  test("coverage: the probes started in the window and the longest stretch without one, edges included", () => {
+    expect(probeCoverage([ok(5), ok(15), ok(60), ok(200)], 0, 100)).toEqual({ probes: 3, longestGapMs: 45 });
+    expect(probeCoverage([], 0, 100)).toEqual({ probes: 0, longestGapMs: 100 });
+    expect(probeCoverage([ok(10), ok(20)], 0, 100)).toEqual({ probes: 2, longestGapMs: 80 });
   });
 });

@@ -126,6 +126,42 @@ export function probeErrors(samples: readonly ProbeSample[]): Record<string, num
 }
 
 /**
+ * Failed probes other than timeouts (refusals, unreachable hosts, HTTP
+ * errors), by error, that ran while one node held the VIP throughout: from
+ * `toleranceMs` before the probe started to `toleranceMs` after it ended. A
+ * move explains none of them — the holder's kernel refused, or the client
+ * could not reach a holder that was there. Errors while nobody held the VIP
+ * (the client's neighbour entry failing after a second or more without an
+ * answer gives EHOSTUNREACH) belong to the outage, which is measured apart.
+ */
+export function errorsWhileHeld(samples: readonly ProbeSample[], perNode: ReadonlyMap<string, readonly Interval[]>, toleranceMs = 5): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of samples) {
+    if (s.ok || s.error === "timeout") continue;
+    const held = [...perNode.values()].some((list) => list.some((i) => i.start <= s.t - toleranceMs && i.end >= s.d + toleranceMs));
+    if (held) out[s.error] = (out[s.error] ?? 0) + 1;
+  }
+  return out;
+}
+
+/**
+ * How closely the client watched [from, to): the probes started in it, and
+ * the longest stretch of it in which none started (the window's edges count
+ * as starts). An outage is measured only where probes ran: a window with too
+ * few would show none.
+ */
+export function probeCoverage(samples: readonly ProbeSample[], from: number, to: number): { probes: number; longestGapMs: number } {
+  const starts = samples.map((s) => s.t).filter((t) => t >= from && t < to).sort((a, b) => a - b);
+  let longest = 0;
+  let last = from;
+  for (const t of [...starts, to]) {
+    longest = Math.max(longest, t - last);
+    last = t;
+  }
+  return { probes: starts.length, longestGapMs: longest };
+}
+
+/**
  * The one node that answered every probe started in [from, to), if at least
  * `minProbes` did and all succeeded; null otherwise.
  */
