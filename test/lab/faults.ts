@@ -97,6 +97,11 @@ export interface AppliedFault {
   readonly timings?: Record<string, number>;
   /** What it learnt while it lasted, for the log; filled in as it happens. */
   readonly notes?: string[];
+  /**
+   * A planned move's request took effect then (lab clock): the signal sent.
+   * Faults with a requestKey leave it to the trial, which watches the key.
+   */
+  readonly requestAt?: number;
   recover(): Promise<void>;
 }
 
@@ -121,10 +126,18 @@ export interface Fault {
   readonly base: FaultId;
   /** Whether the fault means anything for an implementation (all of them when absent). */
   appliesTo?(impl: VipImplementation): boolean;
+  /**
+   * A planned move asked through etcd: the key whose commit is the request.
+   * The trial watches it on the victim's member from before the fault, and
+   * times the move from its commit (etcd-watch.ts).
+   */
+  requestKey?(lab: Lab, victim: LabNode): string;
   apply(lab: Lab, victim: LabNode): Promise<AppliedFault>;
 }
 
 const HOLD_MS = 15_000;
+/** vipd's keys in the lab's etcd: its default prefix (design.md §2). */
+const ETCD_PREFIX = "/vipd/";
 /** Faults of etcd alone: the disturbance, then a few seconds to see whether anything moves. */
 const ETCD_HOLD_MS = 6000;
 const MEMBER_FREEZE_MS = 1500;
@@ -179,8 +192,9 @@ const graceful: Fault = {
   vipStays: false,
   async apply(lab, victim) {
     const p = vipProcess(victim);
+    const requestAt = labNow();
     p.signal("SIGTERM");
-    return { detail: `SIGTERM to ${p.name} (pid ${p.pid})`, recover: async () => {
+    return { detail: `SIGTERM to ${p.name} (pid ${p.pid})`, requestAt, recover: async () => {
       await lab.stopVip(victim, "SIGTERM", 1000);
       await restartVip(lab, victim);
     } };
@@ -209,6 +223,7 @@ const drain: Fault = {
   victimStops: true,
   vipStays: false,
   appliesTo: (impl) => impl.command !== undefined,
+  requestKey: (_lab, victim) => `${ETCD_PREFIX}drains/${victim.name}`,
   async apply(lab, victim) {
     await vipdCommand(lab, victim, `drain-${victim.name}`, ["drain", victim.name]);
     return { detail: `vipd drain ${victim.name}`, recover: () => vipdCommand(lab, victim, `undrain-${victim.name}`, ["undrain", victim.name]) };
@@ -223,6 +238,7 @@ const handover: Fault = {
   victimStops: true,
   vipStays: false,
   appliesTo: (impl) => impl.command !== undefined,
+  requestKey: (lab) => `${ETCD_PREFIX}handovers/${lab.vip}`,
   async apply(lab, victim) {
     await vipdCommand(lab, victim, `handover-from-${victim.name}`, ["handover", lab.vip]);
     return { detail: `vipd handover ${lab.vip} (held by ${victim.name})`, recover: async () => {} };

@@ -7,13 +7,17 @@
 //
 // A trial can fail as a trial, apart from any budget: when no single steady
 // holder appears within 20 s before the fault (it throws a TrialError saying
-// what it saw), or within the same 20 s after the recovery's settle window
-// (its result says so in `failure`). Whether the holder was already steady at
+// what it saw), when the VIP moves while etcd's leader is placed (a leader
+// change moves nothing: design.md §10; it throws, and is never placed again
+// for another victim), or within the same 20 s after the recovery's settle
+// window (its result says so in `failure`). Whether the holder was already steady at
 // the end of the settle window is measured apart (recovery.steady): a slow
 // recovery is a number, a wedged one a failure. Nothing here repairs the lab
 // behind the caller's back; resetImplementation() is for callers that want
 // to go on after a failure, and say so.
+import { join } from "node:path";
 import { type Lab, type LabNode, labNow } from "./cluster.ts";
+import { EtcdKeyWatch } from "./etcd-watch.ts";
 import { EtcdWriters } from "./etcd-writer.ts";
 import { etcdLeader, type Fault, type FaultId, type LeaderPlacement, placeEtcdLeader } from "./faults.ts";
 import type { ImplementationId, VipImplementation } from "./implementations.ts";
@@ -21,12 +25,14 @@ import { Prober } from "./prober.ts";
 import { OwnershipRecorder } from "./recorder.ts";
 import { sleep } from "./sh.ts";
 import {
+  errorsWhileHeld,
   holdersStarting,
   type Interval,
   newHolderAt,
   outages,
   overlap,
   type ProbeSample,
+  probeCoverage,
   probeErrors,
   probeTally,
   releasedAt,
@@ -45,6 +51,18 @@ export interface TrialResult {
   detail: string;
   /** How etcd's raft leader was put where the fault wants it, before t0; null when nothing had to move. */
   placement: string | null;
+  /**
+   * What the client saw from the placement's MoveLeader until the holder was
+   * steady again (the VIP did not move, or the trial would have thrown);
+   * absent when nothing had to move.
+   */
+  placementCheck?: PlacementCheck;
+  /**
+   * A planned move's request, in ms from t0: the signal sent, or the drain or
+   * hand-over key committed (seen on the victim's etcd member); null when it
+   * was never seen. Absent for faults that are no planned move.
+   */
+  requestMs?: number | null;
   /** Lab clock of the fault; every other time below is ms relative to it. */
   t0: number;
   recoverAt: number;
@@ -89,6 +107,10 @@ export interface TrialResult {
   probes: number;
   /** Failed probes other than timeouts, whole observation, by error. */
   probeErrors: Record<string, number>;
+  /** Of those, the ones that ran while one node held the VIP throughout (stats.ts errorsWhileHeld): none is expected. */
+  errorsWhileHeld?: Record<string, number>;
+  /** How closely the client watched the fault ([0, recoverAt)) and the recovery ([recoverAt, endAt)). */
+  coverage?: { during: Coverage; after: Coverage };
   recovery: RecoveryCheck;
   /** What the fault measured, in ms (e.g. "etcd election", "MoveLeader seen by all"). */
   timings: Record<string, number>;
@@ -109,6 +131,21 @@ export interface TrialResult {
   failure: string | null;
   /** For timelines: ownership per node, client outages and answering nodes, relative to t0. */
   timeline: Timeline;
+}
+
+/** The probes started in a window and the longest stretch of it without one. */
+export interface Coverage {
+  probes: number;
+  longestGapMs: number;
+}
+
+/** What the client saw while etcd's leader was placed before a trial. */
+export interface PlacementCheck {
+  /** ms from the first MoveLeader until the holder was confirmed steady again. */
+  ms: number;
+  /** Client outage in that time, summed. */
+  outageMs: number;
+  probes: number;
 }
 
 /** What the settle window after recover() showed. */
@@ -195,6 +232,8 @@ const STEADY_WINDOW_MS = 1500;
 const PROBES_PENDING_MS = 350;
 const STEADY_MIN_PROBES = 80;
 const STEADY_TIMEOUT_MS = 20_000;
+/** How long after a planned move's command exited its key's commit may still be on its way through the watch. */
+const REQUEST_SEEN_MS = 2000;
 
 /** The node that held the VIP alone through [from, to] and alone answered the probes in it; null if none. */
 function steadyHolder(env: TrialEnv, from: number, to: number): string | null {
@@ -269,40 +308,59 @@ export async function resetImplementation(env: TrialEnv, impl: VipImplementation
 
 /**
  * Moves etcd's raft leader onto the holder's node or off it, and waits for a
- * steady holder again. Should the VIP move meanwhile, the new holder becomes
- * the victim and the leader is placed again for it (three tries).
+ * steady holder again. A leader change moves nothing and costs the client
+ * nothing (design.md §10): should the VIP move meanwhile, that throws, with
+ * what the client saw; the outage is the caller's to judge.
  */
-async function placeLeader(env: TrialEnv, impl: VipImplementation, where: LeaderPlacement, victim: LabNode): Promise<{ victim: LabNode; placement: string | null }> {
-  const done: string[] = [];
-  for (let attempt = 1; ; attempt++) {
-    const move = await placeEtcdLeader(env.lab, where, victim).catch((e) => {
-      throw new TrialError("placement", `putting etcd's raft leader ${where === "victim" ? "on" : "off"} ${victim.name}: ${e instanceof Error ? e.message : String(e)}`);
-    });
-    if (!move) return { victim, placement: done.join("; ") || null };
-    done.push(...move.notTaken, `MoveLeader ${move.from} → ${move.to}, seen by all members after ${Math.round(move.visibleMs)} ms`);
-    const holder = await steady(env, impl, { since: labNow() }).catch((e) => {
-      throw e instanceof TrialError ? new TrialError("placement", `after ${done.join("; ")}: ${e.message}`) : e;
-    });
-    if (holder !== victim) {
-      if (attempt === 3) throw new TrialError("placement", `the VIP kept moving when etcd's leader was moved: ${done.join("; ")}`);
-      done.push(`the VIP moved from ${victim.name} to ${holder.name}`);
-      victim = holder;
-    }
+async function placeLeader(env: TrialEnv, impl: VipImplementation, where: LeaderPlacement, victim: LabNode): Promise<{ placement: string | null; check?: PlacementCheck }> {
+  const from = labNow();
+  const move = await placeEtcdLeader(env.lab, where, victim).catch((e) => {
+    throw new TrialError("placement", `putting etcd's raft leader ${where === "victim" ? "on" : "off"} ${victim.name}: ${e instanceof Error ? e.message : String(e)}`);
+  });
+  if (!move) return { placement: null };
+  const done = [...move.notTaken, `MoveLeader ${move.from} → ${move.to}, seen by all members after ${Math.round(move.visibleMs)} ms`].join("; ");
+  const holder = await steady(env, impl, { since: labNow() }).catch((e) => {
+    throw e instanceof TrialError ? new TrialError("placement", `after ${done}: ${e.message}`) : e;
+  });
+  const to = labNow();
+  const samples = env.prober.between(from, to);
+  const check: PlacementCheck = { ms: to - from, outageMs: total(outages(samples, to)), probes: samples.length };
+  if (holder !== victim) {
+    const moved = holdersStarting(env.recorder.intervals(from, to), victim.name, from, to);
+    throw new TrialError("placement", `the VIP moved from ${victim.name} to ${moved.join(", ") || holder.name} while etcd's leader was placed (${done}); ` +
+      `a leader change moves nothing (design.md §10); client outage ${Math.round(check.outageMs)} ms in ${Math.round(check.ms)} ms`);
   }
+  return { placement: done, check };
 }
 
 export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fault, rep: number): Promise<TrialResult> {
   const { lab, recorder, prober } = env;
   const problemsBefore = recorder.problems.length;
   const overrunsBefore = recorder.overruns;
-  let victim = await steady(env, impl);
+  const victim = await steady(env, impl);
   let placement: string | null = null;
-  if (fault.etcdLeader) ({ victim, placement } = await placeLeader(env, impl, fault.etcdLeader, victim));
+  let placementCheck: PlacementCheck | undefined;
+  if (fault.etcdLeader) ({ placement, check: placementCheck } = await placeLeader(env, impl, fault.etcdLeader, victim));
   // Asked before the fault's clock starts, so it costs the trial nothing.
   const leader = await etcdLeader(lab).catch(() => null);
+  const requestKey = fault.requestKey?.(lab, victim) ?? null;
+  const watch = requestKey === null ? null : await EtcdKeyWatch.start(
+    (name, argv, opts) => lab.spawnIn(victim.host.ns, join(lab.dir, `${name}-${victim.name}.log`), `${name}-${victim.name}`, argv, opts), requestKey);
   const t0 = labNow();
-  const applied = await fault.apply(lab, victim);
+  const applied = await fault.apply(lab, victim).catch(async (e) => {
+    await watch?.stop();
+    throw e;
+  });
   env.log?.(`${impl.id} ${fault.id} #${rep + 1}: ${applied.detail}`);
+  let requestAt = applied.requestAt ?? null;
+  const requestNotes: string[] = [];
+  if (watch && requestKey !== null) {
+    const put = await watch.first(requestKey, "PUT", REQUEST_SEEN_MS, t0);
+    await watch.stop();
+    requestAt = put?.t ?? null;
+    if (!put) requestNotes.push(`${requestKey} was not seen committed on ${victim.name}'s etcd member within ${REQUEST_SEEN_MS} ms of the command's exit${watch.problems.length ? ` (${watch.problems.join("; ")})` : ""}`);
+  }
+  const planned = requestKey !== null || applied.requestAt !== undefined;
   await sleep(Math.max(0, t0 + fault.holdMs - labNow()));
   const recoverAt = labNow();
   const victimHeldAtRecovery = recorder.isHeld(victim.name);
@@ -364,8 +422,10 @@ export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fa
     fault: fault.id,
     rep,
     victim: victim.name,
-    detail: [applied.detail, ...(applied.notes ?? []), ...(overruns ? [`${overruns} monitor overrun(s), state re-read`] : [])].join("; "),
+    detail: [applied.detail, ...(applied.notes ?? []), ...requestNotes, ...(overruns ? [`${overruns} monitor overrun(s), state re-read`] : [])].join("; "),
     placement,
+    ...(placementCheck ? { placementCheck } : {}),
+    ...(planned ? { requestMs: requestAt === null ? null : rel(requestAt) } : {}),
     t0,
     recoverAt: rel(recoverAt),
     endAt: rel(endAt),
@@ -386,6 +446,8 @@ export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fa
     staleAnswers: staleAnswers(samples, perNode),
     probes: samples.length,
     probeErrors: probeErrors(samples),
+    errorsWhileHeld: errorsWhileHeld(samples, perNode),
+    coverage: { during: probeCoverage(samples, t0, recoverAt), after: probeCoverage(samples, recoverAt, endAt) },
     recovery: {
       staleAnswers: staleAnswers(after, perNode),
       probeErrors: probeErrors(after),
