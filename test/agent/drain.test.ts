@@ -2,24 +2,36 @@
 // real etcd, run as an operator would: the command in one namespace, the
 // agents in theirs. Every outcome is checked where it happens: the address
 // in each node's kernel, the keys in etcd (read through etcd's own gateway),
-// and each agent's /status and /metrics.
+// and each agent's /status and /metrics. An ownership witness (recorder.ts)
+// watches every node's kernel for the whole file: two holders at any moment
+// fail it, and the planned moves are timed from their key's commit (seen on
+// the holder's etcd member) to the holder letting go and the next holding,
+// against the graceful bound (bounds.ts).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { REPO_ROOT } from "../lab/cluster.ts";
+import { labNow, REPO_ROOT, spawnInNetns } from "../lab/cluster.ts";
+import { CI_ALLOWANCE, vipdBounds } from "../lab/bounds.ts";
 import { type EtcdKv, etcdRange, type EtcdSite } from "../lab/etcd-admin.ts";
+import { EtcdKeyWatch } from "../lab/etcd-watch.ts";
 import type { Host } from "../lab/netns.ts";
 import { parsePrometheusText, sampleValue } from "../../src/health/prom-text.ts";
+import { OwnershipRecorder } from "../lab/recorder.ts";
 import { sh, sleep, waitFor } from "../lab/sh.ts";
 import { SmallLab, stopVipd } from "../lab/small-lab.ts";
+import { overlap } from "../lab/stats.ts";
 
 const VIP = "192.0.2.150";
 const NODES = ["n1", "n2", "n3"] as const;
 type Node = (typeof NODES)[number];
 const PORT = 18201;
 const ETCD = ["--etcd-endpoints", "http://127.0.0.1:2379"];
+/** A planned move, from its key's commit: the holder letting go, the next holding (bounds.ts). */
+const PLANNED_MS = vipdBounds().gracefulMs + CI_ALLOWANCE.gracefulMs;
 
 let lab: SmallLab;
+let rec: OwnershipRecorder;
+let recordingSince = 0;
 let site: EtcdSite;
 let config: string;
 const agents = new Map<Node, Subprocess<"ignore", "ignore", "pipe">>();
@@ -28,6 +40,8 @@ beforeAll(async () => {
   lab = await SmallLab.start(NODES);
   site = { nodes: NODES.map((name) => ({ name, host: lab.host(name) })) };
   config = lab.vipConfig("vip.yaml", VIP);
+  rec = await OwnershipRecorder.start({ vip: VIP, dir: lab.dir, nodes: NODES.map((name) => ({ name, host: lab.host(name) })), spawnIn: spawnInNetns });
+  recordingSince = labNow();
   // n1 first, alone, so the queue starts as n1, n2, n3.
   start("n1");
   await waitFor("n1 holds the VIP", () => lab.seg.has(lab.host("n1"), VIP), 15_000);
@@ -37,7 +51,37 @@ beforeAll(async () => {
   await waitFor("n3 in the queue", async () => (await queue()).length === 3, 10_000);
 }, 60_000);
 
-afterAll(() => lab?.close(), 30_000);
+afterAll(async () => {
+  await rec?.close();
+  await lab?.close();
+}, 30_000);
+
+/**
+ * Runs a planned move and times it from the commit of `key` (the drain or
+ * hand-over request), as `from`'s etcd member delivers it, to `from` letting
+ * go of the VIP and `to` holding it, by the witness's edges.
+ */
+async function timedMove(key: string, from: Node, to: Node, run: () => Promise<void>): Promise<{ releasedMs: number; acquiredMs: number }> {
+  const watch = await EtcdKeyWatch.start((name, argv, opts) => spawnInNetns(lab.host(from).ns, join(lab.dir, `${name}.log`), name, argv, opts), key);
+  const start = labNow();
+  try {
+    await run();
+  } finally {
+    await watch.stop().catch(() => {});
+  }
+  const put = watch.events.find((e) => e.key === key && e.type === "PUT");
+  expect(put, `${key} seen committed on ${from}'s member`).toBeDefined();
+  await waitFor(`${to} holds the VIP`, () => rec.isHeld(to), 5000, 5);
+  const released = rec.edges.find((e) => e.node === from && !e.held && e.t >= start);
+  const acquired = rec.edges.find((e) => e.node === to && e.held && e.t >= start);
+  expect(released, `${from} let go`).toBeDefined();
+  expect(acquired, `${to} held the VIP`).toBeDefined();
+  const t = { releasedMs: released!.t - put!.t, acquiredMs: acquired!.t - put!.t };
+  console.log(`${key}: ${from} let go ${Math.round(t.releasedMs)} ms and ${to} held the VIP ${Math.round(t.acquiredMs)} ms after the key's commit`);
+  return t;
+}
+
+
 
 function start(node: Node): void {
   agents.set(node, lab.vipd(lab.host(node), ["--config", config, "--node-name", node, ...ETCD, "--health-listen", `127.0.0.1:${PORT}`, "--log-format", "json"]));
@@ -78,7 +122,12 @@ async function metric(node: Node, name: string, labels: Record<string, string> =
 
 test("drain hands the VIP over at once, keeps the node out across a restart; undrain lets it stand again", async () => {
   expect(await holders()).toEqual(["n1"]);
-  const r = await vipd(admin(), ["drain", "n1", "--reason", "kernel upgrade", "--wait", ...ETCD]);
+  let r = { code: -1, out: "", err: "" };
+  const move = await timedMove("/vipd/drains/n1", "n1", "n2", async () => {
+    r = await vipd(admin(), ["drain", "n1", "--reason", "kernel upgrade", "--wait", ...ETCD]);
+  });
+  expect(move.releasedMs).toBeLessThanOrEqual(PLANNED_MS);
+  expect(move.acquiredMs).toBeLessThanOrEqual(PLANNED_MS);
   expect(r.err).toBe("");
   expect(r.code).toBe(0);
   expect(r.out).toMatch(/^drained n1 \(by ops@\S+ at \S+\); it leaves the queues of 192\.0\.2\.150 now\n/);
@@ -161,7 +210,12 @@ test("handover moves the VIP to the next in line, or to a named node further bac
   const [first, second, third] = (await queue()) as Node[];
   await waitFor(`the VIP on ${first}`, async () => (await holders()).join() === first, 10_000);
 
-  const h = await vipd(admin(), ["handover", VIP, ...ETCD]);
+  let h = { code: -1, out: "", err: "" };
+  const move = await timedMove(`/vipd/handovers/${VIP}`, first!, second!, async () => {
+    h = await vipd(admin(), ["handover", VIP, ...ETCD]);
+  });
+  expect(move.releasedMs).toBeLessThanOrEqual(PLANNED_MS);
+  expect(move.acquiredMs).toBeLessThanOrEqual(PLANNED_MS);
   expect(h.err).toBe("");
   expect(h.code).toBe(0);
   expect(h.out).toMatch(new RegExp(`^${VIP.replaceAll(".", "\\.")}: handed over from ${first} to ${second} in \\d+ ms\n$`));
@@ -219,3 +273,12 @@ test("handover says why it cannot: unknown node, drained node, nobody standing, 
     expect(r.err, args.join(" ")).toContain(msg);
   }
 }, 60_000);
+
+// Last: bun runs a file's tests in the order they are defined.
+test("the whole file: never two holders, and the witness whole", () => {
+  expect(overlap(rec.intervals(recordingSince, labNow())).intervals).toEqual([]);
+  expect(rec.problems).toEqual([]);
+  expect(rec.overruns).toBe(0);
+  // It saw the moves above: start, drain, forced drain, hand-overs.
+  expect(rec.edges.filter((e) => e.held).length).toBeGreaterThanOrEqual(4);
+});
