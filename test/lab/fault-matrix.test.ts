@@ -89,6 +89,8 @@ let lab: Lab;
 let env: TrialEnv & { close(): Promise<void> };
 /** When the recorder started: overlaps and the witness's health are judged from here on. */
 let recordingSince = 0;
+/** What the last check covered: each trial is judged on what happened since (its steady waits, placement, a reset before it). */
+const checked = { at: 0, problems: 0, overruns: 0, proberErrors: 0 };
 const results: TrialResult[] = [];
 /** Tests that started and never reached their end (an expectation failed). */
 let unfinished = 0;
@@ -98,20 +100,27 @@ beforeAll(async () => {
   lab = await Lab.start({ keepLogs: true, etcd: { preVote: PRE_VOTE } });
   env = await startInstruments(lab, (l) => console.log(l));
   recordingSince = labNow();
+  checked.at = recordingSince;
 }, 60_000);
 
 /**
- * Two holders at any moment since the recorder started, and the witness's
- * health over the same time; `relativeTo` (a trial's fault) dates the
- * overlaps in the message.
+ * Two holders at any moment since the last check (the whole run: since the
+ * recorder started), and the witness's health over the same time;
+ * `relativeTo` (a trial's fault) dates the overlaps in the message.
  */
-function expectWholeRunClean(what: string, relativeTo = recordingSince): void {
-  const o = overlap(env.recorder.intervals(recordingSince, labNow()));
+function expectRunClean(what: string, opts: { whole?: boolean; relativeTo?: number } = {}): void {
+  const since = opts.whole ? { at: recordingSince, problems: 0, overruns: 0, proberErrors: 0 } : { ...checked };
+  const now = labNow();
+  const { recorder, prober } = env;
+  Object.assign(checked, { at: now, problems: recorder.problems.length, overruns: recorder.overruns, proberErrors: prober.errors.length });
+  const relativeTo = opts.relativeTo ?? recordingSince;
+  const o = overlap(recorder.intervals(since.at, now));
   const at = o.intervals.map((i) => `${Math.round(i.start - relativeTo)}–${Math.round(i.end - relativeTo)} ms`).join(", ");
-  expect(o.total, `${what}: two holders at ${at} (relative to ${relativeTo === recordingSince ? "the recorder's start" : "the fault"}; logs in ${lab.dir})`).toBe(0);
-  expect(env.recorder.problems, `${what}: the ownership witness failed`).toEqual([]);
-  expect(env.recorder.overruns, `${what}: the ownership witness lost events (state re-read ${env.recorder.overruns} time(s)); what happened meanwhile is unknown`).toBe(0);
-  expect(env.prober.errors.map((e) => e.message), `${what}: the client's prober printed lines that could not be read`).toEqual([]);
+  expect(o.total, `${what}: two holders at ${at} (relative to ${opts.relativeTo === undefined ? "the recorder's start" : "the fault"}; logs in ${lab.dir})`).toBe(0);
+  expect(recorder.problems.slice(since.problems), `${what}: the ownership witness failed`).toEqual([]);
+  const lost = recorder.overruns - since.overruns;
+  expect(lost, `${what}: the ownership witness lost events (state re-read ${lost} time(s)); what happened meanwhile is unknown`).toBe(0);
+  expect(prober.errors.slice(since.proberErrors).map((e) => e.message), `${what}: the client's prober printed lines that could not be read`).toEqual([]);
 }
 
 afterAll(async () => {
@@ -168,7 +177,7 @@ describe.skipIf(skip)(`fault matrix: vipd, etcd ${PRE_VOTE ? "with" : "without"}
         results.push(r);
         if (r.failure && r.recovery.steadyLaterMs === null) await reset(what);
         const on = `${what} on ${r.victim}`;
-        expectWholeRunClean(on, r.t0);
+        expectRunClean(on, { relativeTo: r.t0 });
         expect(r.failure, `${on}: the trial failed`).toBeNull();
         expect(r.overlapMs, `${on}: two holders`).toBe(0);
         expect(r.staleAnswers, `${on}: successful probes answered by a node that held no VIP then`).toBe(0);
@@ -233,7 +242,7 @@ describe.skipIf(skip)(`fault matrix: vipd, etcd ${PRE_VOTE ? "with" : "without"}
 
   test("the whole run: never two holders, and the witness whole, from the recorder's start to now", () => {
     unfinished++;
-    expectWholeRunClean("the whole run");
+    expectRunClean("the whole run", { whole: true });
     unfinished--;
   });
 });

@@ -325,8 +325,9 @@ async function placeLeader(env: TrialEnv, impl: VipImplementation, where: Leader
   const to = labNow();
   const samples = env.prober.between(from, to);
   const check: PlacementCheck = { ms: to - from, outageMs: total(outages(samples, to)), probes: samples.length };
-  if (holder !== victim) {
-    const moved = holdersStarting(env.recorder.intervals(from, to), victim.name, from, to);
+  // Also a VIP that moved and came back: any other node holding it meanwhile.
+  const moved = holdersStarting(env.recorder.intervals(from, to), victim.name, from, to);
+  if (holder !== victim || moved.length > 0) {
     throw new TrialError("placement", `the VIP moved from ${victim.name} to ${moved.join(", ") || holder.name} while etcd's leader was placed (${done}); ` +
       `a leader change moves nothing (design.md §10); client outage ${Math.round(check.outageMs)} ms in ${Math.round(check.ms)} ms`);
   }
