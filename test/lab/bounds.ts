@@ -3,7 +3,7 @@
 // that changing a constant moves the budgets with it. Each CI budget is the
 // design bound plus a stated allowance for noise on a shared 2-core machine;
 // the benchmark's targets are the issue's numbers, judged on medians and p95s.
-import { DEFAULT_HOLD_MS, HEARTBEAT_INTERVAL_MS, HEARTBEAT_RETRY_MS, MARGIN_MS, silenceWindow } from "../../src/election/proof.ts";
+import { DEFAULT_HOLD_MS, HEARTBEAT_INTERVAL_MS, HEARTBEAT_RETRY_MS, MARGIN_MS, silenceWindow, TAKEOVER_STAGGER_MS } from "../../src/election/proof.ts";
 
 export interface VipdBounds {
   readonly holdMs: number;
@@ -21,6 +21,17 @@ export interface VipdBounds {
    * one within two election timeouts (2 s), before the window runs out.
    */
   readonly serveMs: number;
+  /**
+   * The same when the node next in line is silent too, so that the one after
+   * it takes over, one rank stagger later (TAKEOVER_STAGGER_MS, §3): etcd's
+   * leader and the holder killed at once, the leader's member the only
+   * endpoint of the next in line's agent. This is the "one heartbeat
+   * interval" of design.md §10's failover bound (the stagger is as long as
+   * one): the window + the stagger + a takeover, ≈ 2.8 s. Measured in the
+   * lab: 2833 ms from the fault ("took over from n2, n1: no heartbeat for
+   * 2833 ms"), against 2386–2598 ms where the next in line took over.
+   */
+  readonly serveBehindSilentMs: number;
   /**
    * Planned moves (graceful stop, drain, hand-over), counted from the moment
    * the request took effect (the signal sent; the drain or hand-over key
@@ -45,6 +56,7 @@ export function vipdBounds(holdMs = DEFAULT_HOLD_MS): VipdBounds {
     holdMs,
     releaseMs: holdMs - MARGIN_MS,
     serveMs: silenceWindow(holdMs) + TAKEOVER_WORK_MS,
+    serveBehindSilentMs: silenceWindow(holdMs) + TAKEOVER_STAGGER_MS + TAKEOVER_WORK_MS,
     gracefulMs: 50,
     rideOutMs: holdMs - MARGIN_MS - HEARTBEAT_INTERVAL_MS,
   };
@@ -59,10 +71,9 @@ export const CI_ALLOWANCE = {
   /** On release: the witness (≤ 10 ms), a jiffy (4 ms), scheduling. */
   releaseMs: 100,
   /**
-   * On serving: the candidate's timers, the client's probe interval (10 ms)
-   * and its ARP. No more than one heartbeat interval: design.md §10 states the
-   * crash failover as the silence window + one heartbeat interval + a takeover
-   * round trip (≈ 2.8 s at the default hold), and serveMs + this is that.
+   * On serving (serveMs and serveBehindSilentMs alike): the candidate's
+   * timers, the client's probe interval (10 ms) and its ARP. No more than one
+   * heartbeat interval, as issue 17 asks.
    */
   serveMs: HEARTBEAT_INTERVAL_MS,
   /** On a planned move: one scheduling hiccup on each side. */

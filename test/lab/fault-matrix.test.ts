@@ -23,7 +23,9 @@
 //   proof deadline, hold − margin after the fault (docs/design.md §3, §5);
 // - a failover slower than its bound (docs/design.md §10): another node
 //   serving within the silence window plus a takeover, wherever etcd's raft
-//   leader was, with one heartbeat interval of noise allowance;
+//   leader was — one rank stagger (250 ms) more when the fault also silenced
+//   the next in line (etcd's leader killed on another node, measured before
+//   the fault) — with one heartbeat interval of noise allowance;
 // - a planned move (graceful stop, drain, hand-over) slower than the graceful
 //   bound (one watch event and one heartbeat round trip), counted from its
 //   request (the signal; the drain or hand-over key's commit): the holder
@@ -78,6 +80,7 @@ const RELEASE_MS = bounds.releaseMs + CI_ALLOWANCE.releaseMs;
 /** Planned moves, from the request: release, new holder, client served, client outage. */
 const PLANNED_MS = bounds.gracefulMs + CI_ALLOWANCE.gracefulMs;
 const SERVE_MS = bounds.serveMs + CI_ALLOWANCE.serveMs;
+const SERVE_BEHIND_SILENT_MS = bounds.serveBehindSilentMs + CI_ALLOWANCE.serveMs;
 /** The client's probe cadence (prober.ts): a window must hold at least this share of the probes it would at that cadence. */
 const PROBE_EVERY_MS = 10;
 const MIN_PROBE_SHARE = 0.5;
@@ -228,12 +231,16 @@ describe.skipIf(skip)(`fault matrix: vipd, etcd ${PRE_VOTE ? "with" : "without"}
         }
         if (FAILS_OVER.has(fault.base)) {
           expect(r.servedByOtherMs, `${on}: no other node served`).not.toBeNull();
-          // Wherever etcd's leader was (design.md §10): the message says where, the budget is the same.
+          // Wherever etcd's leader was (design.md §10): the message says where. Killed on another
+          // node (measured before the fault, not guessed: unknown is not "elsewhere"), the leader's
+          // member took that node's agent with it, and that agent may be next in line.
+          const behindSilent = id === "etcd-leader-and-holder" && r.victimWasEtcdLeader === false;
           const leader = id === "etcd-leader-and-holder" || (TAKES_ETCD_MEMBER.has(fault.base) && r.victimWasEtcdLeader === true)
-            ? " (etcd's leader lost too)"
+            ? ` (etcd's leader lost too${behindSilent ? ", on another node: its agent silent too" : ""})`
             : r.victimWasEtcdLeader === null ? " (etcd's leader unknown)" : "";
-          expect(r.servedByOtherMs!, `${on}: failover slower than ${SERVE_MS} ms (silence window + takeover ${Math.round(bounds.serveMs)} ms + ${CI_ALLOWANCE.serveMs} ms)${leader}`)
-            .toBeLessThanOrEqual(SERVE_MS);
+          const [budget, bound] = behindSilent ? [SERVE_BEHIND_SILENT_MS, "silence window + rank stagger + takeover"] : [SERVE_MS, "silence window + takeover"];
+          expect(r.servedByOtherMs!, `${on}: failover slower than ${Math.round(budget)} ms (${bound} ${Math.round(budget - CI_ALLOWANCE.serveMs)} ms + ${CI_ALLOWANCE.serveMs} ms)${leader}`)
+            .toBeLessThanOrEqual(budget);
         }
       }
       unfinished--;
