@@ -152,7 +152,7 @@ describe.skipIf(!isRoot)("the ownership witness on a real kernel", () => {
     // The VIP is still guarded and unproven in the sets; the kernel no longer looks.
     await nft(b, "delete chain inet vipd output");
     await waitFor("b unfenced by the deleted chain", () => rec.isHeld("b"), 2000, 5);
-    await nft(b, `table inet vipd { ${OUTPUT_CHAIN} }`);
+    await nft(b, `table inet vipd {\n  ${OUTPUT_CHAIN}\n}`);
     await waitFor("b fenced by the chain rebuilt", () => !rec.isHeld("b"), 2000, 5);
     await nft(b, "flush chain inet vipd input");
     await waitFor("b unfenced by the flushed chain", () => rec.isHeld("b"), 2000, 5);
