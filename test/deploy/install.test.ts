@@ -21,7 +21,7 @@
 // the restart), restart, wait, undrain, and leave n1 standing again.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { type KubeadmNodePki, type KubeadmPki, makeKubeadmPki } from "../lab/certs.ts";
 import { REPO_ROOT } from "../lab/cluster.ts";
@@ -148,7 +148,9 @@ test("cloud-init's commands turn a bare lab node into a VIP holder, running as u
     expect(Number(uid)).toBe(passwdEntry("vipd")!.uid);
     expect(readFileSync(`/proc/${vipd.pid}/cmdline`, "utf8").split("\0")).toContain(join(service.credentialsDir!, "etcd-key"));
 
-    // The upgrade. n2 (no etcd member of its own: it uses n1's, with kubeadm's client certificate) stands for the VIP too.
+    // The upgrade. The service runs under the machine's host name (the unit gives no --node-name).
+    const me = hostname();
+    // n2 (no etcd member of its own: it uses n1's, with kubeadm's client certificate) stands for the VIP too.
     const n2 = lab.host("n2");
     const n2Config = lab.vipConfig("n2.yaml", VIP, n2.link);
     const { etcd } = pki!;
@@ -178,7 +180,7 @@ test("cloud-init's commands turn a bare lab node into a VIP holder, running as u
     // Drained before the restart: n1 is out and n2 answers for the VIP.
     const before = await inNode(n1.ns, [binary, "status", "--json"], { VIPD_TEST_ROOT: root }, 20_000);
     const report = JSON.parse(before.out) as { drains: { node: string; reason: string }[]; vips: { vip: string; holder: { node: string } | null; claimedBy: string[] }[] };
-    expect(report.drains.map((d) => [d.node, d.reason])).toEqual([["n1", expect.stringContaining("vipd-install: upgrading to")]]);
+    expect(report.drains.map((d) => [d.node, d.reason])).toEqual([[me, expect.stringContaining("vipd-install: upgrading to")]]);
     expect(report.vips.find((v) => v.vip === VIP)).toMatchObject({ holder: { node: "n2" }, claimedBy: ["n2"] });
     expect([await lab.seg.has(n1, VIP), await lab.seg.has(n2, VIP)]).toEqual([false, true]);
     // systemd's part of the restart: stop the old vipd, start the installed one.
@@ -190,13 +192,13 @@ test("cloud-init's commands turn a bare lab node into a VIP holder, running as u
     expect({ code: upgraded.code, err: upgraded.err }).toEqual({ code: 0, err: expect.stringContaining("installed vipd") });
     expect(running.calls()).toEqual(["daemon-reload", "enable vipd.service", "is-active --quiet vipd.service", "start --no-block vipd.service", "restart vipd.service"]);
     // Drain, restart, undrain, in that order, each said.
-    const said = ["drained n1 ", "n1 is drained: it holds no VIP", "vipd-install: restarting vipd onto the new binary", "undrained n1", "installed vipd"]
+    const said = [`drained ${me} `, `${me} is drained: it holds no VIP`, "vipd-install: restarting vipd onto the new binary", `undrained ${me}`, "installed vipd"]
       .map((line) => upgraded.err.indexOf(line));
     expect(said.every((at, i) => at >= 0 && (i === 0 || at > said[i - 1]!))).toBe(true);
     // Undrained and standing again, behind n2, which keeps the VIP (an undrain takes nothing back).
     const after = JSON.parse((await inNode(n1.ns, [binary, "status", "--json"], { VIPD_TEST_ROOT: root }, 20_000)).out) as typeof report & { vips: { vip: string; waiting: { node: string }[] }[] };
     expect(after.drains).toEqual([]);
-    expect(after.vips.find((v) => v.vip === VIP)).toMatchObject({ holder: { node: "n2" }, waiting: [{ node: "n1" }] });
+    expect(after.vips.find((v) => v.vip === VIP)).toMatchObject({ holder: { node: "n2" }, waiting: [{ node: me }] });
     expect((await stopVipd(other)).code).toBe(0);
     await waitFor("n1 holding the VIP again once n2 stopped", () => lab!.seg.has(n1, VIP), 5000, 50);
 
