@@ -213,3 +213,30 @@ test("cloud-init's commands turn a bare lab node into a VIP holder, running as u
     rmSync(state, { recursive: true, force: true });
   }
 }, 240_000);
+
+test("an upgrade whose drain fails leaves the old vipd running, restarts nothing, and says what to run", async () => {
+  const root = mkdtempSync(join(tmpdir(), "vipd-node-"));
+  try {
+    seedAccounts(root);
+    const config = await readCloudConfig();
+    // etcd unreachable (nothing listens on port 9): the drain cannot be written.
+    applyWriteFiles(root, config.writeFiles, (f) => (f.path === "/etc/vipd/vipd.yaml" ? f.content.replace(EXAMPLE_ENDPOINTS, "endpoints: [https://127.0.0.1:9]") : f.content));
+    const installStep = config.runcmd[0]!;
+    const fresh = recordingSystemctl(mkdtempSync(join(root, "sc-")));
+    const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", ROOT: root, RELEASE_URL: `file://${release}`, VIPD_TEST_ROOT: root };
+    const first = Bun.spawnSync(underRoot(root, installStep), { env: { ...env, SYSTEMCTL: fresh.path }, stderr: "pipe" });
+    expect(first.exitCode).toBe(0);
+    // An older binary under a service that runs.
+    writeFileSync(join(root, "usr/local/bin/vipd.old"), "#!/bin/sh\n");
+    renameSync(join(root, "usr/local/bin/vipd.old"), join(root, "usr/local/bin/vipd"));
+    const running = runningSystemctl(mkdtempSync(join(root, "sc-")));
+    const r = Bun.spawnSync(underRoot(root, installStep), { env: { ...env, SYSTEMCTL: running.path, WAIT_TIMEOUT: "5" }, stderr: "pipe" });
+    const err = r.stderr.toString();
+    expect(r.exitCode).toBe(1);
+    expect(err).toContain(`vipd-install: draining ${hostname()} failed (above): vipd.service still runs the old vipd; the new one is installed.`);
+    expect(err).toContain('"systemctl restart vipd"');
+    expect(running.calls()).toEqual(["daemon-reload", "enable vipd.service", "is-active --quiet vipd.service", "start --no-block vipd.service"]);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}, 60_000);
