@@ -1,4 +1,4 @@
-// SLOW (about 2 minutes): a rolling upgrade from the previous release to this
+// SLOW (about 30 s, and a build of the previous release once per machine): a rolling upgrade from the previous release to this
 // tree, in the 3-node lab, while a client probes the VIP (issue 19 item 5;
 // README "Upgrading"; docs/design.md §2, "Versions side by side").
 //
