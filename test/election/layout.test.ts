@@ -8,7 +8,7 @@ import { connectEtcd, EtcdConnection } from "../../src/election/connection.ts";
 import { currentIncarnation, encodeIncarnation } from "../../src/election/incarnation.ts";
 import { agentKey } from "../../src/election/keys.ts";
 import { LAYOUT, LAYOUT_TEXT } from "../../src/election/layout.ts";
-import { monotonicClock } from "../../src/election/proof.ts";
+import { monotonicClock } from "../../src/seams.ts";
 import { Session, type SessionEvents } from "../../src/election/session.ts";
 import { type EtcdServer, startEtcd } from "../lab/etcd.ts";
 import { waitFor } from "../lab/sh.ts";
