@@ -12,7 +12,7 @@ declare const VIPD_TARGET: string | undefined;
  */
 function sourceVersion(): string {
   try {
-    return `${(JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version}-dev`;
+    return `${(JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version}-dev`;
   } catch {
     return "dev";
   }
