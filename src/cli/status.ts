@@ -13,6 +13,7 @@
 import type { Etcd3 } from "etcd3";
 import { within } from "../election/connection.ts";
 import { prefixEnd } from "../election/keys.ts";
+import { formatLayout, layoutOf } from "../election/layout.ts";
 import { ClusterView } from "../election/view.ts";
 import { parseIp } from "../kernel/ip.ts";
 
@@ -49,7 +50,13 @@ export interface AgentRow {
   pid: number | null;
   startedAt: string | null;
   holdMs: number | null;
+  /** The vipd version the agent runs, from its record; null when the record is not one vipd wrote. */
   version: string | null;
+  /**
+   * The etcd layout its record says it writes, "MAJOR.MINOR" ("1.0": vipd 0.2,
+   * which wrote none); null when unreadable. Agents of one major run side by side.
+   */
+  layout: string | null;
 }
 
 export interface StatusReport {
@@ -95,6 +102,7 @@ export async function readStatus(client: Etcd3, prefix: string, vips?: readonly 
     startedAt: a.incarnation?.startedAt ?? null,
     holdMs: a.incarnation?.holdMs ?? null,
     version: a.incarnation?.version ?? null,
+    layout: a.incarnation ? ((l) => (l ? formatLayout(l) : null))(layoutOf(a.incarnation)) : null,
   })).sort((a, b) => a.node.localeCompare(b.node));
   const drains = view.drains()
     .map((d): DrainRow => ({ node: d.node, by: d.drain?.by ?? null, at: d.drain?.at ?? null, reason: d.drain?.reason ?? null }))
@@ -120,12 +128,17 @@ export function renderStatusTable(report: StatusReport): string {
   const vipsPart = vipRows.length
     ? table(["VIP", "FIRST", "ANSWERING", "JOINED AT REV", "WAITING (IN ORDER)"], vipRows)
     : ["(no VIPs in etcd)"];
-  const agentRows = report.agents.map((a) => [a.node, a.host ?? "?", a.pid === null ? "?" : String(a.pid), a.holdMs === null ? "?" : `${a.holdMs} ms`, a.startedAt ?? "?"]);
-  const agentsPart = agentRows.length ? ["", ...table(["AGENT", "HOST", "PID", "HOLD", "STARTED"], agentRows)] : [];
+  const agentRows = report.agents.map((a) => [
+    a.node, a.host ?? "?", a.pid === null ? "?" : String(a.pid), a.holdMs === null ? "?" : `${a.holdMs} ms`, a.version ?? "?", a.layout ?? "?", a.startedAt ?? "?",
+  ]);
+  const agentsPart = agentRows.length ? ["", ...table(["AGENT", "HOST", "PID", "HOLD", "VERSION", "LAYOUT", "STARTED"], agentRows)] : [];
+  // During a rolling upgrade (README, "Upgrading"): say so, so that a half-done one is not forgotten.
+  const versions = [...new Set(report.agents.map((a) => a.version).filter((v) => v !== null))].sort();
+  const mixed = versions.length > 1 ? [`agents run ${versions.length} versions (${versions.join(", ")}): an upgrade is under way, or was left half done`] : [];
   const handovers = report.vips.filter((r) => r.handover).map((r) => `hand-over of ${r.vip} to ${r.handover!.to} in progress (asked by ${r.handover!.by} at ${r.handover!.at})`);
   const drainRows = report.drains.map((d) => [d.node, d.by ?? "?", d.at ?? "?", d.reason || "-"]);
   const drainsPart = drainRows.length ? ["", ...table(["DRAINED", "BY", "AT", "REASON"], drainRows)] : [];
-  return [...vipsPart, ...handovers, ...agentsPart, ...drainsPart, `etcd revision ${report.revision}`].join("\n") + "\n";
+  return [...vipsPart, ...handovers, ...agentsPart, ...mixed, ...drainsPart, `etcd revision ${report.revision}`].join("\n") + "\n";
 }
 
 /** The `--json` form: the report as is, stable field names, one trailing newline. */

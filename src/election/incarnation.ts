@@ -12,6 +12,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync, readlinkSync } from "node:fs";
 import { hostname } from "node:os";
 import { jsonObject } from "./keys.ts";
+import { LAYOUT_TEXT } from "./layout.ts";
 
 export interface Incarnation {
   /** Random per run: election keys carry it, so a run knows its own keys. */
@@ -31,6 +32,11 @@ export interface Incarnation {
   /** This run's hold time (ms): candidates wait for it before taking over (design.md §3). */
   readonly holdMs: number;
   readonly version: string;
+  /**
+   * The etcd layout this run writes, "MAJOR.MINOR" (layout.ts); absent from
+   * vipd 0.2's records, which are layout 1.0. Read it with layoutOf().
+   */
+  readonly layout?: string;
   /** Wall-clock start, ISO 8601, for people. */
   readonly startedAt: string;
 }
@@ -82,6 +88,7 @@ export function currentIncarnation(opts: { holdMs: number; version: string; proc
     start: startTimeOf(tryRead(proc, `/proc/${pid}/stat`)) ?? "",
     holdMs: opts.holdMs,
     version: opts.version,
+    layout: LAYOUT_TEXT,
     startedAt: new Date().toISOString(),
   };
 }

@@ -20,6 +20,7 @@ import { drainReason, yieldReason } from "./handover.ts";
 import { type Guarded, Heartbeat } from "./heartbeat.ts";
 import { decodeIncarnation, describeIncarnation, encodeIncarnation, type Incarnation, judge, processAlive } from "./incarnation.ts";
 import { agentKey, decodeHeartbeat, electionKey, electionsPrefix, encodeHeartbeat, encodeMacs, heartbeatKey, LEGACY_ELECTIONS, macsKey, type MacsValue, prefixEnd } from "./keys.ts";
+import { readNewerLayout } from "./layout.ts";
 import { AgentLease } from "./lease.ts";
 import { type Clock, Emitter } from "../seams.ts";
 import { HEARTBEAT_INTERVAL_MS, proofDeadline, silenceWindow, TAKEOVER_STAGGER_MS } from "./proof.ts";
@@ -452,12 +453,14 @@ export class Session extends Emitter<SessionEvents> {
     this.#lease = lease;
     lease.on("lost", ({ reason }) => this.#lose(`etcd lease ${lease.id}: ${reason}`));
     lease.on("stream-error", ({ reason }) => log.debug("keepalive stream error", { reason }));
-    // Three independent reads and a grant: one round trip, not four.
-    const [status] = await Promise.all([
+    // Four independent reads and a grant: one round trip, not five.
+    const [status, , , newerLayout] = await Promise.all([
       this.#versionChecked ? null : conn.client.maintenance.status(within(this.#rpcMs)),
       this.#refuseLegacy(),
       lease.grant(this.#s.leaseTtlS),
+      readNewerLayout(conn.client, this.#s.prefix, within(this.#rpcMs), `vipd ${this.#o.identity.version}`),
     ]);
+    if (newerLayout) throw new SessionFatalError(newerLayout);
     if (status) {
       this.#versionChecked = true;
       const warning = etcdVersionWarning(status.version);

@@ -7,6 +7,7 @@ import type { Etcd3 } from "etcd3";
 import { readStatus, renderStatusJson, renderStatusTable, type StatusReport } from "../../src/cli/status.ts";
 import { connectEtcd, EtcdConnection } from "../../src/election/connection.ts";
 import { currentIncarnation, encodeIncarnation } from "../../src/election/incarnation.ts";
+import { LAYOUT_TEXT } from "../../src/election/layout.ts";
 import { agentKey, drainKey, electionKey, encodeDrain, encodeHandover, encodeHeartbeat, handoverKey, heartbeatKey } from "../../src/election/keys.ts";
 import { monotonicClock } from "../../src/seams.ts";
 import { Session } from "../../src/election/session.ts";
@@ -84,6 +85,8 @@ test("first in line, waiting order and who answers, for every VIP", async () => 
   expect(row.holder!.createRevision).toBeLessThan(row.waiting[0]!.createRevision);
   expect(report.revision).toBeGreaterThanOrEqual(row.waiting[1]!.createRevision);
   expect(report.agents.map((x) => [x.node, x.holdMs])).toEqual([["cp-1", 2500], ["cp-2", 2500], ["cp-3", 2500], ["cp-b", 3000]]);
+  // Every record says which vipd wrote it, and in which layout.
+  expect(report.agents.map((x) => [x.node, x.version, x.layout])).toEqual([["cp-1", "test", LAYOUT_TEXT], ["cp-2", "test", LAYOUT_TEXT], ["cp-3", "test", LAYOUT_TEXT], ["cp-b", "hand", LAYOUT_TEXT]]);
   expect(report.agents[0]!.pid).toBe(process.pid);
 
   // The same order as the agents' own view.
@@ -101,7 +104,7 @@ test("first in line, waiting order and who answers, for every VIP", async () => 
   expect(lines[0]).toMatch(/^VIP +FIRST +ANSWERING +JOINED AT REV +WAITING \(IN ORDER\)$/);
   expect(lines[1]).toMatch(/^192\.0\.2\.10 +cp-2 +\S+ +\d+ +cp-3$/);
   expect(lines[2]).toMatch(/^198\.51\.100\.1 +\(none\) +- +- +-$/);
-  expect(lines[4]).toMatch(/^AGENT +HOST +PID +HOLD +STARTED$/);
+  expect(lines[4]).toMatch(/^AGENT +HOST +PID +HOLD +VERSION +LAYOUT +STARTED$/);
   expect(lines.at(-1)).toBe(`etcd revision ${after.revision}`);
   // Columns line up: each header starts where its cells start.
   for (const h of ["FIRST", "ANSWERING", "WAITING"]) {
@@ -136,6 +139,25 @@ test("drained nodes and hand-overs in progress are listed with who asked and whe
   expect(header).toBeGreaterThan(0);
   expect(lines[header + 1]).toMatch(new RegExp(`^cp-3 +ops@admin +${at.replaceAll(".", "\\.")} +kernel upgrade$`));
   expect(lines[header + 2]).toMatch(/^cp-4 +\? +\? +-$/);
+  await admin.delete().prefix(P);
+});
+
+test("during a rolling upgrade: a 0.2.0 agent (its record has no layout) beside this version, both listed with their versions", async () => {
+  const P = "/vipd-mixed/";
+  const lease = await admin.lease(30, { autoKeepAlive: false }).grant();
+  cleanup.push(async () => void (await admin.leaseClient.leaseRevoke({ ID: lease }).catch(() => {})));
+  const now = currentIncarnation({ holdMs: 2500, version: "0.3.0" });
+  // As vipd 0.2.0 writes its record: the same fields, no layout.
+  const { layout: _, ...old } = { ...currentIncarnation({ holdMs: 2500, version: "0.2.0" }), pid: 4242 };
+  await admin.put(agentKey(P, "cp-1")).value(encodeIncarnation(now)).lease(lease);
+  await admin.put(agentKey(P, "cp-2")).value(JSON.stringify(old)).lease(lease);
+  await admin.put(agentKey(P, "cp-3")).value("not a record").lease(lease);
+  const report = await readStatus(admin, P);
+  expect(report.agents.map((x) => [x.node, x.version, x.layout])).toEqual([["cp-1", "0.3.0", LAYOUT_TEXT], ["cp-2", "0.2.0", "1.0"], ["cp-3", null, null]]);
+  const lines = renderStatusTable(report).trimEnd().split("\n");
+  expect(lines.find((l) => l.startsWith("cp-2 "))).toMatch(/^cp-2 +\S+ +4242 +2500 ms +0\.2\.0 +1\.0 +\S+$/);
+  expect(lines).toContain("agents run 2 versions (0.2.0, 0.3.0): an upgrade is under way, or was left half done");
+  expect((JSON.parse(renderStatusJson(report)) as StatusReport).agents[1]).toMatchObject({ node: "cp-2", version: "0.2.0", layout: "1.0" });
   await admin.delete().prefix(P);
 });
 

@@ -68,12 +68,16 @@ export function underRoot(root: string, argv: readonly string[]): string[] {
   return argv.map((w) => (w.startsWith("/") ? join(root, w) : w));
 }
 
-/** A stand-in for systemctl that records each call, one line per call, in `${dir}/systemctl.log`, and succeeds. */
+/**
+ * A stand-in for systemctl that records each call, one line per call, in
+ * `${dir}/systemctl.log`, and succeeds; `is-active` answers "inactive"
+ * (exit 3), as nothing runs in a scratch root.
+ */
 export function recordingSystemctl(dir: string): { path: string; calls: () => string[] } {
   const path = join(dir, "systemctl");
   const log = join(dir, "systemctl.log");
   writeFileSync(log, "");
-  writeFileSync(path, `#!/bin/sh\necho "$*" >> '${log}'\n`);
+  writeFileSync(path, `#!/bin/sh\necho "$*" >> '${log}'\n[ "$1" != is-active ] || exit 3\n`);
   chmodSync(path, 0o755);
   return { path, calls: () => readFileSync(log, "utf8").split("\n").filter(Boolean) };
 }
