@@ -8,7 +8,7 @@ import type { TrialFailure, TrialResult } from "../../test/lab/trial.ts";
 
 function trial(impl: ImplementationId, fault: FaultId, rep: number, over: Partial<TrialResult> = {}): TrialResult {
   return {
-    impl, fault, rep, victim: "n1", detail: "", placement: null, t0: 0, recoverAt: 15000, endAt: 19000,
+    impl, fault, rep, victim: "n1", detail: "", placement: null, t0: 0, inPlaceMs: 0, recoverAt: 15000, endAt: 19000,
     outageMs: 0, recoveryOutageMs: 0, newHolderMs: 100, newHolder: "n2", servedByOtherMs: 110,
     victimReleasedMs: 5, victimAddressGoneMs: 5, leftBehind: false, addressLeftBehind: false, victimWasEtcdLeader: false,
     moved: true, movedTo: ["n2"], overlapMs: 0, addressOverlapMs: 0, staleAnswers: 0, probes: 1900, probeErrors: {},
@@ -85,6 +85,14 @@ describe("targets", () => {
     });
     const never = evaluateTargets([...fast, trial("vipd", "partition@leader", 0, { servedByOtherMs: null })], budget);
     expect(never.find((x) => x.target.includes("raft leader on the holder's node"))!.detail).toContain("never served: partition@leader #1");
+  });
+  test("the victim's release is judged from the fault in place, not from the clock's start", () => {
+    const fast = [0, 1, 2].map((i) => trial("vipd", "crash@leader", i, { servedByOtherMs: 2500 }));
+    const release = (over: Partial<TrialResult>) =>
+      evaluateTargets([...fast, trial("vipd", "partition@leader", 0, { servedByOtherMs: 2700, ...over })], budget).find((x) => x.target.startsWith("the victim stops answering"))!;
+    // The partition's nft took 90 ms: a heartbeat sent meanwhile dated the proof.
+    expect(release({ victimReleasedMs: 2637, inPlaceMs: 90 })).toMatchObject({ pass: true, detail: "latest 2.55 s" });
+    expect(release({ victimReleasedMs: 2637, inPlaceMs: 80 })).toMatchObject({ pass: false, detail: "latest 2.56 s (or never)" });
   });
   test("any overlap in any repetition is a MISS that names it", () => {
     const v = evaluateTargets([trial("vipd", "partition", 0), trial("vipd", "partition", 1, { overlapMs: 3 })], budget);

@@ -5,7 +5,7 @@ import { etcdDarkBoundMs } from "../../test/lab/bounds.ts";
 import { FAULTS, type FaultId, PRE_VOTE_FAULT_IDS } from "../../test/lab/faults.ts";
 import type { ImplementationId } from "../../test/lab/implementations.ts";
 import { formatMs, summarize, type Summary } from "../../test/lab/stats.ts";
-import type { TrialFailure, TrialResult } from "../../test/lab/trial.ts";
+import { releaseFromInPlace, type TrialFailure, type TrialResult } from "../../test/lab/trial.ts";
 
 export interface Row {
   impl: ImplementationId;
@@ -178,9 +178,11 @@ export function evaluateTargets(results: readonly TrialResult[], budget: VipdBud
   }
   const released = vipdRuns.filter((r) => (moving as readonly string[]).includes(baseOf(r.fault)));
   if (released.length) {
-    const fenced = released.every((r) => r.victimReleasedMs !== null && r.victimReleasedMs <= budget.releaseMs);
-    const worst = Math.max(...released.map((r) => r.victimReleasedMs ?? Infinity));
-    out.push({ target: `the victim stops answering by its proof deadline (${formatMs(budget.releaseMs)})`, pass: fenced,
+    // From the fault in place (trial.ts releaseFromInPlace): a heartbeat sent
+    // while the cut was being put in place may still date the victim's proof.
+    const fenced = released.every((r) => releaseFromInPlace(r) !== null && releaseFromInPlace(r)! <= budget.releaseMs);
+    const worst = Math.max(...released.map((r) => releaseFromInPlace(r) ?? Infinity));
+    out.push({ target: `the victim stops answering by its proof deadline (${formatMs(budget.releaseMs)} from the fault in place)`, pass: fenced,
       detail: `latest ${formatMs(Number.isFinite(worst) ? worst : null)}${fenced ? "" : " (or never)"}` });
   }
   const overlapping = vipdRuns.filter((r) => r.overlapMs > 0);

@@ -65,6 +65,13 @@ export interface TrialResult {
   requestMs?: number | null;
   /** Lab clock of the fault; every other time below is ms relative to it. */
   t0: number;
+  /**
+   * When the fault was surely in place: its apply() returned. A cut made by
+   * a command (nft, ip link) takes effect somewhere between t0 and this, and
+   * a heartbeat the victim sends before then may still commit and date its
+   * proof; the victim's fence is judged from here (releaseFromInPlace).
+   */
+  inPlaceMs: number;
   recoverAt: number;
   endAt: number;
   /** Client outage while the fault lasted ([0, recoverAt)), summed. */
@@ -352,6 +359,7 @@ export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fa
     await watch?.stop();
     throw e;
   });
+  const inPlaceAt = labNow();
   env.log?.(`${impl.id} ${fault.id} #${rep + 1}: ${applied.detail}`);
   let requestAt = applied.requestAt ?? null;
   const requestNotes: string[] = [];
@@ -428,6 +436,7 @@ export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fa
     ...(placementCheck ? { placementCheck } : {}),
     ...(planned ? { requestMs: requestAt === null ? null : rel(requestAt) } : {}),
     t0,
+    inPlaceMs: rel(inPlaceAt),
     recoverAt: rel(recoverAt),
     endAt: rel(endAt),
     outageMs: total(outages(during, recoverAt)),
@@ -515,4 +524,14 @@ export async function withLabInstruments<T>(lab: Lab, fn: (env: TrialEnv) => Pro
   } finally {
     await env.close();
   }
+}
+
+/**
+ * How long after the fault was in place the victim stopped holding the VIP:
+ * what its proof deadline bounds (the last heartbeat that could commit was
+ * sent by then). Null when it never let go.
+ */
+export function releaseFromInPlace(r: Pick<TrialResult, "victimReleasedMs" | "inPlaceMs">): number | null {
+  // Results saved before inPlaceMs was recorded are judged from t0, as then.
+  return r.victimReleasedMs === null ? null : r.victimReleasedMs - (r.inPlaceMs ?? 0);
 }
