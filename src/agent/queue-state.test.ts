@@ -78,6 +78,8 @@ describe("leaving", () => {
     ["a join the view has not shown yet is undone too", state({ joinedAt: NOW - 10 }), { vip: { link: "down" } }, "link is down", "leaving"],
     ["no key of ours: nothing to leave", S0, { vip: { link: "down" } }, null, "out"],
     ["the key we released, still in the view: nothing to leave", state({ released: "7" }), { ...SECOND, vip: { link: "down" } }, null, "out"],
+    // Issue 17, finding 8: a release waited for a current view.
+    ["registered, the view being read again: the release needs no view", S0, { ...SECOND, ready: false, vip: { link: "down" } }, "link is down", "leaving"],
     ["not registered with etcd: nothing can be sent", S0, { ...SECOND, registered: false, ready: false, vip: { link: "down" } }, null, "leaving"],
     ["a write in flight: after it", state({ op: "join" }), { ...SECOND, vip: { link: "down" } }, null, "joining"],
   ];
@@ -95,6 +97,28 @@ describe("leaving", () => {
     expect(logs(r.effects)).toEqual(["info: withdrew from the VIP's queue"]);
     // The view drops the key: nothing left to hide.
     expect(step(r.state, facts({ vip: { link: "down" } }), UPDATE).state.released).toBeNull();
+  });
+
+  // Issue 17, finding 8: a release the kernel held back went again only a blind second later.
+  test("a release the kernel held back: said once; goes the moment the kernel lets go, or a second later to ask again", () => {
+    const f = (now: number, serving: boolean) => facts({ ...SECOND, serving, vip: { link: "down", now } });
+    const release: QueueEffect[] = [{ type: "release", reason: "link is down" }];
+    const held = step(state({ op: "release" }), f(NOW, true), { type: "kernel-answers" });
+    expect(moves(held.effects)).toEqual([{ type: "poke" }]);
+    expect(logs(held.effects)).toEqual(["warn: the kernel may still answer for the VIP; leaving its queue once it cannot"]);
+    expect(armedAt(held.effects)).toBe(NOW + RETRY_MS);
+    expect(held.state.phase).toBe("leaving");
+    // Still answering a heartbeat later: wait.
+    expect(moves(step(held.state, f(NOW + 250, true), UPDATE).effects)).toEqual([{ type: "poke" }]);
+    // The kernel let go: at once.
+    expect(moves(step(held.state, f(NOW + 250, false), UPDATE).effects)).toEqual(release);
+    // A second on, still answering: ask again (the release pokes the controller first).
+    const again = step(held.state, f(NOW + RETRY_MS, true), { type: "due" });
+    expect(moves(again.effects)).toEqual([...release, { type: "poke" }]);
+    const heldAgain = step(again.state, f(NOW + RETRY_MS, true), { type: "kernel-answers" });
+    expect(logs(heldAgain.effects)).toEqual([]);
+    // Standing again (the link came back): the wait is over.
+    expect(step(held.state, facts({ ...SECOND, serving: true }), UPDATE).state.kernelRetryAt).toBeNull();
   });
 
   test("a failed release pauses a second, then goes again", () => {

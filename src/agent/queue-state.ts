@@ -199,7 +199,8 @@ function apply(s: QueueState, f: QueueFacts, e: QueueEvent, fx: QueueEffect[]): 
       log("warn", "leaving the queue failed; retrying", { error: e.error });
       return [{ ...s, op: null, pauseUntil: now + RETRY_MS }, true];
     case "kernel-answers":
-      return [{ ...s, op: null, pauseUntil: now + RETRY_MS }, true];
+      if (s.kernelRetryAt === null) log("warn", "the kernel may still answer for the VIP; leaving its queue once it cannot");
+      return [{ ...s, op: null, kernelRetryAt: now + RETRY_MS }, true];
     case "took": {
       if (!e.took) {
         // Someone spoke meanwhile, and our view has not caught up yet: give it a moment.
@@ -260,7 +261,7 @@ function decide(s: QueueState, f: QueueFacts, fx: QueueEffect[]): QueueState {
         fx.push({ type: "join", before: f.queue.map((q) => q.node) });
         t = { ...t, op: "join" };
       }
-    } else if (!c.stand && queued && f.ready) {
+    } else if (!c.stand && queued && f.registered && (!f.serving || t.kernelRetryAt === null || t.kernelRetryAt <= now)) {
       fx.push({ type: "release", reason: c.reason });
       t = { ...t, op: "release" };
     }

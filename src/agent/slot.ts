@@ -322,7 +322,10 @@ export class Slot {
 
   /** A pass of the controller; the kernel letting go of the VIP is news: a release may wait for it (I4). */
   #poke(): void {
-    void this.controller.poke();
+    const serving = this.controller.serving;
+    void this.controller.poke().then(() => {
+      if (serving && !this.controller.serving) this.update();
+    });
   }
 
   async #join(before: readonly string[]): Promise<void> {
