@@ -12,10 +12,13 @@
 // The one ordering rule lives in #release(): the address (and its fence
 // element) goes first, and only then is etcd told, because telling etcd lets
 // the next node take over at once (design.md, invariant I4).
+//
+// A little over 350 lines: it wires three parts and runs every effect; the
+// decisions are in queue-state.ts, what it says in slot-news.ts, /status in
+// vip-status.ts.
 import type { VipSettings } from "../config/index.ts";
 import { describeEtcdError } from "../election/etcd-error.ts";
 import { type Clock, realTimers, type Timeouts } from "../seams.ts";
-import type { VipdMetrics } from "../health/vipd-metrics.ts";
 import { describeError, type Logger } from "../log.ts";
 import { type AnnounceSettings, VipController } from "../vip/controller.ts";
 import { decideCandidacy, type VipFacts } from "../vip/decision.ts";
@@ -24,10 +27,12 @@ import { type Conflict, ConflictWatch, type SlotState } from "./conflict.ts";
 import type { ElectionFacts, ElectionPort } from "./election-port.ts";
 import type { HookSink } from "./hooks.ts";
 import type { LinkWatch } from "./links.ts";
+import { conflictNews, hookNews, ownershipNews, type SlotMetrics } from "./slot-news.ts";
 import { initialQueueState, isQueued, PROBING, type QueueEffect, type QueueEvent, type QueueFacts, type QueueState, step, vipFacts } from "./queue-state.ts";
-import { describeStanding, type Standing, standing } from "./standing.ts";
+import { type Standing, standing } from "./standing.ts";
+import { type VipStatus, vipStatus } from "./vip-status.ts";
 
-export { HOLD_FAILURES_TO_WITHDRAW, WITHDRAW_MS } from "./queue-state.ts";
+export type { VipStatus } from "./vip-status.ts";
 
 export interface SlotDeps {
   readonly vip: VipSettings;
@@ -43,7 +48,7 @@ export interface SlotDeps {
   readonly probeIntervalMs: number;
   readonly clock: Clock;
   readonly log: Logger;
-  readonly metrics: Pick<VipdMetrics, "declareVip" | "ownership" | "failover" | "handover" | "announced" | "tookOver" | "addressConflict">;
+  readonly metrics: SlotMetrics;
   /** State-change hooks: told of every ownership change after it happened; never waited for. */
   readonly hooks: HookSink;
   /** Endpoints, for etcd errors as sentences. */
@@ -52,32 +57,6 @@ export interface SlotDeps {
   readonly timers?: Timeouts;
 }
 
-export interface VipStatus {
-  ip: string;
-  link: string;
-  /** The node first in the queue, null when nobody stands. */
-  leader: string | null;
-  /** Whether this node has the address on its link now. */
-  owner: boolean;
-  /** When this node acquired it (ISO 8601), null when it does not hold it. */
-  since: string | null;
-  role: "holder" | "first" | "waiting" | "out";
-  /** In the VIP's queue or holding it, for a reason that still holds (standing.ts). */
-  standing: boolean;
-  /** What it stands as ("holding", "first in the queue", "waiting behind cp-1"), or `not standing: link enp0s2 missing`. */
-  standingReason: string;
-  candidacy: string;
-  reason: string;
-  /** The queue as this node last read it, first in line first. */
-  queue: { node: string; host: string | null }[];
-  /** A hand-over in progress (`vipd handover`): to whom, asked by whom and when; null: none. */
-  handover: { to: string; by: string; at: string } | null;
-  /** Machines that are not vipd agents answering for the VIP (their MACs), and since when (ISO 8601); null: none seen. */
-  conflict: { macs: string[]; since: string } | null;
-}
-
-/** Releases an operator (or the configuration) asked for. */
-const PLANNED: ReadonlySet<string> = new Set(["shutdown", "removed", "drained", "handover"]);
 /** Between release passes of a stopping slot whose address the kernel would not remove. */
 const STOP_RETRY_MS = 250;
 
@@ -115,7 +94,10 @@ export class Slot {
       ownMacs: () => new Set(deps.links.macs().values()),
       clock: deps.clock,
       ...(deps.timers ? { timers: deps.timers } : {}),
-      onChange: (c, before) => this.#conflictChanged(c, before),
+      onChange: (c, before) => {
+        conflictNews(deps, c, before);
+        this.update();
+      },
       onProbed: () => this.update(),
       onProbeFailed: (err) => log.warn("probing for other machines that use the VIP failed", { vip: vip.ip, link: vip.link, error: describeError(err) }),
     });
@@ -126,21 +108,11 @@ export class Slot {
       announce: deps.announce,
       clock: deps.clock,
       onChange: (c) => {
-        const fields = { vip: c.ip, link: c.link, node, reason: c.reason };
-        metrics.ownership(c.ip, c.link, c.held, c.code);
+        ownershipNews(deps, c, election.read(vip.ip).handover?.to ?? null);
         // A new holder probes at once: the node before it may have let go because of a stranger.
         this.#conflict.update(this.#probeState(this.#facts()));
-        if (c.held) {
-          log.info("acquired VIP", fields);
-          if (election.read(vip.ip).handover?.to === node) metrics.handover(vip.ip, "in");
-        } else {
-          // An operator's or the config's doing is news, not trouble.
-          if (PLANNED.has(c.code)) log.info("released VIP", fields);
-          else log.warn("released VIP", fields);
-          if (c.code === "handover") metrics.handover(vip.ip, "out");
-        }
         this.#dispatch({ type: "ownership", held: c.held, at: c.at });
-        deps.hooks.changed({ vip: c.ip, link: c.link, node, held: c.held, code: c.code, reason: c.reason });
+        hookNews(deps, c);
       },
       onError: (op, err) => log.error(`${op} failed`, { vip: vip.ip, error: describeError(err) }),
       onHoldFailed: (err, n) => this.#dispatch({ type: "hold-failed", consecutive: n, error: describeError(err) }),
@@ -392,43 +364,12 @@ export class Slot {
     return { wantsToStand, held: this.controller.held };
   }
 
-  /** Said once when a stranger is found and once when it is gone; the decision does the rest. */
-  #conflictChanged(c: Conflict | null, before: Conflict | null): void {
-    const { vip, log, metrics } = this.#d;
-    metrics.addressConflict(vip.ip, c !== null);
-    if (c) {
-      log.error("address conflict: a machine that is not a vipd agent answers for the VIP; neither standing for it nor holding it until that stops", {
-        vip: vip.ip, link: vip.link, macs: c.macs.join(", "), reason: c.reason,
-      });
-    } else {
-      log.info("address conflict cleared: only vipd agents answer for the VIP; standing for it again", { vip: vip.ip, link: vip.link, was: before?.macs.join(", ") });
-    }
-    this.update();
-  }
-
+  /** For /status. */
   status(wallNow: number): VipStatus {
-    const { vip, clock } = this.#d;
-    const now = clock();
-    const e = this.#read();
-    const role = this.controller.held ? "holder" : e.head ? "first" : e.mine !== null ? "waiting" : "out";
-    const since = this.controller.since;
-    const d = this.controller.lastDecision;
-    const conflict = this.#conflict.conflict;
-    const standing = this.standing();
-    return {
-      ip: vip.ip,
-      link: vip.link,
-      leader: e.queue[0]?.node ?? null,
-      owner: this.controller.held,
-      since: since === null ? null : new Date(wallNow - (now - since)).toISOString(),
-      role,
-      standing: standing.standing,
-      standingReason: describeStanding(standing),
-      candidacy: this.#state.candidacy,
-      reason: d && !d.hold ? d.reason : this.controller.held ? this.#state.winReason : this.#state.candidacy,
-      queue: e.queue.map((c) => ({ node: c.node, host: c.host })),
-      handover: e.handover,
-      conflict: conflict ? { macs: [...conflict.macs], since: new Date(wallNow - (now - conflict.since)).toISOString() } : null,
-    };
+    const c = this.controller;
+    return vipStatus({
+      vip: this.#d.vip, election: this.#read(), held: c.held, since: c.since, decision: c.lastDecision, candidacy: this.#state.candidacy,
+      winReason: this.#state.winReason, conflict: this.#conflict.conflict, standing: this.standing(), now: this.#d.clock(), wallNow,
+    });
   }
 }
