@@ -32,6 +32,7 @@ import { LinkWatch } from "./agent/links.ts";
 import { LoopWatch } from "./agent/loop-watch.ts";
 import { Notices } from "./agent/notices.ts";
 import { hookSettings, Reloader, type ReloadOutcome } from "./agent/reloader.ts";
+import { sessionPort } from "./agent/election-port.ts";
 import { Slot } from "./agent/slot.ts";
 import { Slots } from "./agent/slots.ts";
 import { type AgentStatus, Surfaces } from "./agent/surfaces.ts";
@@ -245,7 +246,7 @@ export class Agent {
     return new Slot({
       vip,
       node: s.nodeName,
-      session: this.#session!,
+      election: sessionPort(this.#session!),
       links: this.#links!,
       gateOpen: () => (this.gate ? this.gate.open : true),
       stopping: () => this.#stopping,

@@ -133,6 +133,10 @@ export class Session extends Emitter<SessionEvents> {
   get ready(): boolean {
     return this.#ready && (this.#watcher?.synced ?? false);
   }
+  /** Registered (lease and agent record), whether or not the view is current: a release can be sent. */
+  get registered(): boolean {
+    return this.#ready;
+  }
   get lastError(): string | null {
     return this.#lastError;
   }
