@@ -199,7 +199,7 @@ export class Agent {
       endpoints: s.etcd.endpoints, tls, holdMs: this.#holdMs, clock: this.#clock, ...(s.etcd.serverName ? { tlsServerName: s.etcd.serverName } : {}),
     });
     const session = new Session({
-      settings: { endpoints: s.etcd.endpoints, tls, prefix: s.etcd.prefix, node: s.nodeName, holdMs: this.#holdMs, leaseTtlS: s.election.leaseTTL },
+      settings: { endpoints: s.etcd.endpoints, prefix: s.etcd.prefix, node: s.nodeName, holdMs: this.#holdMs, leaseTtlS: s.election.leaseTTL },
       conn: this.#conn,
       identity,
       clock: this.#clock,

@@ -22,18 +22,14 @@
 // be stuck on a half-open TCP link. A member that is only slow or frozen
 // keeps its connection, and the heartbeats in flight on it: they commit, and
 // prove from their send time, as soon as it runs again.
-import { type Etcd3, GRPCDeadlineExceededError, type ITxnRequest, type ITxnResponse } from "etcd3";
+import { type Etcd3, GRPCDeadlineExceededError, type ITxnResponse } from "etcd3";
 import { type EtcdConnection, within } from "./connection.ts";
-import { decodeIncarnation, type Incarnation } from "./incarnation.ts";
-import { agentKey, electionKey, encodeHeartbeat, heartbeatKey } from "./keys.ts";
 import { type Clock, Emitter } from "../seams.ts";
+import { decodeIncarnation, type Incarnation } from "./incarnation.ts";
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_RETRY_MS } from "./proof.ts";
+import { type Guarded, heartbeatPut, heartbeatTxn } from "./transactions.ts";
 
-/** One of our election keys a heartbeat requires to still exist. */
-export interface Guarded {
-  readonly vip: string;
-  readonly createRevision: string;
-}
+export type { Guarded };
 
 export interface HeartbeatEvents extends Record<string, unknown> {
   /** A heartbeat committed: every guarded key is proven from sentAt. */
@@ -229,22 +225,8 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     const o = this.#o;
     // A key a guard found gone stays in the view until the watch shows it.
     const guarded = o.guard().filter((g) => this.#void.get(id(g)) !== Infinity);
-    const agent = Buffer.from(agentKey(o.prefix, o.node));
-    const elections = guarded.map((g) => Buffer.from(electionKey(o.prefix, g.vip, o.node)));
-    const req: ITxnRequest = {
-      compare: [
-        { key: agent, target: "Create", result: "Equal", create_revision: o.agentRevision },
-        ...guarded.map((g, i) => ({ key: elections[i]!, target: "Create" as const, result: "Equal" as const, create_revision: g.createRevision })),
-      ],
-      success: [{
-        request_put: {
-          key: Buffer.from(heartbeatKey(o.prefix, o.node)),
-          value: Buffer.from(encodeHeartbeat({ run: o.run, seq: o.nextSeq(), claims: o.claims() })),
-          lease: o.lease,
-        },
-      }],
-      failure: [{ request_range: { key: agent } }, ...elections.map((key) => ({ request_range: { key } }))],
-    };
+    const me = { prefix: o.prefix, node: o.node, run: o.run };
+    const req = heartbeatTxn(me, o.agentRevision, guarded, heartbeatPut(me, o.lease, o.nextSeq(), o.claims()));
     // The proof starts when the request leaves, not when it was decided.
     const sentAt = o.clock();
     this.#lastSentAt = sentAt;

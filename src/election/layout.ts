@@ -16,8 +16,7 @@
 //   before this field existed): an agent refuses to start while a record of
 //   a higher MAJOR exists, since it cannot know what that layout means; the
 //   agent of the higher MAJOR must refuse to start beside lower ones.
-import type { Etcd3 } from "etcd3";
-import { AGENTS, jsonObject, prefixEnd } from "./keys.ts";
+import { jsonObject } from "./keys.ts";
 
 export interface LayoutVersion {
   readonly major: number;
@@ -73,11 +72,4 @@ export function newerLayoutProblem(records: readonly RecordText[], own: LayoutVe
     );
   }
   return null;
-}
-
-/** Reads every agent record under `prefix` and says why this build must not start beside them, or null. */
-export async function readNewerLayout(client: Etcd3, prefix: string, call: { readonly deadline: Date }, ownVersion?: string): Promise<string | null> {
-  const key = Buffer.from(`${prefix}${AGENTS}`);
-  const res = await client.kv.range({ key, range_end: prefixEnd(key) }, call);
-  return newerLayoutProblem(res.kvs.map((kv) => ({ node: kv.key.toString().slice(key.length), value: kv.value.toString() })), LAYOUT, ownVersion);
 }

@@ -1,5 +1,7 @@
 import { expect, test } from "bun:test";
-import { type Compare, takeoverBatches, uniqueCompares } from "./takeover.ts";
+import type { ICompare as Compare } from "etcd3";
+import { takeoverBatches } from "./takeover.ts";
+import { uniqueCompares } from "./transactions.ts";
 
 const create = (key: string, rev: string): Compare => ({ key: Buffer.from(key), target: "Create", result: "Equal", create_revision: rev });
 const mod = (key: string, rev: string): Compare => ({ key: Buffer.from(key), target: "Mod", result: "Equal", mod_revision: rev });

@@ -1,7 +1,30 @@
-// Takeovers of several VIPs in one etcd transaction (design.md §3): what
-// one VIP's takeover compares and deletes, and how a turn's worth of them is
-// cut into transactions etcd accepts. Pure; the session sends them.
-import type { ITxnRequest } from "etcd3";
+// Takeovers (design.md §3): when a queued agent may take a VIP from the
+// agents ahead of it, and how a turn's worth of takeovers is cut into
+// transactions etcd accepts. What each compares and deletes is built in
+// transactions.ts. Pure; the queue writer sends them.
+import type { ICompare } from "etcd3";
+import { TAKEOVER_STAGGER_MS } from "./proof.ts";
+import { type Self, type TakeoverTerms, uniqueCompares } from "./transactions.ts";
+import type { ClusterView } from "./view.ts";
+
+/**
+ * When `me` may try to take the VIP from the agents ahead of it, on this
+ * agent's clock: each must have been silent for its window since this view
+ * last heard it (invariant I3, with its own hold time: I8), and ranks after
+ * the first wait a stagger more, so that the next in line normally takes
+ * over alone. An agent never heard counts from when this view could first
+ * have heard it: its key's first sighting, or the view's first full read.
+ * Null: not queued, or already first.
+ */
+export function takeoverAt(view: ClusterView, me: Pick<Self, "node" | "run">, vip: string, now: number): number | null {
+  const q = view.queue(vip);
+  const rank = q.findIndex((c) => c.node === me.node && c.run === me.run);
+  if (rank <= 0) return null;
+  const synced = view.syncedAt ?? now;
+  let at = -Infinity;
+  for (const c of q.slice(0, rank)) at = Math.max(at, view.silentAfter(c.node, Math.max(synced, c.firstSeenAt)));
+  return at + (rank - 1) * TAKEOVER_STAGGER_MS;
+}
 
 export interface TakeoverAsk {
   readonly vip: string;
@@ -9,16 +32,7 @@ export interface TakeoverAsk {
   readonly reject: (err: unknown) => void;
 }
 
-export type Compare = NonNullable<ITxnRequest["compare"]>[number];
-
-export interface TakeoverPlan {
-  readonly vip: string;
-  /** Our key's create revision, which the transaction proves. */
-  readonly createRevision: string;
-  /** The nodes ahead, whose keys it deletes. */
-  readonly from: string[];
-  readonly compare: Compare[];
-  readonly deletes: Buffer[];
+export interface TakeoverPlan extends TakeoverTerms {
   readonly ask: TakeoverAsk;
 }
 
@@ -26,7 +40,7 @@ export interface TakeoverPlan {
 const MAX_TXN_OPS = 128;
 
 /** The plans in order, cut where a transaction would exceed MAX_TXN_OPS (comparisons shared by plans count once). */
-export function takeoverBatches<P extends { compare: Compare[]; deletes: unknown[] }>(plans: readonly P[]): P[][] {
+export function takeoverBatches<P extends { compare: ICompare[]; deletes: unknown[] }>(plans: readonly P[]): P[][] {
   const out: P[][] = [];
   let batch: P[] = [];
   for (const p of plans) {
@@ -42,15 +56,4 @@ export function takeoverBatches<P extends { compare: Compare[]; deletes: unknown
   }
   if (batch.length) out.push(batch);
   return out;
-}
-
-/** Comparisons with the same key, target and value once. */
-export function uniqueCompares(list: readonly Compare[]): Compare[] {
-  const seen = new Set<string>();
-  return list.filter((c) => {
-    const id = `${Buffer.from(c.key as Buffer).toString("hex")} ${c.target} ${c.result} ${c.create_revision ?? ""} ${c.mod_revision ?? ""}`;
-    if (seen.has(id)) return false;
-    seen.add(id);
-    return true;
-  });
 }

@@ -255,10 +255,10 @@ test("the agents' MACs are the union of what each published, and leave with thei
   expect(v.agentMacs().size).toBe(0);
 });
 
-test("foreign keys are reported, legacy keys are listed", () => {
+test("foreign keys are reported; vipd 0.1's keys are not foreign, and no queue", () => {
   const { v, foreign } = view();
   v.load([kv("/vipd/junk", "x"), kv("/vipd/vip/192.0.2.10/abc", "cp-1"), kv(agentKey(P, "a"), "{}")], "200", 1000);
-  expect(v.legacyVips).toEqual(["192.0.2.10"]);
+  expect(v.vips()).toEqual([]);
   expect(foreign).toEqual(["/vipd/junk: not a key vipd writes", `${agentKey(P, "a")}: not an agent record vipd wrote`]);
   expect(v.holdOf("a")).toBe(30_000);
 });

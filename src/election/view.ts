@@ -88,7 +88,6 @@ export class ClusterView {
   readonly #handovers = new Map<string, HandoverRecord>();
   /** node → the MAC of each of its VIP links. */
   readonly #macs = new Map<string, MacsValue>();
-  readonly #legacy = new Set<string>();
   readonly #foreign = new Set<string>();
 
   constructor(
@@ -104,11 +103,6 @@ export class ClusterView {
   /** Local clock of the first full read; null before it. */
   get syncedAt(): number | null {
     return this.#syncedAt;
-  }
-
-  /** VIPs with vipd 0.1 election keys (`<prefix>vip/…`). */
-  get legacyVips(): readonly string[] {
-    return [...this.#legacy];
   }
 
   /**
@@ -131,7 +125,6 @@ export class ClusterView {
     this.#drains.clear();
     this.#handovers.clear();
     this.#macs.clear();
-    this.#legacy.clear();
     const oldQueues = new Map([...this.#queues].map(([vip, q]) => [vip, new Map(q)]));
     this.#queues.clear();
     // Heartbeats last, so that each is judged by the record read with it.
@@ -257,8 +250,8 @@ export class ClusterView {
         else this.#macs.delete(parsed.node);
         return;
       }
+      // vipd 0.1's keys: the session refuses to start beside them (registration.ts), not the view's business.
       case "legacy":
-        this.#legacy.add(parsed.vip);
         return;
       case "unknown":
         this.#foreignOnce(key, "not a key vipd writes");

@@ -1,0 +1,307 @@
+// The session's lifecycle (design.md §2–§7): connect, register this run
+// under its node name, read and watch the cluster view, run the heartbeat;
+// on a lost record or lease tear all of it down and start again, with a
+// backoff while etcd does not answer; on a stop, leave every queue and
+// revoke the lease. It owns the session's resources (lease, watcher,
+// heartbeat) and turns what they report into the session's events.
+import type { Logger } from "../log.ts";
+import type { Clock } from "../seams.ts";
+import { type EtcdConnection, within } from "./connection.ts";
+import { describeEtcdError } from "./etcd-error.ts";
+import { etcdVersionWarning } from "./etcd-version.ts";
+import { Heartbeat } from "./heartbeat.ts";
+import { describeIncarnation } from "./incarnation.ts";
+import { AgentLease } from "./lease.ts";
+import { HEARTBEAT_INTERVAL_MS } from "./proof.ts";
+import type { QueueWriter } from "./queue-writer.ts";
+import { stallAfter } from "./reconnect.ts";
+import { type Registration, SessionFatalError } from "./registration.ts";
+import type { SessionEvents, SessionSettings } from "./session.ts";
+import type { Registered, Self } from "./transactions.ts";
+import type { ClusterView } from "./view.ts";
+import { Watcher } from "./watcher.ts";
+
+export interface LifecyclePort {
+  readonly settings: SessionSettings;
+  readonly conn: EtcdConnection;
+  readonly me: Self;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly rpcTimeoutMs: number;
+  readonly view: ClusterView;
+  readonly registration: Pick<Registration, "refuseLegacy" | "refuseNewerLayout" | "claim" | "publishMacs">;
+  readonly queues: Pick<QueueWriter, "guard" | "claims" | "letGo">;
+  /** The heartbeat key's sequence numbers, shared with every other write of it. */
+  readonly nextSeq: () => number;
+  readonly emit: <K extends keyof SessionEvents>(event: K, payload: SessionEvents[K]) => void;
+}
+
+const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 5000;
+
+export class Lifecycle {
+  readonly #p: LifecyclePort;
+  #lease: AgentLease | null = null;
+  #watcher: Watcher | null = null;
+  #heartbeat: Heartbeat | null = null;
+  #agentRevision: string | null = null;
+  #ready = false;
+  #stopped = false;
+  /** stop()'s budget, for undoing a registration that was still under way when it came. */
+  #stopTimeoutMs = 600;
+  #lastError: string | null = "connecting";
+  #lastHeartbeatError: string | null = null;
+  #versionChecked = false;
+  #ended: (() => void) | null = null;
+  #loop: Promise<void> | null = null;
+  /** The VIPs whose keys we headed at the last view change. */
+  #heads = new Set<string>();
+
+  constructor(port: LifecyclePort) {
+    this.#p = port;
+  }
+
+  /** Starts connecting and registering in the background. */
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Registered, with the view read and the heartbeat running (the view may be being read again). */
+  get established(): boolean {
+    return this.#ready;
+  }
+  /** Established, and the view is current. */
+  get ready(): boolean {
+    return this.#ready && (this.#watcher?.synced ?? false);
+  }
+  get lastError(): string | null {
+    return this.#lastError;
+  }
+  get lastHeartbeatError(): string | null {
+    return this.#lastHeartbeatError;
+  }
+  /** The running heartbeat; null: none runs. */
+  get heartbeat(): Heartbeat | null {
+    return this.#heartbeat;
+  }
+  /** The lease of the current (or last) registration, for /status. */
+  get lease(): AgentLease | null {
+    return this.#lease;
+  }
+
+  /** The registration every write is guarded by; null while there is none. */
+  registered(): Registered | null {
+    return this.#agentRevision === null || !this.#lease ? null : { agentRevision: this.#agentRevision, lease: this.#lease.etcdId };
+  }
+
+  /** A write of ours committed at this revision: the watch must show it within its progress check (design.md §7). */
+  expect(revision: string): void {
+    this.#watcher?.expect(revision);
+  }
+
+  /**
+   * Stops for good: `leave` (releasing every key, with a heartbeat that
+   * claims nothing) and the lease's revocation, each with its own short
+   * deadline, when a session is established. The caller has removed every
+   * address first.
+   */
+  async stop(timeoutMs: number, leave: () => Promise<void>): Promise<void> {
+    this.#stopped = true;
+    this.#stopTimeoutMs = timeoutMs;
+    this.#heartbeat?.stop();
+    const errors: string[] = [];
+    if (this.#ready) {
+      await leave().catch((e: unknown) => errors.push(describeEtcdError(e, this.#p.settings.endpoints)));
+      await this.#lease?.revoke(timeoutMs).catch((e: unknown) => errors.push(describeEtcdError(e, this.#p.settings.endpoints)));
+    }
+    this.#end();
+    await this.#loop;
+    if (errors.length) throw new Error(errors.join("; "));
+  }
+
+  async #run(): Promise<void> {
+    let backoff = RETRY_MIN_MS;
+    while (!this.#stopped) {
+      try {
+        await this.#establish();
+        if (this.#stopped) {
+          await this.#abandon();
+          break;
+        }
+        backoff = RETRY_MIN_MS;
+        this.#ready = true;
+        this.#lastError = null;
+        this.#p.log.info("etcd session established", { node: this.#p.settings.node, lease: this.#lease!.id, holdMs: this.#p.settings.holdMs });
+        this.#p.emit("changed", {});
+        await new Promise<void>((resolve) => {
+          this.#ended = resolve;
+        });
+      } catch (err) {
+        if (this.#stopped) {
+          await this.#abandon();
+          break;
+        }
+        if (err instanceof SessionFatalError) {
+          this.#lastError = err.message;
+          this.#stopped = true;
+          this.#teardown();
+          this.#p.emit("fatal", { reason: err.message });
+          break;
+        }
+        this.#lastError = describeEtcdError(err, this.#p.settings.endpoints);
+        this.#p.log.warn("etcd not ready; retrying", { error: this.#lastError, retryInMs: backoff });
+        this.#teardown();
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(RETRY_MAX_MS, backoff * 2);
+        continue;
+      }
+      this.#teardown();
+    }
+  }
+
+  async #establish(): Promise<void> {
+    const { conn, log, clock } = this.#p;
+    const t0 = clock();
+    const lease = new AgentLease(conn, { clock, rpcTimeoutMs: this.#p.rpcTimeoutMs });
+    this.#lease = lease;
+    lease.on("lost", ({ reason }) => this.#lose(`etcd lease ${lease.id}: ${reason}`));
+    lease.on("stream-error", ({ reason }) => log.debug("keepalive stream error", { reason }));
+    // Four independent reads and a grant: one round trip, not five.
+    const [status] = await Promise.all([
+      this.#versionChecked ? null : conn.client.maintenance.status(within(this.#p.rpcTimeoutMs)),
+      this.#p.registration.refuseLegacy(),
+      this.#p.registration.refuseNewerLayout(),
+      lease.grant(this.#p.settings.leaseTtlS),
+    ]);
+    if (status) {
+      this.#versionChecked = true;
+      const warning = etcdVersionWarning(status.version);
+      if (warning) log.warn(warning, { etcdVersion: status.version });
+    }
+    const t1 = clock();
+    this.#agentRevision = await this.#p.registration.claim(lease.etcdId);
+    const t2 = clock();
+    const watcher = new Watcher({
+      conn,
+      view: this.#p.view,
+      clock: this.#p.clock,
+      changed: () => this.#viewChanged(),
+      warn: (reason) => log.warn("etcd watch", { reason }),
+      rpcTimeoutMs: this.#p.rpcTimeoutMs,
+      progressMs: stallAfter(this.#p.settings.holdMs, HEARTBEAT_INTERVAL_MS),
+    });
+    this.#watcher = watcher;
+    await watcher.start();
+    this.#startHeartbeat(lease);
+    log.debug("etcd session phases", { leaseMs: Math.round(t1 - t0), registerMs: Math.round(t2 - t1), viewMs: Math.round(clock() - t2) });
+  }
+
+  #startHeartbeat(lease: AgentLease): void {
+    const hb = new Heartbeat({
+      conn: this.#p.conn,
+      clock: this.#p.clock,
+      prefix: this.#p.settings.prefix,
+      node: this.#p.settings.node,
+      run: this.#p.me.run,
+      lease: lease.etcdId,
+      agentRevision: this.#agentRevision!,
+      guard: () => this.#p.queues.guard(),
+      claims: () => this.#p.queues.claims(),
+      nextSeq: this.#p.nextSeq,
+      timeoutMs: Math.min(this.#p.settings.holdMs, 2000),
+      stallMs: stallAfter(this.#p.settings.holdMs, HEARTBEAT_INTERVAL_MS),
+    });
+    this.#heartbeat = hb;
+    hb.on("committed", ({ revision, rttMs }) => {
+      this.#p.emit("heartbeat", { result: "committed", rttMs });
+      this.#lastHeartbeatError = null;
+      this.#watcher?.etcdAnswered();
+      this.#watcher?.expect(revision);
+      const reg = this.registered();
+      if (reg) void this.#p.registration.publishMacs(reg);
+      this.#p.emit("changed", {});
+    });
+    hb.on("failed", ({ reason }) => {
+      this.#p.emit("heartbeat", { result: "failed" });
+      this.#lastHeartbeatError = describeEtcdError(new Error(reason), this.#p.settings.endpoints);
+    });
+    hb.on("stalled", ({ silentMs, reconnected, why }) =>
+      this.#p.log.warn(reconnected ? "etcd answered no heartbeat; reconnecting" : "etcd answered no heartbeat; keeping the connection", { silentMs, why }));
+    hb.on("deposed", ({ keys, revision }) => {
+      this.#p.emit("heartbeat", { result: "deposed" });
+      // The heartbeat forgot those keys' proofs (only theirs: a key this VIP
+      // got since, a new join, is proven on its own). A watch that has not
+      // shown the deletion by then is stalled, silently: probe it.
+      this.#watcher?.expect(revision);
+      // A heartbeat sent before one of our own releases committed after it
+      // (they may take different connections): that key's absence is no news.
+      const vips = [...new Set(keys.filter((k) => !this.#p.queues.letGo(k)).map((k) => k.vip))];
+      if (vips.length) this.#p.emit("deposed", { vips });
+      this.#p.emit("changed", {});
+    });
+    hb.on("evicted", ({ reason, by }) => {
+      if (by && by.run !== this.#p.me.run) {
+        this.#stopped = true;
+        this.#end();
+        this.#p.emit("fatal", { reason: `node name "${this.#p.settings.node}" was taken over by another vipd (${describeIncarnation(by)}) while this one could not reach etcd; stopping` });
+        return;
+      }
+      this.#lose(reason);
+    });
+    hb.start();
+  }
+
+  /**
+   * A node that just became first in a queue (its predecessor released, or
+   * was taken over) needs a proof now, not at the next interval: graceful
+   * hand-over costs one round trip instead of up to 250 ms.
+   */
+  #viewChanged(): void {
+    const heads = new Set(this.#p.queues.guard().map((g) => g.vip));
+    const news = [...heads].some((v) => !this.#heads.has(v));
+    this.#heads = heads;
+    if (news) this.#heartbeat?.beat();
+    this.#p.emit("changed", {});
+  }
+
+  #lose(reason: string): void {
+    if (!this.#ready) return;
+    this.#ready = false;
+    this.#lastError = reason;
+    this.#p.log.warn("etcd session lost; registering again", { reason });
+    this.#end();
+    this.#p.emit("lost", { reason });
+  }
+
+  /**
+   * A stop that came while a session was being established: stop() found
+   * nothing ready to release, but the registration may have committed
+   * meanwhile. Revoking its lease deletes every key on it (agent record,
+   * heartbeat, MACs) now rather than a lease TTL later.
+   */
+  async #abandon(): Promise<void> {
+    const lease = this.#lease;
+    this.#teardown();
+    await lease?.revoke(this.#stopTimeoutMs).catch((e: unknown) =>
+      this.#p.log.warn("stopped while registering; our keys expire with the lease", { error: describeEtcdError(e, this.#p.settings.endpoints) }));
+  }
+
+  /** Ends the current session: the loop wakes up and, unless stopped, establishes a new one. */
+  #end(): void {
+    const done = this.#ended;
+    this.#ended = null;
+    this.#teardown();
+    done?.();
+  }
+
+  #teardown(): void {
+    this.#ready = false;
+    this.#heartbeat?.stop();
+    this.#heartbeat = null;
+    this.#watcher?.close();
+    this.#watcher = null;
+    this.#lease?.close();
+    this.#agentRevision = null;
+  }
+
+}
