@@ -4,16 +4,20 @@
 // agent's clock — and every VIP's queue (design.md §3, §4).
 //
 // Pure: fed with key-values and the local time they were received, so the
-// takeover and claim arithmetic is tested without etcd.
+// takeover and claim arithmetic is tested without etcd. What the heartbeats
+// say — when each agent was heard, what it claims, until when — is kept in
+// heartbeat-book.ts; this file reads keys and keeps the rest.
 //
 // Anything under the prefix that vipd did not write (a foreign writer, a
 // hand edit) is reported once through onForeign and read in the way that
 // keeps a VIP unheld rather than doubly held: a heartbeat whose value cannot
 // be read still counts as a sign of life and claims every VIP.
+import { MAX_HOLD_MS } from "../config/fields.ts";
+import { HeartbeatBook, type HeartbeatRecord } from "./heartbeat-book.ts";
 import { decodeIncarnation, type Incarnation } from "./incarnation.ts";
 import { compareRevisions, decodeDrain, decodeHandover, decodeHeartbeat, decodeMacs, type DrainValue, type HandoverValue, type MacsValue, parseKey } from "./keys.ts";
-import { MAX_HOLD_MS } from "../config/fields.ts";
-import { silenceWindow } from "./proof.ts";
+
+export type { HeartbeatRecord };
 
 /** The parts of etcd's KeyValue the view reads (etcd3's IKeyValue fits). */
 export interface Kv {
@@ -42,25 +46,6 @@ export interface AgentRecord {
   readonly modRevision: string;
 }
 
-export interface HeartbeatRecord {
-  readonly node: string;
-  /** Run and order of the heartbeat whose claims are in force (the highest seq of the latest run). */
-  readonly run: string | null;
-  readonly seq: number;
-  /** VIPs claimed; "all" when the value could not be read. */
-  readonly claims: ReadonlySet<string> | "all";
-  /** The key's mod revision as last seen; "0" once the key was deleted. */
-  readonly modRevision: string;
-  /** Local clock when the latest heartbeat (by revision) arrived. */
-  readonly receivedAt: number;
-  /**
-   * The hold time its run published, as the view knew it when the heartbeat
-   * arrived (the longest allowed when unknown): the heartbeat's silence window
-   * and claims are judged by it, also after the record is gone (invariant I8).
-   */
-  readonly holdMs: number;
-}
-
 export interface DrainRecord {
   readonly node: string;
   /** null: the value is not one vipd wrote; the node counts as drained all the same. */
@@ -81,7 +66,7 @@ export class ClusterView {
   #revision = "0";
   #syncedAt: number | null = null;
   readonly #agents = new Map<string, AgentRecord>();
-  readonly #heartbeats = new Map<string, HeartbeatRecord>();
+  readonly #heartbeats = new HeartbeatBook();
   /** vip → key → candidate. */
   readonly #queues = new Map<string, Map<string, Candidate>>();
   readonly #drains = new Map<string, DrainRecord>();
@@ -110,13 +95,8 @@ export class ClusterView {
    * revision did not change keep the time they were first received; a
    * heartbeat key that vanished keeps its claims until they run out, because
    * its run may still be answering for them (design.md §4).
-   *
-   * A run that could still write heartbeats when the view was last current
-   * (its heartbeat key or its record was in the view) and has no heartbeat in
-   * this read may have written some this view never received (the watch was
-   * down), then lost the key. Each claimed what it claimed; all committed
-   * before this read. So the run counts as heard now, claiming every VIP
-   * (design.md §4, §9 (c)).
+   * A run the view knew that has no heartbeat in this read counts as heard
+   * now, claiming every VIP (HeartbeatBook.reread, design.md §4, §9 (c)).
    */
   load(kvs: readonly Kv[], revision: string, receivedAt: number): void {
     const beats = new Set<string>();
@@ -143,15 +123,7 @@ export class ClusterView {
       }
       this.#put(key, kv, receivedAt, true);
     }
-    for (const node of new Set([...this.#heartbeats.keys(), ...known.keys()])) {
-      const hb = this.#heartbeats.get(node);
-      const record = known.get(node)?.incarnation;
-      const couldWrite = (hb !== undefined && hb.modRevision !== "0") || known.has(node);
-      if (beats.has(node) || !couldWrite) continue;
-      const holds = [hb?.holdMs, record?.holdMs].filter((h) => h !== undefined);
-      const holdMs = holds.length > 0 ? Math.max(...holds) : MAX_HOLD_MS;
-      this.#heartbeats.set(node, { node, run: hb?.run ?? record?.run ?? null, seq: hb?.seq ?? 0, claims: "all", modRevision: "0", receivedAt, holdMs });
-    }
+    this.#heartbeats.reread(beats, new Map([...known].map(([node, a]) => [node, a.incarnation])), receivedAt);
     this.#revision = revision;
     this.#syncedAt ??= receivedAt;
     this.prune(receivedAt);
@@ -164,7 +136,7 @@ export class ClusterView {
     let deleted: { vip: string; node: string }[] = [];
     let beaten: string[] = [];
     const settle = () => {
-      for (const k of deleted) if (beaten.some((n) => n !== k.node)) this.#tookOver(k.vip, k.node);
+      for (const k of deleted) if (beaten.some((n) => n !== k.node)) this.#heartbeats.tookOver(k.vip, k.node);
       deleted = [];
       beaten = [];
     };
@@ -181,20 +153,6 @@ export class ClusterView {
     }
     settle();
     this.prune(receivedAt);
-  }
-
-  /**
-   * Another node's heartbeat and the deletion of this node's key in one
-   * revision: only a takeover writes that (Session.takeover), and it compared
-   * this node's heartbeat unchanged for a whole window, so every proof this
-   * node held for the VIP has ended (design.md §3). Its claim on the VIP
-   * covers nothing any more; a heartbeat that claims it again counts again.
-   * Events of one revision always come in one watch response.
-   */
-  #tookOver(vip: string, node: string): void {
-    const hb = this.#heartbeats.get(node);
-    if (!hb || hb.claims === "all" || !hb.claims.has(vip)) return;
-    this.#heartbeats.set(node, { ...hb, claims: new Set([...hb.claims].filter((v) => v !== vip)) });
   }
 
   /** Marks a revision as seen (a watch progress notice, or our own committed write). */
@@ -261,25 +219,11 @@ export class ClusterView {
 
   #beat(node: string, key: string, kv: Kv, value: string, receivedAt: number, loading: boolean): void {
     const had = this.#heartbeats.get(node);
-    // On a re-read, a heartbeat we already had is not a new sign of life.
+    // On a re-read, a heartbeat we already had is not a new sign of life (nor news of a foreign value).
     if (loading && had && had.modRevision === kv.mod_revision) return;
     const hb = decodeHeartbeat(value);
     if (!hb) this.#foreignOnce(key, "not a heartbeat vipd wrote; treating it as claiming every VIP");
-    let claims: HeartbeatRecord["claims"] = hb ? new Set(hb.claims) : "all";
-    let run = hb?.run ?? null;
-    let seq = hb?.seq ?? 0;
-    // Within one run, a heartbeat that committed late (sent before a newer
-    // one) must not speak last: its claims may be out of date.
-    if (hb && had && had.run === hb.run && hb.seq < had.seq) {
-      claims = had.claims;
-      run = had.run;
-      seq = had.seq;
-    }
-    // Every write of a heartbeat is guarded by its run's record (or made with
-    // it), so the record in the view is that run's; anything else is unknown.
-    const record = this.#agents.get(node)?.incarnation;
-    const holdMs = record && run !== null && record.run === run ? record.holdMs : MAX_HOLD_MS;
-    this.#heartbeats.set(node, { node, run, seq, claims, modRevision: kv.mod_revision, receivedAt, holdMs });
+    this.#heartbeats.heard(node, kv.mod_revision, hb, this.#agents.get(node)?.incarnation, receivedAt);
   }
 
   #delete(key: string): void {
@@ -289,11 +233,9 @@ export class ClusterView {
       case "agent":
         this.#agents.delete(parsed.node);
         return;
-      case "heartbeat": {
-        const had = this.#heartbeats.get(parsed.node);
-        if (had) this.#heartbeats.set(parsed.node, { ...had, modRevision: "0" });
+      case "heartbeat":
+        this.#heartbeats.deleted(parsed.node);
         return;
-      }
       case "election": {
         const q = this.#queues.get(parsed.vip);
         q?.delete(key);
@@ -369,7 +311,7 @@ export class ClusterView {
   }
 
   heartbeats(): HeartbeatRecord[] {
-    return [...this.#heartbeats.values()];
+    return this.#heartbeats.all();
   }
 
   /**
@@ -380,40 +322,18 @@ export class ClusterView {
     return this.#agents.get(node)?.incarnation?.holdMs ?? MAX_HOLD_MS;
   }
 
-  /**
-   * When the last sign of life from `node`, as this agent knows it, stops
-   * counting: its latest heartbeat's arrival plus its silence window. With no
-   * heartbeat ever seen, the earliest moment this view could have seen one
-   * (`since`, e.g. when its key was first seen) stands in.
-   */
+  /** When the last sign of life from `node` stops counting (heartbeat-book.ts); `since` stands in for a node never heard. */
   silentAfter(node: string, since: number): number {
-    const hb = this.#heartbeats.get(node);
-    return hb ? hb.receivedAt + silenceWindow(hb.holdMs) : since + silenceWindow(this.holdOf(node));
+    return this.#heartbeats.silentAfter(node, since, this.holdOf(node));
   }
 
-  /**
-   * Until when another node may still be answering for `vip` by its own
-   * heartbeats' claims (design.md §4), or null when nobody else may.
-   */
+  /** Until when another node may still be answering for `vip` by its own heartbeats' claims (design.md §4); null when nobody else may. */
   claimedUntil(vip: string, except: string, now: number): number | null {
-    let until: number | null = null;
-    for (const hb of this.#heartbeats.values()) {
-      if (hb.node === except) continue;
-      if (hb.claims !== "all" && !hb.claims.has(vip)) continue;
-      const end = hb.receivedAt + silenceWindow(hb.holdMs);
-      if (end > now && (until === null || end > until)) until = end;
-    }
-    return until;
+    return this.#heartbeats.claimedUntil(vip, except, now);
   }
 
-  /**
-   * Forgets deleted heartbeats whose claims and silence window have run out:
-   * they can no longer matter, and a node name that comes and goes must not
-   * stay in the view. Called with every read and every batch of events.
-   */
+  /** Forgets deleted heartbeats whose claims and window have run out. Called with every read and every batch of events. */
   prune(now: number): void {
-    for (const [node, hb] of this.#heartbeats) {
-      if (hb.modRevision === "0" && hb.receivedAt + silenceWindow(hb.holdMs) <= now) this.#heartbeats.delete(node);
-    }
+    this.#heartbeats.prune(now);
   }
 }
