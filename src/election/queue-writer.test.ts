@@ -2,7 +2,7 @@
 // cluster view read from it: what each write sends, when it refuses, and
 // what it leaves for the heartbeat's guard, claims and proofs.
 import { expect, test } from "bun:test";
-import { StandInEtcd } from "../../test/election/stand-in-etcd.ts";
+import { StandInEtcd } from "./stand-in-etcd.ts";
 import { encodeIncarnation, type Incarnation } from "./incarnation.ts";
 import { agentKey, electionKey, encodeHeartbeat, heartbeatKey } from "./keys.ts";
 import { silenceWindow } from "./proof.ts";

@@ -3,7 +3,7 @@
 // keys are cleared at once, and whose window is waited out first
 // (design.md §6, invariants I6, I7).
 import { expect, test } from "bun:test";
-import { StandInEtcd } from "../../test/election/stand-in-etcd.ts";
+import { StandInEtcd } from "./stand-in-etcd.ts";
 import type { Logger } from "../log.ts";
 import { encodeIncarnation, type Incarnation } from "./incarnation.ts";
 import { agentKey, electionKey, encodeHeartbeat, heartbeatKey, macsKey } from "./keys.ts";

@@ -6,11 +6,13 @@
 // keys_only). Anything else throws, so a write that starts using more is
 // noticed here rather than judged by rules this file does not know.
 //
-// Integration tests use a real etcd (test/lab/etcd.ts); this is for the
-// decisions around the writes, which need many exact situations fast.
+// Only unit tests use it, and it lives beside them because tests in src/
+// import nothing from test/. Integration tests use a real etcd
+// (test/lab/etcd.ts); this is for the decisions around the writes, which
+// need many exact situations fast.
 import type { ICompare, IRangeRequest, IRangeResponse, IRequestOp, ITxnRequest, ITxnResponse } from "etcd3";
-import type { KvCalls } from "../../src/election/transactions.ts";
-import type { Kv } from "../../src/election/view.ts";
+import type { KvCalls } from "./transactions.ts";
+import type { Kv } from "./view.ts";
 
 interface Stored {
   value: Buffer;
