@@ -1,8 +1,9 @@
 // The heartbeats heard, with plain values and the local times they arrived.
 // The cluster view's tests drive the same book through etcd key-values.
 import { expect, test } from "bun:test";
+import { MAX_HOLD_MS } from "../config/fields.ts";
 import { HeartbeatBook } from "./heartbeat-book.ts";
-import { MAX_HOLD_MS, silenceWindow } from "./proof.ts";
+import { silenceWindow } from "./proof.ts";
 
 const V1 = "192.0.2.10";
 const V2 = "192.0.2.11";

@@ -17,33 +17,80 @@ import type { QueueWriter } from "./queue-writer.ts";
 import { stallAfter } from "./reconnect.ts";
 import { type Registration, SessionFatalError } from "./registration.ts";
 import type { SessionEvents, SessionSettings } from "./session.ts";
-import type { Registered, Self } from "./transactions.ts";
+import type { Guarded, Registered, Self } from "./transactions.ts";
 import type { ClusterView } from "./view.ts";
 import { Watcher } from "./watcher.ts";
 
-export interface LifecyclePort {
-  readonly settings: SessionSettings;
-  readonly conn: EtcdConnection;
-  readonly me: Self;
-  readonly clock: Clock;
-  readonly log: Logger;
-  readonly rpcTimeoutMs: number;
-  readonly view: ClusterView;
-  readonly registration: Pick<Registration, "refuseLegacy" | "refuseNewerLayout" | "claim" | "publishMacs">;
-  readonly queues: Pick<QueueWriter, "guard" | "claims" | "letGo">;
-  /** The heartbeat key's sequence numbers, shared with every other write of it. */
-  readonly nextSeq: () => number;
-  readonly emit: <K extends keyof SessionEvents>(event: K, payload: SessionEvents[K]) => void;
+/** The lease one registration lives on (lease.ts). */
+export type SessionLease = Pick<AgentLease, "id" | "etcdId" | "ttl" | "grant" | "revoke" | "close" | "on">;
+/** The watch that keeps the cluster view current (watcher.ts). */
+export type SessionWatch = Pick<Watcher, "synced" | "start" | "close" | "expect" | "etcdAnswered">;
+/** The heartbeat and the proofs it gives (heartbeat.ts). */
+export type SessionHeartbeat = Pick<Heartbeat, "start" | "stop" | "beat" | "on" | "provenSince" | "lastCommitAt" | "prove" | "releasing" | "gone">;
+
+/**
+ * What one session runs, made anew for each registration. The agent's are
+ * etcd's (`etcdParts`); the loop's tests pass plain fakes.
+ */
+export interface SessionParts {
+  lease(): SessionLease;
+  /** etcd's version, for the warning about its known bugs. */
+  etcdVersion(): Promise<string>;
+  watch(changed: () => void): SessionWatch;
+  heartbeat(h: { lease: string; agentRevision: string; guard: () => readonly Guarded[]; claims: () => readonly string[] }): SessionHeartbeat;
 }
 
+export interface LifecyclePort {
+  readonly settings: SessionSettings;
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly run: string;
+  readonly parts: SessionParts;
+  readonly registration: Pick<Registration, "refuseLegacy" | "refuseNewerLayout" | "claim" | "publishMacs">;
+  readonly queues: Pick<QueueWriter, "guard" | "claims" | "letGo">;
+  readonly emit: <K extends keyof SessionEvents>(event: K, payload: SessionEvents[K]) => void;
+  /** Waits before the next attempt to establish a session; tests pass their own. */
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/** The parts of a session against etcd. */
+export function etcdParts(o: {
+  conn: EtcdConnection;
+  view: ClusterView;
+  me: Self;
+  settings: SessionSettings;
+  clock: Clock;
+  log: Logger;
+  rpcTimeoutMs: number;
+  nextSeq: () => number;
+}): SessionParts {
+  const stallMs = stallAfter(o.settings.holdMs, HEARTBEAT_INTERVAL_MS);
+  return {
+    lease: () => new AgentLease(o.conn, { clock: o.clock, rpcTimeoutMs: o.rpcTimeoutMs }),
+    etcdVersion: async () => (await o.conn.client.maintenance.status(within(o.rpcTimeoutMs))).version,
+    watch: (changed) =>
+      new Watcher({
+        conn: o.conn, view: o.view, clock: o.clock, changed, rpcTimeoutMs: o.rpcTimeoutMs, progressMs: stallMs,
+        warn: (reason) => o.log.warn("etcd watch", { reason }),
+      }),
+    heartbeat: (h) =>
+      new Heartbeat({
+        conn: o.conn, clock: o.clock, prefix: o.me.prefix, node: o.me.node, run: o.me.run, nextSeq: o.nextSeq,
+        lease: h.lease, agentRevision: h.agentRevision, guard: h.guard, claims: h.claims,
+        timeoutMs: Math.min(o.settings.holdMs, 2000), stallMs,
+      }),
+  };
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5000;
 
 export class Lifecycle {
   readonly #p: LifecyclePort;
-  #lease: AgentLease | null = null;
-  #watcher: Watcher | null = null;
-  #heartbeat: Heartbeat | null = null;
+  #lease: SessionLease | null = null;
+  #watcher: SessionWatch | null = null;
+  #heartbeat: SessionHeartbeat | null = null;
   #agentRevision: string | null = null;
   #ready = false;
   #stopped = false;
@@ -81,11 +128,11 @@ export class Lifecycle {
     return this.#lastHeartbeatError;
   }
   /** The running heartbeat; null: none runs. */
-  get heartbeat(): Heartbeat | null {
+  get heartbeat(): SessionHeartbeat | null {
     return this.#heartbeat;
   }
   /** The lease of the current (or last) registration, for /status. */
-  get lease(): AgentLease | null {
+  get lease(): SessionLease | null {
     return this.#lease;
   }
 
@@ -151,7 +198,7 @@ export class Lifecycle {
         this.#lastError = describeEtcdError(err, this.#p.settings.endpoints);
         this.#p.log.warn("etcd not ready; retrying", { error: this.#lastError, retryInMs: backoff });
         this.#teardown();
-        await new Promise((r) => setTimeout(r, backoff));
+        await (this.#p.sleep ?? sleep)(backoff);
         backoff = Math.min(RETRY_MAX_MS, backoff * 2);
         continue;
       }
@@ -160,57 +207,36 @@ export class Lifecycle {
   }
 
   async #establish(): Promise<void> {
-    const { conn, log, clock } = this.#p;
+    const { log, clock, parts, settings } = this.#p;
     const t0 = clock();
-    const lease = new AgentLease(conn, { clock, rpcTimeoutMs: this.#p.rpcTimeoutMs });
+    const lease = parts.lease();
     this.#lease = lease;
     lease.on("lost", ({ reason }) => this.#lose(`etcd lease ${lease.id}: ${reason}`));
     lease.on("stream-error", ({ reason }) => log.debug("keepalive stream error", { reason }));
     // Four independent reads and a grant: one round trip, not five.
-    const [status] = await Promise.all([
-      this.#versionChecked ? null : conn.client.maintenance.status(within(this.#p.rpcTimeoutMs)),
+    const [version] = await Promise.all([
+      this.#versionChecked ? null : parts.etcdVersion(),
       this.#p.registration.refuseLegacy(),
       this.#p.registration.refuseNewerLayout(),
-      lease.grant(this.#p.settings.leaseTtlS),
+      lease.grant(settings.leaseTtlS),
     ]);
-    if (status) {
+    if (version !== null) {
       this.#versionChecked = true;
-      const warning = etcdVersionWarning(status.version);
-      if (warning) log.warn(warning, { etcdVersion: status.version });
+      const warning = etcdVersionWarning(version);
+      if (warning) log.warn(warning, { etcdVersion: version });
     }
     const t1 = clock();
     this.#agentRevision = await this.#p.registration.claim(lease.etcdId);
     const t2 = clock();
-    const watcher = new Watcher({
-      conn,
-      view: this.#p.view,
-      clock: this.#p.clock,
-      changed: () => this.#viewChanged(),
-      warn: (reason) => log.warn("etcd watch", { reason }),
-      rpcTimeoutMs: this.#p.rpcTimeoutMs,
-      progressMs: stallAfter(this.#p.settings.holdMs, HEARTBEAT_INTERVAL_MS),
-    });
+    const watcher = parts.watch(() => this.#viewChanged());
     this.#watcher = watcher;
     await watcher.start();
-    this.#startHeartbeat(lease);
+    this.#startHeartbeat(lease.etcdId, this.#agentRevision);
     log.debug("etcd session phases", { leaseMs: Math.round(t1 - t0), registerMs: Math.round(t2 - t1), viewMs: Math.round(clock() - t2) });
   }
 
-  #startHeartbeat(lease: AgentLease): void {
-    const hb = new Heartbeat({
-      conn: this.#p.conn,
-      clock: this.#p.clock,
-      prefix: this.#p.settings.prefix,
-      node: this.#p.settings.node,
-      run: this.#p.me.run,
-      lease: lease.etcdId,
-      agentRevision: this.#agentRevision!,
-      guard: () => this.#p.queues.guard(),
-      claims: () => this.#p.queues.claims(),
-      nextSeq: this.#p.nextSeq,
-      timeoutMs: Math.min(this.#p.settings.holdMs, 2000),
-      stallMs: stallAfter(this.#p.settings.holdMs, HEARTBEAT_INTERVAL_MS),
-    });
+  #startHeartbeat(lease: string, agentRevision: string): void {
+    const hb = this.#p.parts.heartbeat({ lease, agentRevision, guard: () => this.#p.queues.guard(), claims: () => this.#p.queues.claims() });
     this.#heartbeat = hb;
     hb.on("committed", ({ revision, rttMs }) => {
       this.#p.emit("heartbeat", { result: "committed", rttMs });
@@ -240,7 +266,7 @@ export class Lifecycle {
       this.#p.emit("changed", {});
     });
     hb.on("evicted", ({ reason, by }) => {
-      if (by && by.run !== this.#p.me.run) {
+      if (by && by.run !== this.#p.run) {
         this.#stopped = true;
         this.#end();
         this.#p.emit("fatal", { reason: `node name "${this.#p.settings.node}" was taken over by another vipd (${describeIncarnation(by)}) while this one could not reach etcd; stopping` });

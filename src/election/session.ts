@@ -20,7 +20,7 @@ import { type EtcdConnection, within } from "./connection.ts";
 import { drainReason, yieldReason } from "./handover.ts";
 import type { Incarnation } from "./incarnation.ts";
 import type { MacsValue } from "./keys.ts";
-import { Lifecycle } from "./lifecycle.ts";
+import { etcdParts, Lifecycle } from "./lifecycle.ts";
 import { proofDeadline } from "./proof.ts";
 import { QueueWriter } from "./queue-writer.ts";
 import { Registration, SessionFatalError } from "./registration.ts";
@@ -115,8 +115,9 @@ export class Session extends Emitter<SessionEvents> {
       took: () => this.emit("changed", {}),
     });
     this.#life = new Lifecycle({
-      settings: this.#s, conn: opts.conn, me: this.#me, clock: opts.clock, log: opts.log, rpcTimeoutMs: this.#rpcMs, view: this.view,
-      registration, queues: this.#queues, nextSeq, emit: (event, payload) => this.emit(event, payload),
+      settings: this.#s, clock: opts.clock, log: opts.log, run: this.#me.run, registration, queues: this.#queues,
+      parts: etcdParts({ conn: opts.conn, view: this.view, me: this.#me, settings: this.#s, clock: opts.clock, log: opts.log, rpcTimeoutMs: this.#rpcMs, nextSeq }),
+      emit: (event, payload) => this.emit(event, payload),
     });
   }
 
