@@ -1,9 +1,10 @@
-// The session's lifecycle (design.md §2–§7): connect, register this run
-// under its node name, read and watch the cluster view, run the heartbeat;
-// on a lost record or lease tear all of it down and start again, with a
-// backoff while etcd does not answer; on a stop, leave every queue and
-// revoke the lease. It owns the session's resources (lease, watcher,
-// heartbeat) and turns what they report into the session's events.
+// The session's lifecycle (design.md §2–§7): grant a lease, register this
+// run under its node name, read and watch the cluster view, run the
+// heartbeat; on a lost record or lease tear all of it down and start again,
+// with a backoff while etcd does not answer; on a stop, leave every queue
+// and revoke the lease. It owns the session's resources (lease, watch,
+// heartbeat), made through SessionParts so that its decisions are tested
+// with fakes, and turns what they report into the session's events.
 import type { Logger } from "../log.ts";
 import type { Clock } from "../seams.ts";
 import { type EtcdConnection, within } from "./connection.ts";
