@@ -131,7 +131,7 @@ export class Session extends Emitter<SessionEvents> {
   }
   /** Registered (lease and agent record), whether or not the view is current: a release can be sent. */
   get registered(): boolean {
-    return this.#ready;
+    return this.#life.established;
   }
   get lastError(): string | null {
     return this.#life.lastError;
