@@ -41,7 +41,7 @@ export interface QueueWriterPort {
 }
 
 /** Our key in a VIP's queue, and its rank (0: first); undefined when the queue has none of this run's. */
-export function ours(queue: readonly Candidate[], me: Pick<Self, "node" | "run">): { rank: number; key: Candidate } | undefined {
+function ours(queue: readonly Candidate[], me: Pick<Self, "node" | "run">): { rank: number; key: Candidate } | undefined {
   const rank = queue.findIndex((c) => c.node === me.node && c.run === me.run);
   return rank < 0 ? undefined : { rank, key: queue[rank]! };
 }
