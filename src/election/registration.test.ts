@@ -86,6 +86,16 @@ test("vipd 0.1's keys make the session refuse to start", async () => {
   expect(String(err)).toContain(`etcd holds vipd 0.1 election keys under ${P}vip/`);
 });
 
+test("a record of a higher layout major makes the session refuse to start; a higher minor does not", async () => {
+  const s = setup();
+  s.etcd.put(agentKey(P, "n2"), JSON.stringify({ ...incarnation("run-n2"), layout: "1.9" }));
+  await s.r.refuseNewerLayout();
+  s.etcd.put(agentKey(P, "n3"), JSON.stringify({ ...incarnation("run-n3", { version: "9.0.0" }), layout: "9.0" }));
+  const err = await s.r.refuseNewerLayout().catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(SessionFatalError);
+  expect(String(err)).toContain('etcd holds the record of node "n3", written by vipd 9.0.0 in layout 9.0; vipd test speaks layout 1.x');
+});
+
 test("another live run on this machine: refused, nothing written", async () => {
   const s = setup({ alive: true });
   s.previous(incarnation("run-old"), [V1]);
