@@ -5,7 +5,9 @@
 import { createConsola, type ConsolaInstance, type ConsolaReporter, type LogObject } from "consola";
 import { type PriorityLevel, withPriority } from "./journal-stream.ts";
 
-export type LogLevel = "silent" | "error" | "warn" | "info" | "debug" | "trace";
+/** The levels the configuration accepts (log.level), quietest first. */
+export const LOG_LEVELS = ["silent", "error", "warn", "info", "debug", "trace"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 export type Fields = Record<string, string | number | boolean | null | undefined>;
 
 export interface Logger {

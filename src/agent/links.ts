@@ -8,6 +8,7 @@ import { formatMac } from "../kernel/ip.ts";
 import { type KernelEvent, LinkEvents } from "../kernel/link-events.ts";
 import type { Address, Link, Rtnl } from "../kernel/rtnl.ts";
 import { describeError, type Logger } from "../log.ts";
+import type { LinkState } from "../vip/decision.ts";
 import type { AnnouncePort } from "../vip/ports.ts";
 
 /**
@@ -17,8 +18,6 @@ import type { AnnouncePort } from "../vip/ports.ts";
  * first join, so this is most of what conflict detection adds to start-up.
  */
 export const PROBE_LISTEN_MS = 300;
-
-export type LinkState = "absent" | "down" | "up";
 
 export interface LinkWatchEvents {
   /** A link changed state (or index: it was re-created). */

@@ -13,7 +13,7 @@
 // until someone adds it to LIVE.
 import { isDeepStrictEqual } from "node:util";
 import { LEAVES, OPTIONAL_SECTIONS } from "../config/table.ts";
-import type { Settings, VipSettings } from "../config/settings.ts";
+import { deepFreeze, type Settings, type VipSettings } from "../config/settings.ts";
 
 /** Settings a running vipd takes from a reload (the CLI swaps its logger; the agent gives the hook runner its new hooks). */
 export const LIVE: ReadonlySet<string> = new Set(["log.level", "log.format", "hooks.acquired", "hooks.released", "hooks.fenced", "hooks.timeout"]);
@@ -75,12 +75,4 @@ function withValue(s: Settings, path: string, value: unknown): Settings {
   if (name === undefined) return { ...s, [section]: value } as Settings;
   const inner = (s as unknown as Record<string, Record<string, unknown> | undefined>)[section] ?? {};
   return { ...s, [section]: { ...inner, [name]: value } } as Settings;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === "object" && !Object.isFrozen(value)) {
-    for (const inner of Object.values(value)) deepFreeze(inner);
-    Object.freeze(value);
-  }
-  return value;
 }

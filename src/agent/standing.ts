@@ -3,12 +3,12 @@
 // that is up and talking to etcd but stands for nothing (its VIP's link is
 // missing, say) does not do its job, and /healthz, /status and
 // `vipd wait --for standing` say so, and why.
-import type { Candidacy } from "../vip/decision.ts";
+import type { Candidacy, LinkState } from "../vip/decision.ts";
 
 export interface StandingFacts {
   /** The VIP's link, by name, and its state. */
   readonly link: string;
-  readonly linkState: "absent" | "down" | "up";
+  readonly linkState: LinkState;
   /** Whether this node should stand now (decideCandidacy). */
   readonly candidacy: Candidacy;
   readonly sessionReady: boolean;

@@ -12,11 +12,12 @@ import {
   readConfigFile, type Settings, settingFlag, type SkippedDocument, summarize,
 } from "../config/index.ts";
 import { configExample } from "../config/example.ts";
+import { formatHostPort, NODE_NAME } from "../config/fields.ts";
 import { connectEtcd } from "../election/connection.ts";
 import { describeEtcdError } from "../election/etcd-error.ts";
-import { formatListen, HealthServer } from "../health/server.ts";
+import { HealthServer } from "../health/server.ts";
 import { askNetnsLockHolder } from "../kernel/netns-lock.ts";
-import { describeError, type LogLevel, reconfigurableLogger } from "../log.ts";
+import { describeError, reconfigurableLogger } from "../log.ts";
 import { parseIp } from "../kernel/ip.ts";
 import { kernelTooOld, readKernelRelease } from "../kernel/kernel-release.ts";
 import { type Asker, askerName, drain, handover, undrain } from "./operate.ts";
@@ -476,8 +477,6 @@ async function operate(name: "drain" | "undrain" | "handover", args: readonly st
   });
 }
 
-const NODE_NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/;
-
 async function wait(args: readonly string[], io: CliIO): Promise<number> {
   const r = settingsFrom("wait", args, io, { configOptional: true });
   if (typeof r === "number") return r;
@@ -493,7 +492,7 @@ async function wait(args: readonly string[], io: CliIO): Promise<number> {
   }
   const done = await waitFor(what as WaitFor, r.settings.health.listen, timeout * 1000);
   if (done.ok) {
-    io.out(`vipd on ${formatListen(r.settings.health.listen)}: ${done.detail}\n`);
+    io.out(`vipd on ${formatHostPort(r.settings.health.listen)}: ${done.detail}\n`);
     return EXIT_OK;
   }
   io.err(`vipd wait: not ${what} after ${timeout} s: ${done.detail}\n`);
@@ -505,7 +504,7 @@ async function run(args: readonly string[], io: CliIO): Promise<number> {
   if (typeof r === "number") return r;
   const { settings } = r;
   const priorities = io.journal ?? false;
-  const log = reconfigurableLogger({ format: settings.log.format, level: settings.log.level as LogLevel, write: io.err, priorities });
+  const log = reconfigurableLogger({ format: settings.log.format, level: settings.log.level, write: io.err, priorities });
   const tooOld = kernelTooOld((io.kernelRelease ?? readKernelRelease)());
   if (tooOld) {
     log.error(tooOld);
@@ -544,7 +543,7 @@ async function run(args: readonly string[], io: CliIO): Promise<number> {
   const reloads = new Reloader({
     reread: () => reread(args, io),
     apply: (next) => agent.reload(next),
-    applyLive: (next) => log.reconfigure({ format: next.log.format, level: next.log.level as LogLevel, write: io.err, priorities }),
+    applyLive: (next) => log.reconfigure({ format: next.log.format, level: next.log.level, write: io.err, priorities }),
     counted: (result) => agent.metrics.configReload(result),
     log,
     config: configPath(r.flags, io.env) ?? null,

@@ -3,8 +3,7 @@
 // for cloud-init and scripts that must not go on before it (a kubeadm join
 // against the VIP, say). A vipd that is not listening yet is waited for
 // too: it may still be starting.
-import type { HostPort } from "../config/fields.ts";
-import { formatListen } from "../health/server.ts";
+import { formatHostPort, type HostPort } from "../config/fields.ts";
 
 export type WaitFor = "healthy" | "standing" | "holding";
 
@@ -21,7 +20,7 @@ const REQUEST_MS = 1000;
 
 /** Resolves when the condition holds, or after timeoutMs with the last thing it saw. */
 export async function waitFor(what: WaitFor, listen: HostPort, timeoutMs: number): Promise<{ ok: boolean; detail: string }> {
-  const base = `http://${formatListen(listen)}`;
+  const base = `http://${formatHostPort(listen)}`;
   const end = performance.now() + timeoutMs;
   let last = "no answer yet";
   for (;;) {

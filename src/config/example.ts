@@ -4,13 +4,15 @@
 // sections that exist only when asked for, are shown commented out.
 import { stringify } from "yaml";
 import { AGENT, LAYER2 } from "./documents.ts";
+import { formatHostPort, type HostPort } from "./fields.ts";
 import { type Entries, type Setting, TABLE } from "./table.ts";
 
 /** One value as YAML on one line ("[https://127.0.0.1:2379]", "127.0.0.1:8099"). */
 function inline(s: Setting, value: unknown): string {
   if (value && typeof value === "object" && "host" in value && "port" in value) {
-    const { host, port } = value as { host: string; port: number };
-    return host.includes(":") ? `"[${host}]:${port}"` : `${host}:${port}`;
+    // "[::1]:8099" unquoted would be a YAML sequence.
+    const text = formatHostPort(value as HostPort);
+    return text.startsWith("[") ? `"${text}"` : text;
   }
   if (Array.isArray(value)) return `[${value.map((v) => stringify(v).trim()).join(", ")}]`;
   if (s.text === "list" && typeof value === "string") return `[${value}]`;

@@ -4,6 +4,7 @@
 
 import * as v from "valibot";
 import { isUnusableAsVip, parseIp } from "../kernel/ip.ts";
+import { LOG_LEVELS } from "../log.ts";
 
 export const MAPPING = "a mapping of fields";
 
@@ -40,7 +41,13 @@ export const vipAddress = v.pipe(
 );
 
 const NODE = "a node name: letters, digits, '.', '-' or '_', starting and ending with a letter or digit, at most 253 characters";
-export const nodeName = v.pipe(v.string(NODE), v.regex(/^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/, NODE));
+/**
+ * A node name: what the configuration accepts, the day-2 commands take and
+ * etcd's keys are parsed by. A name with '/' would split a key; one that
+ * starts or ends with punctuation reads as a typo in a listing.
+ */
+export const NODE_NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/;
+export const nodeName = v.pipe(v.string(NODE), v.regex(NODE_NAME, NODE));
 
 const ENDPOINT = "an http:// or https:// URL with a host and a port and no path";
 /** "https://host:2379" (trailing "/" dropped, scheme lower-cased), or null. */
@@ -146,6 +153,10 @@ export function parseHostPort(s: string): HostPort | null {
   if (/^[0-9.]+$/.test(m[1]!)) return null;
   return { host: m[1]!, port };
 }
+/** "127.0.0.1:8099", "[::1]:8099": an IPv6 host in brackets, as parseHostPort reads it back. */
+export function formatHostPort(hp: HostPort): string {
+  return hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
+}
 export const hostPort = v.pipe(
   v.string(LISTEN),
   v.check((s) => parseHostPort(s) !== null, LISTEN),
@@ -161,6 +172,12 @@ function isHttpUrl(s: string): boolean {
 export const httpUrl = v.pipe(v.string(URL_TEXT), v.check(isHttpUrl, URL_TEXT));
 
 export const bool = v.boolean("true or false");
+/** A boolean written as text (a flag's "=value", a variable): true/1/yes or false/0/no, any case; null for anything else. */
+export function parseBoolText(text: string): boolean | null {
+  if (/^(true|1|yes)$/i.test(text)) return true;
+  if (/^(false|0|no)$/i.test(text)) return false;
+  return null;
+}
 
 const SECONDS = "a number of seconds greater than 0 and at most 3600";
 export const seconds = v.pipe(v.number(SECONDS), v.check((n) => Number.isFinite(n) && n > 0 && n <= 3600, SECONDS));
@@ -199,5 +216,4 @@ export const hookTimeout = v.pipe(v.number(HOOK_TIMEOUT), v.check((n) => Number.
 export const LOG_FORMATS = ["pretty", "json"] as const;
 export const logFormat = v.picklist(LOG_FORMATS, 'one of "pretty", "json"');
 
-export const LOG_LEVELS = ["silent", "error", "warn", "info", "debug", "trace"] as const;
 export const logLevel = v.picklist(LOG_LEVELS, `one of ${LOG_LEVELS.map((l) => `"${l}"`).join(", ")}`);

@@ -3,6 +3,7 @@
 // table of settings (table.ts). Only the entry point reads process.argv;
 // this takes the words after the command.
 
+import { formatHostPort, type HostPort, parseBoolText } from "./fields.ts";
 import { type ConfigIssue, issue } from "./issue.ts";
 import { LEAVES, type Leaf } from "./table.ts";
 
@@ -25,8 +26,7 @@ export const HELP_FLAG: FlagSpec = Object.freeze({ name: "help", type: "boolean"
 function shown(value: unknown): string {
   if (Array.isArray(value)) return value.join(",");
   if (value && typeof value === "object" && "host" in value && "port" in value) {
-    const { host, port } = value as { host: string; port: number };
-    return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    return formatHostPort(value as HostPort);
   }
   return String(value);
 }
@@ -50,12 +50,6 @@ export const FLAGS: readonly FlagSpec[] = Object.freeze([CONFIG_FLAG, ...LEAVES.
 export type Flags = Record<string, string | boolean>;
 
 export type ParsedFlags = { ok: true; flags: Flags; positionals: string[] } | { ok: false; issues: ConfigIssue[] };
-
-function parseBool(text: string): boolean | null {
-  if (/^(true|1|yes)$/i.test(text)) return true;
-  if (/^(false|0|no)$/i.test(text)) return false;
-  return null;
-}
 
 /**
  * Parses "--name value", "--name=value", boolean "--name" (or "--name=false"),
@@ -90,7 +84,7 @@ export function parseFlags(argv: readonly string[], spec: readonly FlagSpec[] = 
     }
     const label = `flag --${def.name}`;
     if (def.type === "boolean") {
-      const value = inline === undefined ? true : parseBool(inline);
+      const value = inline === undefined ? true : parseBoolText(inline);
       if (value === null) issues.push(issue(label, "", "true or false", JSON.stringify(inline)));
       else flags[def.name] = value;
       continue;

@@ -25,7 +25,7 @@ import { checkReadableFile, type FileProblem } from "./file.ts";
 import { type EtcdClientFiles, TEST_ROOT_VARIABLE } from "./node-files.ts";
 import { FLAGS, type Flags } from "./flags.ts";
 import { type ConfigIssue, issue, printable, render } from "./issue.ts";
-import type { Settings, VipSettings } from "./settings.ts";
+import { deepFreeze, type Settings, type VipSettings } from "./settings.ts";
 import { type Leaf, LEAVES, OPTIONAL_SECTIONS, sectionSwitch, type TextKind } from "./table.ts";
 
 export interface LoadInput {
@@ -104,9 +104,7 @@ function fromText(text: string, kind: TextKind): unknown {
       // Leave non-numbers as text so the schema reports what was actually given.
       return /^-?[0-9]+(\.[0-9]+)?$/.test(text.trim()) ? Number(text) : text;
     case "boolean":
-      if (/^(true|1|yes)$/i.test(text)) return true;
-      if (/^(false|0|no)$/i.test(text)) return false;
-      return text;
+      return f.parseBoolText(text) ?? text;
   }
 }
 
@@ -190,14 +188,6 @@ function flagLayer(flags: Flags, issues: ConfigIssue[]): Layer {
     admit(field, raw, `flag --${name}`, "", layer, issues);
   }
   return layer;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === "object" && !Object.isFrozen(value)) {
-    for (const inner of Object.values(value)) deepFreeze(inner);
-    Object.freeze(value);
-  }
-  return value;
 }
 
 /**

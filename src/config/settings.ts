@@ -18,8 +18,31 @@ export type Settings = Omit<TableSettings, "apiServer"> & {
   readonly apiServer?: NonNullable<TableSettings["apiServer"]> & { readonly url: string };
 };
 
+/**
+ * Freezes a value and everything it holds: Settings, once loaded (or
+ * re-read by a reload), change only by being replaced as a whole.
+ */
+export function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
+ * A TLS client's files, as etcd's client and the kube-apiserver probe take
+ * them. Any may be absent: no CA = the system's roots; no certificate and
+ * key = no client certificate (the table refuses one without the other).
+ */
+export interface TlsFiles {
+  readonly caFile?: string | undefined;
+  readonly certFile?: string | undefined;
+  readonly keyFile?: string | undefined;
+}
+
 /** etcd's TLS files as the etcd client takes them; undefined when none is set. */
-export function etcdTls(etcd: Settings["etcd"]): { caFile?: string; certFile?: string; keyFile?: string } | undefined {
+export function etcdTls(etcd: Settings["etcd"]): TlsFiles | undefined {
   const { caFile, certFile, keyFile } = etcd;
   if (!caFile && !certFile && !keyFile) return undefined;
   return { ...(caFile ? { caFile } : {}), ...(certFile ? { certFile } : {}), ...(keyFile ? { keyFile } : {}) };

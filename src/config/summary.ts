@@ -1,8 +1,7 @@
 // The human summary `vipd validate` prints for a good configuration.
 
+import { formatHostPort } from "./fields.ts";
 import { apiServerName, type Settings } from "./settings.ts";
-
-const hostPort = (host: string, port: number) => (host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`);
 
 export function summarize(s: Settings): string {
   const tls = s.etcd.endpoints.some((e) => e.startsWith("https://"));
@@ -19,7 +18,7 @@ export function summarize(s: Settings): string {
     `etcd:      ${s.etcd.endpoints.join(", ")} (TLS: ${tls ? `yes${clientCert}` : "no"}), prefix ${s.etcd.prefix}`,
     `election:  hold ${s.election.holdTime} ms, cleanup lease TTL ${s.election.leaseTTL} s`,
     ...s.vips.map((vip) => `VIP:       ${vip.ip} (IPv${vip.family}) on ${vip.link}`),
-    `health:    ${hostPort(s.health.listen.host, s.health.listen.port)}`,
+    `health:    ${formatHostPort(s.health.listen)}`,
     `gate:      ${gate}`,
     `announce:  burst of ${s.announce.burst} every ${s.announce.burstInterval} s, ${refresh}, ${probe}`,
     `hooks:     ${hooks.length ? `${hooks.join(", ")}, timeout ${s.hooks.timeout} s` : "none"}`,

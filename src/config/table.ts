@@ -55,8 +55,12 @@ type Spec<T> = Omit<Setting<T>, "kind" | "required" | "default" | "fallback" | "
   readonly text?: TextKind;
 };
 
-/** A setting with a default (or a fallback filled in when loading): always present in Settings. */
-function withDefault<T>(spec: Spec<T> & ({ default: T } | { fallback: "hostname" | "terminal" })): Setting<T, true> {
+/**
+ * A setting with a default (or a fallback filled in when loading): always
+ * present in Settings. The schema alone decides T; the default must fit it
+ * (inferred from both, "info" would widen log.level to string).
+ */
+function withDefault<T>(spec: Spec<T> & ({ default: NoInfer<T> } | { fallback: "hostname" | "terminal" })): Setting<T, true> {
   return { kind: "setting", text: "string", ...spec, required: true };
 }
 

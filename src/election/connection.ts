@@ -28,21 +28,15 @@ import type { PeerCertificate } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { Etcd3, type IDuplexStream, type IOptions, type IWatchRequest, type IWatchResponse } from "etcd3";
 import { checkCertificateName } from "../certificate-names.ts";
+import type { TlsFiles } from "../config/settings.ts";
 import { type Clock, monotonicClock } from "../seams.ts";
 import { DEFAULT_HOLD_MS } from "./proof.ts";
 import { decideReconnect, type ReconnectDecision, type TcpLiveness } from "./reconnect.ts";
 import { tcpLiveness } from "./tcp-liveness.ts";
 
-/** Any of them may be absent: no CA = the system's roots; no cert/key = no client certificate. */
-export interface EtcdTlsFiles {
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
-}
-
 export interface EtcdConnectOptions {
   endpoints: readonly string[];
-  tls?: EtcdTlsFiles | undefined;
+  tls?: TlsFiles | undefined;
   /** Time allowed to establish a connection to an endpoint, ms (default 3000). */
   dialTimeoutMs?: number;
   /**

@@ -25,6 +25,7 @@
 // vipd 0.1 kept `<prefix>vip/<vip>/<lease hex>` = node name, on a lease that
 // meant ownership. The two layouts must never run side by side (each would
 // elect its own holder), so the agent refuses to start while 0.1 keys exist.
+import { NODE_NAME } from "../config/fields.ts";
 
 export const AGENTS = "agents/";
 export const HEARTBEATS = "heartbeats/";
@@ -54,13 +55,12 @@ export type ParsedKey =
   /** Under the prefix but not a key vipd writes (a foreign writer, a typo): ignored. */
   | { kind: "unknown" };
 
-const NODE = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/;
 
 /** What a key under `prefix` is; null when it is not under the prefix at all. */
 export function parseKey(prefix: string, key: string): ParsedKey | null {
   if (!key.startsWith(prefix)) return null;
   const rest = key.slice(prefix.length);
-  const single = (kind: "agent" | "heartbeat" | "drain" | "macs", tail: string): ParsedKey => (NODE.test(tail) ? { kind, node: tail } : { kind: "unknown" });
+  const single = (kind: "agent" | "heartbeat" | "drain" | "macs", tail: string): ParsedKey => (NODE_NAME.test(tail) ? { kind, node: tail } : { kind: "unknown" });
   if (rest.startsWith(AGENTS)) return single("agent", rest.slice(AGENTS.length));
   if (rest.startsWith(HEARTBEATS)) return single("heartbeat", rest.slice(HEARTBEATS.length));
   if (rest.startsWith(DRAINS)) return single("drain", rest.slice(DRAINS.length));
@@ -74,7 +74,7 @@ export function parseKey(prefix: string, key: string): ParsedKey | null {
     const slash = tail.lastIndexOf("/");
     const vip = tail.slice(0, slash);
     const node = tail.slice(slash + 1);
-    return slash > 0 && NODE.test(node) && !vip.includes("/") ? { kind: "election", vip, node } : { kind: "unknown" };
+    return slash > 0 && NODE_NAME.test(node) && !vip.includes("/") ? { kind: "election", vip, node } : { kind: "unknown" };
   }
   if (rest.startsWith(LEGACY_ELECTIONS)) {
     const vip = rest.slice(LEGACY_ELECTIONS.length).split("/")[0] ?? "";
@@ -174,7 +174,7 @@ export function decodeHandover(text: string): HandoverValue | null {
   const v = jsonObject(text);
   if (!v) return null;
   const { to, toRevision, by, at } = v;
-  if (typeof to !== "string" || !NODE.test(to) || typeof toRevision !== "string" || !/^[1-9][0-9]{0,18}$/.test(toRevision)) return null;
+  if (typeof to !== "string" || !NODE_NAME.test(to) || typeof toRevision !== "string" || !/^[1-9][0-9]{0,18}$/.test(toRevision)) return null;
   if (typeof by !== "string" || typeof at !== "string") return null;
   return { to, toRevision, by, at };
 }

@@ -16,15 +16,12 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import type { PeerCertificate } from "node:tls";
 import { checkCertificateName } from "../certificate-names.ts";
-import { apiServerName } from "../config/settings.ts";
+import { apiServerName, type TlsFiles } from "../config/settings.ts";
 
-export interface ProbeTarget {
+export interface ProbeTarget extends TlsFiles {
   url: string;
   /** The name the certificate must carry; default: apiServerName(). */
   serverName?: string | undefined;
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
   insecureSkipVerify: boolean;
   /** Seconds. */
   timeout: number;

@@ -2,6 +2,7 @@
 // balancers), /status for people and scripts, /metrics for Prometheus.
 // The server only renders what the agent reports; it holds no state.
 import type { Server } from "bun";
+import { formatHostPort } from "../config/fields.ts";
 
 export interface HealthReport {
   readonly ok: boolean;
@@ -58,7 +59,7 @@ export class HealthServer {
       });
     } catch (err) {
       const code = (err as { code?: string }).code ?? "error";
-      throw new Error(`${code}: listening for health checks on ${formatListen(listen)}`);
+      throw new Error(`${code}: listening for health checks on ${formatHostPort(listen)}`);
     }
     return new HealthServer(server);
   }
@@ -79,6 +80,4 @@ export const MAX_BODY_BYTES = 1024;
 
 const TEXT = { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" };
 
-export function formatListen(l: { host: string; port: number }): string {
-  return l.host.includes(":") ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`;
-}
+

@@ -3,6 +3,9 @@
 // this node should stand for it at all. No I/O; the slot feeds it facts and
 // the controller applies the answer (design.md §8).
 
+/** A VIP's link: absent, administratively or physically down (no carrier), or up. */
+export type LinkState = "absent" | "down" | "up";
+
 /** What the agent knows about one VIP at one instant. */
 export interface VipFacts {
   readonly now: number;
@@ -18,8 +21,7 @@ export interface VipFacts {
   readonly claimedUntil: number | null;
   /** We hold it now (the controller's word). Claims only keep a VIP from being taken, not from being kept. */
   readonly held: boolean;
-  /** The VIP's link: absent, administratively or physically down, or up. */
-  readonly link: "absent" | "down" | "up";
+  readonly link: LinkState;
   /** The kube-apiserver gate (always open when no gate is configured). */
   readonly gateOpen: boolean;
   /** Why this node withdrew from the VIP on its own (e.g. the kernel refuses the address); null: it did not. */
