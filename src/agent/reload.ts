@@ -5,18 +5,16 @@
 // VIPs are compared by address and link. A VIP whose link changed is a
 // removal on the old link and an addition on the new one: the address, its
 // fence element and its place in etcd's queue all belong to one link at a
-// time. Every other setting either applies live (LIVE below) or is left as
-// it was until a restart: the etcd session, the node name, the hold time,
-// the health listener and the gate are built once, at start, and the safety
+// time. Every other setting either applies live (marked live in the table of
+// settings, config/table.ts) or is left as it was until a restart: the etcd
+// session, the node name, the hold time, the health listener and the gate
+// are built once, at start, and the safety
 // argument (docs/design.md) assumes a run keeps them (a hold time published
 // in the agent record, I8). A setting the table gains later needs a restart
-// until someone adds it to LIVE.
+// until someone marks it live.
 import { isDeepStrictEqual } from "node:util";
-import { LEAVES, OPTIONAL_SECTIONS } from "../config/table.ts";
+import { LEAVES, LIVE, OPTIONAL_SECTIONS } from "../config/table.ts";
 import { deepFreeze, type Settings, type VipSettings } from "../config/settings.ts";
-
-/** Settings a running vipd takes from a reload (the CLI swaps its logger; the agent gives the hook runner its new hooks). */
-export const LIVE: ReadonlySet<string> = new Set(["log.level", "log.format", "hooks.acquired", "hooks.released", "hooks.fenced", "hooks.timeout"]);
 
 export interface SettingsDiff {
   /** VIPs the new configuration adds, or moves to another link (as found in the new settings). */

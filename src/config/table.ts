@@ -32,6 +32,12 @@ export interface Setting<T = unknown, Required extends boolean = boolean> {
   readonly example?: string;
   /** A file vipd will read: it must exist and be readable when the configuration is loaded. */
   readonly file?: true;
+  /**
+   * A running vipd takes it from a reload (the CLI swaps its logger, the
+   * agent gives the hook runner its new hooks); any other setting waits for a
+   * restart (agent/reload.ts says why).
+   */
+  readonly live?: true;
 }
 
 export interface Section<E extends Entries = Entries, Optional extends boolean = boolean> {
@@ -166,31 +172,31 @@ export const TABLE = {
   }),
   hooks: section("programs run after this node acquires, releases or is fenced off a VIP (README: Hooks)", {
     acquired: optional({
-      schema: f.argv, text: "json", flag: "hook-acquired", value: "JSON",
+      schema: f.argv, text: "json", flag: "hook-acquired", value: "JSON", live: true,
       help: 'run after this node acquired a VIP: an argv list, no shell (flag or variable: a JSON array, ["/usr/local/sbin/vip-up","--quiet"])',
       example: "[/usr/local/sbin/vipd-hook, acquired]",
     }),
     released: optional({
-      schema: f.argv, text: "json", flag: "hook-released", value: "JSON",
+      schema: f.argv, text: "json", flag: "hook-released", value: "JSON", live: true,
       help: "run after this node gave a VIP up (stop, drain, hand-over, link down, gate closed...): an argv list like --hook-acquired",
       example: "[/usr/local/sbin/vipd-hook, released]",
     }),
     fenced: optional({
-      schema: f.argv, text: "json", flag: "hook-fenced", value: "JSON",
+      schema: f.argv, text: "json", flag: "hook-fenced", value: "JSON", live: true,
       help: "run after this node lost a VIP because it could no longer prove it (etcd unreachable, another node took over): an argv list like --hook-acquired",
       example: "[/usr/local/sbin/vipd-hook, fenced]",
     }),
     timeout: withDefault({
-      schema: f.hookTimeout, text: "number", flag: "hook-timeout", value: "SECONDS", default: 10,
+      schema: f.hookTimeout, text: "number", flag: "hook-timeout", value: "SECONDS", default: 10, live: true,
       help: "seconds a hook may run before it and its process group are killed, at most 300",
     }),
   }),
   log: section("vipd's log on stderr", {
     format: withDefault({
-      schema: f.logFormat, flag: "log-format", value: "pretty|json", fallback: "terminal", example: "json",
+      schema: f.logFormat, flag: "log-format", value: "pretty|json", fallback: "terminal", example: "json", live: true,
       help: "log format (default: pretty on a terminal, else json)",
     }),
-    level: withDefault({ schema: f.logLevel, flag: "log-level", value: "LEVEL", default: "info", help: "silent, error, warn, info, debug or trace" }),
+    level: withDefault({ schema: f.logLevel, flag: "log-level", value: "LEVEL", default: "info", live: true, help: "silent, error, warn, info, debug or trace" }),
   }),
 } as const satisfies Entries;
 
@@ -226,6 +232,9 @@ function leavesOf(entries: Entries, base: string): Leaf[] {
 
 /** Every setting, in table order. */
 export const LEAVES: readonly Leaf[] = Object.freeze(leavesOf(TABLE, ""));
+
+/** The settings a running vipd takes from a reload, by path ("log.level"). */
+export const LIVE: ReadonlySet<string> = new Set(LEAVES.filter((l) => l.setting.live).map((l) => l.path));
 
 /** The sections that exist only when asked for, by name ("apiServer"). */
 export const OPTIONAL_SECTIONS: readonly string[] = Object.entries(TABLE)
