@@ -123,8 +123,6 @@ export class NetlinkSocket {
   private readonly buf = new Uint8Array(RECV_BUF);
   private readonly from = new Uint8Array(SOCKADDR_NL_LEN);
   private readonly kernel = encodeSockaddrNl(0, 0);
-  /** Datagrams and the messages in them sent to the kernel so far. */
-  readonly sent = { datagrams: 0, messages: 0 };
 
   private constructor(
     private readonly fd: number,
@@ -347,8 +345,6 @@ export class NetlinkSocket {
       const sent = sendto(this.fd, concat(frames), 0, this.kernel);
       const took = this.clock() - started;
       if (sent < 0) throw new KernelError(operation, -sent);
-      this.sent.datagrams++;
-      this.sent.messages += frames.length;
       const repeatable = typeof req === "function" && messages.every(({ message: m }) => !(m.flags & NLM_F_EXCL));
       if (!repeatable || took <= SLOW_SEND_MS + messages.length * SLOW_SEND_PER_MESSAGE_MS || sends >= MAX_SENDS) break;
     }

@@ -601,9 +601,8 @@ async function updatesInPlace(sock: NetlinkSocket): Promise<boolean> {
   }
 }
 
-/** What an operator can do about a refusal from probeNftables(), by errno. */
-const PROBE_HINTS: Record<number, string> = {
-  [EPERM]: "vipd needs CAP_NET_ADMIN",
+/** What an errno from building the fence says this kernel lacks. */
+const MISSING_HINTS: Record<number, string> = {
   [EPROTONOSUPPORT]: "the kernel has no nfnetlink (CONFIG_NETFILTER_NETLINK)",
   [EOPNOTSUPP]: "this kernel's nf_tables lacks it (CONFIG_NF_TABLES)",
   [EAFNOSUPPORT]: "nf_tables has no inet or arp family (CONFIG_NF_TABLES_INET, CONFIG_NF_TABLES_ARP)",
@@ -617,36 +616,8 @@ const PROBE_HINTS: Record<number, string> = {
  */
 export function nftablesMissing(err: unknown): string | null {
   if (!(err instanceof KernelError) || err.errno === EPERM) return null;
-  const hint = PROBE_HINTS[err.errno];
+  const hint = MISSING_HINTS[err.errno];
   return hint ? `${err.message}: ${hint}` : null;
-}
-
-/**
- * Whether vipd's tables can be built here, or why not (e.g. EPROTONOSUPPORT,
- * ENOENT module missing, EPERM). The whole table, never committed: without
- * BATCH_END the kernel checks every message, answers, and aborts. Nothing is
- * created, and `nft monitor` sees nothing.
- */
-export async function probeNftables(): Promise<{ ok: true } | { ok: false; reason: string }> {
-  const refused = (e: unknown) => {
-    if (!(e instanceof KernelError)) throw e;
-    const hint = PROBE_HINTS[e.errno];
-    return { ok: false as const, reason: hint ? `${e.message}: ${hint}` : e.message };
-  };
-  let sock: NetlinkSocket;
-  try {
-    sock = NetlinkSocket.open({ protocol: NETLINK_NETFILTER });
-  } catch (e) {
-    return refused(e);
-  }
-  try {
-    await sock.request([batchBegin(), ...tableMessages({ vips: [], proven: [] })], "checking nftables");
-    return { ok: true };
-  } catch (e) {
-    return refused(e);
-  } finally {
-    sock.close();
-  }
 }
 
 function vipInput(op: string, text: string): IpAddress {

@@ -77,11 +77,6 @@ export class Rtnl {
     return this.sock.portId();
   }
 
-  /** Datagrams and messages this socket has sent to the kernel. */
-  get sent(): { readonly datagrams: number; readonly messages: number } {
-    return { ...this.sock.sent };
-  }
-
   /** KernelError ENODEV "looking up link eth9" when there is no such link. */
   async link(name: string): Promise<Link> {
     const op = `looking up link ${name}`;
