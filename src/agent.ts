@@ -26,7 +26,7 @@ import { formatMac } from "./kernel/ip.ts";
 import { Rtnl } from "./kernel/rtnl.ts";
 import { describeError, type Logger } from "./log.ts";
 import { type Clock, monotonicClock } from "./seams.ts";
-import { FenceKeeper } from "./agent/fence-keeper.ts";
+import { FenceKeeper, slowSendsWarning } from "./agent/fence-keeper.ts";
 import { HookRunner } from "./agent/hooks.ts";
 import { LinkWatch } from "./agent/links.ts";
 import { LoopWatch } from "./agent/loop-watch.ts";
@@ -92,7 +92,7 @@ export class Agent {
     this.#clock = clock;
     this.#holdMs = settings.election.holdTime;
     this.fatal = new Promise((resolve) => (this.#fatal = resolve));
-    this.#rtnl = Rtnl.open();
+    this.#rtnl = Rtnl.open({ onSlowSends: slowSendsWarning(log) });
     this.#loop = new LoopWatch({ clock, log });
     this.#slots = new Slots({
       make: (vip) => this.#newSlot(vip),

@@ -5,6 +5,7 @@
 // held without a whole fence. The slots see only the FencePort it hands out.
 import { ENOENT } from "../kernel/errno.ts";
 import { KernelError } from "../kernel/error.ts";
+import type { SlowSends } from "../kernel/netlink.ts";
 import { NftFence, nftablesMissing } from "../kernel/nft-fence.ts";
 import { describeError, type Logger } from "../log.ts";
 import { type Clock, type Intervals, realTimers } from "../seams.ts";
@@ -21,6 +22,10 @@ import { type FencePort, lifetimeOnlyFence } from "../vip/ports.ts";
 export const FENCE_CHECK_MS = 1000;
 /** A slot on a link whose fence cannot be rebuilt stays out this long after the last check that found it so. */
 export const FENCE_STAND_DOWN_MS = 3 * FENCE_CHECK_MS;
+
+/** A kernel request that stayed slow through its resends: what it carried (a lifetime, an element timeout) counts late by lastMs. */
+export const slowSendsWarning = (log: Logger) => (s: SlowSends) =>
+  log.warn(`${s.operation}: the kernel took ${s.lastMs.toFixed(1)} ms on the last of ${s.sends} sends; what it carried counts that much late`, { messages: s.messages });
 
 export interface FenceKeeperDeps {
   readonly clock: Clock;
@@ -60,7 +65,7 @@ export class FenceKeeper {
    */
   async previousTable(): Promise<string[]> {
     try {
-      this.#nft = NftFence.open({ clock: this.#d.clock });
+      this.#nft = NftFence.open({ clock: this.#d.clock, onSlowSends: slowSendsWarning(this.#d.log) });
       return await this.#nft.leftovers();
     } catch (err) {
       if (!nftablesMissing(err)) throw err;
@@ -79,7 +84,7 @@ export class FenceKeeper {
   async open(): Promise<FencePort["mode"]> {
     let nft: NftFence;
     try {
-      nft = this.#nft ?? NftFence.open({ clock: this.#d.clock });
+      nft = this.#nft ?? NftFence.open({ clock: this.#d.clock, onSlowSends: slowSendsWarning(this.#d.log) });
       this.#nft = nft;
       await this.configure();
     } catch (err) {

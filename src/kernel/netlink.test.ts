@@ -4,7 +4,7 @@
 // sendto look slow: no test sleeps.
 import { afterEach, describe, expect, test } from "bun:test";
 import { KernelError } from "./error.ts";
-import { NetlinkSocket, type Outgoing } from "./netlink.ts";
+import { NetlinkSocket, type Outgoing, type SlowSends } from "./netlink.ts";
 import { decodeLink, getLinkRequest, RTM_NEWLINK } from "./wire/link.ts";
 import { type NetlinkMessage, NLM_F_EXCL } from "./wire/netlink.ts";
 
@@ -43,7 +43,8 @@ afterEach(() => {
 describe("NetlinkSocket.request", () => {
   test("a request built at send time whose sendto was slow is built and sent again at once", async () => {
     const time = slowSends(5, 1);
-    sock = NetlinkSocket.open({ clock: time.clock });
+    const told: SlowSends[] = [];
+    sock = NetlinkSocket.open({ clock: time.clock, onSlowSends: (s) => told.push(s) });
     let builds = 0;
     const replies = await sock.request(() => {
       builds++;
@@ -51,6 +52,8 @@ describe("NetlinkSocket.request", () => {
     }, "looking up link 1");
     expect(builds).toBe(2);
     expect(time.sends()).toBe(2);
+    // The resend was fast: nothing counted late, nothing to tell.
+    expect(told).toEqual([]);
     // Only the last send's reply is returned, and the first one's was consumed too.
     expect(names(replies)).toEqual(["lo"]);
     expect(sock.drain("checking for leftovers").messages).toEqual([]);
@@ -70,14 +73,16 @@ describe("NetlinkSocket.request", () => {
     expect(beyond.sends()).toBe(2);
   });
 
-  test("resends are bounded: three sends in all, however slow", async () => {
-    sock = NetlinkSocket.open({ clock: slowSends(50, Infinity).clock });
+  test("resends are bounded: three sends in all, however slow, and the socket's owner is told the last counted late", async () => {
+    const told: SlowSends[] = [];
+    sock = NetlinkSocket.open({ clock: slowSends(50, Infinity).clock, onSlowSends: (s) => told.push(s) });
     let builds = 0;
     const replies = await sock.request(() => {
       builds++;
       return getLinkRequest({ index: LO });
     }, "looking up link 1");
     expect(builds).toBe(3);
+    expect(told).toEqual([{ operation: "looking up link 1", sends: 3, lastMs: 50, messages: 1 }]);
     expect(names(replies)).toEqual(["lo"]);
     expect(sock.drain("checking for leftovers").messages).toEqual([]);
   });
@@ -94,15 +99,19 @@ describe("NetlinkSocket.request", () => {
     expect(fast.sends()).toBe(1);
     sock.close();
     const slow = slowSends(50, Infinity);
-    sock = NetlinkSocket.open({ clock: slow.clock });
+    const told: SlowSends[] = [];
+    sock = NetlinkSocket.open({ clock: slow.clock, onSlowSends: (s) => told.push(s) });
     expect(names(await sock.request(getLinkRequest({ index: LO }), "looking up link 1"))).toEqual(["lo"]);
     expect(slow.sends()).toBe(1);
+    // Nothing in it was read from the clock: nothing counts late.
+    expect(told).toEqual([]);
     expect(sock.drain("checking for leftovers").messages).toEqual([]);
   });
 
   test("a request that must create what it names (NLM_F_EXCL) is sent once, however slow", async () => {
     const slow = slowSends(50, Infinity);
-    sock = NetlinkSocket.open({ clock: slow.clock });
+    const told: SlowSends[] = [];
+    sock = NetlinkSocket.open({ clock: slow.clock, onSlowSends: (s) => told.push(s) });
     // Resending an exclusive RTM_NEWADDR would fail with EEXIST after the
     // first one succeeded. A GET stands in for it here, needing no privilege:
     // on a GET the same bit is NLM_F_MATCH, and the kernel answers with a dump
@@ -115,6 +124,8 @@ describe("NetlinkSocket.request", () => {
     }, "listing links");
     expect(builds).toBe(1);
     expect(slow.sends()).toBe(1);
+    // Sent once and late: its owner hears of it as of a request slow three times.
+    expect(told).toEqual([{ operation: "listing links", sends: 1, lastMs: 50, messages: 1 }]);
   });
 
   test("several messages go in one datagram and each gets its answer", async () => {

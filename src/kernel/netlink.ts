@@ -73,8 +73,23 @@ const SLOW_SEND_MS = 2;
 const SLOW_SEND_PER_MESSAGE_MS = 0.1;
 // Sends of one request built from the clock, the first included. Each resend
 // tightens what the kernel holds; three waits in a row mean the lock is
-// contended for good, and then the caller hears of it through its own timing.
+// contended for good: the last send stands, and the socket's owner hears of
+// it (NetlinkOptions.onSlowSends), since what it carried counts late.
 const MAX_SENDS = 3;
+
+/**
+ * A request built from the clock whose last send was slow, and not sent
+ * again (MAX_SENDS reached, or one that must create what it names): what it
+ * carried started counting late.
+ */
+export interface SlowSends {
+  readonly operation: string;
+  readonly sends: number;
+  /** Milliseconds from building the last send to the end of its sendto: how late what it carried started counting. */
+  readonly lastMs: number;
+  /** Messages in each datagram. */
+  readonly messages: number;
+}
 
 export interface NetlinkOptions {
   /** NETLINK_ROUTE (the default), or NETLINK_NETFILTER for nftables. */
@@ -96,6 +111,8 @@ export interface NetlinkOptions {
    * read(2) and so cannot see who sent a datagram.
    */
   kernelOnly?: boolean;
+  /** Told when a request built from the clock was still slow on its last send (the agent logs it). */
+  onSlowSends?: (slow: SlowSends) => void;
 }
 
 /** One message to send; `operation`, when given, names it in the error if the kernel refuses it. */
@@ -129,6 +146,7 @@ export class NetlinkSocket {
     private readonly timeoutMs: number,
     private readonly clock: Clock,
     private readonly kernelOnly: boolean,
+    private readonly onSlowSends: ((slow: SlowSends) => void) | undefined,
   ) {}
 
   /** Opens a netlink socket (NETLINK_ROUTE unless told) in the calling thread's current namespace. */
@@ -160,7 +178,7 @@ export class NetlinkSocket {
       const c = connect(fd, encodeSockaddrNl(0, 0));
       if (c < 0) fail("connecting to the kernel", c);
     }
-    return new NetlinkSocket(fd, opts.timeoutMs ?? 5000, opts.clock ?? monotonicClock, opts.kernelOnly ?? false);
+    return new NetlinkSocket(fd, opts.timeoutMs ?? 5000, opts.clock ?? monotonicClock, opts.kernelOnly ?? false, opts.onSlowSends);
   }
 
   close(): void {
@@ -345,8 +363,13 @@ export class NetlinkSocket {
       const sent = sendto(this.fd, concat(frames), 0, this.kernel);
       const took = this.clock() - started;
       if (sent < 0) throw new KernelError(operation, -sent);
-      const repeatable = typeof req === "function" && messages.every(({ message: m }) => !(m.flags & NLM_F_EXCL));
-      if (!repeatable || took <= SLOW_SEND_MS + messages.length * SLOW_SEND_PER_MESSAGE_MS || sends >= MAX_SENDS) break;
+      // A request given as a value carries nothing read from the clock.
+      if (typeof req !== "function" || took <= SLOW_SEND_MS + messages.length * SLOW_SEND_PER_MESSAGE_MS) break;
+      const repeatable = messages.every(({ message: m }) => !(m.flags & NLM_F_EXCL));
+      if (!repeatable || sends >= MAX_SENDS) {
+        this.onSlowSends?.({ operation, sends, lastMs: took, messages: messages.length });
+        break;
+      }
     }
 
     const deadline = performance.now() + timeoutMs;

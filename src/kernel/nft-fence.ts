@@ -51,7 +51,7 @@ import { EAFNOSUPPORT, EBADMSG, ENOENT, EOPNOTSUPP, EPERM, EPROTONOSUPPORT } fro
 import { KernelError, KernelInputError } from "./error.ts";
 import { NETLINK_NETFILTER } from "./ffi/libc.ts";
 import { type IpAddress, ipFromBytes, isUnusableAsVip, parseIp } from "./ip.ts";
-import { NetlinkSocket, type Outgoing } from "./netlink.ts";
+import { type NetlinkOptions, NetlinkSocket, type Outgoing } from "./netlink.ts";
 import { WireError } from "./wire/netlink.ts";
 import {
   batchBegin,
@@ -367,10 +367,10 @@ export class NftFence {
   ) {}
 
   /** Opens a NETLINK_NETFILTER socket in the current netns. Does not touch the ruleset. */
-  static open(opts: { clock?: Clock } = {}): NftFence {
+  static open(opts: Pick<NetlinkOptions, "clock" | "onSlowSends"> = {}): NftFence {
     const clock = opts.clock ?? monotonicClock;
     // The socket times its sends on the same clock the timeouts are computed from.
-    return new NftFence(NetlinkSocket.open({ protocol: NETLINK_NETFILTER, clock }), clock);
+    return new NftFence(NetlinkSocket.open({ protocol: NETLINK_NETFILTER, clock, onSlowSends: opts.onSlowSends }), clock);
   }
 
   /**

@@ -3,7 +3,7 @@
 import { EADDRNOTAVAIL, EBADMSG, ENODEV } from "./errno.ts";
 import { KernelError, KernelInputError } from "./error.ts";
 import { type IpAddress, parseIp } from "./ip.ts";
-import { NetlinkSocket, type Tagged } from "./netlink.ts";
+import { type NetlinkOptions, NetlinkSocket, type Tagged } from "./netlink.ts";
 import {
   type Address,
   decodeAddress,
@@ -64,8 +64,8 @@ export class Rtnl {
   }
 
   /** A NETLINK_ROUTE socket in the calling thread's current namespace. */
-  static open(): Rtnl {
-    return new Rtnl(NetlinkSocket.open());
+  static open(opts: Pick<NetlinkOptions, "onSlowSends"> = {}): Rtnl {
+    return new Rtnl(NetlinkSocket.open(opts));
   }
 
   close(): void {
