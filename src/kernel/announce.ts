@@ -8,7 +8,8 @@ import type { LinkRef } from "./link-ref.ts";
 import { PacketSocket } from "./packet.ts";
 import { decodeArp, encodeArp, gratuitousReply, gratuitousRequest, Operation, probe } from "./wire/arp.ts";
 import { encodeBpf, neighborAdvertisementFilter } from "./wire/bpf.ts";
-import { BROADCAST, decodeEthernet, encodeEthernet, EtherType, PacketType, WireError } from "./wire/ethernet.ts";
+import { WireError } from "./wire/error.ts";
+import { BROADCAST, decodeEthernet, encodeEthernet, EtherType, PacketType } from "./wire/ethernet.ts";
 import {
   ALL_NODES_MAC,
   dadSolicitation,
@@ -249,17 +250,13 @@ async function listen(
 
 /** The sender MAC of an ARP frame claiming `ip`, or null for anything else. */
 function arpAnswerFor(frame: Uint8Array, ip: Uint8Array): string | null {
-  try {
-    const eth = decodeEthernet(frame);
-    if (eth.etherType !== EtherType.ARP) return null;
-    const arp = decodeArp(eth.payload);
-    if (arp.operation !== Operation.REQUEST && arp.operation !== Operation.REPLY) return null;
-    return arp.senderIp.every((b, i) => b === ip[i]) ? formatMac(arp.senderMac) : null;
-  } catch (e) {
-    // Malformed frames from the wire are someone else's bug, not a probe failure.
-    if (e instanceof WireError) return null;
-    throw e;
-  }
+  // Malformed frames from the wire are someone else's bug, not a probe failure.
+  const eth = decodeEthernet(frame);
+  if (eth instanceof WireError || eth.etherType !== EtherType.ARP) return null;
+  const arp = decodeArp(eth.payload);
+  if (arp instanceof WireError) return null;
+  if (arp.operation !== Operation.REQUEST && arp.operation !== Operation.REPLY) return null;
+  return arp.senderIp.every((b, i) => b === ip[i]) ? formatMac(arp.senderMac) : null;
 }
 
 /** The kernel hands an IPv6 probe's socket Neighbor Advertisements only, not the link's whole IPv6 traffic. */
@@ -267,16 +264,11 @@ const NA_FILTER = encodeBpf(neighborAdvertisementFilter());
 
 /** The MAC of a Neighbor Advertisement for `ip`, or null for anything else. */
 function ndpAnswerFor(frame: Uint8Array, ip: Uint8Array): string | null {
-  try {
-    const eth = decodeEthernet(frame);
-    if (eth.etherType !== EtherType.IPv6) return null;
-    const na = decodeNeighborAdvertisement(eth.payload);
-    if (!na.target.every((b, i) => b === ip[i])) return null;
-    return formatMac(na.targetMac ?? eth.source);
-  } catch (e) {
-    if (e instanceof WireError) return null;
-    throw e;
-  }
+  const eth = decodeEthernet(frame);
+  if (eth instanceof WireError || eth.etherType !== EtherType.IPv6) return null;
+  const na = decodeNeighborAdvertisement(eth.payload);
+  if (na instanceof WireError || !na.target.every((b, i) => b === ip[i])) return null;
+  return formatMac(na.targetMac ?? eth.source);
 }
 
 function vipAddress(text: string, operation: string): IpAddress {

@@ -5,7 +5,8 @@ import { NetlinkSocket, type Received } from "./netlink.ts";
 import { type Address, decodeAddress, RTM_DELADDR, RTM_NEWADDR } from "./wire/address.ts";
 import { encodeBpf, notFromPortFilter } from "./wire/bpf.ts";
 import { decodeLink, type Link, RTM_DELLINK, RTM_NEWLINK } from "./wire/link.ts";
-import { type NetlinkMessage, WireError } from "./wire/netlink.ts";
+import { WireError } from "./wire/error.ts";
+import type { NetlinkMessage } from "./wire/netlink.ts";
 
 export type KernelEvent =
   | { type: "link"; link: Link; deleted: boolean }

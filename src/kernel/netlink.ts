@@ -48,8 +48,8 @@ import {
   parseMessages,
   SOCKADDR_NL_LEN,
   view,
-  WireError,
 } from "./wire/netlink.ts";
+import { WireError } from "./wire/error.ts";
 
 
 // Event bursts (a link flap on a node with many addresses) must not overflow

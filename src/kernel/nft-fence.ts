@@ -52,7 +52,7 @@ import { KernelError, KernelInputError } from "./error.ts";
 import { NETLINK_NETFILTER } from "./ffi/libc.ts";
 import { type IpAddress, ipFromBytes, isUnusableAsVip, parseIp } from "./ip.ts";
 import { type NetlinkOptions, NetlinkSocket, type Outgoing } from "./netlink.ts";
-import { WireError } from "./wire/netlink.ts";
+import { WireError } from "./wire/error.ts";
 import {
   batchBegin,
   batchEnd,

@@ -14,9 +14,10 @@ import {
   SOCK_RAW,
   socket,
 } from "./ffi/libc.ts";
-import { EAGAIN, EBADF, EINTR, EIO } from "./errno.ts";
+import { EAGAIN, EBADF, EBADMSG, EINTR, EIO } from "./errno.ts";
 import { KernelError } from "./error.ts";
 import type { LinkRef } from "./link-ref.ts";
+import { WireError } from "./wire/error.ts";
 import { decodeSockaddrLl, encodeSockaddrLl, PacketType, SOCKADDR_LL_LENGTH } from "./wire/ethernet.ts";
 
 /** Jumbo frames included; longer frames are truncated and dropped. */
@@ -106,7 +107,9 @@ export class PacketSocket {
       if (n === -EINTR) continue;
       if (n === -EAGAIN) return null;
       if (n < 0) throw new KernelError(operation, -n);
-      return { frame: buf.slice(0, n), packetType: decodeSockaddrLl(from).packetType ?? PacketType.HOST };
+      const sender = decodeSockaddrLl(from);
+      if (sender instanceof WireError) throw new KernelError(operation, EBADMSG, sender.message);
+      return { frame: buf.slice(0, n), packetType: sender.packetType ?? PacketType.HOST };
     }
   }
 

@@ -14,7 +14,7 @@ import {
   RTM_NEWADDR,
 } from "./wire/address.ts";
 import { decodeLink, getLinkRequest, getLinksRequest, IFNAMSIZ, type Link, RTM_NEWLINK } from "./wire/link.ts";
-import { WireError } from "./wire/netlink.ts";
+import { WireError } from "./wire/error.ts";
 
 export type { Address } from "./wire/address.ts";
 export type { Link, OperState } from "./wire/link.ts";

@@ -9,15 +9,22 @@ import type { LinkRef } from "../../src/kernel/link-ref.ts";
 import { NftFence } from "../../src/kernel/nft-fence.ts";
 import { PacketSocket } from "../../src/kernel/packet.ts";
 import { encodeBpf, neighborAdvertisementFilter } from "../../src/kernel/wire/bpf.ts";
-import { decodeArp, Operation, type ArpPacket } from "../../src/kernel/wire/arp.ts";
-import { decodeEthernet, EtherType } from "../../src/kernel/wire/ethernet.ts";
-import { dadSolicitation, decodeNeighborAdvertisement, decodeNeighborSolicitation } from "../../src/kernel/wire/ndp.ts";
+import { decodeArp as arpOrRefusal, Operation, type ArpPacket } from "../../src/kernel/wire/arp.ts";
+import { decodeEthernet as ethernetOrRefusal, EtherType } from "../../src/kernel/wire/ethernet.ts";
+import { decoded } from "../../src/kernel/wire/hex-fixture.ts";
+import { dadSolicitation, decodeNeighborAdvertisement as naOrRefusal, decodeNeighborSolicitation as nsOrRefusal } from "../../src/kernel/wire/ndp.ts";
 import { inNetns, Segment, type Host } from "../lab/netns.ts";
 import { waitFor } from "../lab/sh.ts";
 import { parseIp } from "../../src/kernel/ip.ts";
 import { Capture } from "./capture.ts";
 
 const root = process.getuid?.() === 0;
+
+// What vipd sent must decode: a refusal fails the test with its reason.
+const decodeEthernet = (b: Uint8Array) => decoded(ethernetOrRefusal(b));
+const decodeArp = (b: Uint8Array) => decoded(arpOrRefusal(b));
+const decodeNeighborAdvertisement = (b: Uint8Array) => decoded(naOrRefusal(b));
+const decodeNeighborSolicitation = (b: Uint8Array) => decoded(nsOrRefusal(b));
 const VIP4 = "192.0.2.15";
 const VIP6 = "2001:db8::15";
 const FAKE_MAC = "02:00:00:00:00:99";

@@ -26,6 +26,7 @@ import type { LinkRef } from "../../src/kernel/link-ref.ts";
 import { NetlinkSocket } from "../../src/kernel/netlink.ts";
 import { elementMessages, NftFence } from "../../src/kernel/nft-fence.ts";
 import { decodeArp } from "../../src/kernel/wire/arp.ts";
+import { decoded } from "../../src/kernel/wire/hex-fixture.ts";
 import { decodeNeighborAdvertisement } from "../../src/kernel/wire/ndp.ts";
 import { batchBegin, batchEnd } from "../../src/kernel/wire/nftables.ts";
 import { type Host, inNetns, Segment } from "../lab/netns.ts";
@@ -264,7 +265,7 @@ describe.skipIf(!root)("NftFence on a lab segment", () => {
       }
       const frames = cap.frames();
       cap.dispose();
-      return frames.map((f) => decodeNeighborAdvertisement(f.bytes.subarray(14))).filter((na) => parseIp(VIP6)!.bytes.every((x, i) => na.target[i] === x));
+      return frames.map((f) => decoded(decodeNeighborAdvertisement(f.bytes.subarray(14)))).filter((na) => parseIp(VIP6)!.bytes.every((x, i) => na.target[i] === x));
     };
     expect(await pingOnce(VIP6)).toBe(false);
     await neighbour(VIP6, "absent");
@@ -347,7 +348,7 @@ describe.skipIf(!root)("NftFence on a lab segment", () => {
     }
     const frames = cap.frames();
     cap.dispose();
-    expect(frames.map((f) => (f.bytes[12] === 0x08 ? `arp ${decodeArp(f.bytes.subarray(14)).operation}` : "na")).sort()).toEqual(["arp 1", "arp 2", "na"]);
+    expect(frames.map((f) => (f.bytes[12] === 0x08 ? `arp ${decoded(decodeArp(f.bytes.subarray(14))).operation}` : "na")).sort()).toEqual(["arp 1", "arp 2", "na"]);
   }, 15_000);
 
   test("after the deadline a sends nothing from the VIP and takes nothing to it: TCP, ICMPv6, the kernel's own ARP and advertisements", async () => {

@@ -15,6 +15,7 @@ import { PacketSocket } from "../../src/kernel/packet.ts";
 import { parseIp } from "../../src/kernel/ip.ts";
 import { Rtnl } from "../../src/kernel/rtnl.ts";
 import { decodeArp, encodeArp, Operation } from "../../src/kernel/wire/arp.ts";
+import { WireError } from "../../src/kernel/wire/error.ts";
 import { decodeEthernet, encodeEthernet, EtherType, PacketType } from "../../src/kernel/wire/ethernet.ts";
 import { now } from "./http-probe.ts";
 
@@ -97,21 +98,14 @@ function send(k: number): void {
 
 /** The answer in a frame, if it is one: which target, which tick, which kind. */
 function answer(frame: Uint8Array): { node: string; k: number; kind: "arp" | "icmp" } | null {
-  let eth;
-  try {
-    eth = decodeEthernet(frame);
-  } catch {
-    return null;
-  }
+  const eth = decodeEthernet(frame);
+  if (eth instanceof WireError) return null;
   const from = targets.find((t) => same(t.mac, eth.source));
   if (!from) return null;
   if (eth.etherType === EtherType.ARP) {
-    try {
-      const a = decodeArp(eth.payload);
-      if (a.operation === Operation.REPLY && same(a.senderIp, vip!.bytes) && same(a.targetIp, clientIp!.bytes)) return { node: from.name, k: tick, kind: "arp" };
-    } catch {
-      return null;
-    }
+    const a = decodeArp(eth.payload);
+    if (a instanceof WireError) return null;
+    if (a.operation === Operation.REPLY && same(a.senderIp, vip!.bytes) && same(a.targetIp, clientIp!.bytes)) return { node: from.name, k: tick, kind: "arp" };
     return null;
   }
   if (eth.etherType !== EtherType.IPv4) return null;

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { parseIp } from "../ip.ts";
 import { type Address, decodeAddress, deleteAddressRequest, getAddressesRequest, newAddressRequest } from "./address.ts";
-import { encodeMessage, WireError } from "./netlink.ts";
+import { WireError } from "./error.ts";
+import { encodeMessage } from "./netlink.ts";
 import { hex } from "./hex-fixture.ts";
 
 // Fixtures are little-endian, the byte order of every host vipd runs on.

@@ -17,8 +17,8 @@ import {
   parseAttrs,
   readU32,
   view,
-  WireError,
 } from "./netlink.ts";
+import { WireError } from "./error.ts";
 
 export const RTM_NEWADDR = 20;
 export const RTM_DELADDR = 21;

@@ -1,7 +1,9 @@
 // ARP for Ethernet and IPv4 (RFC 826), and the three forms vipd sends: the
 // gratuitous request and reply that move neighbours' caches to a new owner of
 // a VIP, and the probe that asks whether anyone already owns it. Pure.
-import { WireError } from "./ethernet.ts";
+import { WireError } from "./error.ts";
+
+const refused = (problem: string) => new WireError(`decoding ARP packet: ${problem}`);
 
 export const Operation = Object.freeze({ REQUEST: 1, REPLY: 2 });
 
@@ -54,19 +56,19 @@ export function encodeArp(p: ArpPacket): Uint8Array {
 }
 
 /** Decodes an ARP packet; trailing bytes (Ethernet padding) are ignored. */
-export function decodeArp(bytes: Uint8Array): ArpPacket {
-  if (bytes.length < PACKET_LENGTH) throw new WireError("ARP packet", `${bytes.length} bytes, need ${PACKET_LENGTH}`);
+export function decodeArp(bytes: Uint8Array): ArpPacket | WireError {
+  if (bytes.length < PACKET_LENGTH) return refused(`${bytes.length} bytes, need ${PACKET_LENGTH}`);
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const htype = v.getUint16(0);
   const ptype = v.getUint16(2);
-  if (htype !== HTYPE_ETHERNET) throw new WireError("ARP packet", `hardware type ${htype}, not Ethernet (1)`);
-  if (ptype !== PTYPE_IPV4) throw new WireError("ARP packet", `protocol type 0x${ptype.toString(16)}, not IPv4 (0x0800)`);
+  if (htype !== HTYPE_ETHERNET) return refused(`hardware type ${htype}, not Ethernet (1)`);
+  if (ptype !== PTYPE_IPV4) return refused(`protocol type 0x${ptype.toString(16)}, not IPv4 (0x0800)`);
   if (v.getUint8(4) !== 6 || v.getUint8(5) !== 4) {
-    throw new WireError("ARP packet", `address lengths ${v.getUint8(4)}/${v.getUint8(5)}, not 6/4`);
+    return refused(`address lengths ${v.getUint8(4)}/${v.getUint8(5)}, not 6/4`);
   }
   const operation = v.getUint16(6);
   if (operation !== Operation.REQUEST && operation !== Operation.REPLY) {
-    throw new WireError("ARP packet", `operation ${operation}, not request (1) or reply (2)`);
+    return refused(`operation ${operation}, not request (1) or reply (2)`);
   }
   return {
     operation,

@@ -1,5 +1,6 @@
 // Ethernet II framing and the link-layer socket address (struct sockaddr_ll)
 // that AF_PACKET sockets bind to. Pure: values to bytes and back, no syscalls.
+import { WireError } from "./error.ts";
 
 /** EtherType values used by vipd (IEEE 802 numbers, network order on the wire). */
 export const EtherType = Object.freeze({
@@ -30,15 +31,7 @@ export interface EthernetFrame {
   readonly payload: Uint8Array;
 }
 
-export class WireError extends Error {
-  constructor(
-    readonly what: string,
-    readonly problem: string,
-  ) {
-    super(`decoding ${what}: ${problem}`);
-    this.name = "WireError";
-  }
-}
+const refused = (what: string, problem: string) => new WireError(`decoding ${what}: ${problem}`);
 
 /**
  * Ethernet II header (IEEE 802.3 §3.1.1, "DIX" form with a type field):
@@ -65,11 +58,11 @@ export function encodeEthernet(frame: EthernetFrame): Uint8Array {
  * 802.1Q tags are not expected: the kernel strips them before AF_PACKET sees
  * the frame when the VLAN is a link of its own.
  */
-export function decodeEthernet(bytes: Uint8Array): EthernetFrame {
-  if (bytes.length < HEADER_LENGTH) throw new WireError("Ethernet frame", `${bytes.length} bytes, need at least ${HEADER_LENGTH}`);
+export function decodeEthernet(bytes: Uint8Array): EthernetFrame | WireError {
+  if (bytes.length < HEADER_LENGTH) return refused("Ethernet frame", `${bytes.length} bytes, need at least ${HEADER_LENGTH}`);
   const etherType = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint16(12);
   // Values up to 1500 are an 802.3 length, not a type: not a frame vipd speaks.
-  if (etherType < 0x0600) throw new WireError("Ethernet frame", `length field 0x${hex16(etherType)} instead of an EtherType`);
+  if (etherType < 0x0600) return refused("Ethernet frame", `length field 0x${hex16(etherType)} instead of an EtherType`);
   return {
     destination: bytes.slice(0, 6),
     source: bytes.slice(6, 12),
@@ -129,10 +122,10 @@ export function encodeSockaddrLl(a: LinkLayerAddress): Uint8Array {
   return out;
 }
 
-export function decodeSockaddrLl(bytes: Uint8Array): LinkLayerAddress {
-  if (bytes.length < SOCKADDR_LL_LENGTH) throw new WireError("sockaddr_ll", `${bytes.length} bytes, need ${SOCKADDR_LL_LENGTH}`);
+export function decodeSockaddrLl(bytes: Uint8Array): LinkLayerAddress | WireError {
+  if (bytes.length < SOCKADDR_LL_LENGTH) return refused("sockaddr_ll", `${bytes.length} bytes, need ${SOCKADDR_LL_LENGTH}`);
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (v.getUint16(0, true) !== AF_PACKET) throw new WireError("sockaddr_ll", `family ${v.getUint16(0, true)}, not AF_PACKET`);
+  if (v.getUint16(0, true) !== AF_PACKET) return refused("sockaddr_ll", `family ${v.getUint16(0, true)}, not AF_PACKET`);
   const halen = Math.min(v.getUint8(11), 8);
   return {
     protocol: v.getUint16(2),

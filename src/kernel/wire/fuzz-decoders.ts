@@ -14,8 +14,8 @@ import {
   type EthernetFrame,
   EtherType,
   type LinkLayerAddress,
-  WireError as FrameError,
 } from "./ethernet.ts";
+import { WireError } from "./error.ts";
 import { decodeLink, encodeIfinfomsg, IFLA_ADDRESS, IFLA_IFNAME, IFLA_INFO_KIND, IFLA_LINKINFO, IFLA_MTU, IFLA_OPERSTATE, type Link, RTM_NEWLINK } from "./link.ts";
 import {
   dadSolicitation,
@@ -50,7 +50,6 @@ import {
   parseMessages,
   readString,
   readU32,
-  WireError as NetlinkError,
 } from "./netlink.ts";
 import { decodeSetElements, deleteSetElements, getSetElements, newSetElements, NFPROTO_INET, type SetElements, type TableRef } from "./nftables.ts";
 import { prng, int, pick, bytes, type Rand } from "../../seeded.ts";
@@ -63,13 +62,11 @@ const concat = (...parts: Uint8Array[]) => {
 };
 
 /**
- * How a decoder refuses bytes it cannot read, as its code and tests have it:
- * the netlink decoders return a WireError of netlink.ts and never throw; the
- * frame decoders (Ethernet, ARP, NDP) throw the WireError of ethernet.ts.
- * Anything else thrown (a RangeError from a DataView read past the end, a
- * TypeError from an undefined) is an accident.
+ * How a decoder refuses bytes it cannot read (wire/error.ts): it returns a
+ * WireError and never throws. Anything thrown (a RangeError from a DataView
+ * read past the end, a TypeError from an undefined) is an accident.
  */
-export type Contract = "returns netlink WireError" | "throws frame WireError" | "never fails";
+export type Contract = "returns WireError" | "never fails";
 
 export interface Decoder {
   readonly name: string;
@@ -190,30 +187,30 @@ const sized = (b: unknown, n: number) => b instanceof Uint8Array && b.length ===
 const u32 = (n: unknown) => typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
 
 export const DECODERS: readonly Decoder[] = [
-  { name: "netlink parseMessages", contract: "returns netlink WireError", decode: parseMessages, valid: datagram },
-  { name: "netlink parseAttrs", contract: "returns netlink WireError", decode: parseAttrs, valid: (rand) => encodeAttrs(randomAttrs(rand)) },
-  { name: "netlink readU32", contract: "returns netlink WireError", decode: (b) => readU32(b, "fuzz"), valid: (rand) => bytes(rand, 4) },
+  { name: "netlink parseMessages", contract: "returns WireError", decode: parseMessages, valid: datagram },
+  { name: "netlink parseAttrs", contract: "returns WireError", decode: parseAttrs, valid: (rand) => encodeAttrs(randomAttrs(rand)) },
+  { name: "netlink readU32", contract: "returns WireError", decode: (b) => readU32(b, "fuzz"), valid: (rand) => bytes(rand, 4) },
   { name: "netlink readString", contract: "never fails", decode: readString, valid: (rand) => attrString(1, name(rand)).data },
-  { name: "netlink decodeError", contract: "returns netlink WireError", decode: decodeErrorInput, valid: errorInput },
-  { name: "netlink decodeSockaddrNl", contract: "returns netlink WireError", decode: decodeSockaddrNl, valid: (rand) => encodeSockaddrNl(int(rand, 2 ** 32), int(rand, 2 ** 32)) },
+  { name: "netlink decodeError", contract: "returns WireError", decode: decodeErrorInput, valid: errorInput },
+  { name: "netlink decodeSockaddrNl", contract: "returns WireError", decode: decodeSockaddrNl, valid: (rand) => encodeSockaddrNl(int(rand, 2 ** 32), int(rand, 2 ** 32)) },
   {
     name: "address decodeAddress",
-    contract: "returns netlink WireError",
+    contract: "returns WireError",
     decode: decodeAddress,
     valid: addressPayload,
     wellFormed: (a: Address) => parseIp(a.address)?.family === a.family && u32(a.linkIndex) && u32(a.flags),
   },
-  { name: "link decodeLink", contract: "returns netlink WireError", decode: decodeLink, valid: linkPayload, wellFormed: (l: Link) => typeof l.name === "string" && u32(l.mtu) },
+  { name: "link decodeLink", contract: "returns WireError", decode: decodeLink, valid: linkPayload, wellFormed: (l: Link) => typeof l.name === "string" && u32(l.mtu) },
   {
     name: "nftables decodeSetElements",
-    contract: "returns netlink WireError",
+    contract: "returns WireError",
     decode: decodeSetElements,
     valid: (rand) => setElementsRequest(rand).payload,
     wellFormed: (s: SetElements) => s.elements.every((e) => e.key instanceof Uint8Array && [e.timeoutMs, e.expirationMs].every((ms) => ms === undefined || ms >= 0)),
   },
   {
     name: "ethernet decodeEthernet",
-    contract: "throws frame WireError",
+    contract: "returns WireError",
     decode: decodeEthernet,
     valid: (rand) => {
       const [etherType, payload] = rand() < 0.5 ? [EtherType.ARP, arpPacket(rand)] : [EtherType.IPv6, ndPacket(rand)];
@@ -223,21 +220,21 @@ export const DECODERS: readonly Decoder[] = [
   },
   {
     name: "ethernet decodeSockaddrLl",
-    contract: "throws frame WireError",
+    contract: "returns WireError",
     decode: decodeSockaddrLl,
     valid: (rand) => encodeSockaddrLl({ protocol: pick(rand, [0x0806, 0x86dd, 0]), ifindex: int(rand, 2 ** 31), packetType: int(rand, 5), address: mac(rand).subarray(0, int(rand, 7)) }),
     wellFormed: (a: LinkLayerAddress) => (a.address?.length ?? 0) <= 8,
   },
   {
     name: "arp decodeArp",
-    contract: "throws frame WireError",
+    contract: "returns WireError",
     decode: decodeArp,
     valid: arpPacket,
     wellFormed: (p: ArpPacket) => sized(p.senderMac, 6) && sized(p.senderIp, 4) && sized(p.targetMac, 6) && sized(p.targetIp, 4) && [1, 2].includes(p.operation),
   },
   {
     name: "ndp decodeNeighborAdvertisement",
-    contract: "throws frame WireError",
+    contract: "returns WireError",
     decode: decodeNeighborAdvertisement,
     valid: ndPacket,
     repair: repairNd,
@@ -245,7 +242,7 @@ export const DECODERS: readonly Decoder[] = [
   },
   {
     name: "ndp decodeNeighborSolicitation",
-    contract: "throws frame WireError",
+    contract: "returns WireError",
     decode: decodeNeighborSolicitation,
     valid: ndPacket,
     repair: repairNd,
@@ -323,10 +320,9 @@ function call(d: Decoder, input: Uint8Array): Outcome {
   try {
     value = d.decode(input);
   } catch (e) {
-    if (d.contract === "throws frame WireError" && e instanceof FrameError) return { kind: "refused", message: e.message };
     return { kind: "accident", what: `threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}` };
   }
-  if (value instanceof NetlinkError) return d.contract === "returns netlink WireError" ? { kind: "refused", message: value.message } : { kind: "accident", what: `returned ${value.message}` };
+  if (value instanceof WireError) return d.contract === "returns WireError" ? { kind: "refused", message: value.message } : { kind: "accident", what: `returned ${value.message}` };
   if (value === null || value === undefined) return { kind: "null" };
   if (d.wellFormed && !d.wellFormed(value as never)) return { kind: "accident", what: `decoded a malformed value ${Bun.inspect(value).slice(0, 300)}` };
   return { kind: "decoded", value };

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { decodeLink, getLinkRequest, getLinksRequest, type Link } from "./link.ts";
-import { encodeMessage, WireError } from "./netlink.ts";
+import { WireError } from "./error.ts";
+import { encodeMessage } from "./netlink.ts";
 import { hex } from "./hex-fixture.ts";
 
 // Fixtures are little-endian, the byte order of every host vipd runs on.

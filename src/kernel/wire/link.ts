@@ -13,8 +13,8 @@ import {
   readString,
   readU32,
   view,
-  WireError,
 } from "./netlink.ts";
+import { WireError } from "./error.ts";
 
 export const RTM_NEWLINK = 16;
 export const RTM_DELLINK = 17;

@@ -3,7 +3,7 @@
 // caches to a new owner of an IPv6 VIP, and the Neighbor Solicitation of
 // Duplicate Address Detection (RFC 4862 §5.4) that asks whether anyone else
 // owns it. Pure: values to bytes and back, checksum included.
-import { WireError } from "./ethernet.ts";
+import { WireError } from "./error.ts";
 
 export const IPV6_HEADER_LENGTH = 40;
 export const NEXT_HEADER_ICMPV6 = 58;
@@ -99,9 +99,11 @@ export function encodeNeighborAdvertisement(na: NeighborAdvertisement): Uint8Arr
  * checksum, target not multicast, S=0 when sent to a multicast group, and
  * no zero-length option. Bytes after the IPv6 payload (Ethernet padding) are ignored.
  */
-export function decodeNeighborAdvertisement(bytes: Uint8Array): NeighborAdvertisement {
-  const fail = (problem: string) => new WireError("neighbor advertisement", problem);
-  const { source, destination, hopLimit, icmp } = decodeNd(bytes, ICMPV6_NEIGHBOR_ADVERTISEMENT, fail);
+export function decodeNeighborAdvertisement(bytes: Uint8Array): NeighborAdvertisement | WireError {
+  const fail = (problem: string) => new WireError(`decoding neighbor advertisement: ${problem}`);
+  const nd = decodeNd(bytes, ICMPV6_NEIGHBOR_ADVERTISEMENT, fail);
+  if (nd instanceof WireError) return nd;
+  const { source, destination, hopLimit, icmp } = nd;
   const flags = icmp[4]!;
   const na = {
     source,
@@ -112,10 +114,11 @@ export function decodeNeighborAdvertisement(bytes: Uint8Array): NeighborAdvertis
     override: (flags & 0x20) !== 0,
     target: icmp.slice(8, 24),
   };
-  if (na.target[0] === 0xff) throw fail("target is a multicast address");
-  if (destination[0] === 0xff && na.solicited) throw fail("solicited flag set on an advertisement to a multicast group");
-  const targetMac = linkLayerOptions(icmp, fail).get(OPTION_TARGET_LINK_LAYER_ADDRESS) ?? null;
-  return { ...na, targetMac };
+  if (na.target[0] === 0xff) return fail("target is a multicast address");
+  if (destination[0] === 0xff && na.solicited) return fail("solicited flag set on an advertisement to a multicast group");
+  const options = linkLayerOptions(icmp, fail);
+  if (options instanceof WireError) return options;
+  return { ...na, targetMac: options.get(OPTION_TARGET_LINK_LAYER_ADDRESS) ?? null };
 }
 
 // ---- Neighbor Solicitation, for Duplicate Address Detection. ----------------
@@ -197,15 +200,18 @@ export function encodeNeighborSolicitation(ns: NeighborSolicitation): Uint8Array
  * checksum, target not multicast, no zero-length option, and from :: only to
  * a solicited-node group and without a Source Link-Layer Address option.
  */
-export function decodeNeighborSolicitation(bytes: Uint8Array): NeighborSolicitation {
-  const fail = (problem: string) => new WireError("neighbor solicitation", problem);
-  const { source, destination, hopLimit, icmp } = decodeNd(bytes, ICMPV6_NEIGHBOR_SOLICITATION, fail);
+export function decodeNeighborSolicitation(bytes: Uint8Array): NeighborSolicitation | WireError {
+  const fail = (problem: string) => new WireError(`decoding neighbor solicitation: ${problem}`);
+  const nd = decodeNd(bytes, ICMPV6_NEIGHBOR_SOLICITATION, fail);
+  if (nd instanceof WireError) return nd;
+  const { source, destination, hopLimit, icmp } = nd;
   const target = icmp.slice(8, 24);
-  if (target[0] === 0xff) throw fail("target is a multicast address");
+  if (target[0] === 0xff) return fail("target is a multicast address");
   const options = linkLayerOptions(icmp, fail);
+  if (options instanceof WireError) return options;
   if (source.every((b) => b === 0)) {
-    if (!sameBytes(destination, solicitedNodeAddress(target))) throw fail("from the unspecified address, but not to the target's solicited-node group");
-    if (options.has(OPTION_SOURCE_LINK_LAYER_ADDRESS)) throw fail("from the unspecified address, yet with a source link-layer address");
+    if (!sameBytes(destination, solicitedNodeAddress(target))) return fail("from the unspecified address, but not to the target's solicited-node group");
+    if (options.has(OPTION_SOURCE_LINK_LAYER_ADDRESS)) return fail("from the unspecified address, yet with a source link-layer address");
   }
   return { source, destination, hopLimit, target, sourceMac: options.get(OPTION_SOURCE_LINK_LAYER_ADDRESS) ?? null };
 }
@@ -235,30 +241,30 @@ function decodeNd(
   bytes: Uint8Array,
   type: number,
   fail: (problem: string) => WireError,
-): { source: Uint8Array; destination: Uint8Array; hopLimit: number; icmp: Uint8Array } {
-  if (bytes.length < IPV6_HEADER_LENGTH) throw fail(`${bytes.length} bytes, need an IPv6 header of ${IPV6_HEADER_LENGTH}`);
+): { source: Uint8Array; destination: Uint8Array; hopLimit: number; icmp: Uint8Array } | WireError {
+  if (bytes.length < IPV6_HEADER_LENGTH) return fail(`${bytes.length} bytes, need an IPv6 header of ${IPV6_HEADER_LENGTH}`);
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const version = v.getUint8(0) >> 4;
-  if (version !== 6) throw fail(`IP version ${version}, not 6`);
+  if (version !== 6) return fail(`IP version ${version}, not 6`);
   const payloadLength = v.getUint16(4);
   if (IPV6_HEADER_LENGTH + payloadLength > bytes.length) {
-    throw fail(`payload length ${payloadLength} exceeds the ${bytes.length - IPV6_HEADER_LENGTH} bytes present`);
+    return fail(`payload length ${payloadLength} exceeds the ${bytes.length - IPV6_HEADER_LENGTH} bytes present`);
   }
   // Extension headers are not followed: ND messages carry none in practice, and
   // §7.1.1 and §7.1.2 do not require accepting them.
   const nextHeader = v.getUint8(6);
-  if (nextHeader !== NEXT_HEADER_ICMPV6) throw fail(`next header ${nextHeader}, not ICMPv6 (58)`);
+  if (nextHeader !== NEXT_HEADER_ICMPV6) return fail(`next header ${nextHeader}, not ICMPv6 (58)`);
   const hopLimit = v.getUint8(7);
-  if (hopLimit !== ND_HOP_LIMIT) throw fail(`hop limit ${hopLimit}, not 255`);
+  if (hopLimit !== ND_HOP_LIMIT) return fail(`hop limit ${hopLimit}, not 255`);
   const source = bytes.slice(8, 24);
   const destination = bytes.slice(24, 40);
   const icmp = bytes.subarray(IPV6_HEADER_LENGTH, IPV6_HEADER_LENGTH + payloadLength);
-  if (icmp.length < ND_LENGTH) throw fail(`ICMPv6 length ${icmp.length}, need at least ${ND_LENGTH}`);
-  if (icmp[0] !== type) throw fail(`ICMPv6 type ${icmp[0]}, not ${type}`);
-  if (icmp[1] !== 0) throw fail(`ICMPv6 code ${icmp[1]}, not 0`);
+  if (icmp.length < ND_LENGTH) return fail(`ICMPv6 length ${icmp.length}, need at least ${ND_LENGTH}`);
+  if (icmp[0] !== type) return fail(`ICMPv6 type ${icmp[0]}, not ${type}`);
+  if (icmp[1] !== 0) return fail(`ICMPv6 code ${icmp[1]}, not 0`);
   if (icmpv6Checksum(source, destination, icmp) !== 0) {
     const got = (icmp[2]! << 8) | icmp[3]!;
-    throw fail(`bad checksum 0x${got.toString(16).padStart(4, "0")}`);
+    return fail(`bad checksum 0x${got.toString(16).padStart(4, "0")}`);
   }
   return { source, destination, hopLimit, icmp };
 }
@@ -268,14 +274,14 @@ function decodeNd(
  * an ND message, first of each type. Every option is walked, so one of
  * length 0 is refused wherever it is; others are skipped, as §4.6 requires.
  */
-function linkLayerOptions(icmp: Uint8Array, fail: (problem: string) => WireError): Map<number, Uint8Array> {
+function linkLayerOptions(icmp: Uint8Array, fail: (problem: string) => WireError): Map<number, Uint8Array> | WireError {
   const found = new Map<number, Uint8Array>();
   for (let off = ND_LENGTH; off < icmp.length; ) {
-    if (off + 2 > icmp.length) throw fail(`truncated option at byte ${off}`);
+    if (off + 2 > icmp.length) return fail(`truncated option at byte ${off}`);
     const optType = icmp[off]!;
     const optLength = icmp[off + 1]! * 8;
-    if (optLength === 0) throw fail(`option ${optType} at byte ${off} has length 0`);
-    if (off + optLength > icmp.length) throw fail(`option ${optType} at byte ${off} runs past the message`);
+    if (optLength === 0) return fail(`option ${optType} at byte ${off} has length 0`);
+    if (off + optLength > icmp.length) return fail(`option ${optType} at byte ${off} runs past the message`);
     const linkLayer = optType === OPTION_SOURCE_LINK_LAYER_ADDRESS || optType === OPTION_TARGET_LINK_LAYER_ADDRESS;
     if (linkLayer && optLength === 8 && !found.has(optType)) found.set(optType, icmp.slice(off + 2, off + 8));
     off += optLength;

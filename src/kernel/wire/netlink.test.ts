@@ -13,8 +13,8 @@ import {
   NLMSG_ERROR,
   parseAttrs,
   parseMessages,
-  WireError,
 } from "./netlink.ts";
+import { WireError } from "./error.ts";
 import { hex } from "./hex-fixture.ts";
 
 // Fixtures are little-endian, the byte order of every host vipd runs on.

@@ -4,16 +4,9 @@
 // Netlink integers are in host byte order. vipd runs on x86_64 and arm64, both
 // little-endian, so the fixtures in the tests are little-endian; the codecs
 // follow the host whatever it is.
+import { WireError } from "./error.ts";
 
 export const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-/** A malformed message from the kernel (or a test): decoders return it, never throw. */
-export class WireError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "WireError";
-  }
-}
 
 // Message types below NLMSG_MIN_TYPE (0x10) are netlink's own.
 export const NLMSG_NOOP = 1;

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { hex } from "./hex-fixture.ts";
 import type { Request } from "./link.ts";
-import { encodeMessage, parseMessages, WireError } from "./netlink.ts";
+import { WireError } from "./error.ts";
+import { encodeMessage, parseMessages } from "./netlink.ts";
 import {
   batchBegin,
   batchEnd,

@@ -22,8 +22,8 @@ import {
   parseAttrs,
   readString,
   view,
-  WireError,
 } from "./netlink.ts";
+import { WireError } from "./error.ts";
 
 export const NFNL_SUBSYS_NFTABLES = 10;
 /** NLMSG_MIN_TYPE and the next one: the frame around a transaction. */
