@@ -1,5 +1,5 @@
 // The oldest kernel vipd runs on, and the check at start. The fence is what
-// sets the bar (nft-fence.ts cites the commit of each feature):
+// sets the bar (nft-ruleset.ts cites the commit of each feature):
 //
 //   3.13  nf_tables, its batches, and the arp family's input/output hooks
 //   3.14  the inet family's input/output hooks, `meta nfproto`/`l4proto`
