@@ -12,6 +12,10 @@
 // the change's VIPD_* variables. Each run gets a session and process group of
 // its own, so that a timeout kills whatever the hook started too, and a
 // Ctrl-C at vipd's terminal does not reach it.
+//
+// About 380 lines, kept whole: the queue per VIP, the run with its timeout
+// and process-group kill, and the reasons a program cannot start are one
+// runner's, and each part's comment explains the next.
 import { accessSync, constants, statSync } from "node:fs";
 import type { Subprocess } from "bun";
 import { describeError, type Fields, type Logger } from "../log.ts";

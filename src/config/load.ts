@@ -3,6 +3,13 @@
 // day-2 commands read etcdctl's ETCDCTL_* variables below VIPD_*, and fall
 // back to kubeadm's etcd client files below the file (input.etcdClient).
 // Pure apart from the injectable checkFile; never throws for bad input.
+//
+// About 400 lines, kept whole: the layers (file, VIPD_*, ETCDCTL_*, flags)
+// and the checks across them (a section's switch, a certificate without its
+// key, TLS files with an http:// endpoint) all turn on which layer set a
+// value, and the precedence is easiest to check where it is all in view.
+// The settings themselves, their schemas and text forms live in table.ts
+// and fields.ts.
 
 import * as v from "valibot";
 import { parseIp } from "../kernel/ip.ts";

@@ -3,6 +3,12 @@
 // events (listen) arrive through the runtime's own readiness wait, no timer.
 // The agent's fence deadlines run on the same loop, so a blocking recv here
 // could keep a VIP past the moment it must be dropped.
+//
+// Longer than most files here (about 470 lines) and kept whole: it is one
+// concept, the exchange on one socket. Requests, batches answered message by
+// message, resends of slow sends, dumps and the event stream share the
+// sequence numbers, the one-at-a-time queue and the receive loop; the bytes
+// themselves are wire/netlink.ts's.
 import {
   AF_NETLINK,
   attachFilter,

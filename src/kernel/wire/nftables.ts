@@ -8,6 +8,13 @@
 // attribute value (u32, u64) are big-endian (NLA_BE32/NLA_BE64 in the
 // kernel's policies); packet data (protocol numbers, addresses) is compared
 // as the packet carries it, in network order.
+//
+// Longer than most files here (about 500 lines) and kept whole: it is one
+// wire format, nf_tables' own, whose ten message kinds share the byte-order
+// helpers, the attribute numbers and the expression encoder; split by
+// message, each piece would re-import them all and the byte-order rule
+// above would hold in several files. It reads top to bottom like the header
+// it follows.
 import type { Request } from "./link.ts";
 import {
   type Attr,
