@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages vipd's tests, lab and benchmarks need, if missing.
 # (systemd-container and debootstrap: test/deploy/systemd.test.ts boots a
-# Debian tree with systemd as PID 1 under systemd-nspawn.)
+# Debian tree with systemd as PID 1 under systemd-nspawn; strace: the kernel
+# tests and bench:scale count the netlink datagrams vipd sends.)
 # Idempotent; needs root (the tests need root anyway: they create namespaces).
 set -euo pipefail
 need=()
 for pair in ip:iproute2 curl:curl etcd:etcd-server nft:nftables ping:iputils-ping openssl:openssl \
-            keepalived:keepalived ucarp:ucarp tcpdump:tcpdump arping:iputils-arping \
+            keepalived:keepalived ucarp:ucarp tcpdump:tcpdump arping:iputils-arping strace:strace \
             systemd-analyze:systemd cloud-init:cloud-init setpriv:util-linux \
             systemd-nspawn:systemd-container debootstrap:debootstrap; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
