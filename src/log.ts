@@ -8,6 +8,9 @@ import { type PriorityLevel, withPriority } from "./journal-stream.ts";
 /** The levels the configuration accepts (log.level), quietest first. */
 export const LOG_LEVELS = ["silent", "error", "warn", "info", "debug", "trace"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+/** pretty: consola's own, for a terminal; json: one object per line. */
+export const LOG_FORMATS = ["pretty", "json"] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 export type Fields = Record<string, string | number | boolean | null | undefined>;
 
 export interface Logger {
@@ -67,7 +70,7 @@ function prettyFields(fields?: Fields): string {
 }
 
 export interface LoggerOptions {
-  format: "pretty" | "json";
+  format: LogFormat;
   level: LogLevel;
   write?: (line: string) => void;
   /** Prefix every line with its journald priority, `<4>` for a warning (journal-stream.ts). */

@@ -4,7 +4,7 @@
 
 import * as v from "valibot";
 import { isUnusableAsVip, parseIp } from "../kernel/ip.ts";
-import { LOG_LEVELS } from "../log.ts";
+import { LOG_FORMATS, LOG_LEVELS } from "../log.ts";
 
 export const MAPPING = "a mapping of fields";
 
@@ -213,7 +213,7 @@ export const argv = v.pipe(
 const HOOK_TIMEOUT = "a number of seconds greater than 0 and at most 300";
 export const hookTimeout = v.pipe(v.number(HOOK_TIMEOUT), v.check((n) => Number.isFinite(n) && n > 0 && n <= 300, HOOK_TIMEOUT));
 
-export const LOG_FORMATS = ["pretty", "json"] as const;
-export const logFormat = v.picklist(LOG_FORMATS, 'one of "pretty", "json"');
+const oneOf = (names: readonly string[]) => `one of ${names.map((n) => `"${n}"`).join(", ")}`;
+export const logFormat = v.picklist(LOG_FORMATS, oneOf(LOG_FORMATS));
 
-export const logLevel = v.picklist(LOG_LEVELS, `one of ${LOG_LEVELS.map((l) => `"${l}"`).join(", ")}`);
+export const logLevel = v.picklist(LOG_LEVELS, oneOf(LOG_LEVELS));

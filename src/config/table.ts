@@ -5,6 +5,7 @@
 // needs to know its name.
 
 import type * as v from "valibot";
+import { LOG_FORMATS, LOG_LEVELS } from "../log.ts";
 import * as f from "./fields.ts";
 
 /**
@@ -193,10 +194,13 @@ export const TABLE = {
   }),
   log: section("vipd's log on stderr", {
     format: withDefault({
-      schema: f.logFormat, flag: "log-format", value: "pretty|json", fallback: "terminal", example: "json", live: true,
+      schema: f.logFormat, flag: "log-format", value: LOG_FORMATS.join("|"), fallback: "terminal", example: "json", live: true,
       help: "log format (default: pretty on a terminal, else json)",
     }),
-    level: withDefault({ schema: f.logLevel, flag: "log-level", value: "LEVEL", default: "info", live: true, help: "silent, error, warn, info, debug or trace" }),
+    level: withDefault({
+      schema: f.logLevel, flag: "log-level", value: "LEVEL", default: "info", live: true,
+      help: `${LOG_LEVELS.slice(0, -1).join(", ")} or ${LOG_LEVELS.at(-1)}`,
+    }),
   }),
 } as const satisfies Entries;
 
