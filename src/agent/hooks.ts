@@ -13,9 +13,10 @@
 // its own, so that a timeout kills whatever the hook started too, and a
 // Ctrl-C at vipd's terminal does not reach it.
 //
-// About 380 lines, kept whole: the queue per VIP, the run with its timeout
-// and process-group kill, and the reasons a program cannot start are one
-// runner's, and each part's comment explains the next.
+// About 380 lines, kept whole: it is one runner, read in the order a run
+// happens: the queue per VIP, one run with its timeout and process-group
+// kill, its output cut to a budget, and why a program could not start (which
+// the metrics count as "missing").
 import { accessSync, constants, statSync } from "node:fs";
 import type { Subprocess } from "bun";
 import { describeError, type Fields, type Logger } from "../log.ts";
