@@ -175,7 +175,7 @@ describe.skipIf(!isRoot)("Rtnl", () => {
       // "ghost" stands for a link the watch still knows under an index the kernel has dropped.
       batched.useLinkIndex((name) => (name === "eth0" ? eth0 : name === "ghost" ? 0x7ffffff0 : null));
       const ips = Array.from({ length: 40 }, (_, i) => (i % 2 ? `2001:db8::1:${i}` : `192.0.2.${150 + i}`));
-      const first = await traceNetlinkSends(() => Promise.all(ips.map((ip) => batched.replaceAddress("eth0", ip, () => 30))));
+      const first = await traceNetlinkSends(() => Promise.all(ips.map((ip) => batched.replaceAddress("eth0", ip, () => 30))), host.ns);
       // No lookup by name, and one sendto for all forty.
       expect(first.sends).toEqual([{ protocol: "ROUTE", types: ips.map(() => "RTM_NEWADDR") }]);
       const kernel = new Map((await seg.addresses(host)).map((a) => [a.local, a]));
@@ -193,6 +193,7 @@ describe.skipIf(!isRoot)("Rtnl", () => {
           batched.replaceAddress("eth0", ips[1]!, () => null),
           batched.replaceAddress("eth0", ips[3]!, () => 300),
         ]),
+        host.ns,
       );
       const outcomes = second.result;
       expect(outcomes.map((o) => o.status)).toEqual(["fulfilled", "rejected", "rejected", "fulfilled"]);

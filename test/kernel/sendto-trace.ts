@@ -14,11 +14,17 @@ export interface NetlinkSend {
   readonly types: readonly string[];
 }
 
-/** Runs fn while strace watches this process; the netlink datagrams sent meanwhile, in order. */
-export async function traceNetlinkSends<T>(fn: () => Promise<T>): Promise<{ result: T; sends: NetlinkSend[] }> {
+/**
+ * Runs fn while strace watches this process; the netlink datagrams sent
+ * meanwhile, in order. `netns`: the namespace the sockets were opened in,
+ * where strace must run to name them (-yy asks sock_diag there) and so to
+ * decode their messages as rtnetlink or nfnetlink.
+ */
+export async function traceNetlinkSends<T>(fn: () => Promise<T>, netns?: string): Promise<{ result: T; sends: NetlinkSend[] }> {
   const dir = mkdtempSync(join(tmpdir(), "vipd-strace-"));
   const out = join(dir, "sendto.txt");
-  const strace = Bun.spawn(["strace", "-f", "-yy", "-s", "65536", "-e", "trace=sendto", "-e", "signal=none", "-o", out, "-p", String(process.pid)], {
+  const inNs = netns ? ["ip", "netns", "exec", netns] : [];
+  const strace = Bun.spawn([...inNs, "strace", "-f", "-yy", "-s", "65536", "-e", "trace=sendto", "-e", "signal=none", "-o", out, "-p", String(process.pid)], {
     stdout: "ignore",
     stderr: "pipe",
   });
