@@ -22,10 +22,10 @@ import type { Host } from "../lab/netns.ts";
 import { OwnershipRecorder } from "../lab/recorder.ts";
 import { forEachLine, sleep, waitFor } from "../lab/sh.ts";
 import { join } from "node:path";
-import { etcdDarkBoundMs } from "../lab/bounds.ts";
+import { etcdDarkBoundMs, vipdBounds } from "../lab/bounds.ts";
 import { longestWriteOutage, parseWriteLine, type WriteSample } from "../lab/etcd-writer.ts";
 import { SmallLab, stopVipd } from "../lab/small-lab.ts";
-import { subtract, total } from "../lab/stats.ts";
+import { overlap, subtract, total } from "../lab/stats.ts";
 
 const VIP = "192.0.2.151";
 let lab: SmallLab;
@@ -90,7 +90,7 @@ async function freezeMember(member: Host, holder: Host, endpoints: readonly Host
   await w.stop();
   const etcdMs = Math.round(longestWriteOutage(w.samples, t0, end).ms);
   expect(witness.problems).toEqual([]);
-  return { dark, darkMs: total(dark.map((d) => ({ start: d.from, end: d.from + d.ms }))), others, etcdMs };
+  return { dark, darkMs: total(dark.map((d) => ({ start: d.from, end: d.from + d.ms }))), others, overlapMs: overlap(held).total, etcdMs };
 }
 
 const messages = (log: string) => log.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { msg: string; why?: string });
@@ -112,7 +112,7 @@ const KEPT = "one endpoint, and its TCP connection is alive: a new one would rea
 test("one endpoint: the holder's member, the raft leader, frozen 1.5 s — no reconnect, and dark no longer than etcd's own outage allows", async () => {
   const [n1, n2] = [n[0]!, n[1]!];
   const procs = [vipd(n1, [n1])];
-  const { result: { dark, darkMs, others, etcdMs }, stopped: [a, b] } = await withVipds(procs, async () => {
+  const { result: { dark, darkMs, others, overlapMs, etcdMs }, stopped: [a, b] } = await withVipds(procs, async () => {
     await waitFor("the VIP on n1", () => witness.isHeld("n1"), 15_000);
     // A standby with its own member, which would take over if n1 fell silent for its window.
     procs.push(vipd(n2, [n2]));
@@ -124,7 +124,11 @@ test("one endpoint: the holder's member, the raft leader, frozen 1.5 s — no re
   expect([a!.code, b!.code]).toEqual([0, 0]);
   console.log(`one endpoint, leader frozen 1.5 s: etcd took no write for ${etcdMs} ms; n1 dark ${darkMs} ms`);
   expect(darkMs, `n1 dark ${JSON.stringify(dark)}; its log:\n${a!.log}`).toBeLessThanOrEqual(etcdDarkBoundMs(etcdMs));
-  expect(others).toEqual([]);
+  expect(overlapMs).toBe(0);
+  // The standby may take over only if etcd's own outage outlasted what a
+  // holder rides out (design.md §7, §10): on a loaded machine the 1.5 s
+  // freeze once cost etcd 4.3 s of writes, and n2 rightly took the VIP.
+  if (etcdMs <= vipdBounds().rideOutMs) expect(others, `etcd took no write for ${etcdMs} ms, within the ride-out`).toEqual([]);
   if (process.env.LAB_DEBUG) return;
   const ms = messages(a!.log);
   // It noticed the silence, and kept the connection for the reason it gives.

@@ -3,6 +3,8 @@
 // The loop runs in a Worker, started by the test: a decoder stuck in a loop
 // cannot be interrupted on its own thread, but a worker can be terminated,
 // and the round it was on is in shared memory for the report.
+// One file over the usual length: it is a table, one entry per decoder (14),
+// each a few lines of contract and generator, read side by side.
 import { ipFromBytes, parseIp } from "../ip.ts";
 import { type ArpPacket, decodeArp, encodeArp, gratuitousReply, gratuitousRequest, probe } from "./arp.ts";
 import { type Address, decodeAddress, deleteAddressRequest, IFA_LABEL, newAddressRequest, RTM_NEWADDR } from "./address.ts";
