@@ -56,8 +56,13 @@ export class StartRefused extends Error {
   }
 }
 
-/** Budget for each etcd call on the way out; the whole stop stays well under a second. */
-const STOP_RPC_MS = 600;
+/**
+ * Budget for each etcd call on the way out (leave, then revoke). Two of them
+ * plus the local work (tens of ms) keep the promise of README and
+ * deploy/vipd.service, an exit within 1.2 s of SIGTERM even with etcd frozen;
+ * at 600 ms each the exit took 1230 ms (test/agent/stop-etcd-gone.test.ts).
+ */
+const STOP_RPC_MS = 550;
 
 export class Agent {
   readonly metrics = new VipdMetrics();
@@ -320,7 +325,7 @@ export class Agent {
    * Graceful stop: fence and remove every VIP, then leave the queues and
    * revoke the lease so the next candidates take over at once, then remove
    * the fence table. Each etcd call has its own short deadline, so this
-   * returns well within a second even when etcd is gone.
+   * returns within 1.2 s even when etcd is gone.
    */
   async stop(): Promise<void> {
     if (this.#stopping) return;
