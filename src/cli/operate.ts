@@ -245,7 +245,9 @@ function stuck(view: ClusterView, vip: string, target: { node: string; createRev
   const at = queue.findIndex((c) => c.node === target.node && c.createRevision === target.createRevision);
   if (at < 0) return `${target.node} left the queue meanwhile (it stopped, was drained, or stood down)`;
   if (at === 0) return `${target.node} is first in line but does not answer for it yet (its heartbeats do not claim it)`;
-  const ahead = queue.slice(0, at).map((c) => c.node);
+  // The holder steps back only once the target is directly behind it: while
+  // others stand between, it waits for them by design and is not in the way.
+  const ahead = (at === 1 ? queue.slice(0, 1) : queue.slice(1, at)).map((c) => c.node);
   return `${ahead.join(", ")} ${ahead.length === 1 ? "is" : "are"} still ahead of it in the queue and did not step back (not running, or cut off from etcd?)`;
 }
 
