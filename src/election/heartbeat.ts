@@ -24,7 +24,7 @@
 // prove from their send time, as soon as it runs again.
 import { type Etcd3, GRPCDeadlineExceededError, type ITxnResponse } from "etcd3";
 import { type EtcdConnection, within } from "./connection.ts";
-import { type Clock, Emitter } from "../seams.ts";
+import { type Clock, Emitter, realTimers, type Timeouts } from "../seams.ts";
 import { decodeIncarnation, type Incarnation } from "./incarnation.ts";
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_RETRY_MS } from "./proof.ts";
 import { type Guarded, heartbeatPut, heartbeatTxn } from "./transactions.ts";
@@ -54,6 +54,8 @@ export type HeartbeatConn = Pick<EtcdConnection, "reset" | "onReset" | "stalled"
 export interface HeartbeatOptions {
   readonly conn: HeartbeatConn;
   readonly clock: Clock;
+  /** The runtime's timers unless a test drives them with its clock. */
+  readonly timers?: Timeouts;
   readonly prefix: string;
   readonly node: string;
   readonly run: string;
@@ -85,7 +87,8 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
   readonly #interval: number;
   readonly #stallMs: number;
   #running = false;
-  #timer: ReturnType<typeof setTimeout> | null = null;
+  readonly #timers: Timeouts;
+  #timer: unknown = null;
   #beatAsked = false;
   #inFlight = 0;
   /** Bumped when the connection is replaced: answers to older calls no longer count as in flight. */
@@ -109,6 +112,7 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     this.#o = opts;
     this.#interval = opts.intervalMs ?? HEARTBEAT_INTERVAL_MS;
     this.#stallMs = opts.stallMs ?? 1000;
+    this.#timers = opts.timers ?? realTimers;
     this.#lastAnswerAt = opts.clock();
   }
 
@@ -130,7 +134,7 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     this.#unsubscribe?.();
     this.#unsubscribe = null;
     this.#running = false;
-    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
     this.#timer = null;
   }
 
@@ -197,10 +201,10 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
 
   #schedule(): void {
     if (!this.#running) return;
-    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
     const healthy = this.#lastCommitAt !== null && this.#o.clock() - this.#lastCommitAt < 2 * this.#interval;
     const next = this.#lastSentAt + (healthy ? this.#interval : HEARTBEAT_RETRY_MS);
-    this.#timer = setTimeout(() => {
+    this.#timer = this.#timers.setTimeout(() => {
       this.#timer = null;
       this.#send();
     }, Math.max(0, next - this.#o.clock()));
