@@ -1,0 +1,134 @@
+// The heartbeat's timing claims (design.md §3), on a fake clock and fake
+// timers: heartbeats do not wait for each other, each is dated by its own
+// send time (deadline = s + H − m), and while they fail the next goes out
+// after 100 ms instead of 250, and no sooner. The stand-in connection only
+// records each transaction's send time and lets the test answer, fail or
+// hold it; what the transactions say is heartbeat.test.ts's business.
+import { expect, test } from "bun:test";
+import type { ITxnResponse } from "etcd3";
+import type { Timeouts } from "../seams.ts";
+import { Heartbeat, type HeartbeatConn } from "./heartbeat.ts";
+import { proofDeadline } from "./proof.ts";
+
+const VIP = "192.0.2.10";
+const KEY = { vip: VIP, createRevision: "7" };
+const HOLD_MS = 2500;
+
+/** Timers that run only when the test advances the fake clock. */
+class FakeTime implements Timeouts {
+  now = 0;
+  #queue: { at: number; fn: () => void; id: number }[] = [];
+  #id = 0;
+  clock = () => this.now;
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.#id;
+    this.#queue.push({ at: this.now + ms, fn, id });
+    return id;
+  }
+  clearTimeout(h: unknown): void {
+    this.#queue = this.#queue.filter((t) => t.id !== h);
+  }
+  /** Moves the clock to `t`, firing due timers in order and letting their promises settle. */
+  async to(t: number): Promise<void> {
+    for (;;) {
+      await flush();
+      this.#queue.sort((a, b) => a.at - b.at);
+      const next = this.#queue[0];
+      if (!next || next.at > t) break;
+      this.#queue.shift();
+      this.now = next.at;
+      next.fn();
+    }
+    this.now = t;
+    await flush();
+  }
+}
+const flush = async () => {
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+};
+
+/** Each transaction as sent: when, and how to answer it. */
+interface Call {
+  sentAt: number;
+  commit: () => void;
+  fail: (why: string) => void;
+}
+
+function rig() {
+  const time = new FakeTime();
+  const calls: Call[] = [];
+  let revision = 100;
+  const txn = () =>
+    new Promise<ITxnResponse>((resolve, reject) => {
+      calls.push({
+        sentAt: time.now,
+        commit: () => resolve({ succeeded: true, header: { revision: String(++revision) }, responses: [] } as unknown as ITxnResponse),
+        fail: (why) => reject(new Error(why)),
+      });
+    });
+  const conn: HeartbeatConn = { client: { kv: { txn } }, onReset: () => () => {}, reset: () => {}, stalled: () => ({ reset: false, why: "stand-in: one endpoint, alive" }) };
+  let seq = 0;
+  // The design's interval: no intervalMs, so the default (250 ms) is what is tested.
+  const hb = new Heartbeat({
+    conn, clock: time.clock, timers: time, prefix: "/vipd/", node: "a", run: "run-a", lease: "1", agentRevision: "5",
+    guard: () => [KEY], claims: () => [VIP], nextSeq: () => ++seq, timeoutMs: 2000,
+  });
+  const failed: number[] = [];
+  hb.on("failed", () => failed.push(time.now));
+  const sends = () => calls.map((c) => c.sentAt);
+  return { time, calls, hb, failed, sends };
+}
+
+/**
+ * Started at 0 and every heartbeat committed 5 ms after it left: the first
+ * is followed after a retry (nothing had committed when it left), then one
+ * each 250 ms. Returns at 855, the last at 850 committed, the next due at 1100.
+ */
+async function steady() {
+  const r = rig();
+  r.hb.start();
+  for (const t of [5, 105, 355, 605, 855]) {
+    await r.time.to(t);
+    r.calls.at(-1)!.commit();
+  }
+  await r.time.to(855);
+  expect(r.sends()).toEqual([0, 100, 350, 600, 850]);
+  expect(r.hb.provenSince(VIP, KEY.createRevision)).toBe(850);
+  return r;
+}
+
+test("heartbeats do not wait for each other: with one answer held back, the next leaves on schedule", async () => {
+  const r = await steady();
+  // The heartbeat of 1100 is held back (a slow round trip); the one of 1350 leaves anyway.
+  await r.time.to(1349);
+  expect(r.sends().slice(5)).toEqual([1100]);
+  await r.time.to(1350);
+  expect(r.sends().slice(5)).toEqual([1100, 1350]);
+  // Both in flight; the later one lands first and proves from its own send time.
+  r.calls[6]!.commit();
+  await r.time.to(1360);
+  expect(r.hb.provenSince(VIP, KEY.createRevision)).toBe(1350);
+  // The slow one lands after it: it speaks for an older moment, and takes nothing back.
+  r.calls[5]!.commit();
+  await r.time.to(1370);
+  expect(r.hb.provenSince(VIP, KEY.createRevision)).toBe(1350);
+  await r.time.to(1600);
+  expect(r.sends().slice(5)).toEqual([1100, 1350, 1600]);
+  r.hb.stop();
+});
+
+test("a heartbeat's proof is dated by its send time: answered late, it proves until s + H − m, not from its answer", async () => {
+  const r = await steady();
+  await r.time.to(1100);
+  const late = r.calls[5]!;
+  expect(late.sentAt).toBe(1100);
+  // Answered 1650 ms after it left (a frozen member that runs again); nothing else is answered meanwhile.
+  await r.time.to(2750);
+  late.commit();
+  await r.time.to(2750);
+  const since = r.hb.provenSince(VIP, KEY.createRevision);
+  expect(since).toBe(1100);
+  // design.md §3: deadline = s + H − m, with m = 50 ms: 1100 + 2500 − 50.
+  expect(proofDeadline(since!, HOLD_MS)).toBe(3550);
+  r.hb.stop();
+});
