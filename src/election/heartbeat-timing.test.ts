@@ -132,3 +132,37 @@ test("a heartbeat's proof is dated by its send time: answered late, it proves un
   expect(proofDeadline(since!, HOLD_MS)).toBe(3550);
   r.hb.stop();
 });
+
+test("a failed heartbeat is followed after 100 ms, not at the next interval and not sooner", async () => {
+  const r = await steady();
+  // etcd is electing a leader: the heartbeat of 1100 is refused at 1105.
+  await r.time.to(1105);
+  r.calls[5]!.fail("etcdserver: no leader");
+  await r.time.to(1199);
+  expect(r.failed).toEqual([1105]);
+  expect(r.sends().slice(5)).toEqual([1100]);
+  await r.time.to(1200);
+  expect(r.sends().slice(5)).toEqual([1100, 1200]);
+  // Every retry is refused 5 ms after it left, for a second: one each 100 ms, no more.
+  for (let t = 1205; t < 2205; t += 100) {
+    await r.time.to(t);
+    r.calls.at(-1)!.fail("etcdserver: no leader");
+    await r.time.to(t + 94);
+  }
+  await r.time.to(2200);
+  expect(r.sends().slice(5)).toEqual([1100, 1200, 1300, 1400, 1500, 1600, 1700, 1800, 1900, 2000, 2100, 2200]);
+  expect(r.failed).toEqual([1105, 1205, 1305, 1405, 1505, 1605, 1705, 1805, 1905, 2005, 2105]);
+  // etcd is back: the heartbeat of 2200 commits, and so does every later one.
+  await r.time.to(2205);
+  r.calls.at(-1)!.commit();
+  await r.time.to(2205);
+  expect(r.hb.provenSince(VIP, KEY.createRevision)).toBe(2200);
+  for (const t of [2305, 2555, 2805]) {
+    await r.time.to(t);
+    r.calls.at(-1)!.commit();
+  }
+  await r.time.to(3050);
+  // The one armed while failing leaves a retry after 2200; from then on, one per interval again.
+  expect(r.sends().filter((s) => s > 2200)).toEqual([2300, 2550, 2800, 3050]);
+  r.hb.stop();
+});

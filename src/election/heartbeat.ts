@@ -96,6 +96,8 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
   #unsubscribe: (() => void) | null = null;
   #lastSentAt = -Infinity;
   #lastCommitAt: number | null = null;
+  /** The latest heartbeat to fail has not been followed by a commit: the next goes out a retry after the last, not an interval. */
+  #failing = false;
   #lastAnswerAt: number;
   /** This silence was reported without a reconnect: say it once, not at every retry. */
   #stallReported = false;
@@ -202,7 +204,7 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
   #schedule(): void {
     if (!this.#running) return;
     if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
-    const healthy = this.#lastCommitAt !== null && this.#o.clock() - this.#lastCommitAt < 2 * this.#interval;
+    const healthy = !this.#failing && this.#lastCommitAt !== null && this.#o.clock() - this.#lastCommitAt < 2 * this.#interval;
     const next = this.#lastSentAt + (healthy ? this.#interval : HEARTBEAT_RETRY_MS);
     this.#timer = this.#timers.setTimeout(() => {
       this.#timer = null;
@@ -252,6 +254,7 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     if (!this.#running) return;
     if (res.succeeded) {
       if (this.#lastCommitAt === null || now > this.#lastCommitAt) this.#lastCommitAt = now;
+      this.#failing = false;
       for (const g of guarded) this.prove(g, sentAt);
       this.emit("committed", { sentAt, revision: res.header.revision, guarded, rttMs: now - sentAt });
       return;
@@ -286,5 +289,10 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     }
     if (!this.#running) return;
     this.emit("failed", { reason: err instanceof Error ? err.message : String(err) });
+    // The next goes out a retry after the last send (design.md §3), not when
+    // the interval timer armed at that send would have sent it: waiting the
+    // whole interval after a refusal leaves the proof to run down meanwhile.
+    this.#failing = true;
+    this.#schedule();
   }
 }
