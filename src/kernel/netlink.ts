@@ -17,6 +17,7 @@ import {
   connect,
   getsockname,
   MSG_DONTWAIT,
+  MSG_PEEK,
   MSG_TRUNC,
   NETLINK_EXT_ACK,
   NETLINK_GET_STRICT_CHK,
@@ -65,6 +66,8 @@ const RCVBUF = 4 << 20;
 const RECV_BUF = 64 << 10;
 // An event socket whose queue brought nothing for this long has been read empty.
 const SETTLED_MS = 50;
+/** Room for a peek that only asks whether anything is queued. */
+const PEEK_BUF = new Uint8Array(1);
 // A sendto to the kernel runs the request to completion before it returns,
 // so it only takes long when the request waited for a lock (rtnl_lock, the
 // nf_tables commit mutex). Longer than this from building the request to the
@@ -229,14 +232,19 @@ export class NetlinkSocket {
     // After ENOBUFS the kernel marks the socket congested and drops further
     // messages without another error until its queue has been read empty.
     // So a gap is reported twice: at once, and again once the queue has
-    // been quiet for SETTLED_MS (drained), when a re-read sees every change
-    // the congestion swallowed.
+    // been quiet for SETTLED_MS and is empty, when a re-read sees every
+    // change the congestion swallowed. Quiet alone is not empty: a reader
+    // starved of CPU (or a consumer that blocked) reads nothing for a while
+    // with datagrams still queued, and an overrun reported then would be
+    // followed by those older changes, after the re-read they are older than.
     let settle: ReturnType<typeof setTimeout> | null = null;
     const again = () => {
       if (settle) clearTimeout(settle);
       settle = setTimeout(() => {
         settle = null;
-        if (!stopped) deliver({ messages: [], overrun: true });
+        if (stopped) return;
+        if (this.queued()) again();
+        else deliver({ messages: [], overrun: true });
       }, SETTLED_MS);
     };
     const lost = () => {
@@ -433,6 +441,16 @@ export class NetlinkSocket {
       else messages.push(...got);
     }
     return { messages, overrun };
+  }
+
+  /**
+   * Whether a datagram waits in the receive queue: peeked, not taken, so the
+   * listener's stream still reads it. An error (ENOBUFS) counts as waiting:
+   * the stream will read it and report it.
+   */
+  private queued(): boolean {
+    const r = recvfrom(this.fd, PEEK_BUF, MSG_PEEK | MSG_DONTWAIT, null);
+    return r !== -EAGAIN;
   }
 
   /** One datagram from the kernel, null when none is queued, "overrun" on ENOBUFS. */

@@ -161,6 +161,46 @@ describe.skipIf(!isRoot)("LinkEvents", () => {
     }
   }, 10_000);
 
+  test("a consumer that blocks while the queue drains hears the second overrun only after every queued change", async () => {
+    // The flood of the test above, and a consumer that blocks for 120 ms on
+    // the first changes after the gap: longer than the listener's 50 ms of
+    // quiet, with datagrams still queued. Reported as drained then, the
+    // re-read would be followed by changes older than what it read.
+    const mine: KernelEvent[] = [];
+    let blocked = 0;
+    const slow = inNetns(host.ns, () => LinkEvents.open((e) => {
+      mine.push(e);
+      // Blocked from a timer, as a starved process resumes: with the
+      // listener's own timer due and nothing read into the stream yet.
+      if (e.type === "address" && mine.some((x) => x.type === "overrun") && blocked < 3) {
+        blocked++;
+        setTimeout(() => Bun.sleepSync(120), 1);
+      }
+    }));
+    try {
+      const n = 6000;
+      const lines: string[] = [];
+      for (const verb of ["add", "del"]) {
+        for (let i = 1; i <= n; i++) lines.push(`addr ${verb} 198.18.${i >> 8}.${i & 255}/32 dev eth0`);
+      }
+      const batch = `/tmp/${host.ns}-flood2.batch`;
+      await Bun.write(batch, `${lines.join("\n")}\n`);
+      try {
+        expect(Bun.spawnSync(["ip", "-n", host.ns, "-batch", batch]).exitCode).toBe(0);
+      } finally {
+        await Bun.file(batch).delete();
+      }
+      await waitFor("the second overrun", () => mine.filter((e) => e.type === "overrun").length === 2, 5000, 20);
+      expect(blocked).toBe(3);
+      // Nothing queued before the re-read may come after it.
+      await Bun.sleep(200);
+      expect(mine.at(-1)?.type).toBe("overrun");
+      expect(mine.filter((e) => e.type === "overrun").length).toBe(2);
+    } finally {
+      slow.close();
+    }
+  }, 10_000);
+
   test("another process cannot forge events: the event socket takes datagrams from the kernel only", async () => {
     const got: Received[] = [];
     const events = inNetns(host.ns, () => NetlinkSocket.open({ groups: 0x1, kernelOnly: true }));

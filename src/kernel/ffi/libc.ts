@@ -153,5 +153,6 @@ export const NETLINK_EXT_ACK = 11;
 export const NETLINK_GET_STRICT_CHK = 12;
 export const NETLINK_ROUTE = 0;
 export const NETLINK_NETFILTER = 12;
+export const MSG_PEEK = 0x2;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_TRUNC = 0x20;
