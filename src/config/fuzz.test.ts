@@ -11,6 +11,7 @@
 //
 //   FUZZ_SCALE=10 node_modules/.bin/bun test src/config/fuzz.test.ts
 //   FUZZ_SEED=12345 node_modules/.bin/bun test src/config/fuzz.test.ts   (another seed)
+// Long because the mutators and the checks of each round are one table.
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";

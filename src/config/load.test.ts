@@ -1,3 +1,6 @@
+// The configuration loader, case by case: files, VIPD_* and ETCDCTL_*
+// variables, flags, and every refusal's wording. Long because it is a list of
+// cases an operator can meet, each read on its own.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -1,3 +1,6 @@
+// The VIP controller against a fake kernel and clock, case by case: every
+// ownership change it makes and every refusal it meets. Long because it is a
+// list of cases, each read on its own.
 import { beforeEach, describe, expect, test } from "bun:test";
 import { VipController, type OwnershipChange } from "./controller.ts";
 import type { VipFacts } from "./decision.ts";

@@ -1,3 +1,5 @@
+// NDP and ICMPv6 frames as annotated hex fixtures, one field per line:
+// long because each fixture spells its bytes out, as the wire files' tests do.
 import { describe, expect, test } from "bun:test";
 import { WireError } from "./error.ts";
 import { decoded, hex, refusal } from "./hex-fixture.ts";

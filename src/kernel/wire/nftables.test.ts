@@ -1,3 +1,5 @@
+// nftables (nfnetlink) messages as annotated hex fixtures, one attribute per
+// line: long because each batch the fence sends is spelled out byte by byte.
 import { describe, expect, test } from "bun:test";
 import { hex } from "./hex-fixture.ts";
 import type { Request } from "./link.ts";
