@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import type { Etcd3 } from "etcd3";
 import { connectEtcd, EtcdConnection } from "../../src/election/connection.ts";
 import { currentIncarnation, encodeIncarnation, type Incarnation } from "../../src/election/incarnation.ts";
-import { agentKey, electionKey, encodeHeartbeat, heartbeatKey, macsKey, type MacsValue } from "../../src/election/keys.ts";
+import { agentKey, decodeHeartbeat, electionKey, encodeHeartbeat, heartbeatKey, macsKey, type MacsValue } from "../../src/election/keys.ts";
 import { MARGIN_MS, silenceWindow } from "../../src/election/proof.ts";
 import { monotonicClock } from "../../src/seams.ts";
 import { Session, type SessionEvents } from "../../src/election/session.ts";
@@ -328,6 +328,11 @@ describe("one live run per node name", () => {
     const a = agent("n1", p);
     await ready(a);
     await a.session.join(VIP);
+    // The premise: a's last heartbeat claims the VIP. Its first heartbeat
+    // after the join carries the claim; on a loaded machine the restart
+    // below could otherwise read the one before it (CI saw removed = []).
+    await waitFor("a's heartbeat claims the VIP", async () =>
+      decodeHeartbeat((await admin.get(heartbeatKey(p, "n1")).string()) ?? "")?.claims.includes(VIP), 2000);
     const t0 = monotonicClock();
     const restarted = agent("n1", p, { alive: () => false });
     await ready(restarted);
