@@ -14,7 +14,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ["seams.ts", "log.ts", "journal-stream.ts", "certificate-names.ts", "version.ts", "seeded.ts", "layers.test.ts"],
   ["kernel"],
   // Validated settings and the bounds they are held to; the election (and
-  // everything after it) takes typed values from here (STYLE.md 4).
+  // everything after it) takes typed, validated values from here: input is
+  // checked once, at the edge.
   ["config"],
   ["election"],
   ["vip"],

@@ -1,9 +1,8 @@
 // The seams every stateful part of vipd takes time and events through: the
 // clock, timers and a typed emitter. Declared once, below everything else,
 // so that the kernel, the election, the gate, the controllers and the agent
-// share one meaning of "now" and one shape of fake in their tests
-// (STYLE.md: the clock is injectable so the fence arithmetic can be tested
-// exactly).
+// share one meaning of "now" and one shape of fake in their tests: an
+// injectable clock is what lets the fence arithmetic be tested exactly.
 
 /** Milliseconds on a monotonic clock. Every time vipd measures is on one (design.md §3). */
 export type Clock = () => number;
