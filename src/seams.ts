@@ -32,6 +32,16 @@ export const realTimers: Timers = {
   clearInterval: (h) => clearInterval(h as ReturnType<typeof setInterval>),
 };
 
+/**
+ * Runs a synchronous task of the agent's and measures how long it held the
+ * event loop (agent/loop-watch.ts names the longest in a stall's log line);
+ * `items` says how much it handled ("100 VIPs"). Two clock reads a task.
+ */
+export type Timed = <T>(task: string, fn: () => T, items?: string) => T;
+
+/** No measuring: the default where nobody watches the loop (tests, the CLI). */
+export const untimed: Timed = (_task, fn) => fn();
+
 type Listener<P> = (payload: P) => void;
 
 /**
