@@ -25,7 +25,7 @@ import { claimNetnsLock, type NetnsLock, type RequestHandler } from "./kernel/ne
 import { formatMac } from "./kernel/ip.ts";
 import { Rtnl } from "./kernel/rtnl.ts";
 import { describeError, type Logger } from "./log.ts";
-import { type Clock, monotonicClock } from "./seams.ts";
+import { type Clock, monotonicClock, type Timed } from "./seams.ts";
 import { FenceKeeper, slowSendsWarning } from "./agent/fence-keeper.ts";
 import { HookRunner } from "./agent/hooks.ts";
 import { LinkWatch } from "./agent/links.ts";
@@ -97,11 +97,13 @@ export class Agent {
     this.#clock = clock;
     this.#holdMs = settings.election.holdTime;
     this.fatal = new Promise((resolve) => (this.#fatal = resolve));
-    this.#rtnl = Rtnl.open({ onSlowSends: slowSendsWarning(log) });
-    this.#loop = new LoopWatch({ clock, log });
+    // Opened first: if it throws, no timer of the loop watch keeps the process alive.
+    this.#rtnl = Rtnl.open({ onSlowSends: slowSendsWarning(log), timed: (task, fn, items) => this.#loop.timed(task, fn, items) });
+    this.#loop = new LoopWatch({ clock, log, stalled: (ms) => this.metrics.loopStall(ms) });
     this.#slots = new Slots({
       make: (vip) => this.#newSlot(vip),
       log,
+      timed: this.#loop.timed,
       // The slots act on a drain themselves; the operator hears of it once.
       beforeUpdate: () => {
         if (this.#session?.ready) this.#notices.drain(this.#session.drained);
@@ -109,7 +111,7 @@ export class Agent {
     });
     this.#fence = new FenceKeeper({
       clock, log, guarded: () => this.#guarded(), stopping: () => this.#stopping,
-      standDown: (reason, ms) => this.#slots.standDown(reason, ms),
+      standDown: (reason, ms) => this.#slots.standDown(reason, ms), timed: this.#loop.timed,
     });
     // Hooks start with vipd's own environment, as an operator's notify script expects.
     this.#hooks = new HookRunner({ hooks: hookSettings(settings), log, metrics: this.metrics, env: process.env });
@@ -213,6 +215,7 @@ export class Agent {
       macs: () => this.#macs(),
       // A dead run of ours, here: what it claimed goes from every link before its keys go.
       removeLeftovers: (claims) => this.#removeLeftovers(claims, "removed a VIP the previous run claimed"),
+      timed: this.#loop.timed,
     });
     this.#session = session;
     for (const vip of s.vips) this.#slots.add(vip);
@@ -282,6 +285,11 @@ export class Agent {
    */
   reload(next: Settings): Promise<ReloadOutcome> {
     return this.#reloader!.reload(next);
+  }
+
+  /** Measures a big synchronous task of the agent's: a stall's log line names the longest (agent/loop-watch.ts). */
+  get timed(): Timed {
+    return this.#loop.timed;
   }
 
   /** The settings in force: those the agent started with, with the VIPs (and live settings) of the last reload. */

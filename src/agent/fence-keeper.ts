@@ -8,7 +8,7 @@ import { KernelError } from "../kernel/error.ts";
 import type { SlowSends } from "../kernel/netlink.ts";
 import { NftFence, nftablesMissing } from "../kernel/nft-fence.ts";
 import { describeError, type Logger } from "../log.ts";
-import { type Clock, type Intervals, realTimers } from "../seams.ts";
+import { type Clock, type Intervals, realTimers, type Timed } from "../seams.ts";
 import { type FencePort, lifetimeOnlyFence } from "../vip/ports.ts";
 
 /**
@@ -37,6 +37,8 @@ export interface FenceKeeperDeps {
   readonly stopping: () => boolean;
   /** Every VIP stands down for `ms` with `reason`: the table cannot be made whole. */
   readonly standDown: (reason: string, ms: number) => void;
+  /** Measures building each nftables batch (the agent's loop watch). */
+  readonly timed?: Timed;
 }
 
 export class FenceKeeper {
@@ -65,7 +67,7 @@ export class FenceKeeper {
    */
   async previousTable(): Promise<string[]> {
     try {
-      this.#nft = NftFence.open({ clock: this.#d.clock, onSlowSends: slowSendsWarning(this.#d.log) });
+      this.#nft = NftFence.open({ clock: this.#d.clock, onSlowSends: slowSendsWarning(this.#d.log), timed: this.#d.timed });
       return await this.#nft.leftovers();
     } catch (err) {
       if (!nftablesMissing(err)) throw err;
@@ -84,7 +86,7 @@ export class FenceKeeper {
   async open(): Promise<FencePort["mode"]> {
     let nft: NftFence;
     try {
-      nft = this.#nft ?? NftFence.open({ clock: this.#d.clock, onSlowSends: slowSendsWarning(this.#d.log) });
+      nft = this.#nft ?? NftFence.open({ clock: this.#d.clock, onSlowSends: slowSendsWarning(this.#d.log), timed: this.#d.timed });
       this.#nft = nft;
       await this.configure();
     } catch (err) {

@@ -4,6 +4,7 @@
 // for itself (slot.ts); this only says who should look again.
 import type { VipSettings } from "../config/index.ts";
 import type { Logger } from "../log.ts";
+import { type Timed, untimed } from "../seams.ts";
 import type { LinkWatchEvents } from "./links.ts";
 import type { Slot } from "./slot.ts";
 
@@ -13,6 +14,8 @@ export interface SlotsDeps {
   readonly log: Logger;
   /** Runs before each batched update of every slot. */
   readonly beforeUpdate?: () => void;
+  /** Measures each batched update of every slot (the agent's loop watch). */
+  readonly timed?: Timed;
 }
 
 export class Slots {
@@ -52,7 +55,7 @@ export class Slots {
     queueMicrotask(() => {
       this.#updateQueued = false;
       this.#d.beforeUpdate?.();
-      for (const s of this.#list) s.update();
+      (this.#d.timed ?? untimed)("slots update", () => { for (const s of this.#list) s.update(); }, `${this.#list.length} VIPs`);
     });
   }
 

@@ -98,7 +98,7 @@ async function run(args: readonly string[], io: CliIO): Promise<number> {
     return EXIT_FAILURE;
   }
   const reloads = new Reloader({
-    reread: () => reread(args, io),
+    reread: () => agent.timed("reload", () => reread(args, io)),
     apply: (next) => agent.reload(next),
     applyLive: (next) => log.reconfigure({ format: next.log.format, level: next.log.level, write: io.err, priorities }),
     counted: (result) => agent.metrics.configReload(result),

@@ -6,7 +6,7 @@
 // heartbeat), made through SessionParts so that its decisions are tested
 // with fakes, and turns what they report into the session's events.
 import type { Logger } from "../log.ts";
-import type { Clock } from "../seams.ts";
+import type { Clock, Timed } from "../seams.ts";
 import { type EtcdConnection, within } from "./connection.ts";
 import { describeEtcdError } from "./etcd-error.ts";
 import { etcdVersionWarning } from "./etcd-version.ts";
@@ -64,6 +64,7 @@ export function etcdParts(o: {
   log: Logger;
   rpcTimeoutMs: number;
   nextSeq: () => number;
+  timed?: Timed;
 }): SessionParts {
   const stallMs = stallAfter(o.settings.holdMs, HEARTBEAT_INTERVAL_MS);
   return {
@@ -71,7 +72,7 @@ export function etcdParts(o: {
     etcdVersion: async () => (await o.conn.client.maintenance.status(within(o.rpcTimeoutMs))).version,
     watch: (changed) =>
       new Watcher({
-        conn: o.conn, view: o.view, clock: o.clock, changed, rpcTimeoutMs: o.rpcTimeoutMs, progressMs: stallMs,
+        conn: o.conn, view: o.view, clock: o.clock, changed, rpcTimeoutMs: o.rpcTimeoutMs, progressMs: stallMs, timed: o.timed,
         warn: (reason) => o.log.warn("etcd watch", { reason }),
       }),
     heartbeat: (h) =>

@@ -7,7 +7,7 @@
 // transactions.ts, and everything it needs of the session comes through
 // QueueWriterPort, so it runs against a stand-in etcd in its tests.
 import type { ITxnResponse } from "etcd3";
-import type { Clock } from "../seams.ts";
+import { type Clock, type Timed, untimed } from "../seams.ts";
 import type { Heartbeat } from "./heartbeat.ts";
 import { type TakeoverAsk, takeoverBatches, type TakeoverPlan } from "./takeover.ts";
 import { type Guarded, heartbeatPut, joinTxn, type KvCalls, type Registered, releaseTxn, type Self, takeoverTerms, type TakeoverTerms, takeoverTxn } from "./transactions.ts";
@@ -38,6 +38,8 @@ export interface QueueWriterPort {
   readonly wrote: (revision: string) => void;
   /** A takeover committed: decide again. */
   readonly took: () => void;
+  /** Measures what planning a batch of takeovers holds the event loop for (the agent's loop watch). */
+  readonly timed?: Timed;
 }
 
 /** Our key in a VIP's queue, and its rank (0: first); undefined when the queue has none of this run's. */
@@ -166,7 +168,7 @@ export class QueueWriter {
    */
   takeover(vip: string): Promise<{ took: boolean; from: string[] }> {
     return new Promise((resolve, reject) => {
-      if (this.#takeovers.length === 0) setImmediate(() => void this.#takeOverAsked());
+      if (this.#takeovers.length === 0) setImmediate(() => void (this.#p.timed ?? untimed)("takeover decision", () => this.#takeOverAsked(), `${this.#takeovers.length} VIPs`));
       this.#takeovers.push({ vip, resolve, reject });
     });
   }

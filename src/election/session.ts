@@ -15,7 +15,7 @@
 // that finds another live run under its node name says "fatal": the agent
 // stops and exits 2 (design.md §6).
 import type { Logger } from "../log.ts";
-import { type Clock, Emitter } from "../seams.ts";
+import { type Clock, Emitter, type Timed } from "../seams.ts";
 import { type EtcdConnection, within } from "./connection.ts";
 import { drainReason, yieldReason } from "./handover.ts";
 import type { Incarnation } from "./incarnation.ts";
@@ -62,6 +62,8 @@ export interface SessionOptions {
    */
   readonly removeLeftovers?: (claims: readonly string[]) => Promise<void>;
   readonly rpcTimeoutMs?: number;
+  /** Measures the session's big synchronous tasks (a watch batch, a takeover decision) for the agent's loop watch. */
+  readonly timed?: Timed;
 }
 
 export interface SessionEvents extends Record<string, unknown> {
@@ -113,10 +115,11 @@ export class Session extends Emitter<SessionEvents> {
       takeoverAt: (vip) => this.takeoverAt(vip),
       wrote: (revision) => this.#life.expect(revision),
       took: () => this.emit("changed", {}),
+      timed: opts.timed,
     });
     this.#life = new Lifecycle({
       settings: this.#s, clock: opts.clock, log: opts.log, run: this.#me.run, registration, queues: this.#queues,
-      parts: etcdParts({ conn: opts.conn, view: this.view, me: this.#me, settings: this.#s, clock: opts.clock, log: opts.log, rpcTimeoutMs: this.#rpcMs, nextSeq }),
+      parts: etcdParts({ conn: opts.conn, view: this.view, me: this.#me, settings: this.#s, clock: opts.clock, log: opts.log, rpcTimeoutMs: this.#rpcMs, nextSeq, timed: opts.timed }),
       emit: (event, payload) => this.emit(event, payload),
     });
   }

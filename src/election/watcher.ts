@@ -25,7 +25,7 @@
 import type { IWatchResponse } from "etcd3";
 import { type EtcdConnection, type WatchStream, within } from "./connection.ts";
 import { compareRevisions, prefixEnd } from "./keys.ts";
-import type { Clock } from "../seams.ts";
+import { type Clock, type Timed, untimed } from "../seams.ts";
 import type { ClusterView, KvEvent } from "./view.ts";
 
 export interface WatcherOptions {
@@ -38,6 +38,8 @@ export interface WatcherOptions {
   readonly rpcTimeoutMs?: number;
   /** How long our own committed write may take to show up in the watch. Default 1000 ms. */
   readonly progressMs?: number;
+  /** Measures what each response and read hold the event loop for (the agent's loop watch). */
+  readonly timed?: Timed;
 }
 
 export class Watcher {
@@ -179,7 +181,7 @@ export class Watcher {
     // The state the watch continues from: everything after `revision` comes through it.
     const res = await conn.client.kv.range({ key: this.#prefix, range_end: prefixEnd(this.#prefix), revision }, within(timeoutMs));
     if (!this.#active || stream !== this.#stream) return;
-    view.load(res.kvs, revision, clock());
+    (this.#o.timed ?? untimed)("view read", () => view.load(res.kvs, revision, clock()), `${res.kvs.length} keys`);
     const pending = early;
     early = null;
     for (const { r, at } of pending) this.#onData(stream, r, at);
@@ -204,9 +206,11 @@ export class Watcher {
       return;
     }
     const events: KvEvent[] = r.events.map((e) => ({ type: e.type === "Delete" ? "delete" : "put", kv: e.kv }));
-    this.#o.view.apply(events, receivedAt);
-    this.#delivered();
-    this.#o.changed();
+    (this.#o.timed ?? untimed)("watch batch", () => {
+      this.#o.view.apply(events, receivedAt);
+      this.#delivered();
+      this.#o.changed();
+    }, `${events.length} events`);
   }
 
   #streamFailed(stream: WatchStream, reason: string): void {

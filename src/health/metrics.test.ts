@@ -36,6 +36,7 @@ describe("VipdMetrics", () => {
       vipd_config_reloads_total: "counter",
       vipd_config_last_reload_successful: "gauge",
       vipd_address_conflict: "gauge",
+      vipd_event_loop_stall_seconds: "histogram",
     };
     for (const [name, type] of Object.entries(want)) {
       expect(fams.get(name)?.type, name).toBe(type as never);
@@ -116,6 +117,20 @@ describe("VipdMetrics", () => {
     expect(sampleValue(fams, "vipd_failover_seconds_bucket", { vip: V4, le: "1" })).toBe(0);
     expect(sampleValue(fams, "vipd_failover_seconds_bucket", { vip: V4, le: "2" })).toBe(1);
     expect(sampleValue(fams, "vipd_failover_seconds_bucket", { vip: V4, le: "+Inf" })).toBe(1);
+  });
+
+  test("event-loop stalls: a histogram in seconds whose count is the stalls, zero before any", async () => {
+    const m = new VipdMetrics();
+    let fams = parsePrometheusText(await m.render());
+    expect(sampleValue(fams, "vipd_event_loop_stall_seconds_count")).toBe(0);
+    m.loopStall(180);
+    m.loopStall(4200);
+    fams = parsePrometheusText(await m.render());
+    expect(sampleValue(fams, "vipd_event_loop_stall_seconds_count")).toBe(2);
+    expect(sampleValue(fams, "vipd_event_loop_stall_seconds_sum")).toBeCloseTo(4.38, 9);
+    expect(sampleValue(fams, "vipd_event_loop_stall_seconds_bucket", { le: "0.25" })).toBe(1);
+    expect(sampleValue(fams, "vipd_event_loop_stall_seconds_bucket", { le: "2" })).toBe(1);
+    expect(sampleValue(fams, "vipd_event_loop_stall_seconds_bucket", { le: "5" })).toBe(2);
   });
 
   test("heartbeats, proof, takeovers, reconnects, gate and etcd", async () => {

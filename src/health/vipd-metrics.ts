@@ -42,6 +42,8 @@ const FAILOVER_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 7.5,
 const RTT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 // Hooks: a quick script (milliseconds) to the longest timeout (300 s).
 const HOOK_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+// Event-loop stalls: from the 0.1 s that is logged to a frozen process's seconds and more.
+const STALL_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 30];
 
 export interface VipdMetricsOptions {
   /** Wall clock in ms for transition timestamps (default Date.now). */
@@ -78,6 +80,7 @@ export class VipdMetrics {
   readonly #conflict: Gauge<"vip">;
   readonly #reloads: Counter<"result">;
   readonly #lastReloadOk: Gauge<string>;
+  readonly #loopStalls: Histogram<string>;
 
   constructor(opts: VipdMetricsOptions = {}) {
     this.#wall = opts.wallClock ?? Date.now;
@@ -174,6 +177,11 @@ export class VipdMetrics {
       registers,
     });
     this.#lastReloadOk.set(1);
+    this.#loopStalls = new Histogram({
+      name: "vipd_event_loop_stall_seconds",
+      help: "Event-loop stalls over 0.1 s (a late 1 s timer, or one of the agent's tasks running that long), by duration; _count is how many.",
+      buckets: STALL_BUCKETS, registers,
+    });
     const build = opts.build ?? BUILD;
     new Gauge({
       name: "vipd_build_info", help: "Always 1; the labels name this vipd's version and commit.",
@@ -186,6 +194,11 @@ export class VipdMetrics {
   configReload(result: (typeof RELOAD_RESULTS)[number]): void {
     this.#reloads.inc({ result });
     this.#lastReloadOk.set(result === "reloaded" ? 1 : 0);
+  }
+
+  /** The event loop stalled for stalledMs (over 100 ms: agent/loop-watch.ts). */
+  loopStall(stalledMs: number): void {
+    this.#loopStalls.observe(seconds(stalledMs));
   }
 
   /** Makes the VIP's series exist (held 0, no announcements) before anything happens to it. */

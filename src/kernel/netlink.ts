@@ -34,7 +34,7 @@ import {
   SOL_NETLINK,
   SOL_SOCKET,
 } from "./ffi/libc.ts";
-import { type Clock, monotonicClock } from "../seams.ts";
+import { type Clock, monotonicClock, type Timed, untimed } from "../seams.ts";
 import { EAGAIN, EBADF, EBADMSG, EINTR, EMSGSIZE, ENOBUFS, ETIMEDOUT } from "./errno.ts";
 import { KernelError } from "./error.ts";
 import type { Request } from "./wire/link.ts";
@@ -122,6 +122,8 @@ export interface NetlinkOptions {
   kernelOnly?: boolean;
   /** Told when a request built from the clock was still slow on its last send (the agent logs it). */
   onSlowSends?: (slow: SlowSends) => void;
+  /** Measures building each request (an nftables batch, a dump request), named by its operation, for the agent's loop watch. */
+  timed?: Timed;
 }
 
 /** One message to send; `operation`, when given, names it in the error if the kernel refuses it. */
@@ -156,6 +158,7 @@ export class NetlinkSocket {
     private readonly clock: Clock,
     private readonly kernelOnly: boolean,
     private readonly onSlowSends: ((slow: SlowSends) => void) | undefined,
+    private readonly timed: Timed,
   ) {}
 
   /** Opens a netlink socket (NETLINK_ROUTE unless told) in the calling thread's current namespace. */
@@ -187,7 +190,7 @@ export class NetlinkSocket {
       const c = connect(fd, encodeSockaddrNl(0, 0));
       if (c < 0) fail("connecting to the kernel", c);
     }
-    return new NetlinkSocket(fd, opts.timeoutMs ?? 5000, opts.clock ?? monotonicClock, opts.kernelOnly ?? false, opts.onSlowSends);
+    return new NetlinkSocket(fd, opts.timeoutMs ?? 5000, opts.clock ?? monotonicClock, opts.kernelOnly ?? false, opts.onSlowSends, opts.timed ?? untimed);
   }
 
   close(): void {
@@ -359,7 +362,7 @@ export class NetlinkSocket {
     let last = new Set<number>();
     for (let sends = 1; ; sends++) {
       const started = this.clock();
-      const messages = typeof req === "function" ? req() : req;
+      const messages = typeof req === "function" ? this.timed(operation, req) : req;
       // Nothing (left) to send: a resend's build may drop every tag.
       if (messages.length === 0) {
         if (sends === 1) return { replies: [], outcomes };

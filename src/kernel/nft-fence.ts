@@ -81,10 +81,10 @@ export class NftFence {
   ) {}
 
   /** Opens a NETLINK_NETFILTER socket in the current netns. Does not touch the ruleset. */
-  static open(opts: Pick<NetlinkOptions, "clock" | "onSlowSends"> = {}): NftFence {
+  static open(opts: Pick<NetlinkOptions, "clock" | "onSlowSends" | "timed"> = {}): NftFence {
     const clock = opts.clock ?? monotonicClock;
     // The socket times its sends on the same clock the timeouts are computed from.
-    return new NftFence(NetlinkSocket.open({ protocol: NETLINK_NETFILTER, clock, onSlowSends: opts.onSlowSends }), clock);
+    return new NftFence(NetlinkSocket.open({ protocol: NETLINK_NETFILTER, clock, onSlowSends: opts.onSlowSends, timed: opts.timed }), clock);
   }
 
   /**

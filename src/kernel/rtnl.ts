@@ -64,7 +64,7 @@ export class Rtnl {
   }
 
   /** A NETLINK_ROUTE socket in the calling thread's current namespace. */
-  static open(opts: Pick<NetlinkOptions, "clock" | "onSlowSends"> = {}): Rtnl {
+  static open(opts: Pick<NetlinkOptions, "clock" | "onSlowSends" | "timed"> = {}): Rtnl {
     return new Rtnl(NetlinkSocket.open(opts));
   }
 
