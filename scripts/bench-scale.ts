@@ -1,11 +1,19 @@
 // vipd at scale: many VIPs (IPv4 and IPv6, half each, one config file per
-// node) on a bigger lab. Whether every VIP still moves fast, and whether what
-// an agent costs its etcd member and the kernel grows with the VIP count.
+// node) on a lab of several nodes. Whether every VIP still moves fast,
+// whether the agents' event loops keep up meanwhile, and whether what an
+// agent costs its etcd member and the kernel grows with the VIP count.
 //
-//   npm run bench:scale [-- --nodes 7 --vips 100 --seconds 20 --vipd-binary dist/vipd --record]
+//   npm run bench:scale [-- --shapes 3x100,7x100 --seconds 20 --vipd-binary dist/vipd --record]
+//
+// Each shape of --shapes (NODESxVIPS, default 3x100: the shape of a real
+// control plane) runs on a lab of its own, and gets a table of its own. A
+// shape of more than 3 nodes is marked oversubscribed: every node's etcd
+// member and agent share this machine's cores, which a real cluster spreads
+// over as many machines, so such a shape measures the machine's
+// oversubscription as much as vipd.
 //
 // The lab is the failover benchmark's (etcd member and stand-in API server on
-// every node), with --nodes nodes. For 1, 10 and --vips VIPs in turn, vipd is
+// every node), with the shape's nodes. For 1, 10 and all its VIPs in turn, vipd is
 // started on n1 alone until it holds them all, then on the other nodes, and
 // after a 6 s settle the idle holder is measured for --seconds twice:
 //   1. its etcd member's /metrics (vipd on a node talks only to 127.0.0.1:2379,
@@ -25,12 +33,15 @@
 // VIP on :6443 to see which node answers: the time from the signal to the
 // first answer from another node, per VIP, whose maximum is when the last VIP
 // came back; and what vipd logged meanwhile ("released VIP", "acquired VIP"),
-// to tell the agents' part from the network's.
+// to tell the agents' part from the network's, and the longest event-loop
+// stall any agent logged (lib/stall-lines.ts).
 // Needs root; nothing leaves the lab's namespaces.
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { latency, machine, ms, recordSection } from "./lib/bench.ts";
+import { describeStallLine, longestStall, type StallLine, stallLines } from "./lib/stall-lines.ts";
+import { MAX_VIPS } from "../src/config/fields.ts";
 import { vipdBounds } from "../test/lab/bounds.ts";
 import { APISERVER_PORT, Lab, type LabNode, labNow, processTree, REPO_ROOT } from "../test/lab/cluster.ts";
 import { vipd } from "../test/lab/implementations.ts";
@@ -39,8 +50,7 @@ import { forEachLine, sh, sleep, waitFor } from "../test/lab/sh.ts";
 
 const { values: args } = parseArgs({
   options: {
-    nodes: { type: "string", default: "7" },
-    vips: { type: "string", default: "100" },
+    shapes: { type: "string", default: "3x100" },
     seconds: { type: "string", default: "20" },
     "vipd-binary": { type: "string" },
     record: { type: "boolean", default: false },
@@ -55,12 +65,22 @@ if (process.getuid?.() !== 0) {
   console.error("bench:scale creates network namespaces and must run as root");
   process.exit(2);
 }
-const nodeCount = Number(args.nodes);
-const vipCount = Number(args.vips);
+/** A lab of `nodes` nodes, each agent configured with `vips` VIPs. */
+interface Shape {
+  nodes: number;
+  vips: number;
+}
+/** The targets are set for 3 nodes; a bigger lab shares this machine's cores among more members and agents than a real cluster puts on one machine. */
+const oversubscribed = (s: Shape) => s.nodes > 3;
+const shapes: Shape[] = (args.shapes ?? "").split(",").map((text) => {
+  const m = /^(\d+)x(\d+)$/.exec(text.trim());
+  const shape = { nodes: Number(m?.[1]), vips: Number(m?.[2]) };
+  if (!m || shape.nodes < 2 || shape.nodes > 50 || shape.vips < 1 || shape.vips > MAX_VIPS) {
+    fail(`--shapes wants NODESxVIPS[,...], nodes from 2 to 50 and VIPs from 1 to ${MAX_VIPS} (what one agent serves), got ${JSON.stringify(text)}`);
+  }
+  return shape;
+});
 const seconds = Number(args.seconds);
-// IPv4 VIPs come from 192.0.2.128–254: above the nodes (.10 up) and the lab's own VIP (.100).
-if (!Number.isInteger(nodeCount) || nodeCount < 2 || nodeCount > 50) fail(`--nodes wants an integer from 2 to 50, got ${args.nodes}`);
-if (!Number.isInteger(vipCount) || vipCount < 1 || vipCount > 254) fail(`--vips wants an integer from 1 to 254, got ${args.vips}`);
 if (!Number.isFinite(seconds) || seconds < 5) fail(`--seconds wants a number of at least 5, got ${args.seconds}`);
 
 function fail(message: string): never {
@@ -73,11 +93,14 @@ const impl = vipd(args["vipd-binary"] ? { binary: args["vipd-binary"] } : {});
 const program = impl.command!;
 const bounds = vipdBounds(impl.holdMs ?? undefined);
 
-/** VIP i: IPv4 for even i, IPv6 for odd, so any prefix of the list is half each. */
-const ALL_VIPS = Array.from({ length: vipCount }, (_, i) => (i % 2 === 0 ? `192.0.2.${128 + i / 2}` : `2001:db8::1:${((i + 1) / 2).toString(16)}`));
+/**
+ * The first n VIPs: IPv4 for even i, IPv6 for odd, so any prefix of the list
+ * is half each. IPv4 VIPs come from 192.0.2.128–254: above the nodes (.10
+ * up) and the lab's own VIP (.100).
+ */
+const vipList = (n: number) => Array.from({ length: n }, (_, i) => (i % 2 === 0 ? `192.0.2.${128 + i / 2}` : `2001:db8::1:${((i + 1) / 2).toString(16)}`));
 /** Each VIP's probe period: 10 ms, longer with many VIPs so the client's requests do not take the cores vipd needs. */
-const probeEveryMs = Math.max(10, Math.ceil(vipCount / 5));
-const counts = [...new Set([1, 10, vipCount].filter((k) => k <= vipCount))].sort((a, b) => a - b);
+const probeEvery = (vipCount: number) => Math.max(10, Math.ceil(vipCount / 5));
 
 /** One Layer2VIPConfig document per VIP, in one file. */
 function configText(vips: readonly string[], link: string): string {
@@ -118,11 +141,11 @@ async function soleHolder(lab: Lab, vips: readonly string[]): Promise<LabNode | 
 }
 
 /** Stops vipd everywhere and removes what a crashed agent leaves: addresses and the fence. */
-async function resetAll(lab: Lab): Promise<void> {
+async function resetAll(lab: Lab, allVips: readonly string[]): Promise<void> {
   await lab.stopVipEverywhere();
   for (const n of lab.nodes) {
     const addrs = await lab.seg.addresses(n.host);
-    for (const a of addrs.filter((x) => ALL_VIPS.includes(x.local))) {
+    for (const a of addrs.filter((x) => allVips.includes(x.local))) {
       // A crashed holder's addresses expire by themselves (vipd gives them a lifetime): one may be gone by now.
       await lab.seg.exec(n.host, ["ip", "addr", "del", `${a.local}/${a.prefixlen}`, "dev", n.host.link], { allowFail: true });
     }
@@ -277,6 +300,11 @@ interface Move {
   /** From vipd's own logs, ms from the signal: when the old holder said it released VIPs, and the new ones acquired them (first, last). */
   released: [number, number] | null;
   acquired: [number, number] | null;
+  /** Wall-clock ms of the signal, and of the last VIP's first answer from another node (or the give-up). */
+  from: number;
+  to: number;
+  /** The longest stall any agent logged from the signal until the last VIP moved; set once every agent stopped (its last line is written as it stops). */
+  stall?: StallLine | null;
 }
 
 /** ms after t0 of every log line of vipd on node with this message (the log's clock has ms resolution). */
@@ -295,7 +323,7 @@ const span = (xs: number[]): [number, number] | null => (xs.length ? [Math.min(.
 /** Signals the holder's vipd with sig (tree: every process) and times, per VIP, the first answer from another node. */
 async function timeMove(lab: Lab, vips: readonly string[], holder: LabNode, kill: () => void): Promise<Move> {
   const { proc, stdout } = lab.spawnClient("vips-prober", [
-    process.execPath, join(import.meta.dir, "lib", "vips-probe-worker.ts"), String(APISERVER_PORT), String(probeEveryMs), "1000", holder.name, ...vips,
+    process.execPath, join(import.meta.dir, "lib", "vips-probe-worker.ts"), String(APISERVER_PORT), String(probeEvery(vips.length)), "1000", holder.name, ...vips,
   ]);
   const answers: { vip: string; d: number; ok: boolean; node?: string }[] = [];
   const reading = forEachLine(stdout, (line) => {
@@ -316,7 +344,10 @@ async function timeMove(lab: Lab, vips: readonly string[], holder: LabNode, kill
     }
     const m = moved();
     const newHolders = [...new Set([...m.values()].map((a) => a.node!))].sort();
+    const perVip = [...m.values()].map((a) => a.d - t0);
     return {
+      from: t0,
+      to: m.size === vips.length ? Math.max(...perVip) + t0 : labNow(),
       perVip: [...m.values()].map((a) => a.d - t0).sort((a, b) => a - b),
       missing: vips.filter((v) => !m.has(v)),
       newHolders,
@@ -332,7 +363,14 @@ async function timeMove(lab: Lab, vips: readonly string[], holder: LabNode, kill
 function describeMove(m: Move): string {
   const range = (r: [number, number] | null) => (r ? `${ms(r[0])}–${ms(r[1])} ms` : "none logged");
   return `last VIP served after ${ms(m.perVip.at(-1) ?? NaN)} ms, new holder(s) ${m.newHolders.join(", ")}${m.missing.length ? `, ${m.missing.length} never moved` : ""}; ` +
-    `old holder logged "released VIP" ${range(m.released)}, new holder(s) "acquired VIP" ${range(m.acquired)}`;
+    `old holder logged "released VIP" ${range(m.released)}, new holder(s) "acquired VIP" ${range(m.acquired)}` +
+    (m.stall !== undefined ? `; longest event-loop stall logged meanwhile ${describeStallLine(m.stall)}` : "");
+}
+
+/** Every agent of the lab stopped: the longest stall any of them logged during the move. */
+function stallDuring(lab: Lab, m: Move): void {
+  const lines = lab.nodes.flatMap((n) => stallLines(n.name, readFileSync(join(n.dir, "vipd.log"), "utf8")));
+  m.stall = longestStall(lines, m.from, m.to);
 }
 
 // --- the run -------------------------------------------------------------------------
@@ -344,96 +382,109 @@ interface Idle {
   sends: Sends;
 }
 
-const idle: Idle[] = [];
-let labCost: LabCost | null = null;
-let statusRuns: number[] = [];
-let statusRows = 0;
-/** Moves of all VIPs, by VIP count. */
-const moves: { k: number; graceful: Move; crash: Move }[] = [];
-const errorLines: string[] = [];
-const commit = (await sh(["git", "-C", REPO_ROOT, "log", "-1", "--format=%h (%s)"])).trim() +
-  ((await sh(["git", "-C", REPO_ROOT, "status", "--porcelain", "--", "src"])).trim() ? " with uncommitted changes under src/" : "");
-
-const lab = await Lab.start({ nodes: nodeCount, onStep: (s) => log(s) });
-try {
-  for (const k of counts) {
-    const vips = ALL_VIPS.slice(0, k);
-    await resetAll(lab);
-    log(`${k} VIP(s): starting vipd on ${lab.nodes[0]!.name}, then on the other ${nodeCount - 1}`);
-    const holder = await startAll(lab, vips);
-    const standbys = lab.nodes.filter((n) => n !== holder);
-
-    const before = await Promise.all(lab.nodes.map((n) => scrape(lab, n)));
-    const pids = {
-      etcd: lab.nodes.map((n) => lab.etcdCluster.pid(n.name)),
-      vipd: lab.nodes.flatMap((n) => processTree(n.vip!.pid)),
-      holder: processTree(holder.vip!.pid),
-    };
-    const use0 = [procUse(pids.etcd), procUse(pids.vipd), procUse(pids.holder)];
-    const t0 = performance.now();
-    await sleep(seconds * 1000);
-    const use1 = [procUse(pids.etcd), procUse(pids.vipd), procUse(pids.holder)];
-    const s = (performance.now() - t0) / 1000;
-    const after = await Promise.all(lab.nodes.map((n) => scrape(lab, n)));
-    const costs = lab.nodes.map((_, i) => etcdCost(before[i]!, after[i]!, s));
-    const standbyCost = standbys.map((n) => costs[lab.nodes.indexOf(n)]!).sort((a, b) => b.callsPerS - a.callsPerS)[0]!;
-    const holderCost = costs[lab.nodes.indexOf(holder)]!;
-    const cpu = (i: number) => ((use1[i]!.cpuTicks - use0[i]!.cpuTicks) / TICK / s) * 100;
-    if (k === vipCount) {
-      labCost = { etcdRssMiB: use1[0]!.rssKiB / 1024, vipdRssMiB: use1[1]!.rssKiB / 1024, etcdCpu: cpu(0), vipdCpu: cpu(1), holderCpu: cpu(2) };
-      log(`lab: etcd RSS ${labCost.etcdRssMiB.toFixed(0)} MiB CPU ${labCost.etcdCpu.toFixed(1)} %, vipd RSS ${labCost.vipdRssMiB.toFixed(0)} MiB CPU ${labCost.vipdCpu.toFixed(1)} % (holder ${labCost.holderCpu.toFixed(1)} %)`);
-    }
-    log(`${k} VIP(s): holder's member ${holderCost.callsPerS.toFixed(2)} calls/s (${holderCost.byMethod.map(([m, r]) => `${m} ${r.toFixed(2)}`).join(", ")}), ${holderCost.streamMsgsPerS.toFixed(2)} stream msgs/s, ${holderCost.watchStreams} watch streams, ${holderCost.watchers} watchers; busiest standby's ${standbyCost.callsPerS.toFixed(2)} calls/s, ${standbyCost.streamMsgsPerS.toFixed(2)} stream msgs/s, ${standbyCost.watchStreams}/${standbyCost.watchers}`);
-
-    log(`${k} VIP(s): tracing ${holder.name}'s sendto calls for ${seconds} s`);
-    const sends = await traceSends(lab, holder, seconds);
-    log(`${k} VIP(s): netlink ${sends.netlinkCallsPerS.toFixed(2)} sendto/s carrying ${sends.netlinkMsgsPerS.toFixed(2)} messages/s (${sends.byType.map(([t, r]) => `${t} ${r.toFixed(2)}`).join(", ")}); other sendto/s: ${sends.otherPerS.map(([kind, r]) => `${kind} ${r.toFixed(2)}`).join(", ")}`);
-    idle.push({ k, holder: holderCost, standby: standbyCost, sends });
-
-    if (k === vipCount) {
-      const standby = standbys[0]!;
-      for (let i = 0; i < 5; i++) {
-        const start = performance.now();
-        const out = await lab.seg.exec(standby.host, [...program, "status", "--etcd-endpoints", "http://127.0.0.1:2379"]);
-        statusRuns.push(performance.now() - start);
-        statusRows = vips.filter((v) => out.includes(v)).length;
-      }
-      log(`vipd status: ${statusRuns.map(ms).join(", ")} ms; it names ${statusRows} of ${k} VIPs`);
-    }
-
-    log(`${k} VIP(s): graceful hand-over, SIGTERM to ${holder.name}'s vipd`);
-    const graceful = await timeMove(lab, vips, holder, () => holder.vip!.signal("SIGTERM"));
-    await lab.stopVip(holder);
-    log(`${k} VIP(s): graceful: ${describeMove(graceful)}`);
-
-    // Afresh, so one node holds every VIP again (the hand-over may have split them).
-    await resetAll(lab);
-    const next = await startAll(lab, vips);
-    log(`${k} VIP(s): crash, SIGKILL to ${next.name}'s vipd tree`);
-    const crash = await timeMove(lab, vips, next, () => next.vip!.signalTree("SIGKILL"));
-    await lab.stopVip(next);
-    log(`${k} VIP(s): crash: ${describeMove(crash)}`);
-    moves.push({ k, graceful, crash });
-  }
-  for (const n of lab.nodes) {
-    for (const f of readdirSync(n.dir).filter((x) => x.startsWith("vipd") && x.endsWith(".log"))) {
-      for (const l of readFileSync(join(n.dir, f), "utf8").split("\n")) {
-        if (/"level":"(error|warn)"/.test(l)) errorLines.push(`${n.name}: ${l}`);
-      }
-    }
-  }
-} finally {
-  await lab.destroy();
+/** What one shape's run found. */
+interface ShapeRun {
+  shape: Shape;
+  idle: Idle[];
+  labCost: LabCost | null;
+  statusRuns: number[];
+  statusRows: number;
+  /** Moves of all VIPs, by VIP count. */
+  moves: { k: number; graceful: Move; crash: Move }[];
+  errorLines: string[];
 }
 
-/** "n1 released VIP (reason)" → count, most frequent first. */
+async function runShape(shape: Shape): Promise<ShapeRun> {
+  const { nodes: nodeCount, vips: vipCount } = shape;
+  const allVips = vipList(vipCount);
+  const counts = [...new Set([1, 10, vipCount].filter((k) => k <= vipCount))].sort((a, b) => a - b);
+  const run: ShapeRun = { shape, idle: [], labCost: null, statusRuns: [], statusRows: 0, moves: [], errorLines: [] };
+  const lab = await Lab.start({ nodes: nodeCount, onStep: (s) => log(s) });
+  try {
+    for (const k of counts) {
+      const vips = allVips.slice(0, k);
+      await resetAll(lab, allVips);
+      log(`${nodeCount}x${vipCount}, ${k} VIP(s): starting vipd on ${lab.nodes[0]!.name}, then on the other ${nodeCount - 1}`);
+      const holder = await startAll(lab, vips);
+      const standbys = lab.nodes.filter((n) => n !== holder);
+
+      const before = await Promise.all(lab.nodes.map((n) => scrape(lab, n)));
+      const pids = {
+        etcd: lab.nodes.map((n) => lab.etcdCluster.pid(n.name)),
+        vipd: lab.nodes.flatMap((n) => processTree(n.vip!.pid)),
+        holder: processTree(holder.vip!.pid),
+      };
+      const use0 = [procUse(pids.etcd), procUse(pids.vipd), procUse(pids.holder)];
+      const t0 = performance.now();
+      await sleep(seconds * 1000);
+      const use1 = [procUse(pids.etcd), procUse(pids.vipd), procUse(pids.holder)];
+      const s = (performance.now() - t0) / 1000;
+      const after = await Promise.all(lab.nodes.map((n) => scrape(lab, n)));
+      const costs = lab.nodes.map((_, i) => etcdCost(before[i]!, after[i]!, s));
+      const standbyCost = standbys.map((n) => costs[lab.nodes.indexOf(n)]!).sort((a, b) => b.callsPerS - a.callsPerS)[0]!;
+      const holderCost = costs[lab.nodes.indexOf(holder)]!;
+      const cpu = (i: number) => ((use1[i]!.cpuTicks - use0[i]!.cpuTicks) / TICK / s) * 100;
+      if (k === vipCount) {
+        const c = { etcdRssMiB: use1[0]!.rssKiB / 1024, vipdRssMiB: use1[1]!.rssKiB / 1024, etcdCpu: cpu(0), vipdCpu: cpu(1), holderCpu: cpu(2) };
+        run.labCost = c;
+        log(`lab: etcd RSS ${c.etcdRssMiB.toFixed(0)} MiB CPU ${c.etcdCpu.toFixed(1)} %, vipd RSS ${c.vipdRssMiB.toFixed(0)} MiB CPU ${c.vipdCpu.toFixed(1)} % (holder ${c.holderCpu.toFixed(1)} %)`);
+      }
+      log(`${k} VIP(s): holder's member ${holderCost.callsPerS.toFixed(2)} calls/s (${holderCost.byMethod.map(([m, r]) => `${m} ${r.toFixed(2)}`).join(", ")}), ${holderCost.streamMsgsPerS.toFixed(2)} stream msgs/s, ${holderCost.watchStreams} watch streams, ${holderCost.watchers} watchers; busiest standby's ${standbyCost.callsPerS.toFixed(2)} calls/s, ${standbyCost.streamMsgsPerS.toFixed(2)} stream msgs/s, ${standbyCost.watchStreams}/${standbyCost.watchers}`);
+
+      log(`${k} VIP(s): tracing ${holder.name}'s sendto calls for ${seconds} s`);
+      const sends = await traceSends(lab, holder, seconds);
+      log(`${k} VIP(s): netlink ${sends.netlinkCallsPerS.toFixed(2)} sendto/s carrying ${sends.netlinkMsgsPerS.toFixed(2)} messages/s (${sends.byType.map(([t, r]) => `${t} ${r.toFixed(2)}`).join(", ")}); other sendto/s: ${sends.otherPerS.map(([kind, r]) => `${kind} ${r.toFixed(2)}`).join(", ")}`);
+      run.idle.push({ k, holder: holderCost, standby: standbyCost, sends });
+
+      if (k === vipCount) {
+        const standby = standbys[0]!;
+        for (let i = 0; i < 5; i++) {
+          const start = performance.now();
+          const out = await lab.seg.exec(standby.host, [...program, "status", "--etcd-endpoints", "http://127.0.0.1:2379"]);
+          run.statusRuns.push(performance.now() - start);
+          run.statusRows = vips.filter((v) => out.includes(v)).length;
+        }
+        log(`vipd status: ${run.statusRuns.map(ms).join(", ")} ms; it names ${run.statusRows} of ${k} VIPs`);
+      }
+
+      log(`${k} VIP(s): graceful hand-over, SIGTERM to ${holder.name}'s vipd`);
+      const graceful = await timeMove(lab, vips, holder, () => holder.vip!.signal("SIGTERM"));
+      // Every agent stopped has written its last stall line (one folded into a later line is written as it stops).
+      await resetAll(lab, allVips);
+      stallDuring(lab, graceful);
+      log(`${k} VIP(s): graceful: ${describeMove(graceful)}`);
+
+      // Afresh, so one node holds every VIP again (the hand-over may have split them).
+      const next = await startAll(lab, vips);
+      log(`${k} VIP(s): crash, SIGKILL to ${next.name}'s vipd tree`);
+      const crash = await timeMove(lab, vips, next, () => next.vip!.signalTree("SIGKILL"));
+      await resetAll(lab, allVips);
+      stallDuring(lab, crash);
+      log(`${k} VIP(s): crash: ${describeMove(crash)}`);
+      run.moves.push({ k, graceful, crash });
+    }
+    for (const n of lab.nodes) {
+      for (const f of readdirSync(n.dir).filter((x) => x.startsWith("vipd") && x.endsWith(".log"))) {
+        for (const l of readFileSync(join(n.dir, f), "utf8").split("\n")) {
+          if (/"level":"(error|warn)"/.test(l)) run.errorLines.push(`${n.name}: ${l}`);
+        }
+      }
+    }
+  } finally {
+    await lab.destroy();
+  }
+  return run;
+}
+
+/** "n1 released VIP (reason)" → count, most frequent first; stalls by cause and task, their figures left out. */
 function byMessage(lines: readonly string[]): [string, number][] {
   const counts = new Map<string, number>();
   for (const l of lines) {
     const node = l.slice(0, l.indexOf(":"));
     const msg = /"msg":"([^"]{0,80})/.exec(l)?.[1] ?? "?";
-    const reason = /"reason":"([^"]{0,80})/.exec(l)?.[1];
-    const key = `${node} "${msg}"${reason ? ` (${reason})` : ""}`;
+    const stall = msg.startsWith("event loop stalled for ");
+    const reason = stall ? [/"cause":"([^"]+)"/.exec(l)?.[1], /"task":"([^"]+)"/.exec(l)?.[1]].filter(Boolean).join(", ") : /"reason":"([^"]{0,80})/.exec(l)?.[1];
+    const key = `${node} "${stall ? "event loop stalled" : msg}"${reason ? ` (${reason})` : ""}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }
   return [...counts].sort((a, b) => b[1] - a[1]);
@@ -442,59 +493,93 @@ function byMessage(lines: readonly string[]): [string, number][] {
 // --- the report ------------------------------------------------------------------------
 
 const f2 = (x: number) => x.toFixed(2);
+const crashLimit = bounds.serveMs + 100;
+const STALL_TARGET_MS = 100;
 const moveRow = (k: number, what: string, m: Move, target: string, limit: number) => {
   const lat = m.perVip.length ? latency(m.perVip) : null;
   const last = m.missing.length ? Infinity : m.perVip.at(-1)!;
-  return `| ${k} | ${what} | ${m.missing.length ? `${m.missing.length} VIP(s) never moved` : `${ms(last)} ms`} | ${lat ? `${ms(lat.median)} ms` : "–"} | ${m.newHolders.join(", ")} | ${target} | ${last < limit ? "PASS" : "MISS"} |`;
+  const stallOk = !m.stall || m.stall.ms <= STALL_TARGET_MS;
+  return `| ${k} | ${what} | ${m.missing.length ? `${m.missing.length} VIP(s) never moved` : `${ms(last)} ms`} | ${lat ? `${ms(lat.median)} ms` : "–"} | ${m.newHolders.join(", ")} | ${target} | ${last < limit ? "PASS" : "MISS"} | ${describeStallLine(m.stall ?? null)} | ${stallOk ? "PASS" : "MISS"} |`;
 };
+
+function shapeTitle(shape: Shape): string {
+  const title = `${shape.nodes} nodes × ${shape.vips} VIPs`;
+  return oversubscribed(shape) ? `${title}: oversubscribed on ${navigator.hardwareConcurrency} cores` : title;
+}
+
+function shapeBody(r: ShapeRun): string {
+  const { nodes: nodeCount, vips: vipCount } = r.shape;
+  const allVips = vipList(vipCount);
+  return [
+    `### ${shapeTitle(r.shape)}`,
+    "",
+    oversubscribed(r.shape)
+      ? `**Oversubscribed**: ${nodeCount} etcd members and ${nodeCount} agents share this machine's ${navigator.hardwareConcurrency} cores, where a real cluster gives each node a machine of its own. This shape measures how vipd fares on a starved machine; the targets are for 3 nodes.\n`
+      : "",
+    `${nodeCount} nodes, each with an etcd member and a stand-in API server; ${vipCount} VIPs (${allVips.filter((v) => !v.includes(":")).length} IPv4, ${allVips.filter((v) => v.includes(":")).length} IPv6) on eth0 in one config file per node. vipd on n1 first until it holds every VIP, then on the others.`,
+    "",
+    `**Moving every VIP at once**, seen from the client namespace: per VIP a new connection to :6443 every ${probeEvery(vipCount)} ms, whether or not earlier ones finished, until another node answers; per VIP the time from the signal to the arrival of the first answer from another node. One move of each kind per VIP count. The longest stall is the longest event-loop stall any agent logged (each logs those over 100 ms, with their cause) from the signal until the last VIP answered, as the agent's 1 s timer saw it by one tick after.`,
+    "",
+    "| VIPs | fault | last VIP served | median VIP | new holder(s) | target | | longest loop stall | ≤ 100 ms |",
+    "|---|---|---|---|---|---|---|---|---|",
+    ...r.moves.flatMap(({ k, graceful, crash }) => [
+      moveRow(k, "graceful (SIGTERM to the holder)", graceful, "< 200 ms", 200),
+      moveRow(k, "crash (SIGKILL of the holder's tree)", crash, `< serve bound ${ms(bounds.serveMs)} + 100 = ${ms(crashLimit)} ms`, crashLimit),
+    ]),
+    "",
+    "From vipd's own logs (their clock has ms resolution), ms after the signal:",
+    "",
+    ...r.moves.flatMap(({ k, graceful, crash }) => [`- ${k} VIP(s), graceful: ${describeMove(graceful)}`, `- ${k} VIP(s), crash: ${describeMove(crash)}`]),
+    "",
+    `**etcd cost of one agent, idle**, from its own member's /metrics over ${seconds} s: gRPC calls started per second (unary calls and new streams), messages received on streams per second (lease keep-alives, watch requests), and the member's watch streams and watchers at the end. Standby: the standby whose member saw the most calls.`,
+    "",
+    "| VIPs | holder: calls/s | of which | stream msgs/s | watch streams / watchers | standby: calls/s | stream msgs/s | watch streams / watchers |",
+    "|---|---|---|---|---|---|---|---|",
+    ...r.idle.map((x) => `| ${x.k} | ${f2(x.holder.callsPerS)} | ${x.holder.byMethod.map(([m, v]) => `${m} ${f2(v)}`).join(", ")} | ${f2(x.holder.streamMsgsPerS)} | ${x.holder.watchStreams} / ${x.holder.watchers} | ${f2(x.standby.callsPerS)} | ${f2(x.standby.streamMsgsPerS)} | ${x.standby.watchStreams} / ${x.standby.watchers} |`),
+    "",
+    `**Kernel cost of the holder, idle**: \`strace -f -yy -e trace=sendto\` attached to the holder's vipd for ${seconds} s inside its namespace (vipd sends with sendto only); calls on netlink sockets, the netlink messages in them (each nlmsghdr strace decodes), and sendto on other sockets (-yy names each socket: TCP = etcd and the gate's probes; the announcement sockets, ARP and neighbour advertisements, come out unnamed).`,
+    "",
+    "| VIPs | netlink sendto/s | netlink messages/s | of which, by protocol and type | other sendto/s |",
+    "|---|---|---|---|---|",
+    ...r.idle.map((x) => `| ${x.k} | ${f2(x.sends.netlinkCallsPerS)} | ${f2(x.sends.netlinkMsgsPerS)} | ${x.sends.byType.map(([t, v]) => `${t} ${f2(v)}`).join(", ")} | ${x.sends.otherPerS.map(([kind, v]) => `${kind} ${f2(v)}`).join(", ") || "0"} |`),
+    "",
+    r.statusRuns.length
+      ? `**\`vipd status\`** with ${vipCount} VIPs, in a standby's namespace against its member, wall time including the program's start: median ${ms(latency(r.statusRuns).median)} ms of ${r.statusRuns.length} runs (${r.statusRuns.map(ms).join(", ")} ms); it listed ${r.statusRows} of ${vipCount} VIPs.`
+      : "",
+    "",
+    r.labCost
+      ? `**What the lab costs this machine**, idle with ${vipCount} VIPs over ${seconds} s: ${nodeCount} etcd members ${r.labCost.etcdRssMiB.toFixed(0)} MiB RSS, ${r.labCost.etcdCpu.toFixed(1)} % of one core; ${nodeCount} vipd agents ${r.labCost.vipdRssMiB.toFixed(0)} MiB RSS, ${r.labCost.vipdCpu.toFixed(1)} % of one core, of which the holder ${r.labCost.holderCpu.toFixed(1)} % (the machine: ${navigator.hardwareConcurrency} cores, ${memTotalMiB().toFixed(0)} MiB of memory).`
+      : "",
+    "",
+    r.errorLines.length
+      ? `vipd logged ${r.errorLines.length} warning or error line(s) in the run, by node and message: ${byMessage(r.errorLines).map(([m, n]) => `${n} × ${m}`).join("; ")}.`
+      : "vipd logged no warnings or errors in the run.",
+  ].join("\n");
+}
+
+const commit = (await sh(["git", "-C", REPO_ROOT, "log", "-1", "--format=%h (%s)"])).trim() +
+  ((await sh(["git", "-C", REPO_ROOT, "status", "--porcelain", "--", "src"])).trim() ? " with uncommitted changes under src/" : "");
+const started = performance.now();
+const runs: ShapeRun[] = [];
+for (const shape of shapes) {
+  const t = performance.now();
+  runs.push(await runShape(shape));
+  log(`${shape.nodes}x${shape.vips} done in ${((performance.now() - t) / 60_000).toFixed(1)} min`);
+}
+log(`all shapes done in ${((performance.now() - started) / 60_000).toFixed(1)} min`);
+
 const cmd = `npm run bench:scale${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`;
-const crashLimit = bounds.serveMs + 100;
 const body = [
   `Command: \`${cmd}\` · ${new Date().toISOString().slice(0, 10)} · ${await machine()} · vipd ${args["vipd-binary"] ? "binary" : "from source"} at ${commit}`,
   "",
-  `${nodeCount} nodes, each with an etcd member and a stand-in API server; ${vipCount} VIPs (${ALL_VIPS.filter((v) => !v.includes(":")).length} IPv4, ${ALL_VIPS.filter((v) => v.includes(":")).length} IPv6) on eth0 in one config file per node. vipd on n1 first until it holds every VIP, then on the others.`,
-  "",
-  `**Moving every VIP at once**, seen from the client namespace: per VIP a new connection to :6443 every ${probeEveryMs} ms, whether or not earlier ones finished, until another node answers; per VIP the time from the signal to the arrival of the first answer from another node. One move of each kind per VIP count.`,
-  "",
-  "| VIPs | fault | last VIP served | median VIP | new holder(s) | target | |",
-  "|---|---|---|---|---|---|---|",
-  ...moves.flatMap(({ k, graceful, crash }) => [
-    moveRow(k, "graceful (SIGTERM to the holder)", graceful, "< 200 ms", 200),
-    moveRow(k, "crash (SIGKILL of the holder's tree)", crash, `< serve bound ${ms(bounds.serveMs)} + 100 = ${ms(crashLimit)} ms`, crashLimit),
-  ]),
-  "",
-  "From vipd's own logs (their clock has ms resolution), ms after the signal:",
-  "",
-  ...moves.flatMap(({ k, graceful, crash }) => [`- ${k} VIP(s), graceful: ${describeMove(graceful)}`, `- ${k} VIP(s), crash: ${describeMove(crash)}`]),
-  "",
-  `**etcd cost of one agent, idle**, from its own member's /metrics over ${seconds} s: gRPC calls started per second (unary calls and new streams), messages received on streams per second (lease keep-alives, watch requests), and the member's watch streams and watchers at the end. Standby: the standby whose member saw the most calls.`,
-  "",
-  "| VIPs | holder: calls/s | of which | stream msgs/s | watch streams / watchers | standby: calls/s | stream msgs/s | watch streams / watchers |",
-  "|---|---|---|---|---|---|---|---|",
-  ...idle.map((r) => `| ${r.k} | ${f2(r.holder.callsPerS)} | ${r.holder.byMethod.map(([m, x]) => `${m} ${f2(x)}`).join(", ")} | ${f2(r.holder.streamMsgsPerS)} | ${r.holder.watchStreams} / ${r.holder.watchers} | ${f2(r.standby.callsPerS)} | ${f2(r.standby.streamMsgsPerS)} | ${r.standby.watchStreams} / ${r.standby.watchers} |`),
-  "",
-  `**Kernel cost of the holder, idle**: \`strace -f -yy -e trace=sendto\` attached to the holder's vipd for ${seconds} s inside its namespace (vipd sends with sendto only); calls on netlink sockets, the netlink messages in them (each nlmsghdr strace decodes), and sendto on other sockets (-yy names each socket: TCP = etcd and the gate's probes; the announcement sockets, ARP and neighbour advertisements, come out unnamed).`,
-  "",
-  "| VIPs | netlink sendto/s | netlink messages/s | of which, by protocol and type | other sendto/s |",
-  "|---|---|---|---|---|",
-  ...idle.map((r) => `| ${r.k} | ${f2(r.sends.netlinkCallsPerS)} | ${f2(r.sends.netlinkMsgsPerS)} | ${r.sends.byType.map(([t, x]) => `${t} ${f2(x)}`).join(", ")} | ${r.sends.otherPerS.map(([kind, x]) => `${kind} ${f2(x)}`).join(", ") || "0"} |`),
-  "",
-  statusRuns.length
-    ? `**\`vipd status\`** with ${vipCount} VIPs, in a standby's namespace against its member, wall time including the program's start: median ${ms(latency(statusRuns).median)} ms of ${statusRuns.length} runs (${statusRuns.map(ms).join(", ")} ms); it listed ${statusRows} of ${vipCount} VIPs.`
-    : "",
-  "",
-  labCost
-    ? `**What the lab costs this machine**, idle with ${vipCount} VIPs over ${seconds} s: ${nodeCount} etcd members ${labCost.etcdRssMiB.toFixed(0)} MiB RSS, ${labCost.etcdCpu.toFixed(1)} % of one core; ${nodeCount} vipd agents ${labCost.vipdRssMiB.toFixed(0)} MiB RSS, ${labCost.vipdCpu.toFixed(1)} % of one core, of which the holder ${labCost.holderCpu.toFixed(1)} % (the machine: ${navigator.hardwareConcurrency} cores, ${memTotalMiB().toFixed(0)} MiB of memory).`
-    : "",
-  "",
-  errorLines.length
-    ? `vipd logged ${errorLines.length} warning or error line(s) in the run, by node and message: ${byMessage(errorLines).map(([m, n]) => `${n} × ${m}`).join("; ")}.`
-    : "vipd logged no warnings or errors in the run.",
+  ...runs.map((r) => `${shapeBody(r)}\n`),
 ].join("\n");
 console.log(`\n${body}\n`);
-for (const l of errorLines.slice(0, 20)) console.log(l.slice(0, 300));
+for (const r of runs) for (const l of r.errorLines.slice(0, 20)) console.log(l.slice(0, 300));
 if (args.record) {
-  await recordSection(join(REPO_ROOT, "BENCHMARKS.md"), "scale", `## Scale: ${vipCount} VIPs, ${nodeCount} nodes\n\n${body}`);
+  // "Scale: 3 nodes × 100 VIPs; 7 × 100, oversubscribed on 2 cores"
+  const heading = shapes.map((s, i) => `${s.nodes}${i === 0 ? " nodes" : ""} × ${s.vips}${i === 0 ? " VIPs" : ""}${oversubscribed(s) ? `, oversubscribed on ${navigator.hardwareConcurrency} cores` : ""}`).join("; ");
+  await recordSection(join(REPO_ROOT, "BENCHMARKS.md"), "scale", `## Scale: ${heading}\n\n${body}`);
   log("recorded in BENCHMARKS.md");
 }
 process.exit(0);
