@@ -513,9 +513,9 @@ function shapeBody(r: ShapeRun): string {
   return [
     `### ${shapeTitle(r.shape)}`,
     "",
-    oversubscribed(r.shape)
-      ? `**Oversubscribed**: ${nodeCount} etcd members and ${nodeCount} agents share this machine's ${navigator.hardwareConcurrency} cores, where a real cluster gives each node a machine of its own. This shape measures how vipd fares on a starved machine; the targets are for 3 nodes.\n`
-      : "",
+    ...(oversubscribed(r.shape)
+      ? [`**Oversubscribed**: ${nodeCount} etcd members and ${nodeCount} agents share this machine's ${navigator.hardwareConcurrency} cores, where a real cluster gives each node a machine of its own. This shape measures how vipd fares on a starved machine; the targets are for 3 nodes.`, ""]
+      : []),
     `${nodeCount} nodes, each with an etcd member and a stand-in API server; ${vipCount} VIPs (${allVips.filter((v) => !v.includes(":")).length} IPv4, ${allVips.filter((v) => v.includes(":")).length} IPv6) on eth0 in one config file per node. vipd on n1 first until it holds every VIP, then on the others.`,
     "",
     `**Moving every VIP at once**, seen from the client namespace: per VIP a new connection to :6443 every ${probeEvery(vipCount)} ms, whether or not earlier ones finished, until another node answers; per VIP the time from the signal to the arrival of the first answer from another node. One move of each kind per VIP count. The longest stall is the longest event-loop stall any agent logged (each logs those over 100 ms, with their cause) from the signal until the last VIP answered, as the agent's 1 s timer saw it by one tick after.`,
