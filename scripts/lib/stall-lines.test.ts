@@ -4,9 +4,9 @@ import { describeStallLine, longestStall, stallLines } from "./stall-lines.ts";
 
 const LOG = [
   '{"time":"2026-12-06T15:27:27.262Z","level":"info","msg":"acquired VIP","vip":"192.0.2.128"}',
-  '{"time":"2026-12-06T15:27:27.262Z","level":"warn","msg":"event loop stalled for 943 ms: neither on CPU (23 ms) nor waiting for one (8 ms): the process was stopped","stalledMs":943,"cause":"stopped","cpuMs":23,"waitMs":8,"windowMs":1943,"stalls":1,"agoMs":0}',
+  '{"time":"2026-12-06T15:27:27.262Z","level":"warn","msg":"event loop stalled for 943 ms: neither on CPU (23 ms) nor waiting for one (8 ms) of the last 1943 ms: the process was stopped","stalledMs":943,"cause":"stopped","cpuMs":23,"waitMs":8,"windowMs":1943,"stalls":1,"agoMs":0}',
   "not json at all",
-  '{"time":"2026-12-06T15:27:40.000Z","level":"warn","msg":"event loop stalled for 371 ms (the longest of 3 stalls over 100 ms since the last such line): 390 ms on CPU, longest task \'slots update\' 371 ms (100 VIPs)","stalledMs":371,"cause":"cpu","task":"slots update","taskMs":371,"stalls":3,"agoMs":4000}',
+  '{"time":"2026-12-06T15:27:40.000Z","level":"warn","msg":"event loop stalled for 371 ms (the longest of 3 stalls over 100 ms since the last such line): on CPU 390 ms of the last 1371 ms, longest task \'slots update\' 371 ms (100 VIPs)","stalledMs":371,"cause":"cpu","task":"slots update","taskMs":371,"stalls":3,"agoMs":4000}',
 ].join("\n");
 
 test("every stall line, placed when the timer saw it (a folded line's time less agoMs)", () => {

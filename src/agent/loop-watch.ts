@@ -105,10 +105,12 @@ export function describeStall(s: Stall, count: number, agoMs: number): { msg: st
   const task = t ? `longest task '${t.name}' ${r(t.ms)} ms${t.items ? ` (${t.items})` : ""}` : "no timed task ran";
   const cpu = r(s.cpuMs ?? 0);
   const wait = r(s.waitMs ?? 0);
+  // The figures cover the tick's whole window, which holds the stall.
+  const of = `of the last ${r(s.windowMs)} ms`;
   const why = {
-    cpu: `${cpu} ms on CPU, ${task}${t && t.ms >= s.ms / 2 ? "" : " (the rest: garbage collection or untimed work)"}`,
-    starved: `${wait} ms waiting for a CPU (starved by other processes), ${cpu} ms on CPU, ${task}`,
-    stopped: `neither on CPU (${cpu} ms) nor waiting for one (${wait} ms): the process was stopped or frozen (SIGSTOP, cgroup freezer) or blocked in a system call`,
+    cpu: `on CPU ${cpu} ms ${of}, ${task}${t && t.ms >= s.ms / 2 ? "" : " (the rest: garbage collection or untimed work)"}`,
+    starved: `waiting for a CPU ${wait} ms ${of} (starved by other processes), on CPU ${cpu} ms, ${task}`,
+    stopped: `neither on CPU (${cpu} ms) nor waiting for one (${wait} ms) ${of}: the process was stopped or frozen (SIGSTOP, cgroup freezer) or blocked in a system call`,
     unknown: `cause unknown (no scheduler statistics here), ${task}`,
   }[cause];
   const folded = count > 1 ? ` (the longest of ${count} stalls over ${STALL_LOG_MS} ms since the last such line)` : "";
