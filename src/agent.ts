@@ -32,7 +32,8 @@ import { LinkWatch } from "./agent/links.ts";
 import { LoopWatch } from "./agent/loop-watch.ts";
 import { Notices } from "./agent/notices.ts";
 import { hookSettings, Reloader, type ReloadOutcome } from "./agent/reloader.ts";
-import { sessionPort } from "./agent/election-port.ts";
+import { type ElectionNews, sessionNews, sessionPort } from "./agent/election-port.ts";
+import { SilenceWatch } from "./agent/silence-watch.ts";
 import { Slot } from "./agent/slot.ts";
 import { Slots } from "./agent/slots.ts";
 import { type AgentStatus, Surfaces } from "./agent/surfaces.ts";
@@ -82,6 +83,10 @@ export class Agent {
   #session: Session | null = null;
   #reloader: Reloader | null = null;
   readonly #slots: Slots;
+  /** What changed in the election since the slots last looked; null before the session. */
+  #news: (() => ElectionNews) | null = null;
+  /** Where slots queued behind live agents wait for them to fall silent: one timer for all. */
+  readonly #silence: SilenceWatch;
   #holdMs: number;
   #stopping = false;
   #lock: NetnsLock | null = null;
@@ -100,10 +105,12 @@ export class Agent {
     // Opened first: if it throws, no timer of the loop watch keeps the process alive.
     this.#rtnl = Rtnl.open({ onSlowSends: slowSendsWarning(log), timed: (task, fn, items) => this.#loop.timed(task, fn, items) });
     this.#loop = new LoopWatch({ clock, log, stalled: (ms) => this.metrics.loopStall(ms) });
+    this.#silence = new SilenceWatch({ clock, heardUntil: (node) => this.#session?.view.heardUntil(node) ?? null });
     this.#slots = new Slots({
       make: (vip) => this.#newSlot(vip),
       log,
       timed: this.#loop.timed,
+      news: () => this.#news?.() ?? null,
       // The slots act on a drain themselves; the operator hears of it once.
       beforeUpdate: () => {
         if (this.#session?.ready) this.#notices.drain(this.#session.drained);
@@ -218,8 +225,10 @@ export class Agent {
       timed: this.#loop.timed,
     });
     this.#session = session;
+    this.#news = sessionNews(session);
     for (const vip of s.vips) this.#slots.add(vip);
-    session.on("changed", () => this.#slots.updateAll());
+    // Each slot the change concerns decides again, not every slot (design.md §8).
+    session.on("changed", () => this.#slots.electionChanged());
     session.on("deposed", ({ vips }) => this.#slots.deposed(vips));
     session.on("lost", () => this.#slots.updateAll());
     session.on("heartbeat", ({ result, rttMs }) => this.metrics.heartbeat(result, rttMs));
@@ -254,7 +263,8 @@ export class Agent {
     return new Slot({
       vip,
       node: s.nodeName,
-      election: sessionPort(this.#session!),
+      election: sessionPort(this.#session!, this.#clock),
+      silence: this.#silence,
       links: this.#links!,
       gateOpen: () => (this.gate ? this.gate.open : true),
       stopping: () => this.#stopping,
@@ -340,6 +350,7 @@ export class Agent {
     this.#stopping = true;
     this.gate?.stop();
     await this.#slots.stop();
+    this.#silence.close();
     await this.#session?.stop(STOP_RPC_MS).catch((err) => this.log.warn("leaving etcd cleanly failed; our keys expire with the lease", { error: describeError(err) }));
     await this.#fence.remove();
     this.#conn?.close();

@@ -131,8 +131,13 @@ export type QueueEffect =
   | { readonly type: "release"; readonly reason: string }
   | { readonly type: "takeover"; readonly silentMs: number }
   | { readonly type: "poke" }
-  /** The one timer: fire at this clock time (Infinity: none). */
-  | { readonly type: "arm"; readonly at: number }
+  /**
+   * The one timer: fire at this clock time (Infinity: none). `own`: the next
+   * moment but the takeover's; when `at` is earlier, it is the takeover's,
+   * which every heartbeat of the agents ahead moves (the shell may wait on
+   * their silence instead of a timer: slot.ts).
+   */
+  | { readonly type: "arm"; readonly at: number; readonly own: number }
   | { readonly type: "log"; readonly level: "info" | "warn" | "error"; readonly message: string; readonly fields: Readonly<Record<string, string | number>> }
   | { readonly type: "failover"; readonly ms: number }
   | { readonly type: "took-over" }
@@ -278,7 +283,7 @@ function decide(s: QueueState, f: QueueFacts, fx: QueueEffect[]): QueueState {
     fx.push({ type: "left" });
     return { ...t, phase: "removed" };
   }
-  fx.push({ type: "arm", at: nextAt(t, f, vf) });
+  fx.push({ type: "arm", ...nextAt(t, f, vf) });
   return { ...t, phase: phaseOf(t, f, c.stand, vf.head) };
 }
 
@@ -305,17 +310,17 @@ function noteQueue(s: QueueState, f: QueueFacts, head: boolean, fx: QueueEffect[
   return { ...s, head, headSince, winReason, tookFrom, releasedAt, lastQueue: queue };
 }
 
-/** The next moment facts change by themselves, or a paused write may go again. */
-function nextAt(s: QueueState, f: QueueFacts, vf: VipFacts): number {
-  const at: number[] = [];
-  if (vf.proof !== null && (vf.held || f.serving)) at.push(vf.proof);
-  if (vf.head && !vf.held && vf.claimedUntil !== null) at.push(vf.claimedUntil);
+/** The next moment facts change by themselves, or a paused write may go again; `own`: the same without the takeover's. */
+function nextAt(s: QueueState, f: QueueFacts, vf: VipFacts): { at: number; own: number } {
+  let own = Infinity;
+  if (vf.proof !== null && (vf.held || f.serving)) own = Math.min(own, vf.proof);
+  if (vf.head && !vf.held && vf.claimedUntil !== null) own = Math.min(own, vf.claimedUntil);
+  if (s.withdrawn) own = Math.min(own, s.withdrawn.until);
+  if (s.pauseUntil !== null) own = Math.min(own, s.pauseUntil);
+  if (s.kernelRetryAt !== null) own = Math.min(own, s.kernelRetryAt);
   // A write in flight comes back as an event; a takeover waits for it and for a pause.
-  if (f.takeoverAt !== null && s.op === null) at.push(Math.max(f.takeoverAt, s.pauseUntil ?? -Infinity));
-  if (s.withdrawn) at.push(s.withdrawn.until);
-  if (s.pauseUntil !== null) at.push(s.pauseUntil);
-  if (s.kernelRetryAt !== null) at.push(s.kernelRetryAt);
-  return Math.min(...at);
+  const takeover = f.takeoverAt !== null && s.op === null ? Math.max(f.takeoverAt, s.pauseUntil ?? -Infinity) : Infinity;
+  return { at: Math.min(own, takeover), own };
 }
 
 function phaseOf(s: QueueState, f: QueueFacts, stand: boolean, head: boolean): Phase {

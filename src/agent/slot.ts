@@ -2,12 +2,14 @@
 // its controller, which makes the kernel match the decision (design.md §8),
 // and its conflict watch, which probes for strangers using the address (§12).
 //
-// Every fact change steps the reducer with the facts as they are now; the
-// shell runs what it asks for: a write through the election port (one at a
-// time, its result stepped back in), a poke of the controller, and one timer
-// for the next moment the facts change by themselves (a proof running out,
-// another node's claim running out, the agents ahead falling silent, a
-// paused write going again).
+// Every fact change that concerns the VIP steps the reducer with the facts as
+// they are now (slots.ts says which do); the shell runs what it asks for: a
+// write through the election port (one at a time, its result stepped back
+// in), a poke of the controller, and one timer for the next moment the facts
+// change by themselves (a proof running out, another node's claim running
+// out, a paused write going again). The agents ahead falling silent is the
+// one moment every heartbeat of theirs moves: the slot waits for it on the
+// agent's shared silence watch (silence-watch.ts), not on a timer of its own.
 //
 // The one ordering rule lives in #release(): the address (and its fence
 // element) goes first, and only then is etcd told, because telling etcd lets
@@ -30,6 +32,7 @@ import type { LinkWatch } from "./links.ts";
 import { conflictNews, hookNews, ownershipNews, type SlotMetrics } from "./slot-news.ts";
 import { initialQueueState, isQueued, PROBING, type QueueEffect, type QueueEvent, type QueueFacts, type QueueState, step, vipFacts } from "./queue-state.ts";
 import { type Standing, standing } from "./standing.ts";
+import type { SilenceWaiter, SilenceWaits } from "./silence-watch.ts";
 import { type VipStatus, vipStatus } from "./vip-status.ts";
 
 export type { VipStatus } from "./vip-status.ts";
@@ -55,12 +58,14 @@ export interface SlotDeps {
   readonly endpoints: readonly string[];
   /** The slot's timer and the conflict watch's; real ones by default. */
   readonly timers?: Timeouts;
+  /** Where to wait for the agents ahead to fall silent; absent: the slot's own timer, re-armed as they speak. */
+  readonly silence?: SilenceWaits;
 }
 
 /** Between release passes of a stopping slot whose address the kernel would not remove. */
 const STOP_RETRY_MS = 250;
 
-export class Slot {
+export class Slot implements SilenceWaiter {
   readonly controller: VipController;
   readonly #d: SlotDeps;
   readonly #conflict: ConflictWatch;
@@ -70,6 +75,8 @@ export class Slot {
   #timerAt = Infinity;
   #pending: QueueEvent[] = [];
   #stepping = false;
+  /** The election's facts the last step was taken with. */
+  #seen: ElectionFacts | null = null;
   /** Set by remove(): resolved once the VIP is out of the kernel and the queue. */
   #removal: { done: Promise<void>; resolve: () => void } | null = null;
 
@@ -154,6 +161,22 @@ export class Slot {
   update(): void {
     this.#dispatch({ type: "update" });
     this.#conflict.update(this.#probeState(this.#facts()));
+  }
+
+  /** The reducer's next moment came (the slot's timer, or the silence watch: the agents ahead fell silent). */
+  due(): void {
+    this.#dispatch({ type: "due" });
+    this.#conflict.update(this.#probeState(this.#facts()));
+  }
+
+  /**
+   * Whether our own heartbeats' proofs concern the slot: its key heads the
+   * queue (each committed heartbeat proves it anew), or a proof covers it.
+   * A slot queued behind others has none to follow.
+   */
+  get followsProofs(): boolean {
+    const e = this.#seen;
+    return e === null || e.head || e.proof !== null;
   }
 
   /**
@@ -265,7 +288,9 @@ export class Slot {
     this.#stepping = true;
     try {
       for (let next = this.#pending.shift(); next; next = this.#pending.shift()) {
-        const r = step(this.#state, this.#queueFacts(this.#read()), next);
+        const e = this.#read();
+        this.#seen = e;
+        const r = step(this.#state, this.#queueFacts(e), next);
         this.#state = r.state;
         for (const fx of r.effects) this.#run(fx);
       }
@@ -281,7 +306,7 @@ export class Slot {
       case "release": return void this.#release(fx.reason);
       case "takeover": return void this.#takeover(fx.silentMs);
       case "poke": return this.#poke();
-      case "arm": return this.#arm(fx.at);
+      case "arm": return this.#armOrWait(fx.at, fx.own);
       case "log": return log[fx.level](fx.message, { vip: vip.ip, ...fx.fields });
       case "failover": return metrics.failover(vip.ip, fx.ms);
       case "took-over": return metrics.tookOver(vip.ip);
@@ -334,24 +359,46 @@ export class Slot {
     this.#dispatch({ type: "took", took: r.took, from: r.from, silentMs });
   }
 
+  /**
+   * The reducer's next moment. When it is the takeover's and the agent ahead
+   * it waits on longest still speaks, every heartbeat of that agent would
+   * move it: the silence watch wakes the slot when the agent has been silent
+   * long enough, and the timer covers the slot's own next moment. Once that
+   * agent is silent, only the stagger is left: the timer, like any moment.
+   */
+  #armOrWait(at: number, own: number): void {
+    const silence = this.#d.silence;
+    const w = silence && at < own ? this.#seen?.waitsOn : null;
+    if (silence && w && w.silentAfter > this.#d.clock()) {
+      silence.wait(this, w.node, w.silentAfter);
+      return this.#arm(own);
+    }
+    silence?.cancel(this);
+    this.#arm(at);
+  }
+
   /** The one timer: at the reducer's next moment; re-armed only when that moment moves. */
   #arm(at: number): void {
     if (at === this.#timerAt) return;
-    this.#disarm();
+    this.#stopTimer();
     this.#timerAt = at;
     if (at === Infinity) return;
     this.#timer = this.#timers.setTimeout(() => {
       this.#timer = null;
       this.#timerAt = Infinity;
-      this.#dispatch({ type: "due" });
-      this.#conflict.update(this.#probeState(this.#facts()));
+      this.due();
     }, Math.max(0, at - this.#d.clock()) + 1);
   }
 
-  #disarm(): void {
+  #stopTimer(): void {
     if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
     this.#timer = null;
     this.#timerAt = Infinity;
+  }
+
+  #disarm(): void {
+    this.#stopTimer();
+    this.#d.silence?.cancel(this);
   }
 
   /**

@@ -1,10 +1,15 @@
 // The agent's slots, one per VIP, as a set: what reaches all of them at
-// once (a batch of etcd facts, a fence that cannot be made whole, a stop)
-// and the kernel events that concern one of them. Each slot still decides
-// for itself (slot.ts); this only says who should look again.
+// once (a fence that cannot be made whole, the gate, a stop), the election's
+// news, which concerns the VIPs it names, and the kernel events that concern
+// one of them. Each slot still decides for itself (slot.ts); this only says
+// who should look again. Work is proportional to change (design.md §8): a
+// batch of etcd events steps the slots whose queue, hand-over or claims it
+// changed, a heartbeat of ours those that follow its proofs, and a heartbeat
+// of another agent that claims what it did steps none.
 import type { VipSettings } from "../config/index.ts";
 import type { Logger } from "../log.ts";
 import { type Timed, untimed } from "../seams.ts";
+import type { ElectionNews } from "./election-port.ts";
 import type { LinkWatchEvents } from "./links.ts";
 import type { Slot } from "./slot.ts";
 
@@ -12,16 +17,25 @@ export interface SlotsDeps {
   /** One VIP's slot, not yet started. */
   readonly make: (vip: VipSettings) => Slot;
   readonly log: Logger;
-  /** Runs before each batched update of every slot. */
+  /** Runs before each batched update. */
   readonly beforeUpdate?: () => void;
-  /** Measures each batched update of every slot (the agent's loop watch). */
+  /** Measures each batched update (the agent's loop watch). */
   readonly timed?: Timed;
+  /** What changed in the election since the last look (election-port.ts sessionNews); absent or null: every batch is news to all. */
+  readonly news?: () => ElectionNews | null;
 }
+
+/** The slot's part of the set: what a batch steps, and what it asks of it. */
+type Member = Pick<Slot, "vip" | "update" | "followsProofs">;
 
 export class Slots {
   readonly #d: SlotsDeps;
   #list: Slot[] = [];
   #updateQueued = false;
+  /** This batch steps every slot (not only those the election's news names). */
+  #all = false;
+  /** Slots stepped by batches so far: for tests and benchmarks. */
+  updates = 0;
 
   constructor(deps: SlotsDeps) {
     this.#d = deps;
@@ -48,15 +62,39 @@ export class Slots {
     return this.#list.filter((s) => s.controller.serving).map((s) => s.vip.ip);
   }
 
-  /** Many facts change at once (a watch response, a heartbeat): decide once per tick. */
+  /** A fact every slot reads changed (the gate, the start): each decides again, once per tick. */
   updateAll(): void {
+    this.#all = true;
+    this.#batch();
+  }
+
+  /** The election changed (a watch response, a heartbeat of ours, the session's state): the slots it concerns decide again, once per tick. */
+  electionChanged(): void {
+    this.#batch();
+  }
+
+  #batch(): void {
     if (this.#updateQueued) return;
     this.#updateQueued = true;
     queueMicrotask(() => {
       this.#updateQueued = false;
       this.#d.beforeUpdate?.();
-      (this.#d.timed ?? untimed)("slots update", () => { for (const s of this.#list) s.update(); }, `${this.#list.length} VIPs`);
+      const n = this.#d.news?.();
+      const all = this.#all || !n || n.all;
+      this.#all = false;
+      if (!all && n.vips.size === 0 && !n.proofs) return;
+      const list = this.#list;
+      const concerned = all ? () => true : (s: Member) => n.vips.has(s.vip.ip) || (n.proofs && s.followsProofs);
+      (this.#d.timed ?? untimed)("slots update", () => this.#step(list, concerned), all ? `${list.length} VIPs` : `of ${list.length} VIPs`);
     });
+  }
+
+  #step(list: readonly Member[], concerned: (s: Member) => boolean): void {
+    for (const s of list) {
+      if (!concerned(s)) continue;
+      this.updates++;
+      s.update();
+    }
   }
 
   standDown(reason: string, ms: number): void {

@@ -6,7 +6,9 @@
 //
 // Pure: the cluster view (view.ts) feeds it heartbeats as they arrive,
 // deletions, takeovers and re-reads, with the local time of each; nothing
-// here reads a clock or etcd.
+// here reads a clock or etcd. It tells the view which VIPs' claims changed
+// (onClaims), so that a heartbeat that claims what the last one did is news
+// to no VIP: it only moves its sender's silence deadline (design.md §8).
 import { MAX_HOLD_MS } from "../config/fields.ts";
 import type { HeartbeatValue } from "./keys.ts";
 import { silenceWindow } from "./proof.ts";
@@ -36,8 +38,16 @@ export interface RunRecord {
   readonly holdMs: number;
 }
 
+/** Told of each VIP whose claims changed; null: claims of "all" came or went, every VIP may be concerned. */
+export type ClaimsChanged = (vip: string | null) => void;
+
 export class HeartbeatBook {
   readonly #beats = new Map<string, HeartbeatRecord>();
+  readonly #changed: ClaimsChanged;
+
+  constructor(onClaims: ClaimsChanged = () => {}) {
+    this.#changed = onClaims;
+  }
 
   get(node: string): HeartbeatRecord | undefined {
     return this.#beats.get(node);
@@ -54,7 +64,9 @@ export class HeartbeatBook {
    */
   heard(node: string, modRevision: string, value: HeartbeatValue | null, record: RunRecord | null | undefined, receivedAt: number): void {
     const had = this.#beats.get(node);
-    let claims: HeartbeatRecord["claims"] = value ? new Set(value.claims) : "all";
+    // The same claims as the last heartbeat (the usual case): its set is
+    // kept, and no VIP hears of it; nothing is allocated per VIP.
+    let claims: HeartbeatRecord["claims"] = !value ? "all" : had && sameClaims(had.claims, value.claims) ? had.claims : new Set(value.claims);
     let run = value?.run ?? null;
     let seq = value?.seq ?? 0;
     // Within one run, a heartbeat that committed late (sent before a newer
@@ -68,6 +80,26 @@ export class HeartbeatBook {
     // it), so the record in the view is that run's; anything else is unknown.
     const holdMs = record && run !== null && record.run === run ? record.holdMs : MAX_HOLD_MS;
     this.#beats.set(node, { node, run, seq, claims, modRevision, receivedAt, holdMs });
+    // A claim judged by another hold time ends at another moment: news too.
+    if (!had) this.#claimsCame(claims);
+    else if (had.holdMs !== holdMs) {
+      this.#claimsCame(had.claims);
+      this.#claimsCame(claims);
+    } else this.#claimsDiffer(had.claims, claims);
+  }
+
+  /** Every VIP in `claims` is news. */
+  #claimsCame(claims: HeartbeatRecord["claims"]): void {
+    if (claims === "all") return this.#changed(null);
+    for (const v of claims) this.#changed(v);
+  }
+
+  /** The VIPs claimed by one and not the other are news. */
+  #claimsDiffer(was: HeartbeatRecord["claims"], now: HeartbeatRecord["claims"]): void {
+    if (was === now) return;
+    if (was === "all" || now === "all") return this.#changed(null);
+    for (const v of was) if (!now.has(v)) this.#changed(v);
+    for (const v of now) if (!was.has(v)) this.#changed(v);
   }
 
   /** The heartbeat key was deleted: its last claims stay in force until they run out, since its run may still be answering for them (design.md §4). */
@@ -88,6 +120,7 @@ export class HeartbeatBook {
     const hb = this.#beats.get(node);
     if (!hb || hb.claims === "all" || !hb.claims.has(vip)) return;
     this.#beats.set(node, { ...hb, claims: new Set([...hb.claims].filter((v) => v !== vip)) });
+    this.#changed(vip);
   }
 
   /**
@@ -108,6 +141,7 @@ export class HeartbeatBook {
       const holds = [hb?.holdMs, record?.holdMs].filter((h) => h !== undefined);
       const holdMs = holds.length > 0 ? Math.max(...holds) : MAX_HOLD_MS;
       this.#beats.set(node, { node, run: hb?.run ?? record?.run ?? null, seq: hb?.seq ?? 0, claims: "all", modRevision: "0", receivedAt, holdMs });
+      this.#changed(null);
     }
   }
 
@@ -118,8 +152,13 @@ export class HeartbeatBook {
    * e.g. when its key was first seen) stands in, with `holdMs`.
    */
   silentAfter(node: string, since: number, holdMs: number): number {
+    return this.heardUntil(node) ?? since + silenceWindow(holdMs);
+  }
+
+  /** When the latest heartbeat heard from `node` stops counting as a sign of life; null: none heard (or forgotten). */
+  heardUntil(node: string): number | null {
     const hb = this.#beats.get(node);
-    return hb ? hb.receivedAt + silenceWindow(hb.holdMs) : since + silenceWindow(holdMs);
+    return hb ? hb.receivedAt + silenceWindow(hb.holdMs) : null;
   }
 
   /** Until when a node other than `except` may still be answering for `vip` by its own heartbeats' claims (design.md §4); null when none may. */
@@ -141,7 +180,17 @@ export class HeartbeatBook {
    */
   prune(now: number): void {
     for (const [node, hb] of this.#beats) {
-      if (hb.modRevision === "0" && hb.receivedAt + silenceWindow(hb.holdMs) <= now) this.#beats.delete(node);
+      if (hb.modRevision !== "0" || hb.receivedAt + silenceWindow(hb.holdMs) > now) continue;
+      this.#beats.delete(node);
+      // Its silence is now judged from its keys' first sighting (silentAfter): news to whoever waits on it.
+      this.#changed(null);
     }
   }
+}
+
+/** Whether a heartbeat's claims are exactly the set in force. */
+function sameClaims(had: HeartbeatRecord["claims"], claims: readonly string[]): boolean {
+  if (had === "all" || had.size !== claims.length) return false;
+  for (const v of claims) if (!had.has(v)) return false;
+  return true;
 }

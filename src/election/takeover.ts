@@ -17,13 +17,33 @@ import type { ClusterView } from "./view.ts";
  * Null: not queued, or already first.
  */
 export function takeoverAt(view: ClusterView, me: Pick<Self, "node" | "run">, vip: string, now: number): number | null {
+  return silenceAhead(view, me, vip, now)?.takeoverAt ?? null;
+}
+
+/** The takeover's moment, and the agent ahead whose silence it waits for longest (the last to fall silent), with its deadline. */
+export interface SilenceAhead {
+  readonly takeoverAt: number;
+  readonly node: string;
+  readonly silentAfter: number;
+}
+
+/** takeoverAt, with the agent it waits on: a heartbeat of that agent moves the moment, one of another agent ahead may not. Null: not queued, or first. */
+export function silenceAhead(view: ClusterView, me: Pick<Self, "node" | "run">, vip: string, now: number): SilenceAhead | null {
   const q = view.queue(vip);
   const rank = q.findIndex((c) => c.node === me.node && c.run === me.run);
   if (rank <= 0) return null;
   const synced = view.syncedAt ?? now;
   let at = -Infinity;
-  for (const c of q.slice(0, rank)) at = Math.max(at, view.silentAfter(c.node, Math.max(synced, c.firstSeenAt)));
-  return at + (rank - 1) * TAKEOVER_STAGGER_MS;
+  let node = q[0]!.node;
+  for (let i = 0; i < rank; i++) {
+    const c = q[i]!;
+    const until = view.silentAfter(c.node, Math.max(synced, c.firstSeenAt));
+    if (until > at) {
+      at = until;
+      node = c.node;
+    }
+  }
+  return { takeoverAt: at + (rank - 1) * TAKEOVER_STAGGER_MS, node, silentAfter: at };
 }
 
 export interface TakeoverAsk {

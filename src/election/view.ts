@@ -8,6 +8,13 @@
 // say — when each agent was heard, what it claims, until when — is kept in
 // heartbeat-book.ts; this file reads keys and keeps the rest.
 //
+// It also keeps what changed since its reader last asked (takeChanges):
+// which VIPs' queues, hand-overs and claims, or everything. A heartbeat that
+// claims what the last one did changes nothing there: it only moves its
+// sender's silence deadline (heardUntil), which whoever waits on it reads
+// when the deadline comes (design.md §8). So the agent decides again for the
+// VIPs a batch of events concerns, not for every VIP at every heartbeat.
+//
 // Anything under the prefix that vipd did not write (a foreign writer, a
 // hand edit) is reported once through onForeign and read in the way that
 // keeps a VIP unheld rather than doubly held: a heartbeat whose value cannot
@@ -60,15 +67,28 @@ export interface HandoverRecord {
 
 export type KvEvent = { readonly type: "put" | "delete"; readonly kv: Kv };
 
+/** What changed in the view since its reader last took the changes. */
+export interface ViewChanges {
+  /** Anything may have: a full read, an agent record, a drain, the MACs, a forgotten agent. */
+  all: boolean;
+  /** The VIPs whose queue, hand-over request or claims by some agent changed. */
+  readonly vips: Set<string>;
+}
+
 const text = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString();
 
 export class ClusterView {
   #revision = "0";
   #syncedAt: number | null = null;
   readonly #agents = new Map<string, AgentRecord>();
-  readonly #heartbeats = new HeartbeatBook();
+  readonly #heartbeats = new HeartbeatBook((vip) => this.#touch(vip));
   /** vip → key → candidate. */
   readonly #queues = new Map<string, Map<string, Candidate>>();
+  /** vip → its queue in order, kept until the queue changes: read by every slot and heartbeat, changed rarely. */
+  readonly #ordered = new Map<string, readonly Candidate[]>();
+  /** Changes since the last takeChanges(), and the spare it swaps with (no allocation per batch). */
+  #changes: ViewChanges = { all: true, vips: new Set() };
+  #spare: ViewChanges = { all: false, vips: new Set() };
   readonly #drains = new Map<string, DrainRecord>();
   readonly #handovers = new Map<string, HandoverRecord>();
   /** node → the MAC of each of its VIP links. */
@@ -107,6 +127,8 @@ export class ClusterView {
     this.#macs.clear();
     const oldQueues = new Map([...this.#queues].map(([vip, q]) => [vip, new Map(q)]));
     this.#queues.clear();
+    this.#ordered.clear();
+    this.#touch(null);
     // Heartbeats last, so that each is judged by the record read with it.
     const isBeat = (kv: Kv) => parseKey(this.prefix, text(kv.key))?.kind === "heartbeat";
     for (const kv of [...kvs.filter((kv) => !isBeat(kv)), ...kvs.filter(isBeat)]) {
@@ -155,6 +177,25 @@ export class ClusterView {
     this.prune(receivedAt);
   }
 
+  /**
+   * What changed since the last call, for one reader (the agent's slots).
+   * The object is reused: read it before calling again.
+   */
+  takeChanges(): Readonly<ViewChanges> {
+    const taken = this.#changes;
+    this.#changes = this.#spare;
+    this.#changes.all = false;
+    this.#changes.vips.clear();
+    this.#spare = taken;
+    return taken;
+  }
+
+  /** A VIP's facts changed; null: possibly every VIP's. */
+  #touch(vip: string | null): void {
+    if (vip === null) this.#changes.all = true;
+    else if (!this.#changes.all) this.#changes.vips.add(vip);
+  }
+
   /** Marks a revision as seen (a watch progress notice, or our own committed write). */
   advance(revision: string): void {
     if (compareRevisions(revision, this.#revision) > 0) this.#revision = revision;
@@ -169,11 +210,14 @@ export class ClusterView {
         const incarnation = decodeIncarnation(value);
         if (!incarnation) this.#foreignOnce(key, "not an agent record vipd wrote");
         this.#agents.set(parsed.node, { node: parsed.node, incarnation, createRevision: kv.create_revision, modRevision: kv.mod_revision });
+        // Its hold time judges its silence, its host shows in every queue: rare, and news to all.
+        this.#touch(null);
         return;
       }
       case "heartbeat":
         return this.#beat(parsed.node, key, kv, value, receivedAt, loading);
       case "election": {
+        this.#queueChanged(parsed.vip);
         const q = this.#queue(parsed.vip);
         const had = q.get(key);
         const same = had && had.createRevision === kv.create_revision;
@@ -191,12 +235,14 @@ export class ClusterView {
         const drain = decodeDrain(value);
         if (!drain) this.#foreignOnce(key, "not a drain vipd wrote; the node counts as drained");
         this.#drains.set(parsed.node, { node: parsed.node, drain });
+        this.#touch(null);
         return;
       }
       case "handover": {
         const request = decodeHandover(value);
         if (!request) this.#foreignOnce(key, "not a hand-over request vipd wrote; ignoring it");
         this.#handovers.set(parsed.vip, { vip: parsed.vip, request });
+        this.#touch(parsed.vip);
         return;
       }
       case "macs": {
@@ -206,6 +252,7 @@ export class ClusterView {
         if (!macs) this.#foreignOnce(key, "not a list of MACs vipd wrote; that agent's answers to address probes count as a stranger's");
         if (macs) this.#macs.set(parsed.node, macs);
         else this.#macs.delete(parsed.node);
+        this.#touch(null);
         return;
       }
       // vipd 0.1's keys: the session refuses to start beside them (registration.ts), not the view's business.
@@ -232,11 +279,15 @@ export class ClusterView {
     switch (parsed.kind) {
       case "agent":
         this.#agents.delete(parsed.node);
+        this.#touch(null);
         return;
       case "heartbeat":
+        // Its claims stay in force; an agent's keys go together (its lease), rarely: news to all.
         this.#heartbeats.deleted(parsed.node);
+        this.#touch(null);
         return;
       case "election": {
+        this.#queueChanged(parsed.vip);
         const q = this.#queues.get(parsed.vip);
         q?.delete(key);
         if (q && q.size === 0) this.#queues.delete(parsed.vip);
@@ -244,17 +295,25 @@ export class ClusterView {
       }
       case "drain":
         this.#drains.delete(parsed.node);
+        this.#touch(null);
         return;
       case "handover":
         this.#handovers.delete(parsed.vip);
+        this.#touch(parsed.vip);
         return;
       case "macs":
         this.#macs.delete(parsed.node);
+        this.#touch(null);
         return;
       case "legacy":
       case "unknown":
         return;
     }
+  }
+
+  #queueChanged(vip: string): void {
+    this.#ordered.delete(vip);
+    this.#touch(vip);
   }
 
   #queue(vip: string): Map<string, Candidate> {
@@ -269,9 +328,14 @@ export class ClusterView {
     this.onForeign(key, why);
   }
 
-  /** A VIP's queue, holder first. */
-  queue(vip: string): Candidate[] {
-    return [...(this.#queues.get(vip)?.values() ?? [])].sort((a, b) => compareRevisions(a.createRevision, b.createRevision));
+  /** A VIP's queue, holder first. The same array until the queue changes: do not change it. */
+  queue(vip: string): readonly Candidate[] {
+    let q = this.#ordered.get(vip);
+    if (!q) {
+      q = [...(this.#queues.get(vip)?.values() ?? [])].sort((a, b) => compareRevisions(a.createRevision, b.createRevision));
+      this.#ordered.set(vip, q);
+    }
+    return q;
   }
 
   /** Every VIP with a queue. */
@@ -320,6 +384,11 @@ export class ClusterView {
    */
   holdOf(node: string): number {
     return this.#agents.get(node)?.incarnation?.holdMs ?? MAX_HOLD_MS;
+  }
+
+  /** When the latest heartbeat heard from `node` stops counting (heartbeat-book.ts); null: none heard. */
+  heardUntil(node: string): number | null {
+    return this.#heartbeats.heardUntil(node);
   }
 
   /** When the last sign of life from `node` stops counting (heartbeat-book.ts); `since` stands in for a node never heard. */
