@@ -4,7 +4,9 @@
 // the silence watch — on a fake clock and fake timers. A heartbeat of the
 // holder that claims what it did steps no slot and arms no timer; its
 // silence wakes all 100 slots in one turn, and they take over together; the
-// rank stagger still holds behind two agents.
+// rank stagger still holds behind two agents. On the holder's side, a
+// heartbeat of its own steps every VIP it holds (each proof moved), and one
+// of a standby none.
 import { beforeEach, expect, test } from "bun:test";
 import type { VipSettings } from "../config/index.ts";
 import { encodeIncarnation, type Incarnation } from "../election/incarnation.ts";
@@ -68,8 +70,10 @@ class ViewSession extends Emitter<{ changed: Record<string, never>; heartbeat: {
   isHead(vip: string) {
     return this.view.queue(vip)[0]?.node === this.me.node;
   }
-  proof() {
-    return null;
+  /** Until when our heartbeats prove our key; null: a standby's. */
+  proven: number | null = null;
+  proof(vip: string) {
+    return this.isHead(vip) ? this.proven : null;
   }
   claimedElsewhereUntil(vip: string) {
     return this.view.claimedUntil(vip, this.me.node, now);
@@ -87,6 +91,12 @@ class ViewSession extends Emitter<{ changed: Record<string, never>; heartbeat: {
     return { took: true, from: ["h"] };
   }
   changed(): void {
+    this.emit("changed", {});
+  }
+  /** A heartbeat of ours committed, as the lifecycle tells it: the proofs moved, then the view "changed". */
+  committed(sentAt: number): void {
+    this.proven = sentAt + HOLD - 50;
+    this.emit("heartbeat", { result: "committed" });
     this.emit("changed", {});
   }
 }
@@ -225,4 +235,23 @@ test("second in line behind two live agents: one stagger after the later silence
   expect(takeovers).toEqual([]);
   await advance(2);
   expect(takeovers.length).toBe(100);
+});
+
+test("a holder of 100 VIPs: its own heartbeat steps each held slot (its proof moved), a standby's heartbeat none", async () => {
+  const kvs: Kv[] = [kv(agentKey(P, "me"), encodeIncarnation(inc("me"))), kv(agentKey(P, "s"), encodeIncarnation(inc("s")))];
+  for (const vip of VIPS) kvs.push(kv(electionKey(P, vip, "me"), "run-me"), kv(electionKey(P, vip, "s"), "run-s"));
+  kvs.push(beat("s", []));
+  session.view.load(kvs, String(rev), now);
+  session.committed(now);
+  await settle();
+  expect(slots.all.every((s) => s.controller.held)).toBe(true);
+  let stepped = slots.updates;
+  await advance(250);
+  session.committed(now);
+  await settle();
+  expect(slots.updates - stepped).toBe(100);
+  stepped = slots.updates;
+  await arrive(beat("s", []));
+  expect(slots.updates - stepped).toBe(0);
+  expect(silence.waiting).toBe(0);
 });

@@ -74,3 +74,39 @@ test("serving, drop, deposed and standDown act on the slots they name", async ()
   await slots.stop();
   expect(calls.at(-1)).toBe("stop 10.0.0.2");
 });
+
+test("with the election's news, a batch steps the slots it names, those that follow proofs on a heartbeat of ours, and all when it says so", async () => {
+  const calls: string[] = [];
+  let news = { all: false, vips: new Set<string>(), proofs: false };
+  const follows = new Set([A.ip]);
+  const slots = new Slots({
+    make: (vip) => Object.assign(fakeSlot(vip, calls), { followsProofs: follows.has(vip.ip) }),
+    log,
+    news: () => news,
+  });
+  slots.add(A);
+  slots.add(B);
+  // A heartbeat of another agent that claims what it did: nothing.
+  slots.electionChanged();
+  await Promise.resolve();
+  expect(calls).toEqual([]);
+  news = { all: false, vips: new Set([B.ip]), proofs: false };
+  slots.electionChanged();
+  await Promise.resolve();
+  expect(calls).toEqual(["update 10.0.0.2"]);
+  news = { all: false, vips: new Set(), proofs: true };
+  slots.electionChanged();
+  await Promise.resolve();
+  expect(calls).toEqual(["update 10.0.0.2", "update 10.0.0.1"]);
+  news = { all: true, vips: new Set(), proofs: false };
+  slots.electionChanged();
+  await Promise.resolve();
+  expect(calls.length).toBe(4);
+  // updateAll (the gate, the start) steps every slot whatever the news.
+  news = { all: false, vips: new Set(), proofs: false };
+  slots.updateAll();
+  slots.electionChanged();
+  await Promise.resolve();
+  expect(calls.length).toBe(6);
+  expect(slots.updates).toBe(6);
+});

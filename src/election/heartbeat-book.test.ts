@@ -77,3 +77,36 @@ test("a re-read without a run the view knew: heard at the re-read, claiming ever
   expect(c.get("a")!.receivedAt).toBe(100);
   expect(c.get("g")!.receivedAt).toBe(100);
 });
+
+test("news of claims: a heartbeat that claims what the last one did is news to no VIP, and keeps its set", () => {
+  const news: (string | null)[] = [];
+  const b = new HeartbeatBook((vip) => news.push(vip));
+  b.heard("a", "10", beat(1, [V1, V2]), a, 100);
+  expect(news).toEqual([V1, V2]);
+  const claims = b.get("a")!.claims;
+  news.length = 0;
+  b.heard("a", "11", beat(2, [V2, V1]), a, 350);
+  expect(news).toEqual([]);
+  expect(b.get("a")!.claims).toBe(claims);
+  expect(b.heardUntil("a")).toBe(350 + silenceWindow(1000));
+  // One claim less, then one more: those VIPs only.
+  b.heard("a", "12", beat(3, [V2]), a, 600);
+  b.heard("a", "13", beat(4, [V2, "192.0.2.12"]), a, 850);
+  expect(news).toEqual([V1, "192.0.2.12"]);
+  // A late heartbeat of the run keeps the claims in force: no news.
+  news.length = 0;
+  b.heard("a", "14", beat(2, []), a, 900);
+  expect(news).toEqual([]);
+  // Judged by another hold time (a new run's record): its claims end at another moment.
+  b.heard("a", "15", beat(1, [V2, "192.0.2.12"], "run-a2"), { run: "run-a2", holdMs: 2000 }, 950);
+  expect(news.sort()).toEqual([V2, V2, "192.0.2.12", "192.0.2.12"].sort());
+  // A value vipd did not write, a takeover, a re-read and a forgotten key: every VIP, or the one taken.
+  news.length = 0;
+  b.heard("x", "16", null, undefined, 1000);
+  b.tookOver(V2, "a");
+  b.reread(new Set(["a", "x"]), new Map([["g", null]]), 1100);
+  b.deleted("g");
+  b.prune(1100 + silenceWindow(MAX_HOLD_MS));
+  expect(news).toEqual([null, V2, null, null]);
+  expect(b.heardUntil("nobody")).toBeNull();
+});

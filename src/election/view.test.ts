@@ -274,3 +274,36 @@ test("revision follows the events and advance()", () => {
   v.advance("5");
   expect(v.revision).toBe("100000");
 });
+
+describe("changes, for the slots to decide again where it matters", () => {
+  test("a full read is news to all; then queues, hand-overs and claims name their VIPs; a heartbeat that claims what it did names none", () => {
+    const { v } = view();
+    const other = "192.0.2.11";
+    v.load([kv(agentKey(P, "a"), encodeIncarnation(inc("a"))), kv(electionKey(P, VIP, "a"), "run-a"), beat("a", 1, [VIP])], "200", 1000);
+    expect(v.takeChanges()).toMatchObject({ all: true });
+    expect(v.takeChanges()).toMatchObject({ all: false, vips: new Set() });
+    v.apply([{ type: "put", kv: beat("a", 2, [VIP]) }], 1250);
+    expect(v.takeChanges()).toMatchObject({ all: false, vips: new Set() });
+    v.apply([{ type: "put", kv: beat("a", 3, [other]) }], 1500);
+    expect(v.takeChanges()).toMatchObject({ all: false, vips: new Set([VIP, other]) });
+    v.apply([{ type: "put", kv: kv(electionKey(P, other, "b"), "run-b") }], 1600);
+    expect(v.takeChanges()).toMatchObject({ all: false, vips: new Set([other]) });
+    v.apply([{ type: "put", kv: kv(`${P}handovers/${VIP}`, "{}") }], 1700);
+    expect(v.takeChanges().vips).toEqual(new Set([VIP]));
+    // Agent records (hold times, hosts) and drains concern every VIP.
+    v.apply([{ type: "put", kv: kv(agentKey(P, "b"), encodeIncarnation(inc("b"))) }], 1800);
+    expect(v.takeChanges().all).toBe(true);
+  });
+
+  test("a VIP's queue in order is the same array until that queue changes", () => {
+    const { v } = view();
+    const a = kv(electionKey(P, VIP, "a"), "run-a");
+    v.load([a, kv(electionKey(P, "192.0.2.11", "a"), "run-a")], "200", 1000);
+    const q = v.queue(VIP);
+    v.apply([{ type: "put", kv: beat("a", 1, [VIP]) }, { type: "put", kv: kv(electionKey(P, "192.0.2.11", "b"), "run-b") }], 1100);
+    expect(v.queue(VIP)).toBe(q);
+    v.apply([{ type: "put", kv: kv(electionKey(P, VIP, "b"), "run-b") }], 1200);
+    expect(v.queue(VIP)).not.toBe(q);
+    expect(v.queue(VIP).map((c) => c.node)).toEqual(["a", "b"]);
+  });
+});
