@@ -157,6 +157,18 @@ describe("taking over", () => {
     // While the write is in flight, its answer is the next event: no timer spins meanwhile.
     expect(armedAt(step(state({ op: "takeover" }), facts({ ...SECOND, takeoverAt: NOW }), UPDATE).effects)).toBe(Infinity);
   });
+  test("the timer says which moment is its own and not the takeover's, which the agents ahead move (the slot may wait on their silence)", () => {
+    const own = (fx: QueueEffect[]) => (fx.find((e) => e.type === "arm") as { own: number } | undefined)?.own;
+    // Queued behind a live agent, nothing else to wait for: the takeover only.
+    const behind = step(S0, facts({ ...SECOND, takeoverAt: NOW + 400 }), UPDATE).effects;
+    expect([armedAt(behind), own(behind)]).toEqual([NOW + 400, Infinity]);
+    // A stand-down ends before it: both.
+    const down = step(state({ withdrawn: { reason: "fence", until: NOW + 300 } }), facts({ ...SECOND, takeoverAt: NOW + 400 }), UPDATE).effects;
+    expect([armedAt(down), own(down)]).toEqual([NOW + 300, NOW + 300]);
+    // A pause after a failed try is its own, and the takeover waits for it.
+    const paused = step(state({ pauseUntil: NOW + 100 }), facts({ ...SECOND, takeoverAt: NOW }), UPDATE).effects;
+    expect([armedAt(paused), own(paused)]).toEqual([NOW + 100, NOW + 100]);
+  });
   test("a takeover that took: the metric, the log line and the reason it won", () => {
     const r = step(state({ op: "takeover" }), facts(HEAD), { type: "took", took: true, from: ["n0"], silentMs: 2811 });
     expect(moves(r.effects)).toContainEqual({ type: "took-over" });

@@ -1,0 +1,132 @@
+// What a standby of many VIPs costs while nothing happens, for one or more
+// source trees of vipd in the same lab and the same run (before and after a
+// change): 3 nodes with an etcd member each, N VIPs (IPv4) on eth0; vipd on
+// n1 until it holds every VIP, then on n2 and n3 until each is queued for
+// every VIP; after a warm-up, each standby's process CPU (utime + stime of
+// its tree, from /proc) over the window, and the event-loop stalls each
+// logged. Then every vipd is stopped and the next tree runs.
+//
+//   bun scripts/standby-cost.ts [--vips 100] [--seconds 15] [--rounds 1] TREE...
+//
+// TREE: a checkout of vipd (its src/main.ts runs from source). Needs root;
+// nothing leaves the lab.
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { etcdRange, type EtcdSite } from "../test/lab/etcd-admin.ts";
+import { sleep } from "../test/lab/sh.ts";
+import { SmallLab } from "../test/lab/small-lab.ts";
+
+const argv = process.argv.slice(2);
+const opt = (name: string, dflt: number) => {
+  const i = argv.indexOf(`--${name}`);
+  if (i < 0) return dflt;
+  const v = Number(argv[i + 1]);
+  argv.splice(i, 2);
+  return v;
+};
+const vipCount = opt("vips", 100);
+const seconds = opt("seconds", 15);
+const rounds = opt("rounds", 1);
+const trees = argv;
+if (trees.length === 0) throw new Error("usage: bun scripts/standby-cost.ts [--vips N] [--seconds S] [--rounds R] TREE...");
+const NODES = ["n1", "n2", "n3"] as const;
+const VIPS = Array.from({ length: vipCount }, (_, i) => `198.51.100.${i + 1}`);
+const TICK = 100; // USER_HZ
+
+/** The pid and its descendants. */
+function tree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    try {
+      for (const t of readdirSync(`/proc/${out[i]}/task`)) {
+        const kids = readFileSync(`/proc/${out[i]}/task/${t}/children`, "utf8").trim();
+        if (kids) out.push(...kids.split(/\s+/).map(Number));
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+function cpuTicks(root: number): number {
+  let n = 0;
+  for (const pid of tree(root)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      n += Number(f[11]) + Number(f[12]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return n;
+}
+
+async function waitUntil(what: string, ok: () => Promise<boolean>, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await ok().catch(() => false)) return;
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const lab = await SmallLab.start(NODES);
+const site: EtcdSite = { nodes: NODES.map((name) => ({ name, host: lab.host(name) })) };
+const config = lab.write("vips.yaml", VIPS.map((v) => `apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: ${v}\nlink: eth0\n`).join("---\n"));
+const running: Subprocess<"ignore", "ignore", "pipe">[] = [];
+const rows: string[] = [];
+
+function start(treeDir: string, node: string, port: number): Subprocess<"ignore", "ignore", "pipe"> {
+  const p = Bun.spawn(
+    ["ip", "netns", "exec", lab.host(node).ns, process.execPath, join(treeDir, "src", "main.ts"), "run", "--config", config, "--node-name", node,
+      "--etcd-endpoints", "http://127.0.0.1:2379", "--health-listen", `127.0.0.1:${port}`, "--log-format", "json"],
+    { stdin: "ignore", stdout: "ignore", stderr: "pipe" },
+  ) as Subprocess<"ignore", "ignore", "pipe">;
+  running.push(p);
+  return p;
+}
+
+async function held(node: string): Promise<number> {
+  const addrs = await lab.seg.addresses(lab.host(node));
+  return addrs.filter((a) => VIPS.includes(a.local)).length;
+}
+
+async function queued(node: string): Promise<number> {
+  return (await etcdRange(site, "n1", "/vipd/elections/")).filter((kv) => kv.key.endsWith(`/${node}`)).length;
+}
+
+try {
+  for (let round = 0; round < rounds; round++) {
+    for (const dir of trees) {
+      const holder = start(dir, "n1", 18201);
+      await waitUntil("n1 to hold every VIP", async () => (await held("n1")) === VIPS.length, 60_000);
+      const standbys = [start(dir, "n2", 18202), start(dir, "n3", 18203)];
+      await waitUntil("n2 and n3 queued for every VIP", async () => (await queued("n2")) === VIPS.length && (await queued("n3")) === VIPS.length, 60_000);
+      await sleep(5000);
+      const before = standbys.map((p) => cpuTicks(p.pid));
+      const hBefore = cpuTicks(holder.pid);
+      await sleep(seconds * 1000);
+      const cpu = standbys.map((p, i) => ((cpuTicks(p.pid) - before[i]!) / TICK / seconds) * 100);
+      const hCpu = ((cpuTicks(holder.pid) - hBefore) / TICK / seconds) * 100;
+      const logs: string[] = [];
+      for (const p of [holder, ...standbys]) {
+        p.kill("SIGTERM");
+        await p.exited;
+        logs.push(await new Response(p.stderr).text());
+      }
+      const stalls = logs.map((l) => l.split("\n").filter((line) => line.includes("event loop stalled")).map((line) => JSON.parse(line).stalledMs as number));
+      rows.push(`| ${dir} | ${cpu.map((c) => c.toFixed(2)).join(" / ")} % | ${hCpu.toFixed(2)} % | ${stalls.map((s) => (s.length ? `${s.length} (max ${Math.max(...s)} ms)` : "0")).join(" / ")} |`);
+      console.error(rows.at(-1));
+      await waitUntil("the queues empty", async () => (await etcdRange(site, "n1", "/vipd/elections/")).length === 0, 30_000);
+    }
+  }
+} finally {
+  for (const p of running) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+  await lab.close();
+}
+console.log(`${vipCount} VIPs, 3 nodes (etcd member each), holder n1, standbys n2 n3; CPU over ${seconds} s after 5 s of warm-up, % of one core\n`);
+console.log("| tree | standby CPU n2 / n3 | holder CPU | stalls logged n1 / n2 / n3 |\n|---|---|---|---|");
+for (const r of rows) console.log(r);
