@@ -8,11 +8,16 @@
 //
 //   bun scripts/standby-cost.ts [--vips 100] [--seconds 15] [--rounds 1] TREE...
 //
+// With PROFILE_DIR set, the standbys run under Bun's CPU profiler
+// (`--cpu-prof`, with the runtime settings preset so that vipd does not
+// re-execute itself) and leave TREE-name-node.cpuprofile there.
+//
 // TREE: a checkout of vipd (its src/main.ts runs from source). Needs root;
 // nothing leaves the lab.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { QUIET_RUNTIME } from "../src/runtime-env.ts";
 import { etcdRange, type EtcdSite } from "../test/lab/etcd-admin.ts";
 import { sleep } from "../test/lab/sh.ts";
 import { SmallLab } from "../test/lab/small-lab.ts";
@@ -79,11 +84,16 @@ const config = lab.write("vips.yaml", VIPS.map((v) => `apiVersion: v1alpha1\nkin
 const running: Subprocess<"ignore", "ignore", "pipe">[] = [];
 const rows: string[] = [];
 
+const profileDir = process.env.PROFILE_DIR;
+
 function start(treeDir: string, node: string, port: number): Subprocess<"ignore", "ignore", "pipe"> {
+  const profile = profileDir && node !== "n1"
+    ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${treeDir.replaceAll("/", "_")}-${node}.cpuprofile`]
+    : [];
   const p = Bun.spawn(
-    ["ip", "netns", "exec", lab.host(node).ns, process.execPath, join(treeDir, "src", "main.ts"), "run", "--config", config, "--node-name", node,
+    ["ip", "netns", "exec", lab.host(node).ns, process.execPath, ...profile, join(treeDir, "src", "main.ts"), "run", "--config", config, "--node-name", node,
       "--etcd-endpoints", "http://127.0.0.1:2379", "--health-listen", `127.0.0.1:${port}`, "--log-format", "json"],
-    { stdin: "ignore", stdout: "ignore", stderr: "pipe" },
+    { stdin: "ignore", stdout: "ignore", stderr: "pipe", ...(profile.length ? { env: { ...process.env, ...QUIET_RUNTIME } } : {}) },
   ) as Subprocess<"ignore", "ignore", "pipe">;
   running.push(p);
   return p;
@@ -119,7 +129,6 @@ try {
       }
       const stalls = logs.map((l) => l.split("\n").filter((line) => line.includes("event loop stalled")).map((line) => JSON.parse(line).stalledMs as number));
       rows.push(`| ${dir} | ${cpu.map((c) => c.toFixed(2)).join(" / ")} % | ${hCpu.toFixed(2)} % | ${stalls.map((s) => (s.length ? `${s.length} (max ${Math.max(...s)} ms)` : "0")).join(" / ")} |`);
-      console.error(rows.at(-1));
       await waitUntil("the queues empty", async () => (await etcdRange(site, "n1", "/vipd/elections/")).length === 0, 30_000);
     }
   }

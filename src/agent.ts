@@ -88,6 +88,8 @@ export class Agent {
   /** Where slots queued behind live agents wait for them to fall silent: one timer for all. */
   readonly #silence: SilenceWatch;
   #holdMs: number;
+  /** The MACs last handed out, and what they were made from (#macs). */
+  #macsMemo: { settings: Settings; vipLinks: readonly string[]; seen: string; value: Record<string, string> } | null = null;
   #stopping = false;
   #lock: NetnsLock | null = null;
   readonly #hooks: HookRunner;
@@ -245,15 +247,29 @@ export class Agent {
    * What the other agents' conflict probes may hear from us: the MAC of each
    * VIP's link that exists now, by VIP, and that of every link in this
    * namespace, by `link/<name>` (any of them answers ARP for a VIP we hold
-   * when it is on the segment too: design.md §12).
+   * when it is on the segment too: design.md §12). Asked at every committed
+   * heartbeat, and changed only by a reload or a link event: the same object
+   * is handed out while the settings and the MACs of the links are the same,
+   * so that a heartbeat costs nothing per VIP here.
    */
   #macs(): Record<string, string> {
+    const links = this.#links?.macs() ?? new Map<string, string>();
+    const memo = this.#macsMemo;
+    const vipLinks = memo?.settings === this.#settings ? memo.vipLinks : [...new Set(this.#settings.vips.map((v) => v.link))];
+    let seen = "";
+    for (const name of vipLinks) {
+      const link = this.#links?.link(name);
+      seen += `${name}=${link ? formatMac(link.mac) : ""};`;
+    }
+    for (const [name, mac] of links) seen += `link/${name}=${mac};`;
+    if (memo && memo.settings === this.#settings && memo.seen === seen) return memo.value;
     const out: Record<string, string> = {};
     for (const v of this.#settings.vips) {
       const link = this.#links?.link(v.link);
       if (link) out[v.ip] = formatMac(link.mac);
     }
-    for (const [name, mac] of this.#links?.macs() ?? []) out[`link/${name}`] = mac;
+    for (const [name, mac] of links) out[`link/${name}`] = mac;
+    this.#macsMemo = { settings: this.#settings, vipLinks, seen, value: out };
     return out;
   }
 

@@ -64,8 +64,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Registration {
   readonly #p: RegistrationPort;
-  /** The MACs in etcd, as this process last wrote them, and under which registration. */
-  #published: { agentRevision: string; value: string } | null = null;
+  /** The MACs in etcd, as this process last wrote them, under which registration, and the object they were encoded from (the agent hands out the same one while they stay the same). */
+  #published: { agentRevision: string; value: string; from?: MacsValue } | null = null;
   #macsWriting = false;
 
   constructor(port: RegistrationPort) {
@@ -161,13 +161,19 @@ export class Registration {
   async publishMacs(reg: Registered): Promise<void> {
     const macs = this.#p.macs;
     if (!macs || this.#macsWriting) return;
-    const value = encodeMacs(macs());
-    if (this.#published?.agentRevision === reg.agentRevision && this.#published.value === value) return;
+    // The agent hands out the same object while its MACs stay the same: no encoding per heartbeat.
+    const current = macs();
+    if (this.#published?.agentRevision === reg.agentRevision && this.#published.from === current) return;
+    const value = encodeMacs(current);
+    if (this.#published?.agentRevision === reg.agentRevision && this.#published.value === value) {
+      this.#published = { ...this.#published, from: current };
+      return;
+    }
     this.#macsWriting = true;
     try {
       const res = await this.#p.kv.txn(macsTxn(this.#p.me, reg, value), this.#p.rpcTimeoutMs);
       // Our record gone: the next registration writes them.
-      if (res.succeeded) this.#published = { agentRevision: reg.agentRevision, value };
+      if (res.succeeded) this.#published = { agentRevision: reg.agentRevision, value, from: current };
     } catch (err) {
       this.#p.log.warn("publishing this node's MACs failed; retrying after the next heartbeat", { error: describeEtcdError(err, this.#p.endpoints) });
     } finally {
