@@ -22,7 +22,6 @@ import { ApiServerGate } from "./health/gate.ts";
 import type { HealthReport } from "./health/server.ts";
 import { VipdMetrics } from "./health/vipd-metrics.ts";
 import { claimNetnsLock, type NetnsLock, type RequestHandler } from "./kernel/netns-lock.ts";
-import { formatMac } from "./kernel/ip.ts";
 import { Rtnl } from "./kernel/rtnl.ts";
 import { describeError, type Logger } from "./log.ts";
 import { type Clock, monotonicClock, type Timed } from "./seams.ts";
@@ -31,6 +30,7 @@ import { HookRunner } from "./agent/hooks.ts";
 import { LinkWatch } from "./agent/links.ts";
 import { LoopWatch } from "./agent/loop-watch.ts";
 import { Notices } from "./agent/notices.ts";
+import { PublishedMacs } from "./agent/published-macs.ts";
 import { hookSettings, Reloader, type ReloadOutcome } from "./agent/reloader.ts";
 import { type ElectionNews, sessionNews, sessionPort } from "./agent/election-port.ts";
 import { SilenceWatch } from "./agent/silence-watch.ts";
@@ -88,8 +88,8 @@ export class Agent {
   /** Where slots queued behind live agents wait for them to fall silent: one timer for all. */
   readonly #silence: SilenceWatch;
   #holdMs: number;
-  /** The MACs last handed out, and what they were made from (#macs). */
-  #macsMemo: { settings: Settings; vipLinks: readonly string[]; seen: string; value: Record<string, string> } | null = null;
+  /** What the other agents' conflict probes may hear from us: published by the session (design.md §12). */
+  readonly #macs = new PublishedMacs();
   #stopping = false;
   #lock: NetnsLock | null = null;
   readonly #hooks: HookRunner;
@@ -221,7 +221,7 @@ export class Agent {
       clock: this.#clock,
       log: this.log,
       serving: () => this.#slots.serving(),
-      macs: () => this.#macs(),
+      macs: () => this.#macs.of(this.#settings.vips, this.#links),
       // A dead run of ours, here: what it claimed goes from every link before its keys go.
       removeLeftovers: (claims) => this.#removeLeftovers(claims, "removed a VIP the previous run claimed"),
       timed: this.#loop.timed,
@@ -241,36 +241,6 @@ export class Agent {
     session.start();
     // Decide once now: the first conflict probe runs while the session registers.
     this.#slots.updateAll();
-  }
-
-  /**
-   * What the other agents' conflict probes may hear from us: the MAC of each
-   * VIP's link that exists now, by VIP, and that of every link in this
-   * namespace, by `link/<name>` (any of them answers ARP for a VIP we hold
-   * when it is on the segment too: design.md §12). Asked at every committed
-   * heartbeat, and changed only by a reload or a link event: the same object
-   * is handed out while the settings and the MACs of the links are the same,
-   * so that a heartbeat costs nothing per VIP here.
-   */
-  #macs(): Record<string, string> {
-    const links = this.#links?.macs() ?? new Map<string, string>();
-    const memo = this.#macsMemo;
-    const vipLinks = memo?.settings === this.#settings ? memo.vipLinks : [...new Set(this.#settings.vips.map((v) => v.link))];
-    let seen = "";
-    for (const name of vipLinks) {
-      const link = this.#links?.link(name);
-      seen += `${name}=${link ? formatMac(link.mac) : ""};`;
-    }
-    for (const [name, mac] of links) seen += `link/${name}=${mac};`;
-    if (memo && memo.settings === this.#settings && memo.seen === seen) return memo.value;
-    const out: Record<string, string> = {};
-    for (const v of this.#settings.vips) {
-      const link = this.#links?.link(v.link);
-      if (link) out[v.ip] = formatMac(link.mac);
-    }
-    for (const [name, mac] of links) out[`link/${name}`] = mac;
-    this.#macsMemo = { settings: this.#settings, vipLinks, seen, value: out };
-    return out;
   }
 
   /** One VIP's slot (at start, or added by a reload). */

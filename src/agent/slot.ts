@@ -15,9 +15,9 @@
 // element) goes first, and only then is etcd told, because telling etcd lets
 // the next node take over at once (design.md, invariant I4).
 //
-// A little over 350 lines: it wires three parts and runs every effect; the
-// decisions are in queue-state.ts, what it says in slot-news.ts, /status in
-// vip-status.ts.
+// About 420 lines: it wires three parts, runs every effect and chooses
+// between its timer and the silence watch; the decisions are in
+// queue-state.ts, what it says in slot-news.ts, /status in vip-status.ts.
 import type { VipSettings } from "../config/index.ts";
 import { describeEtcdError } from "../election/etcd-error.ts";
 import { type Clock, realTimers, type Timeouts } from "../seams.ts";

@@ -19,6 +19,9 @@
 // hand edit) is reported once through onForeign and read in the way that
 // keeps a VIP unheld rather than doubly held: a heartbeat whose value cannot
 // be read still counts as a sign of life and claims every VIP.
+//
+// About 400 lines: it reads every kind of key vipd writes and notes what
+// each changed; what the heartbeats say is in heartbeat-book.ts.
 import { MAX_HOLD_MS } from "../config/fields.ts";
 import { HeartbeatBook, type HeartbeatRecord } from "./heartbeat-book.ts";
 import { decodeIncarnation, type Incarnation } from "./incarnation.ts";
