@@ -1,7 +1,9 @@
 // The heartbeat's timing claims (design.md §3), on a fake clock and fake
 // timers: heartbeats do not wait for each other, each is dated by its own
 // send time (deadline = s + H − m), and while they fail the next goes out
-// after 100 ms instead of 250, and no sooner. The stand-in connection only
+// after 100 ms instead of 250, and no sooner. A standby (busy says no) goes
+// at its own interval; one that becomes a holder sends at once and at 250 ms
+// from then on, and slows down again once it lets go. The stand-in connection only
 // records each transaction's send time and lets the test answer, fail or
 // hold it; what the transactions say is heartbeat.test.ts's business.
 import { expect, test } from "bun:test";
@@ -54,7 +56,7 @@ interface Call {
   fail: (why: string) => void;
 }
 
-function rig() {
+function rig(role: { busy?: () => boolean; idleIntervalMs?: number } = {}) {
   const time = new FakeTime();
   const calls: Call[] = [];
   let revision = 100;
@@ -71,7 +73,7 @@ function rig() {
   // The design's interval: no intervalMs, so the default (250 ms) is what is tested.
   const hb = new Heartbeat({
     conn, clock: time.clock, timers: time, prefix: "/vipd/", node: "a", run: "run-a", lease: "1", agentRevision: "5",
-    guard: () => [KEY], claims: () => [VIP], nextSeq: () => ++seq, timeoutMs: 2000,
+    guard: () => [KEY], claims: () => [VIP], nextSeq: () => ++seq, timeoutMs: 2000, ...role,
   });
   const failed: number[] = [];
   hb.on("failed", () => failed.push(time.now));
@@ -164,5 +166,94 @@ test("a failed heartbeat is followed after 100 ms, not at the next interval and 
   await r.time.to(3050);
   // The one armed while failing leaves a retry after 2200; from then on, one per interval again.
   expect(r.sends().filter((s) => s > 2200)).toEqual([2300, 2550, 2800, 3050]);
+  r.hb.stop();
+});
+
+// ---- by role ------------------------------------------------------------------
+
+/** The default hold's standby interval (proof.ts standbyInterval(2500)). */
+const IDLE_MS = 1250;
+
+/**
+ * A rig whose role the test sets, where every heartbeat is answered 5 ms
+ * after it leaves: refused while etcd is `down`, committed otherwise.
+ */
+function roleRig(busy: boolean) {
+  const role = { busy };
+  const etcd = { down: false };
+  const r = rig({ busy: () => role.busy, idleIntervalMs: IDLE_MS });
+  const answered = new Set<Call>();
+  /** Moves to `t` a millisecond at a time, answering each heartbeat 5 ms after it left. */
+  const run = async (t: number) => {
+    while (r.time.now < t) {
+      await r.time.to(r.time.now + 1);
+      for (const c of r.calls) {
+        if (answered.has(c) || c.sentAt + 5 > r.time.now) continue;
+        answered.add(c);
+        if (etcd.down) c.fail("etcdserver: no leader");
+        else c.commit();
+      }
+    }
+    await r.time.to(t);
+  };
+  return { ...r, role, etcd, run };
+}
+
+test("a standby heartbeats at its own interval; the first after start is followed a retry later, as a holder's is", async () => {
+  const r = roleRig(false);
+  r.hb.start();
+  await r.run(5000);
+  expect(r.sends()).toEqual([0, 100, 1350, 2600, 3850]);
+  r.hb.stop();
+});
+
+test("a standby that becomes head sends at once, then every 250 ms; back to its interval after it lets go", async () => {
+  const r = roleRig(false);
+  r.hb.start();
+  await r.run(2000);
+  expect(r.sends()).toEqual([0, 100, 1350]);
+  // The holder released: the view makes us head, and asks for a heartbeat now (lifecycle.ts).
+  r.role.busy = true;
+  r.hb.beat();
+  await r.run(2000);
+  expect(r.sends()).toEqual([0, 100, 1350, 2000]);
+  await r.run(2760);
+  expect(r.sends().slice(3)).toEqual([2000, 2250, 2500, 2750]);
+  // Released at 2760: the heartbeat armed at the holder's pace still leaves; the one after it a standby's interval later.
+  r.role.busy = false;
+  await r.run(5000);
+  expect(r.sends().slice(3)).toEqual([2000, 2250, 2500, 2750, 3000, 4250]);
+  r.hb.stop();
+});
+
+test("a takeover's own put starts the holder's pace: the next heartbeat leaves 250 ms after it, not a standby's interval after the last", async () => {
+  const r = roleRig(false);
+  r.hb.start();
+  await r.run(2000);
+  expect(r.sends()).toEqual([0, 100, 1350]);
+  // A takeover asked at 2000 (busy from the ask), sent at 2001, committed at 2006.
+  r.role.busy = true;
+  await r.run(2006);
+  r.hb.putAlongside(2001);
+  await r.run(2800);
+  expect(r.sends().slice(3)).toEqual([2251, 2501, 2751]);
+  r.hb.stop();
+});
+
+test("a failing standby heartbeat is retried after 100 ms, as a holder's is; committed again, it keeps its interval", async () => {
+  const r = roleRig(false);
+  r.hb.start();
+  await r.run(1300);
+  expect(r.sends()).toEqual([0, 100]);
+  // etcd refuses every write from 1300 to 1600 (electing a leader).
+  r.etcd.down = true;
+  await r.run(1600);
+  expect(r.failed).toEqual([1355, 1455, 1555]);
+  expect(r.sends()).toEqual([0, 100, 1350, 1450, 1550]);
+  r.etcd.down = false;
+  await r.run(4100);
+  // As for a holder: the one armed while failing leaves a retry after the last (1650), and so does
+  // the next, armed before any had committed (1750); then a standby's interval again.
+  expect(r.sends()).toEqual([0, 100, 1350, 1450, 1550, 1650, 1750, 3000]);
   r.hb.stop();
 });

@@ -1,5 +1,6 @@
-// The agent's heartbeat: one etcd transaction every 250 ms, whatever the
-// number of VIPs (design.md §3).
+// The agent's heartbeat: one etcd transaction every 250 ms while the agent
+// holds anything, every half hold (at most 1250 ms) while it stands by,
+// whatever the number of VIPs (design.md §3).
 //
 //   if   agents/<node> was created by this run            (create revision)
 //   and  elections/<vip>/<node> still is the key we hold,  for every VIP we head
@@ -12,6 +13,15 @@
 // it was deposed, even when its watch is silent. The lost key leaves every
 // later guard at once, or each heartbeat would fail on it until the view
 // shows the deletion, and every other key would go unproven meanwhile.
+//
+// The pace is the holder's while the agent heads a queue, claims a VIP or is
+// taking one over (`busy`): its proofs, and so how long an etcd stall it
+// rides out, run from its heartbeats' send times. A standby's heartbeats
+// only keep the agents behind it from judging it silent, which they do a
+// whole silence window after receipt, so they go slower. An agent that
+// becomes a holder sends at once (`beat`, or the takeover's own put:
+// `putAlongside`) and at the holder's pace from then on; one that lets go
+// slows down after its next heartbeat.
 //
 // Heartbeats do not wait for each other: one goes out every interval, each
 // dated by its own send time, so one slow round trip costs nothing as long
@@ -70,7 +80,12 @@ export interface HeartbeatOptions {
   readonly nextSeq: () => number;
   /** Deadline per heartbeat: one answered after the proof it would give has ended proves nothing. */
   readonly timeoutMs: number;
+  /** The holder's interval. Default HEARTBEAT_INTERVAL_MS. */
   readonly intervalMs?: number;
+  /** The interval while `busy` says no (proof.ts standbyInterval). Default: intervalMs. */
+  readonly idleIntervalMs?: number;
+  /** Read when each heartbeat is scheduled: whether the agent heads a queue, claims a VIP or is taking one over. Default: always. */
+  readonly busy?: () => boolean;
   /** No answer of any kind for this long while heartbeats are out: ask the connection whether to replace it. Default 1000 ms. */
   readonly stallMs?: number;
 }
@@ -85,6 +100,10 @@ const id = (g: Guarded) => `${g.vip} ${g.createRevision}`;
 export class Heartbeat extends Emitter<HeartbeatEvents> {
   readonly #o: HeartbeatOptions;
   readonly #interval: number;
+  readonly #idleInterval: number;
+  readonly #busy: () => boolean;
+  /** The interval the latest schedule used: how long a heartbeat may take to commit before the pace gives way to retries. */
+  #pace: number;
   readonly #stallMs: number;
   #running = false;
   readonly #timers: Timeouts;
@@ -113,6 +132,9 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     super();
     this.#o = opts;
     this.#interval = opts.intervalMs ?? HEARTBEAT_INTERVAL_MS;
+    this.#idleInterval = Math.max(this.#interval, opts.idleIntervalMs ?? this.#interval);
+    this.#busy = opts.busy ?? (() => true);
+    this.#pace = this.#interval;
     this.#stallMs = opts.stallMs ?? 1000;
     this.#timers = opts.timers ?? realTimers;
     this.#lastAnswerAt = opts.clock();
@@ -153,6 +175,22 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
       this.#beatAsked = false;
       if (this.#running) this.#send();
     });
+  }
+
+  /**
+   * Another write of ours that put the heartbeat key, sent at `sentAt`, has
+   * committed: a takeover, which makes this agent a holder in the same
+   * transaction. It counts as a heartbeat that left then and committed now:
+   * the next goes one interval after it, at the pace `busy` says now, not a
+   * standby's interval after the last one.
+   */
+  putAlongside(sentAt: number): void {
+    if (!this.#running) return;
+    const now = this.#o.clock();
+    if (sentAt > this.#lastSentAt) this.#lastSentAt = sentAt;
+    if (this.#lastCommitAt === null || now > this.#lastCommitAt) this.#lastCommitAt = now;
+    this.#failing = false;
+    this.#schedule();
   }
 
   /** Send time of the latest committed heartbeat that guarded this key; null if none did. */
@@ -204,8 +242,14 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
   #schedule(): void {
     if (!this.#running) return;
     if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
-    const healthy = !this.#failing && this.#lastCommitAt !== null && this.#o.clock() - this.#lastCommitAt < 2 * this.#interval;
-    const next = this.#lastSentAt + (healthy ? this.#interval : HEARTBEAT_RETRY_MS);
+    const interval = this.#busy() ? this.#interval : this.#idleInterval;
+    // Judged by the slower of the old and the new pace: a standby that
+    // becomes a holder last committed up to a standby's interval ago, which
+    // is no reason to retry.
+    const span = Math.max(interval, this.#pace);
+    this.#pace = interval;
+    const healthy = !this.#failing && this.#lastCommitAt !== null && this.#o.clock() - this.#lastCommitAt < 2 * span;
+    const next = this.#lastSentAt + (healthy ? interval : HEARTBEAT_RETRY_MS);
     this.#timer = this.#timers.setTimeout(() => {
       this.#timer = null;
       this.#send();

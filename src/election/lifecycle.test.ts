@@ -57,6 +57,7 @@ class FakeHeartbeat extends Emitter<HeartbeatEvents> {
   prove(): void {}
   releasing(): void {}
   gone(): void {}
+  putAlongside(): void {}
   fire<K extends keyof HeartbeatEvents>(e: K, p: HeartbeatEvents[K]): void {
     this.emit(e, p);
   }
@@ -75,6 +76,8 @@ function harness(claims: (() => Promise<string>)[] = []) {
   const letGo = new Set<string>();
   const published: Registered[] = [];
   let claimed = 0;
+  /** What the latest heartbeat was given to set its pace by. */
+  let busy: () => boolean = () => false;
   const parts: SessionParts = {
     lease: () => {
       const l = new FakeLease(calls);
@@ -99,6 +102,7 @@ function harness(claims: (() => Promise<string>)[] = []) {
       calls.push(`heartbeat on lease ${h.lease}, record ${h.agentRevision}`);
       const b = new FakeHeartbeat(calls);
       beats.push(b);
+      busy = h.busy;
       return b;
     },
   };
@@ -117,7 +121,7 @@ function harness(claims: (() => Promise<string>)[] = []) {
       },
       publishMacs: async (reg) => void published.push(reg),
     },
-    queues: { guard: () => heads, claims: () => heads.map((g) => g.vip), letGo: (g) => letGo.has(g.vip) },
+    queues: { guard: () => heads, claims: () => heads.map((g) => g.vip), letGo: (g) => letGo.has(g.vip), busy: () => heads.length > 0 },
     emit: (e, p) => void (events[e] as unknown[]).push(p),
     sleep: async (ms) => void slept.push(ms),
   });
@@ -125,6 +129,7 @@ function harness(claims: (() => Promise<string>)[] = []) {
     life, calls, events, leases, beats, slept, letGo, published,
     setHeads: (h: Guarded[]) => void (heads = h),
     viewChanged: () => viewChanged(),
+    busy: () => busy(),
     get claimed() {
       return claimed;
     },
@@ -212,16 +217,18 @@ test("a deposed key is news only when we did not let it go ourselves; the watch 
   expect(h.events.heartbeat).toEqual([{ result: "deposed" }, { result: "deposed" }]);
 });
 
-test("a view that shows us first in a new queue asks for a heartbeat at once; one that does not, waits for the interval", async () => {
+test("a view that shows us first in a new queue asks for a heartbeat at once, and the heartbeat's pace is the holder's from then on; one that does not, waits for the interval", async () => {
   const h = harness();
   h.life.start();
   await until("established", () => h.life.ready);
   const beats = () => h.calls.filter((c) => c === "beat").length;
   h.viewChanged();
   expect(beats()).toBe(0);
+  expect(h.busy()).toBe(false);
   h.setHeads([{ vip: V1, createRevision: "10" }]);
   h.viewChanged();
   expect(beats()).toBe(1);
+  expect(h.busy()).toBe(true);
   h.viewChanged();
   expect(beats()).toBe(1);
 });

@@ -13,7 +13,7 @@ import { etcdVersionWarning } from "./etcd-version.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { describeIncarnation } from "./incarnation.ts";
 import { AgentLease } from "./lease.ts";
-import { HEARTBEAT_INTERVAL_MS } from "./proof.ts";
+import { HEARTBEAT_INTERVAL_MS, standbyInterval } from "./proof.ts";
 import type { QueueWriter } from "./queue-writer.ts";
 import { stallAfter } from "./reconnect.ts";
 import { type Registration, SessionFatalError } from "./registration.ts";
@@ -27,7 +27,7 @@ export type SessionLease = Pick<AgentLease, "id" | "etcdId" | "ttl" | "grant" | 
 /** The watch that keeps the cluster view current (watcher.ts). */
 export type SessionWatch = Pick<Watcher, "synced" | "start" | "close" | "expect" | "etcdAnswered">;
 /** The heartbeat and the proofs it gives (heartbeat.ts). */
-export type SessionHeartbeat = Pick<Heartbeat, "start" | "stop" | "beat" | "on" | "provenSince" | "lastCommitAt" | "prove" | "releasing" | "gone">;
+export type SessionHeartbeat = Pick<Heartbeat, "start" | "stop" | "beat" | "on" | "provenSince" | "lastCommitAt" | "prove" | "releasing" | "gone" | "putAlongside">;
 
 /**
  * What one session runs, made anew for each registration. The agent's are
@@ -38,7 +38,7 @@ export interface SessionParts {
   /** etcd's version, for the warning about its known bugs. */
   etcdVersion(): Promise<string>;
   watch(changed: () => void): SessionWatch;
-  heartbeat(h: { lease: string; agentRevision: string; guard: () => readonly Guarded[]; claims: () => readonly string[] }): SessionHeartbeat;
+  heartbeat(h: { lease: string; agentRevision: string; guard: () => readonly Guarded[]; claims: () => readonly string[]; busy: () => boolean }): SessionHeartbeat;
 }
 
 export interface LifecyclePort {
@@ -48,7 +48,7 @@ export interface LifecyclePort {
   readonly run: string;
   readonly parts: SessionParts;
   readonly registration: Pick<Registration, "refuseLegacy" | "refuseNewerLayout" | "claim" | "publishMacs">;
-  readonly queues: Pick<QueueWriter, "guard" | "claims" | "letGo">;
+  readonly queues: Pick<QueueWriter, "guard" | "claims" | "letGo" | "busy">;
   readonly emit: <K extends keyof SessionEvents>(event: K, payload: SessionEvents[K]) => void;
   /** Waits before the next attempt to establish a session; tests pass their own. */
   readonly sleep?: (ms: number) => Promise<void>;
@@ -78,7 +78,8 @@ export function etcdParts(o: {
     heartbeat: (h) =>
       new Heartbeat({
         conn: o.conn, clock: o.clock, prefix: o.me.prefix, node: o.me.node, run: o.me.run, nextSeq: o.nextSeq,
-        lease: h.lease, agentRevision: h.agentRevision, guard: h.guard, claims: h.claims,
+        lease: h.lease, agentRevision: h.agentRevision, guard: h.guard, claims: h.claims, busy: h.busy,
+        idleIntervalMs: standbyInterval(o.settings.holdMs),
         timeoutMs: Math.min(o.settings.holdMs, 2000), stallMs,
       }),
   };
@@ -238,7 +239,8 @@ export class Lifecycle {
   }
 
   #startHeartbeat(lease: string, agentRevision: string): void {
-    const hb = this.#p.parts.heartbeat({ lease, agentRevision, guard: () => this.#p.queues.guard(), claims: () => this.#p.queues.claims() });
+    const q = this.#p.queues;
+    const hb = this.#p.parts.heartbeat({ lease, agentRevision, guard: () => q.guard(), claims: () => q.claims(), busy: () => q.busy() });
     this.#heartbeat = hb;
     hb.on("committed", ({ revision, rttMs }) => {
       this.#p.emit("heartbeat", { result: "committed", rttMs });
@@ -282,7 +284,8 @@ export class Lifecycle {
   /**
    * A node that just became first in a queue (its predecessor released, or
    * was taken over) needs a proof now, not at the next interval: graceful
-   * hand-over costs one round trip instead of up to 250 ms.
+   * hand-over costs one round trip instead of up to a standby's interval.
+   * Heading a queue, it schedules the next at the holder's pace.
    */
   #viewChanged(): void {
     const heads = new Set(this.#p.queues.guard().map((g) => g.vip));

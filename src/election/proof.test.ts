@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { addressLifetime, DRIFT, MARGIN_MS, minimumHold, proofDeadline, silenceWindow } from "./proof.ts";
+import { MAX_HOLD_MS, MIN_HOLD_MS } from "../config/fields.ts";
+import { addressLifetime, DRIFT, HEARTBEAT_INTERVAL_MS, MARGIN_MS, minimumHold, proofDeadline, silenceWindow, standbyInterval } from "./proof.ts";
 
 describe("holder and candidate never overlap", () => {
   // The worst case for safety: the candidate received the holder's heartbeat
@@ -44,4 +45,21 @@ test("without nftables a hold needs 3 s", () => {
   expect(minimumHold("nftables")).toBe(1000);
   // At the minimum, a heartbeat that just landed leaves a whole second of lifetime.
   expect(addressLifetime("lifetime", proofDeadline(0, minimumHold("lifetime")) - 5, 0)).toBe(1);
+});
+
+describe("a standby's heartbeat interval (design.md §3)", () => {
+  test("half the hold, never faster than a holder's, never slower than at the default hold", () => {
+    expect(standbyInterval(2500)).toBe(1250);
+    expect(standbyInterval(MIN_HOLD_MS)).toBe(500);
+    expect(standbyInterval(1700)).toBe(850);
+    expect(standbyInterval(30_000)).toBe(1250);
+    expect(standbyInterval(400)).toBe(HEARTBEAT_INTERVAL_MS);
+  });
+  test("at every hold the configuration admits, etcd may hold a standby's heartbeat back for half a hold before anyone behind it judges it silent", () => {
+    for (let hold = MIN_HOLD_MS; hold <= MAX_HOLD_MS; hold += 100) {
+      const slack = silenceWindow(hold) - standbyInterval(hold);
+      expect(slack).toBeGreaterThanOrEqual(hold / 2 + MARGIN_MS);
+      expect(standbyInterval(hold)).toBeLessThanOrEqual(silenceWindow(hold) / 2);
+    }
+  });
 });

@@ -29,8 +29,19 @@ import { MIN_HOLD_MS } from "../config/fields.ts";
 export const MARGIN_MS = 50;
 export const DRIFT = 0.001;
 
-/** How often each agent writes its heartbeat (design.md §3: ≤ 4 etcd writes per agent per second). */
+/**
+ * How often a holder writes its heartbeat: an agent that heads a queue,
+ * claims a VIP or is taking one over (design.md §3: 4 etcd writes per second).
+ * Its proof, and so how long an etcd stall it rides out, runs from the send
+ * of its latest committed heartbeat.
+ */
 export const HEARTBEAT_INTERVAL_MS = 250;
+/**
+ * The slowest a standby's heartbeat goes: the default hold's half. Beyond it
+ * the writes saved are few, and what is checked when a heartbeat leaves or
+ * commits (a stalled watch, design.md §7) would be learnt later still.
+ */
+export const STANDBY_INTERVAL_MAX_MS = 1250;
 /** While heartbeats fail, the next is sent this soon, so a proof resumes right after etcd elects a leader. */
 export const HEARTBEAT_RETRY_MS = 100;
 /** Extra wait per queue rank beyond the first, so that the next in line normally takes over alone. */
@@ -45,6 +56,18 @@ export const DEFAULT_HOLD_MS = 2500;
 export const LIFETIME_FENCE_MIN_HOLD_MS = 3000;
 /** How late the kernel may remove an address whose lifetime ran out. */
 export const KERNEL_LIFETIME_SLACK_MS = 1000;
+
+/**
+ * How often an agent that heads no queue, claims nothing and is taking
+ * nothing over writes its heartbeat (design.md §3): half its hold, at most
+ * STANDBY_INTERVAL_MAX_MS, never faster than a holder. Its heartbeats only
+ * keep it from being judged silent by the agents behind it, who wait a whole
+ * window from receipt: at H/2 etcd may hold one back about H/2 + m before
+ * they do, and a standby judged silent moves nothing while the holder speaks.
+ */
+export function standbyInterval(holdMs: number): number {
+  return Math.max(HEARTBEAT_INTERVAL_MS, Math.min(STANDBY_INTERVAL_MAX_MS, Math.floor(holdMs / 2)));
+}
 
 /** The holder's side: until when a committed heartbeat sent at sentAt proves its guarded keys. */
 export function proofDeadline(sentAt: number, holdMs: number): number {

@@ -29,7 +29,7 @@ function setup() {
   let seq = 0;
   let established = true;
   const serving = new Set<string>();
-  const ledger = { beats: 0, proved: [] as [Guarded, number][], releasing: [] as [Guarded, number][], gone: [] as Guarded[] };
+  const ledger = { beats: 0, proved: [] as [Guarded, number][], releasing: [] as [Guarded, number][], gone: [] as Guarded[], alongside: [] as number[] };
   const wrote: string[] = [];
   let took = 0;
   const w = new QueueWriter({
@@ -41,6 +41,7 @@ function setup() {
       prove: (g: Guarded, at: number) => void ledger.proved.push([g, at]),
       releasing: (g: Guarded, at: number) => void ledger.releasing.push([g, at]),
       gone: (g: Guarded) => void ledger.gone.push(g),
+      putAlongside: (at: number) => void ledger.alongside.push(at),
     }),
     takeoverAt: (vip) => takeoverAt(view, me, vip, now),
     wrote: (r) => void wrote.push(r),
@@ -169,6 +170,33 @@ test("takeover waits for the window of the agent ahead, then deletes its key and
   // First already: nothing to take.
   s.sync();
   expect(await s.w.takeover(V1)).toEqual({ took: true, from: [] });
+});
+
+test("busy (the holder's heartbeat pace, design.md §3): heading a queue, serving a VIP, or taking one over; a takeover's put sets the pace from its send", async () => {
+  const s = setup();
+  s.other("a", [V1]);
+  await s.w.join(V1);
+  s.sync();
+  // Second in line, serving nothing: a standby.
+  expect(s.w.busy()).toBe(false);
+  // The kernel still answering for a VIP (say one just deposed): its claims must go out at the holder's pace.
+  s.serving.add(V2);
+  expect(s.w.busy()).toBe(true);
+  s.serving.delete(V2);
+  // A takeover under way: busy from the ask until it is answered.
+  s.at(silenceWindow(HOLD));
+  const taking = s.w.takeover(V1);
+  expect(s.w.busy()).toBe(true);
+  expect(await taking).toEqual({ took: true, from: ["a"] });
+  expect(s.ledger.alongside).toEqual([silenceWindow(HOLD)]);
+  // The view has not shown it yet: no longer taking over, not head in the view.
+  expect(s.w.busy()).toBe(false);
+  s.sync();
+  expect(s.w.busy()).toBe(true);
+  // Released: a standby again (in no queue at all).
+  await s.w.release([V1]);
+  s.sync();
+  expect(s.w.busy()).toBe(false);
 });
 
 test("a heartbeat of the agent ahead landing first makes the takeover fail without deleting anything", async () => {

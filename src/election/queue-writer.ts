@@ -14,7 +14,7 @@ import { type Guarded, heartbeatPut, joinTxn, type KvCalls, type Registered, rel
 import type { Candidate, ClusterView } from "./view.ts";
 
 /** What the writes do to the heartbeat's proofs (heartbeat.ts). */
-export type ProofLedger = Pick<Heartbeat, "beat" | "prove" | "releasing" | "gone">;
+export type ProofLedger = Pick<Heartbeat, "beat" | "prove" | "releasing" | "gone" | "putAlongside">;
 
 export interface QueueWriterPort {
   readonly me: Self;
@@ -55,6 +55,8 @@ export class QueueWriter {
   readonly #released = new Set<string>();
   /** Takeovers asked for in this turn of the loop, sent together at its end. */
   #takeovers: TakeoverAsk[] = [];
+  /** Takeovers asked for and not answered yet. */
+  #takingOver = 0;
 
   constructor(port: QueueWriterPort) {
     this.#p = port;
@@ -84,6 +86,17 @@ export class QueueWriter {
       if (!this.letGo(g)) out.push(g);
     }
     return out;
+  }
+
+  /**
+   * Whether our heartbeats must go at the holder's pace (design.md §3): we
+   * head a queue, the kernel may answer for a VIP, or a takeover is under
+   * way, whose commit makes us a holder.
+   */
+  busy(): boolean {
+    if (this.#takingOver > 0) return true;
+    for (const _ of this.#p.serving()) return true;
+    return this.guard().length > 0;
   }
 
   /** What our heartbeats claim: every VIP we head, and every VIP the kernel may still answer for (invariant I5). */
@@ -167,10 +180,12 @@ export class QueueWriter {
    * fails, each is tried on its own.
    */
   takeover(vip: string): Promise<{ took: boolean; from: string[] }> {
-    return new Promise((resolve, reject) => {
+    this.#takingOver++;
+    const settled = new Promise<{ took: boolean; from: string[] }>((resolve, reject) => {
       if (this.#takeovers.length === 0) setImmediate(() => void (this.#p.timed ?? untimed)("takeover decision", () => this.#takeOverAsked(), `${this.#takeovers.length} VIPs`));
       this.#takeovers.push({ vip, resolve, reject });
     });
+    return settled.finally(() => this.#takingOver--);
   }
 
   async #takeOverAsked(): Promise<void> {
@@ -227,6 +242,8 @@ export class QueueWriter {
     const res: ITxnResponse = await this.#p.kv.txn(req, this.#p.rpcTimeoutMs);
     if (!res.succeeded) return false;
     for (const b of batch) this.#p.proofs()?.prove({ vip: b.vip, createRevision: b.createRevision }, sentAt);
+    // Its put was our heartbeat, the first at the holder's pace: the next follows an interval after it.
+    this.#p.proofs()?.putAlongside(sentAt);
     this.#p.wrote(res.header.revision);
     this.#p.took();
     for (const b of batch) b.ask.resolve({ took: true, from: b.from });
