@@ -13,7 +13,13 @@ import { describeDrain } from "../election/handover.ts";
 import { compareRevisions, drainKey, encodeDrain, encodeHandover, handoverKey, HEARTBEATS, prefixEnd } from "../election/keys.ts";
 import { ClusterView } from "../election/view.ts";
 
-/** A healthy agent commits a heartbeat every 250 ms; eight chances to hear one. */
+/**
+ * A healthy holder commits a heartbeat every 250 ms, a standby every 1250 ms
+ * at most (design.md §3): at least one chance to hear it, with 750 ms to spare.
+ * A longer window would keep a command that cannot find a candidate waiting
+ * longer; one missed makes the command refuse or pick the next, never a
+ * silent node.
+ */
 export const HEARD_WITHIN_MS = 2000;
 const POLL_MS = 50;
 const RPC_MS = 3000;
