@@ -4,7 +4,7 @@
 // gauges it samples.
 import type { Settings } from "../config/index.ts";
 import type { EtcdConnection } from "../election/connection.ts";
-import type { FenceMode } from "../election/proof.ts";
+import { type FenceMode, HEARTBEAT_INTERVAL_MS } from "../election/proof.ts";
 import type { Session } from "../election/session.ts";
 import type { ApiServerGate } from "../health/gate.ts";
 import type { HealthReport } from "../health/server.ts";
@@ -70,8 +70,11 @@ export class Surfaces {
     const stalled = a.loop.problem();
     if (stalled) return { ok: false, reason: stalled };
     if (!session?.ready) return { ok: false, reason: `etcd session not established: ${session?.lastError ?? "connecting"}` };
+    // etcd may hold our heartbeats back for a hold less one interval before
+    // this fails, whatever our pace: a standby's commits are further apart
+    // (design.md §3), which is no sign of a slower etcd.
     const beat = session.lastHeartbeatAt;
-    if (beat === null || now - beat > a.holdMs()) {
+    if (beat === null || now - beat > a.holdMs() + session.heartbeatPaceMs - HEARTBEAT_INTERVAL_MS) {
       const since = beat === null ? "none committed yet" : `none committed for ${Math.round(now - beat)} ms`;
       return { ok: false, reason: `etcd heartbeat: ${since}${session.lastHeartbeatError ? `: ${session.lastHeartbeatError}` : ""}` };
     }

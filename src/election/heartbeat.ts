@@ -104,6 +104,8 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
   readonly #busy: () => boolean;
   /** The interval the latest schedule used: how long a heartbeat may take to commit before the pace gives way to retries. */
   #pace: number;
+  /** The slower of the latest two paces: how far apart two commits may be while etcd answers. */
+  #span: number;
   readonly #stallMs: number;
   #running = false;
   readonly #timers: Timeouts;
@@ -135,6 +137,7 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     this.#idleInterval = Math.max(this.#interval, opts.idleIntervalMs ?? this.#interval);
     this.#busy = opts.busy ?? (() => true);
     this.#pace = this.#interval;
+    this.#span = this.#interval;
     this.#stallMs = opts.stallMs ?? 1000;
     this.#timers = opts.timers ?? realTimers;
     this.#lastAnswerAt = opts.clock();
@@ -239,6 +242,15 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     return this.#lastCommitAt;
   }
 
+  /**
+   * How far apart two commits may be while etcd answers every heartbeat: the
+   * interval now, or the one before if that was slower (a standby that just
+   * became a holder last committed up to a standby's interval ago).
+   */
+  get paceMs(): number {
+    return this.#span;
+  }
+
   #schedule(): void {
     if (!this.#running) return;
     if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
@@ -247,6 +259,7 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     // becomes a holder last committed up to a standby's interval ago, which
     // is no reason to retry.
     const span = Math.max(interval, this.#pace);
+    this.#span = span;
     this.#pace = interval;
     const healthy = !this.#failing && this.#lastCommitAt !== null && this.#o.clock() - this.#lastCommitAt < 2 * span;
     const next = this.#lastSentAt + (healthy ? interval : HEARTBEAT_RETRY_MS);

@@ -39,6 +39,7 @@ class FakeLease extends Emitter<LeaseEvents> {
 
 class FakeHeartbeat extends Emitter<HeartbeatEvents> {
   readonly lastCommitAt = null;
+  readonly paceMs = 250;
   constructor(private readonly calls: string[]) {
     super();
   }

@@ -27,7 +27,7 @@ export type SessionLease = Pick<AgentLease, "id" | "etcdId" | "ttl" | "grant" | 
 /** The watch that keeps the cluster view current (watcher.ts). */
 export type SessionWatch = Pick<Watcher, "synced" | "start" | "close" | "expect" | "etcdAnswered">;
 /** The heartbeat and the proofs it gives (heartbeat.ts). */
-export type SessionHeartbeat = Pick<Heartbeat, "start" | "stop" | "beat" | "on" | "provenSince" | "lastCommitAt" | "prove" | "releasing" | "gone" | "putAlongside">;
+export type SessionHeartbeat = Pick<Heartbeat, "start" | "stop" | "beat" | "on" | "provenSince" | "lastCommitAt" | "paceMs" | "prove" | "releasing" | "gone" | "putAlongside">;
 
 /**
  * What one session runs, made anew for each registration. The agent's are

@@ -21,7 +21,7 @@ import { drainReason, yieldReason } from "./handover.ts";
 import type { Incarnation } from "./incarnation.ts";
 import type { MacsValue } from "./keys.ts";
 import { etcdParts, Lifecycle } from "./lifecycle.ts";
-import { proofDeadline } from "./proof.ts";
+import { HEARTBEAT_INTERVAL_MS, proofDeadline } from "./proof.ts";
 import { QueueWriter } from "./queue-writer.ts";
 import { Registration, SessionFatalError } from "./registration.ts";
 import { takeoverAt } from "./takeover.ts";
@@ -141,6 +141,10 @@ export class Session extends Emitter<SessionEvents> {
   }
   get lastHeartbeatAt(): number | null {
     return this.#life.heartbeat?.lastCommitAt ?? null;
+  }
+  /** How far apart our heartbeats' commits may be while etcd answers (Heartbeat.paceMs); the holder's interval before the first. */
+  get heartbeatPaceMs(): number {
+    return this.#life.heartbeat?.paceMs ?? HEARTBEAT_INTERVAL_MS;
   }
   get lastHeartbeatError(): string | null {
     return this.#life.lastHeartbeatError;
