@@ -8,7 +8,7 @@
 // between them is taken; then the standbys are stopped, the event-loop
 // stalls each agent logged are counted, and the next tree runs.
 //
-//   bun scripts/standby-cost.ts [--vips 100] [--seconds 15] [--rounds 1] TREE...
+//   npm run bench:standby -- [--vips 100] [--seconds 15] [--rounds 1] TREE...
 //
 // With PROFILE_DIR set, the standbys run under Bun's CPU profiler
 // (`--cpu-prof`, with the runtime settings preset so that vipd does not
@@ -36,7 +36,7 @@ const vipCount = opt("vips", 100);
 const seconds = opt("seconds", 15);
 const rounds = opt("rounds", 1);
 const trees = argv;
-if (trees.length === 0) throw new Error("usage: bun scripts/standby-cost.ts [--vips N] [--seconds S] [--rounds R] TREE...");
+if (trees.length === 0) throw new Error("usage: npm run bench:standby -- [--vips N] [--seconds S] [--rounds R] TREE...");
 const NODES = ["n1", "n2", "n3"] as const;
 const VIPS = Array.from({ length: vipCount }, (_, i) => `198.51.100.${i + 1}`);
 const TICK = 100; // USER_HZ
