@@ -4,9 +4,9 @@
 // sendto look slow: no test sleeps.
 import { afterEach, describe, expect, test } from "bun:test";
 import { KernelError } from "./error.ts";
-import { NetlinkSocket, type Outgoing, type SlowSends } from "./netlink.ts";
+import { NetlinkSocket, type Outgoing, type SlowSends, splitAtMarker } from "./netlink.ts";
 import { decodeLink, getLinkRequest, RTM_NEWLINK } from "./wire/link.ts";
-import { type NetlinkMessage, NLM_F_EXCL } from "./wire/netlink.ts";
+import { type NetlinkMessage, NLM_F_ACK, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR, NLMSG_NOOP } from "./wire/netlink.ts";
 
 const LO = 1;
 const NO_SUCH_LINK = 0x7fffff00;
@@ -145,5 +145,37 @@ describe("NetlinkSocket.request", () => {
     expect((plain as KernelError).message).toStartWith("ENODEV: looking up a link");
     // The socket is usable after an error.
     expect(names(await sock.request(getLinkRequest({ index: LO }), "looking up link 1"))).toEqual(["lo"]);
+  });
+});
+
+describe("NetlinkSocket.listen's drain marker", () => {
+  const change = (seq: number): NetlinkMessage => ({ type: RTM_NEWLINK, flags: 0, seq, pid: 0, payload: new Uint8Array(16) });
+  const ack = (seq: number): NetlinkMessage => ({ type: NLMSG_ERROR, flags: 0, seq, pid: 4242, payload: new Uint8Array(20) });
+
+  test.each([
+    ["no marker awaited: every change before, late ACKs left out", [change(1), ack(7), change(2)], null, [1, 2], false, []],
+    ["an awaited ACK splits the chunk: older changes before the drain, newer after", [change(1), ack(7), change(2)], [7], [1], true, [2]],
+    ["the ACK of an earlier loss's marker does not drain this one", [change(1), ack(6), change(2)], [7], [1, 2], false, []],
+    ["any of the markers sent since the loss drains it; a second ACK is left out", [ack(8), change(3), ack(9)], [8, 9], [], true, [3]],
+  ] as const)("%s", (_name, messages, awaited, before, drained, after) => {
+    const split = splitAtMarker(messages, awaited === null ? null : new Set(awaited));
+    expect(split.before.map((m) => m.seq)).toEqual([...before]);
+    expect(split.drained).toBe(drained);
+    expect(split.after.map((m) => m.seq)).toEqual([...after]);
+  });
+
+  test("the kernel answers the marker, an NLMSG_NOOP asking for an ACK, and changes nothing", async () => {
+    sock = NetlinkSocket.open();
+    const replies = await sock.request({ type: NLMSG_NOOP, flags: NLM_F_REQUEST | NLM_F_ACK, payload: new Uint8Array(0) }, "sending a drain marker");
+    // The ACK itself is consumed by the request; nothing else came.
+    expect(replies).toEqual([]);
+    expect(sock.drain("checking for leftovers").messages).toEqual([]);
+  });
+
+  test("a listening socket refuses requests: its stream would take their answers for the markers'", async () => {
+    sock = NetlinkSocket.open({ kernelOnly: true });
+    sock.listen(() => {});
+    const err = await sock.request(getLinkRequest({ index: LO }), "looking up link 1").catch((e: unknown) => e);
+    expect((err as Error).message).toContain("on a socket that listens for events");
   });
 });

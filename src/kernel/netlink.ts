@@ -4,11 +4,11 @@
 // The agent's fence deadlines run on the same loop, so a blocking recv here
 // could keep a VIP past the moment it must be dropped.
 //
-// Longer than most files here (about 470 lines) and kept whole: it is one
+// Longer than most files here (about 530 lines) and kept whole: it is one
 // concept, the exchange on one socket. Requests, batches answered message by
-// message, resends of slow sends, dumps and the event stream share the
-// sequence numbers, the one-at-a-time queue and the receive loop; the bytes
-// themselves are wire/netlink.ts's.
+// message, resends of slow sends, dumps and the event stream (whose drain
+// markers are requests too) share the sequence numbers, the one-at-a-time
+// queue and the receive loop; the bytes themselves are wire/netlink.ts's.
 import {
   AF_NETLINK,
   attachFilter,
@@ -52,6 +52,7 @@ import {
   NLMSG_ERROR,
   NLMSG_NOOP,
   NLMSG_OVERRUN,
+  NLM_F_REQUEST,
   parseMessages,
   SOCKADDR_NL_LEN,
   view,
@@ -220,7 +221,8 @@ export class NetlinkSocket {
   /**
    * Hands over what the kernel multicasts to this socket as it arrives,
    * with no polling timer: the runtime waits until the socket is readable
-   * and reads one datagram per chunk, so an idle node wakes for nothing.
+   * and reads what is queued into its own buffer, handed over chunk by
+   * chunk, so an idle node wakes for nothing.
    * ENOBUFS (the kernel dropped messages) ends a stream: it is delivered as
    * an overrun and a new stream takes over the same socket. A datagram that
    * does not parse, or any other read error, is an overrun too (the
@@ -234,26 +236,67 @@ export class NetlinkSocket {
     let reader: ReturnType<ReadableStream<Uint8Array<ArrayBuffer>>["getReader"]> | null = null;
     // After ENOBUFS the kernel marks the socket congested and drops further
     // messages without another error until its queue has been read empty.
-    // So a gap is reported twice: at once, and again once the queue has
-    // been quiet for SETTLED_MS and is empty, when a re-read sees every
-    // change the congestion swallowed. Quiet alone is not empty: a reader
-    // starved of CPU (or a consumer that blocked) reads nothing for a while
-    // with datagrams still queued, and an overrun reported then would be
-    // followed by those older changes, after the re-read they are older than.
+    // So a gap is reported twice: at once, and again once it has drained:
+    // the congestion is over and every change queued before its end has
+    // been handed over. A re-read then sees every change the congestion
+    // swallowed, and no change older than the re-read follows it.
+    //
+    // Neither quiet nor an empty queue proves drained. A reader starved of
+    // CPU (or a consumer that blocked) reads nothing for a while with
+    // datagrams still queued; and the runtime reads the socket ahead into
+    // its own buffer, where changes wait after the kernel's queue is empty,
+    // unseen by any peek. So once the stream has been quiet for SETTLED_MS
+    // and a peek finds the queue empty (which also ends the congestion), a
+    // marker goes through the queue: an NLMSG_NOOP asking for an ACK, which
+    // the kernel queues behind everything already queued, or, with the
+    // queue full again, drops with a new ENOBUFS. The gap has drained when
+    // the stream hands over that ACK: whatever came before it, from the
+    // queue or the runtime's buffer, has been delivered.
+    //
+    // `markers`: null while no gap waits to drain; else the sequence
+    // numbers of the markers sent since the last loss (an earlier one's ACK
+    // proves nothing about the later loss).
+    let markers: Set<number> | null = null;
     let settle: ReturnType<typeof setTimeout> | null = null;
     const again = () => {
       if (settle) clearTimeout(settle);
       settle = setTimeout(() => {
         settle = null;
-        if (stopped) return;
-        if (this.queued()) again();
-        else deliver({ messages: [], overrun: true });
+        if (stopped || !markers) return;
+        const peeked = recvfrom(this.fd, PEEK_BUF, MSG_PEEK | MSG_DONTWAIT, null);
+        // The peek took the socket's pending error: another loss.
+        if (peeked === -ENOBUFS) return lost();
+        // Still queued: the stream reads it, and the next quiet tries again.
+        if (peeked !== -EAGAIN) return again();
+        // A marker not back by the next quiet is sent again: one sent while
+        // the kernel still counted the socket congested would be dropped
+        // without a word. The peek that found the queue empty has ended the
+        // congestion, so that should not happen, but a second marker costs
+        // little and waiting forever for a lost one would cost the re-read.
+        this.seq = (this.seq + 1) >>> 0;
+        const marker = encodeMessage({ type: NLMSG_NOOP, flags: NLM_F_REQUEST | NLM_F_ACK, seq: this.seq, pid: 0, payload: new Uint8Array(0) });
+        if (sendto(this.fd, marker, 0, this.kernel) >= 0) markers.add(this.seq);
+        again();
       }, SETTLED_MS);
     };
     const lost = () => {
       if (stopped) return;
+      markers = new Set();
       deliver({ messages: [], overrun: true });
       again();
+    };
+    // Hands over one chunk's changes, and the second overrun where the ACK
+    // that proves the gap drained sits among them.
+    const received = (messages: NetlinkMessage[]) => {
+      const { before, drained, after } = splitAtMarker(messages, markers);
+      if (before.length > 0) deliver({ messages: before, overrun: false });
+      if (drained) {
+        markers = null;
+        if (settle) clearTimeout(settle);
+        settle = null;
+        deliver({ messages: [], overrun: true });
+      }
+      if (after.length > 0) deliver({ messages: after, overrun: false });
     };
     const loop = async () => {
       let pauseMs = 0;
@@ -268,10 +311,10 @@ export class NetlinkSocket {
             if (stopped) return;
             if (done) break;
             pauseMs = 0;
-            if (settle) again();
+            if (markers) again();
             const messages = parseMessages(value);
             if (messages instanceof WireError) lost();
-            else deliver({ messages, overrun: false });
+            else received(messages);
           }
           // The stream ended without an error. A socket has no end, so the
           // runtime gave up on a read it could not make: count it as lost.
@@ -353,6 +396,9 @@ export class NetlinkSocket {
     each: boolean,
   ): Promise<{ replies: NetlinkMessage[]; outcomes: Map<T, KernelError | null> }> {
     if (this.closed) throw new KernelError(operation, EBADF, "netlink socket closed");
+    // The listener's stream reads every datagram, replies included, and
+    // takes any answer on its socket for one to its own drain markers.
+    if (this.listening) throw new Error(`${operation}: NetlinkSocket.request on a socket that listens for events`);
     // Every seq sent, with the operation its error would name and its tag;
     // the seqs still owed an answer; and those of the last send, whose
     // replies are returned.
@@ -446,16 +492,6 @@ export class NetlinkSocket {
     return { messages, overrun };
   }
 
-  /**
-   * Whether a datagram waits in the receive queue: peeked, not taken, so the
-   * listener's stream still reads it. An error (ENOBUFS) counts as waiting:
-   * the stream will read it and report it.
-   */
-  private queued(): boolean {
-    const r = recvfrom(this.fd, PEEK_BUF, MSG_PEEK | MSG_DONTWAIT, null);
-    return r !== -EAGAIN;
-  }
-
   /** One datagram from the kernel, null when none is queued, "overrun" on ENOBUFS. */
   private receive(operation: string): NetlinkMessage[] | null | "overrun" {
     for (;;) {
@@ -475,6 +511,24 @@ export class NetlinkSocket {
       return msgs;
     }
   }
+}
+
+/**
+ * One chunk of a listening socket's stream, split at the ACK of a drain
+ * marker whose sequence number is `awaited`: the messages before it, whether
+ * it was there, and those after. Every answer (NLMSG_ERROR) is left out: a
+ * listening socket sends no requests, so all are answers to markers, and
+ * one not awaited is late, for an earlier loss.
+ */
+export function splitAtMarker(messages: readonly NetlinkMessage[], awaited: ReadonlySet<number> | null): { before: NetlinkMessage[]; drained: boolean; after: NetlinkMessage[] } {
+  const before: NetlinkMessage[] = [];
+  const after: NetlinkMessage[] = [];
+  let drained = false;
+  for (const m of messages) {
+    if (m.type !== NLMSG_ERROR) (drained ? after : before).push(m);
+    else if (awaited?.has(m.seq)) drained = true;
+  }
+  return { before, drained, after };
 }
 
 /** A message sent by requestEach, and what its answer is filed under. */
