@@ -239,7 +239,7 @@ export class NetlinkSocket {
     // So a gap is reported twice: at once, and again once it has drained:
     // the congestion is over and every change queued before its end has
     // been handed over. A re-read then sees every change the congestion
-    // swallowed, and no change older than the re-read follows it.
+    // swallowed, and no change queued before that report comes after it.
     //
     // Neither quiet nor an empty queue proves drained. A reader starved of
     // CPU (or a consumer that blocked) reads nothing for a while with
