@@ -11,7 +11,11 @@ import type { NetlinkMessage } from "./wire/netlink.ts";
 export type KernelEvent =
   | { type: "link"; link: Link; deleted: boolean }
   | { type: "address"; address: Address; deleted: boolean }
-  /** ENOBUFS: events were lost, the consumer must re-read the state. */
+  /**
+   * ENOBUFS: events were lost, the consumer must re-read the state. One loss
+   * brings two: at once, and once it has drained (NetlinkSocket.listen), when
+   * a re-read sees every lost change and no event queued before follows.
+   */
   | { type: "overrun" };
 
 // Multicast groups (linux/rtnetlink.h, the legacy RTMGRP_* bitmask for bind).
