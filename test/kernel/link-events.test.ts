@@ -168,8 +168,9 @@ describe.skipIf(!isRoot)("LinkEvents", () => {
     // quiet, with datagrams still queued in the kernel or already read into
     // the runtime's buffer, where no peek at the socket sees them. Reported
     // as drained then, the re-read would be followed by changes older than
-    // what it read. (Before the drain marker, with only the peek, this
-    // failed under load: last event "address".)
+    // what it read. (With only a peek at the queue, before the drain
+    // marker, this failed once in a clean-clone run under load, last event
+    // "address"; it did not fail at will.)
     const mine: KernelEvent[] = [];
     let blocked = 0;
     const slow = inNetns(host.ns, () => LinkEvents.open((e) => {
