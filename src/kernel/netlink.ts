@@ -4,7 +4,7 @@
 // The agent's fence deadlines run on the same loop, so a blocking recv here
 // could keep a VIP past the moment it must be dropped.
 //
-// Longer than most files here (about 530 lines) and kept whole: it is one
+// Longer than most files here (about 550 lines) and kept whole: it is one
 // concept, the exchange on one socket. Requests, batches answered message by
 // message, resends of slow sends, dumps and the event stream (whose drain
 // markers are requests too) share the sequence numbers, the one-at-a-time

@@ -22,6 +22,11 @@ beforeAll(async () => {
   if (!isRoot) return;
   seg = await Segment.create(["a"]);
   host = seg.host("a");
+  // No duplicate-address detection on eth0: after each "eth0 up" below the
+  // kernel would announce its IPv6 link-local address again a second or two
+  // later, a change of its own that lands in whatever test runs next (the
+  // floods' "nothing after the re-read" checks among them).
+  await seg.exec(host, ["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"]);
   events = inNetns(host.ns, () => LinkEvents.open((e) => seen.push(e)));
   rtnl = inNetns(host.ns, () => Rtnl.open());
 });
