@@ -18,7 +18,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { labBenchArgs, machine, recordSection } from "./lib/bench.ts";
-import { Lab, type LabNode, REPO_ROOT } from "../test/lab/cluster.ts";
+import { Lab, type LabNode, processTree, REPO_ROOT } from "../test/lab/cluster.ts";
 import { parsePrometheusText, sampleValue } from "../src/health/prom-text.ts";
 import { keepalived, vipd, type VipImplementation } from "../test/lab/implementations.ts";
 import { waitFor } from "../test/lab/sh.ts";
@@ -34,27 +34,11 @@ interface Snapshot {
   rssKiB: number;
 }
 
-/** The pid and its descendants, from /proc/<pid>/task/<tid>/children. */
-function tree(pid: number): number[] {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    try {
-      for (const t of readdirSync(`/proc/${out[i]}/task`)) {
-        const kids = readFileSync(`/proc/${out[i]}/task/${t}/children`, "utf8").trim();
-        if (kids) out.push(...kids.split(/\s+/).map(Number));
-      }
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
 function snapshot(root: number): Snapshot {
   const switches = new Map<string, { name: string; n: number }>();
   let cpuTicks = 0;
   let rssKiB = 0;
-  for (const pid of tree(root)) {
+  for (const pid of processTree(root)) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
       const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -143,7 +127,7 @@ try {
     const s = (performance.now() - t0) / 1000;
     const c1 = await committed(holder);
     nodes.forEach((n, i) => {
-      const row: Row = { impl: impl.id, role: `${i === 0 ? "holder" : "standby"} (${n.name})`, ...usage(a[i]!, b[i]!, s), processes: tree(pids[i]!).length };
+      const row: Row = { impl: impl.id, role: `${i === 0 ? "holder" : "standby"} (${n.name})`, ...usage(a[i]!, b[i]!, s), processes: processTree(pids[i]!).length };
       rows.push(row);
       log(`${impl.id} ${row.role}: ${row.wakeupsPerS.toFixed(1)} wakeups/s (${row.byThread.map(([t, w]) => `${t} ${w.toFixed(1)}`).join(", ")}), CPU ${row.cpuPercent.toFixed(2)} %, RSS ${row.rssMiB.toFixed(0)} MiB in ${row.processes} process(es)`);
     });

@@ -16,10 +16,11 @@
 //
 // TREE: a checkout of vipd (its src/main.ts runs from source). Needs root;
 // nothing leaves the lab.
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { QUIET_RUNTIME } from "../src/runtime-env.ts";
+import { processTree } from "../test/lab/cluster.ts";
 import { etcdRange, type EtcdSite } from "../test/lab/etcd-admin.ts";
 import { sleep } from "../test/lab/sh.ts";
 import { SmallLab } from "../test/lab/small-lab.ts";
@@ -41,25 +42,9 @@ const NODES = ["n1", "n2", "n3"] as const;
 const VIPS = Array.from({ length: vipCount }, (_, i) => `198.51.100.${i + 1}`);
 const TICK = 100; // USER_HZ
 
-/** The pid and its descendants. */
-function tree(pid: number): number[] {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    try {
-      for (const t of readdirSync(`/proc/${out[i]}/task`)) {
-        const kids = readFileSync(`/proc/${out[i]}/task/${t}/children`, "utf8").trim();
-        if (kids) out.push(...kids.split(/\s+/).map(Number));
-      }
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
 function cpuTicks(root: number): number {
   let n = 0;
-  for (const pid of tree(root)) {
+  for (const pid of processTree(root)) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
       const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
