@@ -29,6 +29,7 @@ import { FenceKeeper, slowSendsWarning } from "./agent/fence-keeper.ts";
 import { HookRunner } from "./agent/hooks.ts";
 import { LinkWatch } from "./agent/links.ts";
 import { LoopWatch } from "./agent/loop-watch.ts";
+import { SharedIntervals } from "./agent/shared-ticks.ts";
 import { Notices } from "./agent/notices.ts";
 import { PublishedMacs } from "./agent/published-macs.ts";
 import { hookSettings, Reloader, type ReloadOutcome } from "./agent/reloader.ts";
@@ -106,7 +107,9 @@ export class Agent {
     this.fatal = new Promise((resolve) => (this.#fatal = resolve));
     // Opened first: if it throws, no timer of the loop watch keeps the process alive.
     this.#rtnl = Rtnl.open({ onSlowSends: slowSendsWarning(log), timed: (task, fn, items) => this.#loop.timed(task, fn, items) });
-    this.#loop = new LoopWatch({ clock, log, stalled: (ms) => this.metrics.loopStall(ms) });
+    // The loop watch's tick, the fence read-back and the gate's probes share one 1 s timer: one wakeup a second, not three.
+    const ticks = new SharedIntervals();
+    this.#loop = new LoopWatch({ clock, log, timers: ticks, stalled: (ms) => this.metrics.loopStall(ms) });
     this.#silence = new SilenceWatch({ clock, heardUntil: (node) => this.#session?.view.heardUntil(node) ?? null });
     this.#slots = new Slots({
       make: (vip) => this.#newSlot(vip),
@@ -120,13 +123,14 @@ export class Agent {
     });
     this.#fence = new FenceKeeper({
       clock, log, guarded: () => this.#guarded(), stopping: () => this.#stopping,
-      standDown: (reason, ms) => this.#slots.standDown(reason, ms), timed: this.#loop.timed,
+      standDown: (reason, ms) => this.#slots.standDown(reason, ms), timed: this.#loop.timed, timers: ticks,
     });
     // Hooks start with vipd's own environment, as an operator's notify script expects.
     this.#hooks = new HookRunner({ hooks: hookSettings(settings), log, metrics: this.metrics, env: process.env });
     this.#hooks.checkPrograms();
     this.#notices = new Notices({ log, metrics: this.metrics, node: () => this.#settings.nodeName });
-    this.gate = settings.apiServer ? new ApiServerGate(settings.apiServer) : null;
+    // Its probes start on the same tick as well.
+    this.gate = settings.apiServer ? new ApiServerGate(settings.apiServer, { ticks }) : null;
     this.gate?.on("probe", (p) => this.metrics.gateProbe(p.latencyMs));
     this.gate?.onChange((c) => {
       if (this.#notices.gate(c)) this.#slots.updateAll();

@@ -6,7 +6,8 @@ import {
   initialGate, NOT_READY_YET, stepGate,
 } from "./gate.ts";
 import type { ProbeOutcome } from "./probe.ts";
-import type { Timeouts } from "../seams.ts";
+import type { Intervals, Timeouts } from "../seams.ts";
+import { SharedIntervals } from "../agent/shared-ticks.ts";
 
 const URL = "https://127.0.0.1:6443/readyz";
 const OK: ProbeOutcome = { ok: true, detail: `GET ${URL}: 200` };
@@ -222,6 +223,92 @@ describe("ApiServerGate", () => {
       console.error = origError;
       gate.stop();
     }
+  });
+
+  test("on shared ticks: probes start at each tick with the agent's other tasks, one runtime timer for all", async () => {
+    const time = new FakeTime();
+    let armed = 0;
+    // Repeating timers on the fake clock, as the runtime's.
+    const runtime: Intervals = {
+      setInterval(fn, ms) {
+        armed++;
+        const h = { t: null as unknown };
+        const again = () => {
+          h.t = time.setTimeout(() => {
+            again();
+            fn();
+          }, ms);
+        };
+        again();
+        return h;
+      },
+      clearInterval: (h) => time.clearTimeout((h as { t: unknown }).t),
+    };
+    const ticks = new SharedIntervals(runtime);
+    const loopTicks: number[] = [];
+    ticks.setInterval(() => loopTicks.push(time.now), 1000);
+    await time.advance(400);
+    const starts: number[] = [];
+    const gate = new ApiServerGate(OPTS, {
+      clock: time.clock,
+      timers: time,
+      ticks,
+      probe: async () => {
+        starts.push(time.now);
+        time.now += 30;
+        return OK;
+      },
+    });
+    gate.start();
+    await time.advance(3600);
+    // Started at 400, then with the other task at every tick.
+    expect(starts).toEqual([400, 1000, 2000, 3000, 4000]);
+    expect(loopTicks).toEqual([1000, 2000, 3000, 4000]);
+    expect(armed).toBe(1);
+    gate.stop();
+    expect(ticks.timers).toBe(1);
+    await time.advance(2000);
+    expect(starts.length).toBe(5);
+  });
+
+  test("on shared ticks, a probe slower than the interval: the next starts when it ends, never overlapping", async () => {
+    const time = new FakeTime();
+    const runtime: Intervals = {
+      setInterval(fn, ms) {
+        const h = { t: null as unknown };
+        const again = () => {
+          h.t = time.setTimeout(() => {
+            again();
+            fn();
+          }, ms);
+        };
+        again();
+        return h;
+      },
+      clearInterval: (h) => time.clearTimeout((h as { t: unknown }).t),
+    };
+    const ticks = new SharedIntervals(runtime);
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const starts: number[] = [];
+    const gate = new ApiServerGate(OPTS, {
+      clock: time.clock,
+      timers: time,
+      ticks,
+      probe: async () => {
+        starts.push(time.now);
+        maxInFlight = Math.max(maxInFlight, ++inFlight);
+        await new Promise<void>((r) => time.setTimeout(r, 1500));
+        inFlight--;
+        return OK;
+      },
+    });
+    gate.start();
+    await time.advance(4000);
+    gate.stop();
+    expect(maxInFlight).toBe(1);
+    expect(starts).toEqual([0, 1500, 3000]);
+    expect(ticks.timers).toBe(0);
   });
 
   test("holdDown option overrides the default; bad counts are refused", () => {

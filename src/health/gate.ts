@@ -23,7 +23,7 @@
 // server has been steady for holdDown. The first opening (bootstrap) has no
 // hold-down: there is no move to damp, and the cluster waits for this VIP.
 import type { Settings } from "../config/settings.ts";
-import { type Clock, Emitter, monotonicClock, realTimers, type Timeouts } from "../seams.ts";
+import { type Clock, Emitter, type Intervals, monotonicClock, realTimers, type Timeouts } from "../seams.ts";
 import { makeProbe, type Probe, type ProbeFetch, type ProbeOutcome } from "./probe.ts";
 
 export interface GateRule {
@@ -113,6 +113,12 @@ export interface ApiServerGateDeps {
   fetch?: ProbeFetch;
   clock?: Clock;
   timers?: Timeouts;
+  /**
+   * Repeating timers shared with the agent's other tasks of the same period
+   * (agent/shared-ticks.ts): probes then start on their ticks, in the same
+   * wakeup as the others, rather than on a timer of the gate's own.
+   */
+  ticks?: Intervals;
 }
 
 export interface GateEvents extends Record<string, unknown> {
@@ -127,12 +133,16 @@ export class ApiServerGate extends Emitter<GateEvents> {
   readonly #probe: Probe;
   readonly #clock: Clock;
   readonly #timers: Timeouts;
+  readonly #ticks: Intervals | null;
   #state: GateState = initialGate();
   #last: LastProbe | null = null;
   #probes = 0;
   #successes = 0;
   #timer: unknown = null;
   #running = false;
+  /** With ticks: a probe is under way, and whether a tick came meanwhile (the next probe starts when it ends). */
+  #probing = false;
+  #tickMissed = false;
 
   constructor(opts: ApiServerGateOptions, deps: ApiServerGateDeps = {}) {
     super();
@@ -147,6 +157,7 @@ export class ApiServerGate extends Emitter<GateEvents> {
     this.#probe = deps.probe ?? makeProbe(opts, deps.fetch);
     this.#clock = deps.clock ?? monotonicClock;
     this.#timers = deps.timers ?? realTimers;
+    this.#ticks = deps.ticks ?? null;
   }
 
   get open(): boolean {
@@ -177,20 +188,25 @@ export class ApiServerGate extends Emitter<GateEvents> {
   }
 
   /**
-   * Probes now, then every interval. Probes never overlap: when one takes
-   * longer than the interval (timeout > interval), the next starts as soon as
-   * it ends.
+   * Probes now, then every interval (on shared ticks: at each tick, the
+   * first one sooner). Probes never overlap: when one takes longer than the
+   * interval (timeout > interval), the next starts as soon as it ends.
    */
   start(): void {
     if (this.#running) return;
     this.#running = true;
+    if (this.#ticks) this.#timer = this.#ticks.setInterval(() => this.#tick(), this.#intervalMs);
     void this.#loop();
   }
 
   stop(): void {
     this.#running = false;
-    if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
+    if (this.#timer !== null) {
+      if (this.#ticks) this.#ticks.clearInterval(this.#timer);
+      else this.#timers.clearTimeout(this.#timer);
+    }
     this.#timer = null;
+    this.#tickMissed = false;
   }
 
   /** Runs one probe and applies it; what start() does on each tick. */
@@ -220,12 +236,27 @@ export class ApiServerGate extends Emitter<GateEvents> {
   async #loop(): Promise<void> {
     if (!this.#running) return;
     const started = this.#clock();
+    this.#probing = true;
     await this.probeOnce(); // never rejects: the probe resolves with failures, listener errors stay in emit()
+    this.#probing = false;
     if (!this.#running) return;
+    if (this.#ticks) {
+      // A tick that came while the probe ran starts the next one now; otherwise the next tick will.
+      if (this.#tickMissed) {
+        this.#tickMissed = false;
+        void this.#loop();
+      }
+      return;
+    }
     const wait = Math.max(0, this.#intervalMs - (this.#clock() - started));
     this.#timer = this.#timers.setTimeout(() => {
       this.#timer = null;
       void this.#loop();
     }, wait);
+  }
+
+  #tick(): void {
+    if (this.#probing) this.#tickMissed = true;
+    else void this.#loop();
   }
 }
