@@ -33,6 +33,15 @@ const MAX_LIFETIME = 0xffffffff;
  */
 export type Lifetime = number | (() => number | null);
 
+/** One address removal waiting for, or riding in, a batch. */
+interface Removal {
+  readonly index: number;
+  readonly addr: IpAddress;
+  readonly op: string;
+  readonly resolve: (removed: boolean) => void;
+  readonly reject: (err: unknown) => void;
+}
+
 /** One address refresh waiting for, or riding in, a batch. */
 interface Refresh {
   readonly index: number;
@@ -49,6 +58,8 @@ export class Rtnl {
   private knownIndex: ((name: string) => number | null) | null = null;
   /** The refreshes that will leave in the next datagram. */
   private batch: Refresh[] | null = null;
+  /** The removals that will leave in the next datagram. */
+  private removals: Removal[] | null = null;
 
   private constructor(private readonly sock: NetlinkSocket) {}
 
@@ -128,20 +139,19 @@ export class Rtnl {
     return this.newAddress(link, ip, lifetime, true);
   }
 
-  /** True if the address was removed, false if it was not there. */
+  /**
+   * True if the address was removed, false if it was not there. Removals
+   * asked for in one turn leave together, as refreshes do: a holder letting
+   * go of 100 VIPs at once (a stop, a drain) sends one datagram, not 100
+   * round trips one after the other.
+   */
   async deleteAddress(link: string, ip: string): Promise<boolean> {
     const addr = parseInput((p) => `removing ${p} from ${link}`, ip);
     const op = `removing ${addr.text}/${hostPrefix(addr)} from ${link}`;
     checkLinkName(op, link);
-    const index = await this.indexOf(link, op);
-    try {
-      await this.sock.request(deleteAddressRequest({ ip: addr, index }), op);
-      return true;
-    } catch (e) {
-      // Both IPv4 and IPv6 answer EADDRNOTAVAIL for an address not on the link.
-      if (e instanceof KernelError && e.errno === EADDRNOTAVAIL) return false;
-      throw e;
-    }
+    const known = this.indexOf(link, op);
+    const index = typeof known === "number" ? known : await known;
+    return this.remove({ index, addr, op });
   }
 
   /**
@@ -226,6 +236,49 @@ export class Rtnl {
         );
       }
       this.batch.push({ ...r, resolve, reject, settled: false });
+    });
+  }
+
+  /**
+   * Joins the next datagram of removals: rtnetlink carries out and answers
+   * each message on its own, so one refusal fails only its own removal.
+   * Sent once, never again on a slow send (nothing in it is read from the
+   * clock, and a second send would find the address gone).
+   */
+  private remove(r: Pick<Removal, "index" | "addr" | "op">): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      if (!this.removals) {
+        const entries: Removal[] = [];
+        this.removals = entries;
+        let built = false;
+        const build = (): Tagged<Removal>[] => {
+          if (this.removals === entries) this.removals = null;
+          if (built) return [];
+          built = true;
+          return entries.map((e) => ({ tag: e, message: { ...deleteAddressRequest({ ip: e.addr, index: e.index }), operation: e.op } }));
+        };
+        // A request that failed before it was built (a closed socket) must not keep later removals waiting on it.
+        const done = () => {
+          if (this.removals === entries) this.removals = null;
+        };
+        this.sock.requestEach(build, "removing addresses").then(
+          (outcomes) => {
+            done();
+            for (const e of entries) {
+              const err = outcomes.get(e);
+              // Both IPv4 and IPv6 answer EADDRNOTAVAIL for an address not on the link.
+              if (err === null) e.resolve(true);
+              else if (err instanceof KernelError && err.errno === EADDRNOTAVAIL) e.resolve(false);
+              else e.reject(err ?? new KernelInputError(e.op, "not sent"));
+            }
+          },
+          (err: unknown) => {
+            done();
+            for (const e of entries) e.reject(err);
+          },
+        );
+      }
+      this.removals.push({ ...r, resolve, reject });
     });
   }
 

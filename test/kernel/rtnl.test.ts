@@ -218,6 +218,40 @@ describe.skipIf(!isRoot)("Rtnl", () => {
     }
   });
 
+  test("removals asked for together leave in one datagram, and each is answered on its own", async () => {
+    // A clock that stands still, as above: a slow send is never sent again
+    // here anyway (a removal carries nothing read from the clock).
+    const batched = inNetns(host.ns, () => Rtnl.open({ clock: () => 0 }));
+    const ips = Array.from({ length: 40 }, (_, i) => (i % 2 ? `2001:db8::2:${i}` : `192.0.2.${192 + i / 2}`));
+    try {
+      const eth0 = (await batched.link("eth0")).index;
+      batched.useLinkIndex((name) => (name === "eth0" ? eth0 : name === "ghost" ? 0x7ffffff0 : null));
+      await Promise.all(ips.map((ip) => batched.replaceAddress("eth0", ip, () => 30)));
+      // Two of them are gone already; one link the watch still knows is not the kernel's any more.
+      await batched.deleteAddress("eth0", ips[0]!);
+      await batched.deleteAddress("eth0", ips[1]!);
+      const traced = await traceNetlinkSends(() =>
+        Promise.allSettled([...ips.map((ip) => batched.deleteAddress("eth0", ip)), batched.deleteAddress("ghost", "192.0.2.99")]),
+        host.ns,
+      );
+      // No lookup by name, and one sendto for all forty-one.
+      expect(traced.sends).toEqual([{ protocol: "ROUTE", types: [...ips, "ghost"].map(() => "RTM_DELADDR") }]);
+      const outcomes = traced.result;
+      expect(outcomes.slice(0, 40).map((o) => (o.status === "fulfilled" ? o.value : o.reason))).toEqual(ips.map((_, i) => i >= 2));
+      const ghost = outcomes[40]!;
+      expect(ghost.status).toBe("rejected");
+      expect((ghost as PromiseRejectedResult).reason).toBeInstanceOf(KernelError);
+      expect(((ghost as PromiseRejectedResult).reason as KernelError).code).toBe("ENODEV");
+      expect(((ghost as PromiseRejectedResult).reason as KernelError).message).toStartWith("ENODEV: removing 192.0.2.99/32 from ghost");
+      const left = new Set((await seg.addresses(host)).map((a) => a.local));
+      expect(ips.filter((ip) => left.has(ip))).toEqual([]);
+    } finally {
+      await seg.ip(host.ns, "addr", "flush", "dev", "eth0", "to", "192.0.2.192/27");
+      await seg.ip(host.ns, "addr", "flush", "dev", "eth0", "to", "2001:db8::2:0/112");
+      batched.close();
+    }
+  });
+
   test("bad input is refused with typed errors and leaves nothing behind", async () => {
     const before = await seg.addresses(host);
 
