@@ -29,7 +29,7 @@ import { FenceKeeper, slowSendsWarning } from "./agent/fence-keeper.ts";
 import { HookRunner } from "./agent/hooks.ts";
 import { LinkWatch } from "./agent/links.ts";
 import { LoopWatch } from "./agent/loop-watch.ts";
-import { SharedIntervals } from "./agent/shared-ticks.ts";
+import { SharedIntervals } from "./shared-ticks.ts";
 import { Notices } from "./agent/notices.ts";
 import { PublishedMacs } from "./agent/published-macs.ts";
 import { hookSettings, Reloader, type ReloadOutcome } from "./agent/reloader.ts";

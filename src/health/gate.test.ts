@@ -7,7 +7,7 @@ import {
 } from "./gate.ts";
 import type { ProbeOutcome } from "./probe.ts";
 import type { Intervals, Timeouts } from "../seams.ts";
-import { SharedIntervals } from "../agent/shared-ticks.ts";
+import { SharedIntervals } from "../shared-ticks.ts";
 
 const URL = "https://127.0.0.1:6443/readyz";
 const OK: ProbeOutcome = { ok: true, detail: `GET ${URL}: 200` };

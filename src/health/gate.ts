@@ -115,7 +115,7 @@ export interface ApiServerGateDeps {
   timers?: Timeouts;
   /**
    * Repeating timers shared with the agent's other tasks of the same period
-   * (agent/shared-ticks.ts): probes then start on their ticks, in the same
+   * (shared-ticks.ts): probes then start on their ticks, in the same
    * wakeup as the others, rather than on a timer of the gate's own.
    */
   ticks?: Intervals;

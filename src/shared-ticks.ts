@@ -5,7 +5,7 @@
 // wakeups by source). Each task still runs once a period; one that joins a
 // period already ticking first runs at its next tick, so sooner than a
 // whole period after it joined, never later.
-import { type Intervals, realTimers } from "../seams.ts";
+import { type Intervals, realTimers } from "./seams.ts";
 
 interface Task {
   readonly fn: () => void;

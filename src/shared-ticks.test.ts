@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import type { Intervals } from "../seams.ts";
+import type { Intervals } from "./seams.ts";
 import { SharedIntervals } from "./shared-ticks.ts";
 
 /** Runtime intervals that fire when the test advances time. */
