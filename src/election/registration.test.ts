@@ -117,6 +117,25 @@ test("a dead run here: what it claimed is removed from the links first, then its
   expect(s.lines).toContain("info cleared the keys of this node's previous run");
 });
 
+test("a dead run here whose heartbeat moves while its claims are removed: read again, removed again, then cleared", async () => {
+  // A run judged dead by its PID can only beat if that judgement was wrong; the clear is guarded by
+  // the heartbeat's revision, so it fails, and the next pass removes what the newer heartbeat claims.
+  let beats = 0;
+  const removed: string[][] = [];
+  const s = setup({
+    remove: async (claims) => {
+      removed.push([...claims]);
+      if (beats++ === 0) s.etcd.put(heartbeatKey(P, "n1"), encodeHeartbeat({ run: "run-old", seq: 4, claims: [V2] }));
+    },
+  });
+  s.previous(incarnation("run-old"), [V1]);
+  await s.r.claim("99");
+  expect(removed).toEqual([[V1], [V2]]);
+  expect(s.slept).toBe(0);
+  expect(ours(s.etcd)).toBe(me.run);
+  expect(s.etcd.get(electionKey(P, V1, "n1"))).toBeUndefined();
+});
+
 test("a dead run here whose claims could not be removed, or cannot be read: its window is waited out first", async () => {
   for (const [why, claims, remove] of [
     ["removal failed", [V1], async () => Promise.reject(new Error("EPERM"))],

@@ -339,7 +339,11 @@ describe("one live run per node name", () => {
     expect(monotonicClock() - t0).toBeLessThan(1000);
     expect(restarted.log.join("\n")).toContain("cleared the keys of this node's previous run");
     // a headed the VIP, so its last heartbeat claimed it: removed from this machine's links before the keys went.
-    expect(restarted.removed).toEqual([VIP]);
+    // a is judged dead but still beats here: a heartbeat landing between the restart's read and its
+    // guarded clear fails the clear, and the next pass removes the newer heartbeat's claims again
+    // (registration.test.ts). So the VIP may be asked for more than once, and nothing else ever.
+    expect(restarted.removed.length).toBeGreaterThan(0);
+    expect(new Set(restarted.removed)).toEqual(new Set([VIP]));
     expect(await admin.get(electionKey(p, VIP, "n1")).string()).toBeNull();
     await waitFor("old run evicted", () => a.events.fatal[0], 2000);
     expect(a.events.fatal[0]!.reason).toContain('node name "n1" was taken over by another vipd');
