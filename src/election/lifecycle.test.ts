@@ -74,6 +74,8 @@ function harness(claims: (() => Promise<string>)[] = []) {
   const slept: number[] = [];
   let viewChanged: () => void = () => {};
   let heads: Guarded[] = [];
+  /** The heads at the last newHeads() (queue-writer.test.ts tests the real one). */
+  let headed = new Set<string>();
   const letGo = new Set<string>();
   const published: Registered[] = [];
   let claimed = 0;
@@ -122,7 +124,14 @@ function harness(claims: (() => Promise<string>)[] = []) {
       },
       publishMacs: async (reg) => void published.push(reg),
     },
-    queues: { guard: () => heads, claims: () => heads.map((g) => g.vip), letGo: (g) => letGo.has(g.vip), busy: () => heads.length > 0 },
+    queues: {
+      guard: () => heads, claims: () => heads.map((g) => g.vip), letGo: (g) => letGo.has(g.vip), busy: () => heads.length > 0,
+      newHeads: () => {
+        const news = heads.some((g) => !headed.has(g.vip));
+        headed = new Set(heads.map((g) => g.vip));
+        return news;
+      },
+    },
     emit: (e, p) => void (events[e] as unknown[]).push(p),
     sleep: async (ms) => void slept.push(ms),
   });

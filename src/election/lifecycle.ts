@@ -48,7 +48,7 @@ export interface LifecyclePort {
   readonly run: string;
   readonly parts: SessionParts;
   readonly registration: Pick<Registration, "refuseLegacy" | "refuseNewerLayout" | "claim" | "publishMacs">;
-  readonly queues: Pick<QueueWriter, "guard" | "claims" | "letGo" | "busy">;
+  readonly queues: Pick<QueueWriter, "guard" | "claims" | "letGo" | "busy" | "newHeads">;
   readonly emit: <K extends keyof SessionEvents>(event: K, payload: SessionEvents[K]) => void;
   /** Waits before the next attempt to establish a session; tests pass their own. */
   readonly sleep?: (ms: number) => Promise<void>;
@@ -104,8 +104,6 @@ export class Lifecycle {
   #versionChecked = false;
   #ended: (() => void) | null = null;
   #loop: Promise<void> | null = null;
-  /** The VIPs whose keys we headed at the last view change. */
-  #heads = new Set<string>();
 
   constructor(port: LifecyclePort) {
     this.#p = port;
@@ -285,13 +283,12 @@ export class Lifecycle {
    * A node that just became first in a queue (its predecessor released, or
    * was taken over) needs a proof now, not at the next interval: graceful
    * hand-over costs one round trip instead of up to a standby's interval.
-   * Heading a queue, it schedules the next at the holder's pace.
+   * Heading a queue, it schedules the next at the holder's pace. Which
+   * queues we head is looked at only where the view changed
+   * (QueueWriter.newHeads): a standby's peers' heartbeats change none.
    */
   #viewChanged(): void {
-    const heads = new Set(this.#p.queues.guard().map((g) => g.vip));
-    const news = [...heads].some((v) => !this.#heads.has(v));
-    this.#heads = heads;
-    if (news) this.#heartbeat?.beat();
+    if (this.#p.queues.newHeads()) this.#heartbeat?.beat();
     this.#p.emit("changed", {});
   }
 

@@ -2,68 +2,12 @@
 // cluster view read from it: what each write sends, when it refuses, and
 // what it leaves for the heartbeat's guard, claims and proofs.
 import { expect, test } from "bun:test";
-import { StandInEtcd } from "./stand-in-etcd.ts";
-import { encodeIncarnation, type Incarnation } from "./incarnation.ts";
-import { agentKey, electionKey, encodeHeartbeat, heartbeatKey } from "./keys.ts";
+import { encodeHeartbeat, agentKey, electionKey, heartbeatKey } from "./keys.ts";
 import { silenceWindow } from "./proof.ts";
-import { QueueWriter } from "./queue-writer.ts";
+import { encodeIncarnation } from "./incarnation.ts";
+import { HOLD, incarnation, me, P, setup, V1, V2 } from "./queue-writer-harness.ts";
+import type { StandInEtcd } from "./stand-in-etcd.ts";
 import { takeoverAt } from "./takeover.ts";
-import type { Guarded } from "./transactions.ts";
-import { ClusterView } from "./view.ts";
-
-const P = "/v/";
-const V1 = "192.0.2.10";
-const V2 = "192.0.2.11";
-const HOLD = 1000;
-const me = { prefix: P, node: "b", run: "run-b" };
-
-const incarnation = (run: string): Incarnation => ({
-  run, host: "h", machine: "m", boot: "boot", netns: "net", pidns: "pid", pid: 1, start: "1", holdMs: HOLD, version: "test", startedAt: "2026-12-06T00:00:00Z",
-});
-
-function setup() {
-  const etcd = new StandInEtcd();
-  const agentRevision = etcd.put(agentKey(P, "b"), encodeIncarnation(incarnation("run-b")), "99");
-  const view = new ClusterView(P);
-  let now = 0;
-  let seq = 0;
-  let established = true;
-  const serving = new Set<string>();
-  const ledger = { beats: 0, proved: [] as [Guarded, number][], releasing: [] as [Guarded, number][], gone: [] as Guarded[], alongside: [] as number[] };
-  const wrote: string[] = [];
-  let took = 0;
-  const w = new QueueWriter({
-    me, view, kv: etcd, clock: () => now, rpcTimeoutMs: 1000, serving: () => serving, nextSeq: () => ++seq,
-    registered: () => ({ agentRevision, lease: "99" }),
-    established: () => established,
-    proofs: () => ({
-      beat: () => void ledger.beats++,
-      prove: (g: Guarded, at: number) => void ledger.proved.push([g, at]),
-      releasing: (g: Guarded, at: number) => void ledger.releasing.push([g, at]),
-      gone: (g: Guarded) => void ledger.gone.push(g),
-      putAlongside: (at: number) => void ledger.alongside.push(at),
-    }),
-    takeoverAt: (vip) => takeoverAt(view, me, vip, now),
-    wrote: (r) => void wrote.push(r),
-    took: () => void took++,
-  });
-  return {
-    etcd, view, w, serving, ledger, wrote,
-    get took() {
-      return took;
-    },
-    at: (t: number) => void (now = t),
-    unestablish: () => void (established = false),
-    /** The view reads etcd again at the current time, as after a watch event. */
-    sync: () => view.load(etcd.kvs(), String(etcd.revision), now),
-    /** Another agent, registered, in the queues, heard once. */
-    other: (node: string, vips: string[]) => {
-      etcd.put(agentKey(P, node), encodeIncarnation(incarnation(`run-${node}`)));
-      for (const v of vips) etcd.put(electionKey(P, v, node), `run-${node}`);
-      etcd.put(heartbeatKey(P, node), encodeHeartbeat({ run: `run-${node}`, seq: 1, claims: vips }));
-    },
-  };
-}
 
 const claimsOf = (etcd: StandInEtcd) => JSON.parse(etcd.get(heartbeatKey(P, "b"))!.value).claims;
 

@@ -11,7 +11,7 @@ import { type Clock, type Timed, untimed } from "../seams.ts";
 import type { Heartbeat } from "./heartbeat.ts";
 import { type TakeoverAsk, takeoverBatches, type TakeoverPlan } from "./takeover.ts";
 import { type Guarded, heartbeatPut, joinTxn, type KvCalls, type Registered, releaseTxn, type Self, takeoverTerms, type TakeoverTerms, takeoverTxn } from "./transactions.ts";
-import type { Candidate, ClusterView } from "./view.ts";
+import type { Candidate, ClusterView, ViewChanges } from "./view.ts";
 
 /** What the writes do to the heartbeat's proofs (heartbeat.ts). */
 export type ProofLedger = Pick<Heartbeat, "beat" | "prove" | "releasing" | "gone" | "putAlongside">;
@@ -57,9 +57,16 @@ export class QueueWriter {
   #takeovers: TakeoverAsk[] = [];
   /** Takeovers asked for and not answered yet. */
   #takingOver = 0;
+  /** The view's changes since newHeads() last looked (its own reader: the slots take theirs apart). */
+  readonly #viewChanges: () => Readonly<ViewChanges>;
+  /** What guard() held at the last newHeads(), by VIP. */
+  readonly #heads = new Set<string>();
+  /** VIPs whose letGo() may have changed since the last newHeads(): a release began or ended, or its record was forgotten. */
+  readonly #letGoMoved = new Set<string>();
 
   constructor(port: QueueWriterPort) {
     this.#p = port;
+    this.#viewChanges = port.view.follow();
   }
 
   /** Our key in the VIP's queue, if the view has it. */
@@ -81,11 +88,47 @@ export class QueueWriter {
   guard(): Guarded[] {
     const out: Guarded[] = [];
     for (const vip of this.#p.view.vips()) {
-      if (!this.isHead(vip)) continue;
-      const g = { vip, createRevision: this.#p.view.queue(vip)[0]!.createRevision };
-      if (!this.letGo(g)) out.push(g);
+      const g = this.#guarded(vip);
+      if (g) out.push(g);
     }
     return out;
+  }
+
+  /** Our key for the VIP if guard() holds it; null when it does not. */
+  #guarded(vip: string): Guarded | null {
+    const head = this.#p.view.queue(vip)[0];
+    if (!head || head.node !== this.#p.me.node || head.run !== this.#p.me.run) return null;
+    const g = { vip, createRevision: head.createRevision };
+    return this.letGo(g) ? null : g;
+  }
+
+  /**
+   * Whether guard() holds a VIP it did not at the last call: we just became
+   * first in a queue and want a proof now (Lifecycle's view change). Work in
+   * proportion to what changed, not to the VIPs: whether guard() holds a
+   * VIP depends on its queue, which the view reports when it changes, and on
+   * letGo(), which only release() changes (#letGoMoved); every other VIP
+   * stands as it did at the last call.
+   */
+  newHeads(): boolean {
+    const changed = this.#viewChanges();
+    let news = false;
+    const look = (vip: string) => {
+      if (this.#guarded(vip) === null) this.#heads.delete(vip);
+      else if (!this.#heads.has(vip)) {
+        this.#heads.add(vip);
+        news = true;
+      }
+    };
+    if (changed.all) {
+      // Those held before too: a queue that is gone holds nothing.
+      for (const vip of [...this.#heads, ...this.#p.view.vips()]) look(vip);
+    } else {
+      for (const vip of changed.vips) look(vip);
+      for (const vip of this.#letGoMoved) look(vip);
+    }
+    this.#letGoMoved.clear();
+    return news;
   }
 
   /**
@@ -135,7 +178,10 @@ export class QueueWriter {
   async release(vips: readonly string[], timeoutMs = this.#p.rpcTimeoutMs): Promise<void> {
     const reg = this.#p.registered();
     if (vips.length === 0 || reg === null) return;
-    for (const v of vips) this.#releasing.add(v);
+    for (const v of vips) {
+      this.#releasing.add(v);
+      this.#letGoMoved.add(v);
+    }
     try {
       const serving = new Set(this.#p.serving());
       const still = vips.filter((v) => serving.has(v));
@@ -157,10 +203,14 @@ export class QueueWriter {
       for (const k of this.#released) {
         if (this.#released.size <= RELEASES_KEPT) break;
         this.#released.delete(k);
+        this.#letGoMoved.add(k.slice(0, k.indexOf(" ")));
       }
       this.#p.wrote(res.header.revision);
     } finally {
-      for (const v of vips) this.#releasing.delete(v);
+      for (const v of vips) {
+        this.#releasing.delete(v);
+        this.#letGoMoved.add(v);
+      }
     }
   }
 

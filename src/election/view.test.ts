@@ -295,6 +295,25 @@ describe("changes, for the slots to decide again where it matters", () => {
     expect(v.takeChanges().all).toBe(true);
   });
 
+  test("each reader takes its own changes: one that takes them steals none from another", () => {
+    const { v } = view();
+    const other = "192.0.2.11";
+    const heads = v.follow();
+    v.load([kv(agentKey(P, "a"), encodeIncarnation(inc("a"))), kv(electionKey(P, VIP, "a"), "run-a")], "200", 1000);
+    expect(v.takeChanges().all).toBe(true);
+    v.apply([{ type: "put", kv: kv(electionKey(P, other, "a"), "run-a") }], 1100);
+    expect(v.takeChanges()).toMatchObject({ all: false, vips: new Set([other]) });
+    // The slots took both batches; this reader still has everything since its start.
+    expect(heads().all).toBe(true);
+    v.apply([{ type: "delete", kv: kv(electionKey(P, VIP, "a"), "") }], 1200);
+    expect(heads()).toMatchObject({ all: false, vips: new Set([VIP]) });
+    expect(heads()).toMatchObject({ all: false, vips: new Set() });
+    // And the slots still have that deletion.
+    expect(v.takeChanges()).toMatchObject({ all: false, vips: new Set([VIP]) });
+    // A reader that starts late knows nothing yet: everything is news to it.
+    expect(v.follow()().all).toBe(true);
+  });
+
   test("a VIP's queue in order is the same array until that queue changes", () => {
     const { v } = view();
     const a = kv(electionKey(P, VIP, "a"), "run-a");

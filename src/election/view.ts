@@ -8,8 +8,9 @@
 // say — when each agent was heard, what it claims, until when — is kept in
 // heartbeat-book.ts; this file reads keys and keeps the rest.
 //
-// It also keeps what changed since its reader last asked (takeChanges):
-// which VIPs' queues, hand-overs and claims, or everything. A heartbeat that
+// It also keeps what changed since each of its readers last asked
+// (takeChanges for the agent's slots, follow() for any other): which VIPs'
+// queues, hand-overs and claims, or everything. A heartbeat that
 // claims what the last one did changes nothing there: it only moves its
 // sender's silence deadline (heardUntil), which whoever waits on it reads
 // when the deadline comes (design.md §8). So the agent decides again for the
@@ -89,9 +90,10 @@ export class ClusterView {
   readonly #queues = new Map<string, Map<string, Candidate>>();
   /** vip → its queue in order, kept until the queue changes: read by every slot and heartbeat, changed rarely. */
   readonly #ordered = new Map<string, readonly Candidate[]>();
-  /** Changes since the last takeChanges(), and the spare it swaps with (no allocation per batch). */
-  #changes: ViewChanges = { all: true, vips: new Set() };
-  #spare: ViewChanges = { all: false, vips: new Set() };
+  /** Each reader's changes since it last took them, and the spare it swaps with (no allocation per batch). */
+  readonly #feeds: { changes: ViewChanges; spare: ViewChanges }[] = [];
+  /** The slots' reader (takeChanges). */
+  readonly #slotsFeed = this.follow();
   readonly #drains = new Map<string, DrainRecord>();
   readonly #handovers = new Map<string, HandoverRecord>();
   /** node → the MAC of each of its VIP links. */
@@ -181,22 +183,38 @@ export class ClusterView {
   }
 
   /**
-   * What changed since the last call, for one reader (the agent's slots).
-   * The object is reused: read it before calling again.
+   * What changed since the last call, for the agent's slots. The object is
+   * reused: read it before calling again.
    */
   takeChanges(): Readonly<ViewChanges> {
-    const taken = this.#changes;
-    this.#changes = this.#spare;
-    this.#changes.all = false;
-    this.#changes.vips.clear();
-    this.#spare = taken;
-    return taken;
+    return this.#slotsFeed();
+  }
+
+  /**
+   * A reader of its own: the function returns what changed since its last
+   * call (everything at the first), whoever else takes changes meanwhile.
+   * Its object is reused too. For a reader that lives as long as the view:
+   * a feed is never dropped.
+   */
+  follow(): () => Readonly<ViewChanges> {
+    const feed = { changes: { all: true, vips: new Set<string>() }, spare: { all: false, vips: new Set<string>() } };
+    this.#feeds.push(feed);
+    return () => {
+      const taken = feed.changes;
+      feed.changes = feed.spare;
+      feed.changes.all = false;
+      feed.changes.vips.clear();
+      feed.spare = taken;
+      return taken;
+    };
   }
 
   /** A VIP's facts changed; null: possibly every VIP's. */
   #touch(vip: string | null): void {
-    if (vip === null) this.#changes.all = true;
-    else if (!this.#changes.all) this.#changes.vips.add(vip);
+    for (const { changes } of this.#feeds) {
+      if (vip === null) changes.all = true;
+      else if (!changes.all) changes.vips.add(vip);
+    }
   }
 
   /** Marks a revision as seen (a watch progress notice, or our own committed write). */
