@@ -212,17 +212,22 @@ test("a standby that becomes head sends at once, then every 250 ms; back to its 
   r.hb.start();
   await r.run(2000);
   expect(r.sends()).toEqual([0, 100, 1350]);
+  expect(r.hb.paceMs).toBe(IDLE_MS);
   // The holder released: the view makes us head, and asks for a heartbeat now (lifecycle.ts).
   r.role.busy = true;
   r.hb.beat();
   await r.run(2000);
   expect(r.sends()).toEqual([0, 100, 1350, 2000]);
+  // Our last commit may be a standby's interval old until the first at the holder's pace is scheduled.
+  expect(r.hb.paceMs).toBe(IDLE_MS);
   await r.run(2760);
   expect(r.sends().slice(3)).toEqual([2000, 2250, 2500, 2750]);
+  expect(r.hb.paceMs).toBe(250);
   // Released at 2760: the heartbeat armed at the holder's pace still leaves; the one after it a standby's interval later.
   r.role.busy = false;
   await r.run(5000);
   expect(r.sends().slice(3)).toEqual([2000, 2250, 2500, 2750, 3000, 4250]);
+  expect(r.hb.paceMs).toBe(IDLE_MS);
   r.hb.stop();
 });
 

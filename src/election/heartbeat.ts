@@ -102,10 +102,9 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
   readonly #interval: number;
   readonly #idleInterval: number;
   readonly #busy: () => boolean;
-  /** The interval the latest schedule used: how long a heartbeat may take to commit before the pace gives way to retries. */
+  /** The interval the latest schedule used, and the one before it (paceMs is the slower). */
   #pace: number;
-  /** The slower of the latest two paces: how far apart two commits may be while etcd answers. */
-  #span: number;
+  #paceBefore: number;
   readonly #stallMs: number;
   #running = false;
   readonly #timers: Timeouts;
@@ -137,7 +136,7 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
     this.#idleInterval = Math.max(this.#interval, opts.idleIntervalMs ?? this.#interval);
     this.#busy = opts.busy ?? (() => true);
     this.#pace = this.#interval;
-    this.#span = this.#interval;
+    this.#paceBefore = this.#interval;
     this.#stallMs = opts.stallMs ?? 1000;
     this.#timers = opts.timers ?? realTimers;
     this.#lastAnswerAt = opts.clock();
@@ -248,19 +247,19 @@ export class Heartbeat extends Emitter<HeartbeatEvents> {
    * became a holder last committed up to a standby's interval ago).
    */
   get paceMs(): number {
-    return this.#span;
+    return Math.max(this.#pace, this.#paceBefore);
   }
 
   #schedule(): void {
     if (!this.#running) return;
     if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
     const interval = this.#busy() ? this.#interval : this.#idleInterval;
+    this.#paceBefore = this.#pace;
+    this.#pace = interval;
     // Judged by the slower of the old and the new pace: a standby that
     // becomes a holder last committed up to a standby's interval ago, which
     // is no reason to retry.
-    const span = Math.max(interval, this.#pace);
-    this.#span = span;
-    this.#pace = interval;
+    const span = this.paceMs;
     const healthy = !this.#failing && this.#lastCommitAt !== null && this.#o.clock() - this.#lastCommitAt < 2 * span;
     const next = this.#lastSentAt + (healthy ? interval : HEARTBEAT_RETRY_MS);
     this.#timer = this.#timers.setTimeout(() => {
