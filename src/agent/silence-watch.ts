@@ -12,8 +12,7 @@
 // (its own timer, now that nothing ahead can move it) and the transaction
 // shared by every VIP woken in the same turn are the slot's and the
 // session's, as before.
-import type { Clock, Timeouts } from "../seams.ts";
-import { realTimers } from "../seams.ts";
+import { type Clock, realTimers, type Timeouts } from "../seams.ts";
 
 export interface SilenceWaiter {
   /** The agent waited on has been silent until the deadline: the takeover's moment may have come. */
