@@ -15,6 +15,7 @@ import { silenceWindow, TAKEOVER_STAGGER_MS } from "../election/proof.ts";
 import { takeoverAt } from "../election/takeover.ts";
 import { ClusterView, type Kv } from "../election/view.ts";
 import type { Logger } from "../log.ts";
+import { FakeTime, turns as settle } from "../fake-time.ts";
 import { Emitter } from "../seams.ts";
 import { type SessionFacts, sessionNews, sessionPort } from "./election-port.ts";
 import { SilenceWatch } from "./silence-watch.ts";
@@ -27,26 +28,12 @@ const WINDOW = silenceWindow(HOLD);
 const VIPS = Array.from({ length: 100 }, (_, i) => `192.0.2.${i + 1}`);
 const log: Logger = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {} };
 
-let now: number;
+/** The clock and every timer: the slots' and the silence watch's. */
+let time: FakeTime;
 let rev: number;
-let timers: { at: number; fn: () => void }[];
-/** Timers armed, by anyone: the slots' and the silence watch's. */
-let arms: number;
 let reads: number;
 let takeovers: string[];
 let seq: number;
-
-const fakeTimers = {
-  setTimeout(fn: () => void, ms: number) {
-    arms++;
-    const t = { at: now + ms, fn };
-    timers.push(t);
-    return t;
-  },
-  clearTimeout(h: unknown) {
-    timers = timers.filter((t) => t !== h);
-  },
-};
 
 const kv = (key: string, value: string, create?: number): Kv => {
   rev++;
@@ -76,10 +63,10 @@ class ViewSession extends Emitter<{ changed: Record<string, never>; heartbeat: {
     return this.isHead(vip) ? this.proven : null;
   }
   claimedElsewhereUntil(vip: string) {
-    return this.view.claimedUntil(vip, this.me.node, now);
+    return this.view.claimedUntil(vip, this.me.node, time.now);
   }
   takeoverAt(vip: string) {
-    return takeoverAt(this.view, this.me, vip, now);
+    return takeoverAt(this.view, this.me, vip, time.now);
   }
   yielding() {
     return null;
@@ -107,15 +94,15 @@ let silence: SilenceWatch;
 
 function wire(): void {
   session = new ViewSession();
-  silence = new SilenceWatch({ clock: () => now, heardUntil: (n) => session.view.heardUntil(n), timers: fakeTimers });
-  const port = sessionPort(session as unknown as SessionFacts, () => now);
+  silence = new SilenceWatch({ clock: () => time.now, heardUntil: (n) => session.view.heardUntil(n), timers: time });
+  const port = sessionPort(session as unknown as SessionFacts, () => time.now);
   const counted = { ...port, read: (vip: string) => (reads++, port.read(vip)) };
   slots = new Slots({
     log,
     news: sessionNews(session as unknown as SessionFacts),
     make: (vip) =>
       new Slot({
-        vip, node: "me", election: counted, silence, timers: fakeTimers, clock: () => now, log, endpoints: [],
+        vip, node: "me", election: counted, silence, timers: time, clock: () => time.now, log, endpoints: [],
         links: { state: () => "up", probe: async () => [], macs: () => new Map(), announcer: () => ({ announceOnce() {}, burst: async () => 0 }) },
         gateOpen: () => true, stopping: () => false,
         kernel: { replaceAddress: async () => {}, deleteAddress: async () => true },
@@ -129,29 +116,9 @@ function wire(): void {
   session.on("changed", () => slots.electionChanged());
 }
 
-/** Lets every promise chain that can run run. */
-async function settle(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
-}
-
-/** Moves the clock, firing the timers that fall due on the way, in order. */
-async function advance(ms: number): Promise<void> {
-  const end = now + ms;
-  for (;;) {
-    const due = timers.filter((t) => t.at <= end).sort((a, b) => a.at - b.at)[0];
-    if (!due) break;
-    timers = timers.filter((t) => t !== due);
-    now = Math.max(now, due.at);
-    due.fn();
-    await settle();
-  }
-  now = end;
-  await settle();
-}
-
 /** Watch events arrive: the view takes them, the session says it changed. */
 async function arrive(...kvs: Kv[]): Promise<void> {
-  session.view.apply(kvs.map((k) => ({ type: "put" as const, kv: k })), now);
+  session.view.apply(kvs.map((k) => ({ type: "put" as const, kv: k })), time.now);
   session.changed();
   await settle();
 }
@@ -162,18 +129,16 @@ async function queuedBehind(ahead: readonly string[]): Promise<void> {
   for (const n of ahead) kvs.push(kv(agentKey(P, n), encodeIncarnation(inc(n))));
   for (const vip of VIPS) for (const n of [...ahead, "me"]) kvs.push(kv(electionKey(P, vip, n), n === "me" ? "run-me" : `run-${n}`));
   for (const n of ahead) kvs.push(beat(n, n === "h" ? VIPS : []));
-  session.view.load(kvs, String(rev), now);
+  session.view.load(kvs, String(rev), time.now);
   slots.updateAll();
   await settle();
   expect(slots.all.every((s) => s.phase === "queued")).toBe(true);
 }
 
 beforeEach(() => {
-  now = 10_000;
+  time = new FakeTime({ start: 10_000, settle });
   rev = 100;
   seq = 0;
-  timers = [];
-  arms = 0;
   reads = 0;
   takeovers = [];
   wire();
@@ -184,10 +149,10 @@ test("a heartbeat of the holder that claims what it did steps none of 100 slots 
   // Each slot waits on h's silence; one timer for all of them.
   expect(silence.waiting).toBe(100);
   reads = 0;
-  arms = 0;
+  const armed = time.armed;
   const stepped = slots.updates;
   for (let i = 0; i < 40; i++) {
-    await advance(250);
+    await time.advance(250);
     await arrive(beat("h", VIPS));
   }
   // Ten seconds of heartbeats: four windows, so the watch looked four times and woke nobody.
@@ -195,7 +160,7 @@ test("a heartbeat of the holder that claims what it did steps none of 100 slots 
   expect(reads).toBe(0);
   expect(silence.wakes).toBe(0);
   expect(silence.rechecks).toBe(Math.floor((40 * 250) / WINDOW));
-  expect(arms).toBe(silence.rechecks);
+  expect(time.armed - armed).toBe(silence.rechecks);
   expect(takeovers).toEqual([]);
 });
 
@@ -210,30 +175,30 @@ test("a heartbeat that stops claiming one VIP steps that VIP's slot only", async
 
 test("the holder falls silent: its window after its last heartbeat all 100 slots take over, in one turn", async () => {
   await queuedBehind(["h"]);
-  await advance(1000);
+  await time.advance(1000);
   await arrive(beat("h", VIPS));
-  const last = now;
-  await advance(WINDOW - 1);
+  const last = time.now;
+  await time.advance(WINDOW - 1);
   expect(takeovers).toEqual([]);
-  await advance(2);
+  await time.advance(2);
   expect(takeovers.length).toBe(100);
   expect(silence.wakes).toBe(100);
-  expect(now - last).toBeGreaterThanOrEqual(WINDOW);
+  expect(time.now - last).toBeGreaterThanOrEqual(WINDOW);
 });
 
 test("second in line behind two live agents: one stagger after the later silence, not before", async () => {
   await queuedBehind(["h", "g"]);
-  await advance(500);
+  await time.advance(500);
   await arrive(beat("h", VIPS));
-  await advance(500);
+  await time.advance(500);
   await arrive(beat("g", []));
-  const gLast = now;
+  const gLast = time.now;
   // h fell silent first: the watch wakes the slots, which find g still speaking and wait on it.
-  await advance(gLast + WINDOW - now - 1);
+  await time.advance(gLast + WINDOW - time.now - 1);
   expect(takeovers).toEqual([]);
-  await advance(TAKEOVER_STAGGER_MS);
+  await time.advance(TAKEOVER_STAGGER_MS);
   expect(takeovers).toEqual([]);
-  await advance(2);
+  await time.advance(2);
   expect(takeovers.length).toBe(100);
 });
 
@@ -241,13 +206,13 @@ test("a holder of 100 VIPs: its own heartbeat steps each held slot (its proof mo
   const kvs: Kv[] = [kv(agentKey(P, "me"), encodeIncarnation(inc("me"))), kv(agentKey(P, "s"), encodeIncarnation(inc("s")))];
   for (const vip of VIPS) kvs.push(kv(electionKey(P, vip, "me"), "run-me"), kv(electionKey(P, vip, "s"), "run-s"));
   kvs.push(beat("s", []));
-  session.view.load(kvs, String(rev), now);
-  session.committed(now);
+  session.view.load(kvs, String(rev), time.now);
+  session.committed(time.now);
   await settle();
   expect(slots.all.every((s) => s.controller.held)).toBe(true);
   let stepped = slots.updates;
-  await advance(250);
-  session.committed(now);
+  await time.advance(250);
+  session.committed(time.now);
   await settle();
   expect(slots.updates - stepped).toBe(100);
   stepped = slots.updates;

@@ -4,6 +4,7 @@
 // controller is the real one, over those fakes.
 import { beforeEach, describe, expect, test } from "bun:test";
 import type { VipSettings } from "../config/index.ts";
+import { FakeTime, turns as settle } from "../fake-time.ts";
 import type { ElectionFacts, ElectionPort } from "./election-port.ts";
 import { Slot } from "./slot.ts";
 
@@ -11,9 +12,8 @@ const IP = "192.0.2.10";
 const VIP = { ip: IP, link: "eth0" } as VipSettings;
 const kernelError = (code: string) => Object.assign(new Error(`${code}: refused`), { code });
 
-let now: number;
+let time: FakeTime;
 let calls: string[];
-let timers: { at: number; fn: () => void }[];
 let facts: ElectionFacts;
 let gate: boolean;
 let stopping: boolean;
@@ -73,7 +73,7 @@ function newSlot(): Slot {
     },
     announce: { burst: 0, burstIntervalMs: 0, refreshMs: 0 },
     probeIntervalMs: 0,
-    clock: () => now,
+    clock: () => time.now,
     log: {
       error: (m) => logged.push(`error: ${m}`),
       warn: (m) => logged.push(`warn: ${m}`),
@@ -91,42 +91,13 @@ function newSlot(): Slot {
     },
     hooks: { changed() {} },
     endpoints: ["127.0.0.1:2379"],
-    timers: {
-      setTimeout(fn, ms) {
-        const t = { at: now + ms, fn };
-        timers.push(t);
-        return t;
-      },
-      clearTimeout(h) {
-        timers = timers.filter((t) => t !== h);
-      },
-    },
+    timers: time,
   });
-}
-
-/** Lets every promise chain that can run run. */
-async function settle(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
-}
-
-/** Moves the clock, firing the timers that fall due on the way, in order. */
-async function advance(ms: number): Promise<void> {
-  const end = now + ms;
-  for (;;) {
-    const due = timers.filter((t) => t.at <= end).sort((a, b) => a.at - b.at)[0];
-    if (!due) break;
-    timers = timers.filter((t) => t !== due);
-    now = Math.max(now, due.at);
-    due.fn();
-    await settle();
-  }
-  now = end;
-  await settle();
 }
 
 /** Our key "7", first in the queue, proven for 2 s from now. */
 function head(): void {
-  facts = { ...facts, mine: "7", head: true, proof: now + 2000, queue: [{ node: "n1", host: null, heardAt: now }] };
+  facts = { ...facts, mine: "7", head: true, proof: time.now + 2000, queue: [{ node: "n1", host: null, heardAt: time.now }] };
 }
 
 /** Holds the VIP: joined, first, proven, the address on the link. */
@@ -141,9 +112,8 @@ async function holding(): Promise<void> {
 }
 
 beforeEach(() => {
-  now = 1000;
+  time = new FakeTime({ start: 1000, settle });
   calls = [];
-  timers = [];
   facts = { registered: true, ready: true, queue: [], mine: null, head: false, proof: null, claimedUntil: null, takeoverAt: null, drained: null, yielding: null, handover: null };
   gate = true;
   stopping = false;
@@ -196,7 +166,7 @@ describe("Slot", () => {
     failDeletes = null;
     // A heartbeat later, the next pass gets the address off the link.
     calls = [];
-    await advance(250);
+    await time.advance(250);
     slot.update();
     await settle();
     expect(calls).toEqual([`deny ${IP}`, `delete ${IP}`, `release ${IP}`]);
@@ -210,13 +180,13 @@ describe("Slot", () => {
     slot.update();
     await settle();
     // Heartbeats every 250 ms ask the slot again.
-    while (!calls.includes(`release ${IP}`) && now < 10_000) {
-      await advance(250);
+    while (!calls.includes(`release ${IP}`) && time.now < 10_000) {
+      await time.advance(250);
       slot.update();
       await settle();
     }
     // The lifetime given at 1000 with 2 s of proof: 3 s, and a second of the kernel's slack.
-    expect(now).toBe(5000);
+    expect(time.now).toBe(5000);
     expect(servingAtRelease).toEqual([false]);
     expect(logged.filter((l) => l.includes("the kernel may still answer"))).toHaveLength(1);
   });
@@ -247,11 +217,11 @@ describe("Slot", () => {
   });
 
   test("the agents ahead fall silent: the timer takes the queue over at the moment, not before", async () => {
-    facts = { ...facts, mine: "7", queue: [{ node: "n0", host: null, heardAt: now - 2000 }, { node: "n1", host: null, heardAt: now }], takeoverAt: now + 500 };
+    facts = { ...facts, mine: "7", queue: [{ node: "n0", host: null, heardAt: time.now - 2000 }, { node: "n1", host: null, heardAt: time.now }], takeoverAt: time.now + 500 };
     slot.update();
-    await advance(499);
+    await time.advance(499);
     expect(calls).toEqual([]);
-    await advance(2);
+    await time.advance(2);
     expect(calls).toEqual([`takeover ${IP}`]);
     expect(metrics).toContain("tookOver");
   });
@@ -268,11 +238,11 @@ describe("Slot", () => {
       await settle();
       expect(calls).toEqual([`join ${IP}`]);
       fail = false;
-      await advance(999);
+      await time.advance(999);
       expect(calls).toEqual([`join ${IP}`]);
-      await advance(2);
+      await time.advance(2);
       expect(calls).toEqual([`join ${IP}`, `join ${IP}`]);
-      expect(timers.length).toBeLessThanOrEqual(1);
+      expect(time.pending).toBeLessThanOrEqual(1);
     } finally {
       election.join = join;
     }
@@ -291,7 +261,7 @@ describe("Slot", () => {
     await settle();
     expect(done).toBe(true);
     expect(slot.phase).toBe("removed");
-    expect(timers).toEqual([]);
+    expect(time.pending).toBe(0);
   });
 
   test("stop retries a delete the kernel refused until the address has run out", async () => {
@@ -303,9 +273,9 @@ describe("Slot", () => {
     await settle();
     expect(stopped).toBe(false);
     // The lifetime given at 1000 with 2 s of proof: 3 s, and a second of the kernel's slack.
-    await advance(3999);
+    await time.advance(3999);
     expect(stopped).toBe(false);
-    await advance(1);
+    await time.advance(1);
     expect(stopped).toBe(true);
     expect(slot.controller.serving).toBe(false);
   });

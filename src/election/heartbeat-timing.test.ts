@@ -8,46 +8,13 @@
 // hold it; what the transactions say is heartbeat.test.ts's business.
 import { expect, test } from "bun:test";
 import type { ITxnResponse } from "etcd3";
-import type { Timeouts } from "../seams.ts";
+import { FakeTime } from "../fake-time.ts";
 import { Heartbeat, type HeartbeatConn } from "./heartbeat.ts";
 import { proofDeadline } from "./proof.ts";
 
 const VIP = "192.0.2.10";
 const KEY = { vip: VIP, createRevision: "7" };
 const HOLD_MS = 2500;
-
-/** Timers that run only when the test advances the fake clock. */
-class FakeTime implements Timeouts {
-  now = 0;
-  #queue: { at: number; fn: () => void; id: number }[] = [];
-  #id = 0;
-  clock = () => this.now;
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.#id;
-    this.#queue.push({ at: this.now + ms, fn, id });
-    return id;
-  }
-  clearTimeout(h: unknown): void {
-    this.#queue = this.#queue.filter((t) => t.id !== h);
-  }
-  /** Moves the clock to `t`, firing due timers in order and letting their promises settle. */
-  async to(t: number): Promise<void> {
-    for (;;) {
-      await flush();
-      this.#queue.sort((a, b) => a.at - b.at);
-      const next = this.#queue[0];
-      if (!next || next.at > t) break;
-      this.#queue.shift();
-      this.now = next.at;
-      next.fn();
-    }
-    this.now = t;
-    await flush();
-  }
-}
-const flush = async () => {
-  for (let i = 0; i < 10; i++) await Promise.resolve();
-};
 
 /** Each transaction as sent: when, and how to answer it. */
 interface Call {

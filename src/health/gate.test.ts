@@ -6,7 +6,8 @@ import {
   initialGate, NOT_READY_YET, stepGate,
 } from "./gate.ts";
 import type { ProbeOutcome } from "./probe.ts";
-import type { Intervals, Timeouts } from "../seams.ts";
+import { FakeTime } from "../fake-time.ts";
+import type { Intervals } from "../seams.ts";
 import { SharedIntervals } from "../shared-ticks.ts";
 
 const URL = "https://127.0.0.1:6443/readyz";
@@ -99,42 +100,25 @@ describe("stepGate", () => {
   });
 });
 
-/** Timers that run only when the test advances the fake clock. */
-class FakeTime implements Timeouts {
-  now = 0;
-  #queue: { at: number; fn: () => void; id: number }[] = [];
-  #id = 0;
-  clock = () => this.now;
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.#id;
-    this.#queue.push({ at: this.now + ms, fn, id });
-    return id;
-  }
-  clearTimeout(h: unknown): void {
-    this.#queue = this.#queue.filter((t) => t.id !== h);
-  }
-  get pending(): number {
-    return this.#queue.length;
-  }
-  /** Moves the clock forward, firing due timers in order and letting their promises settle. */
-  async advance(ms: number): Promise<void> {
-    const end = this.now + ms;
-    for (;;) {
-      await flush();
-      this.#queue.sort((a, b) => a.at - b.at);
-      const next = this.#queue[0];
-      if (!next || next.at > end) break;
-      this.#queue.shift();
-      this.now = next.at;
-      next.fn();
-    }
-    this.now = end;
-    await flush();
-  }
+/** Repeating timers on the fake clock, as the runtime's; `armed` counts the intervals set. */
+function runtimeIntervals(time: FakeTime): Intervals & { armed: number } {
+  return {
+    armed: 0,
+    setInterval(fn, ms) {
+      this.armed++;
+      const h = { t: null as unknown };
+      const again = () => {
+        h.t = time.setTimeout(() => {
+          again();
+          fn();
+        }, ms);
+      };
+      again();
+      return h;
+    },
+    clearInterval: (h) => time.clearTimeout((h as { t: unknown }).t),
+  };
 }
-const flush = async () => {
-  for (let i = 0; i < 5; i++) await Promise.resolve();
-};
 
 const OPTS: ApiServerGateOptions = { url: URL, insecureSkipVerify: false, interval: 1, timeout: 2, rise: 2, fall: 3 };
 
@@ -227,23 +211,7 @@ describe("ApiServerGate", () => {
 
   test("on shared ticks: probes start at each tick with the agent's other tasks, one runtime timer for all", async () => {
     const time = new FakeTime();
-    let armed = 0;
-    // Repeating timers on the fake clock, as the runtime's.
-    const runtime: Intervals = {
-      setInterval(fn, ms) {
-        armed++;
-        const h = { t: null as unknown };
-        const again = () => {
-          h.t = time.setTimeout(() => {
-            again();
-            fn();
-          }, ms);
-        };
-        again();
-        return h;
-      },
-      clearInterval: (h) => time.clearTimeout((h as { t: unknown }).t),
-    };
+    const runtime = runtimeIntervals(time);
     const ticks = new SharedIntervals(runtime);
     const loopTicks: number[] = [];
     ticks.setInterval(() => loopTicks.push(time.now), 1000);
@@ -264,7 +232,7 @@ describe("ApiServerGate", () => {
     // Started at 400, then with the other task at every tick.
     expect(starts).toEqual([400, 1000, 2000, 3000, 4000]);
     expect(loopTicks).toEqual([1000, 2000, 3000, 4000]);
-    expect(armed).toBe(1);
+    expect(runtime.armed).toBe(1);
     gate.stop();
     expect(ticks.timers).toBe(1);
     await time.advance(2000);
@@ -273,21 +241,7 @@ describe("ApiServerGate", () => {
 
   test("on shared ticks, a probe slower than the interval: the next starts when it ends, never overlapping", async () => {
     const time = new FakeTime();
-    const runtime: Intervals = {
-      setInterval(fn, ms) {
-        const h = { t: null as unknown };
-        const again = () => {
-          h.t = time.setTimeout(() => {
-            again();
-            fn();
-          }, ms);
-        };
-        again();
-        return h;
-      },
-      clearInterval: (h) => time.clearTimeout((h as { t: unknown }).t),
-    };
-    const ticks = new SharedIntervals(runtime);
+    const ticks = new SharedIntervals(runtimeIntervals(time));
     let inFlight = 0;
     let maxInFlight = 0;
     const starts: number[] = [];
