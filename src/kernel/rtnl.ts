@@ -250,11 +250,10 @@ export class Rtnl {
       if (!this.removals) {
         const entries: Removal[] = [];
         this.removals = entries;
-        let built = false;
+        // Built once, as the datagram leaves: from then on the batch is no longer the open one, and new removals go into the next.
         const build = (): Tagged<Removal>[] => {
-          if (this.removals === entries) this.removals = null;
-          if (built) return [];
-          built = true;
+          if (this.removals !== entries) return [];
+          this.removals = null;
           return entries.map((e) => ({ tag: e, message: { ...deleteAddressRequest({ ip: e.addr, index: e.index }), operation: e.op } }));
         };
         // A request that failed before it was built (a closed socket) must not keep later removals waiting on it.
