@@ -11,7 +11,7 @@ import { dirname, join, normalize, relative } from "node:path";
 
 /** Lowest first. The name is the first path segment under src/. */
 const LAYERS: readonly (readonly string[])[] = [
-  ["seams.ts", "shared-ticks.ts", "log.ts", "journal-stream.ts", "certificate-names.ts", "version.ts", "seeded.ts", "layers.test.ts"],
+  ["seams.ts", "shared-ticks.ts", "log.ts", "journal-stream.ts", "certificate-names.ts", "version.ts", "seeded.ts", "fake-time.ts", "layers.test.ts"],
   ["kernel"],
   // Validated settings and the bounds they are held to; the election (and
   // everything after it) takes typed, validated values from here: input is

@@ -5,6 +5,7 @@
 // changed and however: by the view's events, or by our own releases, which
 // change guard() without any change in the view.
 import { expect, test } from "bun:test";
+import { int, prng } from "../seeded.ts";
 import { electionKey, encodeHeartbeat, heartbeatKey } from "./keys.ts";
 import { P, setup, V1, V2 } from "./queue-writer-harness.ts";
 
@@ -71,14 +72,8 @@ test("the slots taking the view's changes takes none from newHeads", async () =>
 });
 
 test("over random joins, leaves, heartbeats, releases (some failing, some looked at mid-flight) and re-reads, newHeads says what a scan of every VIP says", async () => {
-  // mulberry32: the same sequence every run.
-  let seed = 18;
-  const rnd = (n: number) => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) % n;
-  };
+  const rand = prng(18);
+  const rnd = (n: number) => int(rand, n);
   const vips = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5", "2001:db8::1"];
   const s = setup();
   s.other("a", []);
