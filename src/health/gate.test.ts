@@ -120,6 +120,29 @@ function runtimeIntervals(time: FakeTime): Intervals & { armed: number } {
   };
 }
 
+/** A gate whose probes each take 1500 ms (`takes` spends them, on the fake clock), run for 4 s: when each probe started, and the most in flight at once. */
+async function slowProbes(time: FakeTime, takes: () => void | Promise<void>, ticks?: SharedIntervals): Promise<{ starts: number[]; maxInFlight: number }> {
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const starts: number[] = [];
+  const gate = new ApiServerGate(OPTS, {
+    clock: time.clock,
+    timers: time,
+    ...(ticks ? { ticks } : {}),
+    probe: async () => {
+      starts.push(time.now);
+      maxInFlight = Math.max(maxInFlight, ++inFlight);
+      await takes();
+      inFlight--;
+      return OK;
+    },
+  });
+  gate.start();
+  await time.advance(4000);
+  gate.stop();
+  return { starts, maxInFlight };
+}
+
 const OPTS: ApiServerGateOptions = { url: URL, insecureSkipVerify: false, interval: 1, timeout: 2, rise: 2, fall: 3 };
 
 describe("ApiServerGate", () => {
@@ -162,23 +185,7 @@ describe("ApiServerGate", () => {
 
   test("a probe slower than the interval: the next starts when it ends, never overlapping", async () => {
     const time = new FakeTime();
-    let inFlight = 0;
-    let maxInFlight = 0;
-    const starts: number[] = [];
-    const gate = new ApiServerGate(OPTS, {
-      clock: time.clock,
-      timers: time,
-      probe: async () => {
-        starts.push(time.now);
-        maxInFlight = Math.max(maxInFlight, ++inFlight);
-        time.now += 1500;
-        inFlight--;
-        return OK;
-      },
-    });
-    gate.start();
-    await time.advance(4000);
-    gate.stop();
+    const { starts, maxInFlight } = await slowProbes(time, () => void (time.now += 1500));
     expect(maxInFlight).toBe(1);
     expect(starts).toEqual([0, 1500, 3000, 4500]);
   });
@@ -242,24 +249,7 @@ describe("ApiServerGate", () => {
   test("on shared ticks, a probe slower than the interval: the next starts when it ends, never overlapping", async () => {
     const time = new FakeTime();
     const ticks = new SharedIntervals(runtimeIntervals(time));
-    let inFlight = 0;
-    let maxInFlight = 0;
-    const starts: number[] = [];
-    const gate = new ApiServerGate(OPTS, {
-      clock: time.clock,
-      timers: time,
-      ticks,
-      probe: async () => {
-        starts.push(time.now);
-        maxInFlight = Math.max(maxInFlight, ++inFlight);
-        await new Promise<void>((r) => time.setTimeout(r, 1500));
-        inFlight--;
-        return OK;
-      },
-    });
-    gate.start();
-    await time.advance(4000);
-    gate.stop();
+    const { starts, maxInFlight } = await slowProbes(time, () => new Promise<void>((r) => time.setTimeout(r, 1500)), ticks);
     expect(maxInFlight).toBe(1);
     expect(starts).toEqual([0, 1500, 3000]);
     expect(ticks.timers).toBe(0);
