@@ -73,6 +73,21 @@ describe("NetlinkSocket.request", () => {
     expect(beyond.sends()).toBe(2);
   });
 
+  test("a message that carries many items (an nftables set's elements) counts each of them, not one", async () => {
+    // One message of 100 set elements takes the kernel as long as 100 messages of one:
+    // 11 ms is within 2 + 100 × 0.1. Counted as one message it went three times.
+    const one = () => [{ ...getLinkRequest({ index: LO }), items: 100 }];
+    const within = slowSends(11, 1);
+    sock = NetlinkSocket.open({ clock: within.clock });
+    await sock.request(one, "looking up link 1 as if it were 100 elements");
+    expect(within.sends()).toBe(1);
+    sock.close();
+    const beyond = slowSends(13, 1);
+    sock = NetlinkSocket.open({ clock: beyond.clock });
+    await sock.request(one, "looking up link 1 as if it were 100 elements");
+    expect(beyond.sends()).toBe(2);
+  });
+
   test("resends are bounded: three sends in all, however slow, and the socket's owner is told the last counted late", async () => {
     const told: SlowSends[] = [];
     sock = NetlinkSocket.open({ clock: slowSends(50, Infinity).clock, onSlowSends: (s) => told.push(s) });

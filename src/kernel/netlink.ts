@@ -78,9 +78,11 @@ const SLOW_SEND_MS = 2;
 // The kernel carries out every message of a datagram inside the sendto, about
 // 20 µs for an address or a set element: a heartbeat's refresh of 100 VIPs
 // takes 2 ms by itself, and would count as slow and go three times. So each
-// message adds to what counts as slow, generously (five times that cost), as
-// a message applied this late is still far inside the fence's margin.
-const SLOW_SEND_PER_MESSAGE_MS = 0.1;
+// item adds to what counts as slow, generously (five times that cost), as
+// an item applied this late is still far inside the fence's margin. An item
+// is a message, or each set element of an nftables element message
+// (Outgoing.items): one message carries the elements of all of a set's VIPs.
+const SLOW_SEND_PER_ITEM_MS = 0.1;
 // Sends of one request built from the clock, the first included. Each resend
 // tightens what the kernel holds; three waits in a row mean the lock is
 // contended for good: the last send stands, and the socket's owner hears of
@@ -130,6 +132,12 @@ export interface NetlinkOptions {
 /** One message to send; `operation`, when given, names it in the error if the kernel refuses it. */
 export interface Outgoing extends Request {
   readonly operation?: string;
+  /**
+   * What the kernel carries out for this message, for what counts as a slow
+   * send (SLOW_SEND_PER_ITEM_MS): the elements of a set element message;
+   * 1 when absent.
+   */
+  readonly items?: number;
 }
 
 /**
@@ -427,7 +435,7 @@ export class NetlinkSocket {
       const took = this.clock() - started;
       if (sent < 0) throw new KernelError(operation, -sent);
       // A request given as a value carries nothing read from the clock.
-      if (typeof req !== "function" || took <= SLOW_SEND_MS + messages.length * SLOW_SEND_PER_MESSAGE_MS) break;
+      if (typeof req !== "function" || took <= SLOW_SEND_MS + itemsOf(messages) * SLOW_SEND_PER_ITEM_MS) break;
       const repeatable = messages.every(({ message: m }) => !(m.flags & NLM_F_EXCL));
       if (!repeatable || sends >= MAX_SENDS) {
         this.onSlowSends?.({ operation, sends, lastMs: took, messages: messages.length });
@@ -535,6 +543,12 @@ export function splitAtMarker(messages: readonly NetlinkMessage[], awaited: Read
 export interface Tagged<T> {
   readonly tag: T;
   readonly message: Outgoing;
+}
+
+function itemsOf(messages: readonly Tagged<unknown>[]): number {
+  let n = 0;
+  for (const { message } of messages) n += message.items ?? 1;
+  return n;
 }
 
 function untagged(req: Requests): Tagged<undefined>[] {

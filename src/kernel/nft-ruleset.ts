@@ -248,7 +248,7 @@ export function tableMessages(spec: TableSpec): Outgoing[] {
     const sets = setsOf(table);
     for (const name of sets) out.push(newSet(setSpec(table, name)));
     const add = (name: SetName, elements: SetElement[]) => {
-      if (sets.includes(name) && elements.length > 0) out.push(newSetElements(table, name, elements, setId(table, name)));
+      if (sets.includes(name) && elements.length > 0) out.push({ ...newSetElements(table, name, elements, setId(table, name)), items: elements.length });
     };
     for (const family of [4, 6] as const) {
       add(family === 4 ? "vips4" : "vips6", spec.vips.filter((v) => v.family === family).map((v) => ({ key: v.bytes })));
@@ -309,9 +309,9 @@ export function elementMessages(changes: readonly ElementChange[], inPlaceUpdate
     const deleted = inPlaceUpdates ? removed : [...allowed.map((p) => p.ip), ...removed];
     for (const table of tablesOf(family)) {
       const operation = `${what} in ${tableName(table)} ${set}`;
-      out.push({ ...newSetElements(table, set, ensured), operation });
-      if (deleted.length > 0) out.push({ ...deleteSetElements(table, set, deleted.map((ip) => ip.bytes)), operation });
-      if (!inPlaceUpdates && added.length > 0) out.push({ ...newSetElements(table, set, added), operation });
+      out.push({ ...newSetElements(table, set, ensured), operation, items: ensured.length });
+      if (deleted.length > 0) out.push({ ...deleteSetElements(table, set, deleted.map((ip) => ip.bytes)), operation, items: deleted.length });
+      if (!inPlaceUpdates && added.length > 0) out.push({ ...newSetElements(table, set, added), operation, items: added.length });
     }
   }
   return out;
