@@ -366,3 +366,51 @@ describe("VipController", () => {
     expect(c.held).toBe(true);
   });
 });
+
+test("VIPs the kernel confirmed in one batch are all announced before any of them is reported", async () => {
+  // As rtnl.ts and nft-fence.ts do: requests made in one turn leave in one
+  // batch, and every caller resumes when the kernel answers it.
+  const events: string[] = [];
+  let answer!: () => void;
+  const batch = new Promise<void>((r) => (answer = r));
+  const shared = {
+    mode: "nftables" as const,
+    allow: async (_ip: string, deadline: () => number | null) => {
+      deadline();
+      await batch;
+    },
+    deny: async () => {},
+    replaceAddress: async (_link: string, _ip: string, lifetime: () => number | null) => {
+      lifetime();
+      await batch;
+    },
+    deleteAddress: async () => true,
+  };
+  const announcer = {
+    announceOnce: () => {},
+    burst: async (ip: string) => {
+      events.push(`announce ${ip}`);
+      return 2;
+    },
+  };
+  const ips = ["192.0.2.21", "192.0.2.22", "2001:db8::23"];
+  const controllers = ips.map((ip) => {
+    const v: VipController = new VipController(ip, "eth0", () => ({ ...provenFor(2400), held: v.held }), {
+      kernel: shared,
+      fence: shared,
+      announcer: () => announcer,
+      announce: { burst: 3, burstIntervalMs: 50, refreshMs: 0 },
+      clock: () => now,
+      timers,
+      onChange: (x) => events.push(`change ${x.ip}`),
+      onError: (op, e) => errors.push(`${op}: ${(e as Error).message}`),
+    });
+    return v;
+  });
+  const passes = controllers.map((v) => v.poke());
+  answer();
+  await Promise.all(passes);
+  expect(events).toEqual([...ips.map((ip) => `announce ${ip}`), ...ips.map((ip) => `change ${ip}`)]);
+  expect(errors).toEqual([]);
+  expect(controllers.every((v) => v.held)).toBe(true);
+});

@@ -180,8 +180,17 @@ export class VipController {
     if (this.held) return;
     this.held = true;
     this.since = clock();
-    this.deps.onChange({ ip: this.ip, link: this.link, held: true, reason: this.deps.winReason?.() ?? "elected", code: "elected", at: this.since });
+    // The address is on the link and its fence admits it: neighbours learn
+    // first, and the rest (the log line, metrics, the conflict probe, the
+    // queue's reducer, hooks) waits one microtask. Controllers whose
+    // requests the kernel confirmed in one batch resume in the same turn,
+    // so every one of them announces before any does that work: at 100
+    // VIPs the last one's first gratuitous ARP left after the others'
+    // bookkeeping, about 0.8 ms each. The burst's guard still asks the
+    // facts right before it sends.
     this.startAnnouncing();
+    await null;
+    this.deps.onChange({ ip: this.ip, link: this.link, held: true, reason: this.deps.winReason?.() ?? "elected", code: "elected", at: this.since });
   }
 
   private async release(reason: string, code: string): Promise<void> {
