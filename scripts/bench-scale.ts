@@ -4,6 +4,16 @@
 // agent costs its etcd member and the kernel grows with the VIP count.
 //
 //   npm run bench:scale [-- --shapes 3x100,7x100 --seconds 20 --vipd-binary dist/vipd --record]
+//   npm run bench:scale -- --compare A/dist/vipd,B/dist/vipd [--rounds 3] [--shapes 3x100]
+//
+// --compare BINARY,... times only the moves of all the shape's VIPs (no
+// idle windows, no 1 and 10): in each round, for each binary in turn, a
+// graceful hand-over and a crash, in one lab, so that two builds (before and
+// after a change) meet the same machine at the same time; it prints a table
+// of every move and records nothing. With SCALE_PCAP_DIR=DIR, each move's
+// traffic on the client's link (tcpdump, from 1 s before the signal) and
+// every node's vipd log are kept in DIR: what the client sent and when, to
+// tell the network's part and the prober's own from vipd's.
 //
 // Each shape of --shapes (NODESxVIPS, default 3x100: the shape of a real
 // control plane) runs on a lab of its own, and gets a table of its own. A
@@ -53,6 +63,8 @@ const { values: args } = parseArgs({
     shapes: { type: "string", default: "3x100" },
     seconds: { type: "string", default: "20" },
     "vipd-binary": { type: "string" },
+    compare: { type: "string" },
+    rounds: { type: "string", default: "3" },
     record: { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -102,17 +114,25 @@ const vipList = (n: number) => Array.from({ length: n }, (_, i) => (i % 2 === 0 
 /** Each VIP's probe period: 10 ms, longer with many VIPs so the client's requests do not take the cores vipd needs. */
 const probeEvery = (vipCount: number) => Math.max(10, Math.ceil(vipCount / 5));
 
+/**
+ * The prober's requests are given up after PROBE_TIMEOUT_MS; it may have all
+ * of one timeout's in flight (at 100 VIPs 5 every ms, 5000), and Bun allows
+ * at most 65535.
+ */
+const PROBE_TIMEOUT_MS = 1000;
+const PROBER_MAX_REQUESTS = 65535;
+
 /** One Layer2VIPConfig document per VIP, in one file. */
 function configText(vips: readonly string[], link: string): string {
   return vips.map((v) => `apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: ${v}\nlink: ${link}\n`).join("---\n");
 }
 
-function startAgent(lab: Lab, node: LabNode, vips: readonly string[]): void {
+function startAgent(lab: Lab, node: LabNode, vips: readonly string[], prog: readonly string[] = program): void {
   const ctx = lab.context(node);
   const config = join(node.dir, "vipd-scale.yaml");
   writeFileSync(config, configText(vips, node.host.link));
   node.vip = ctx.spawn("vipd", [
-    ...program, "run",
+    ...prog, "run",
     "--config", config,
     "--node-name", node.name,
     "--etcd-endpoints", ctx.etcdEndpoint,
@@ -154,14 +174,14 @@ async function resetAll(lab: Lab, allVips: readonly string[]): Promise<void> {
 }
 
 /** vipd on the first node until it holds every VIP, then on the rest; returns the holder. */
-async function startAll(lab: Lab, vips: readonly string[]): Promise<LabNode> {
+async function startAll(lab: Lab, vips: readonly string[], prog: readonly string[] = program): Promise<LabNode> {
   const first = lab.nodes[0]!;
-  startAgent(lab, first, vips);
+  startAgent(lab, first, vips, prog);
   await waitFor(`${first.name} holding ${vips.length} VIP(s)`, async () => {
     if (!first.vip?.running) throw new Error(first.vip?.logTail() ?? "not started");
     return (await soleHolder(lab, vips)) === first;
   }, 60_000, 100);
-  for (const n of lab.nodes.slice(1)) startAgent(lab, n, vips);
+  for (const n of lab.nodes.slice(1)) startAgent(lab, n, vips, prog);
   // The standbys' API server gate opens after two probes a second apart; then they queue.
   await sleep(6000);
   const h = await soleHolder(lab, vips);
@@ -323,7 +343,14 @@ const span = (xs: number[]): [number, number] | null => (xs.length ? [Math.min(.
 /** Signals the holder's vipd with sig (tree: every process) and times, per VIP, the first answer from another node. */
 async function timeMove(lab: Lab, vips: readonly string[], holder: LabNode, kill: () => void): Promise<Move> {
   const { proc, stdout } = lab.spawnClient("vips-prober", [
-    process.execPath, join(import.meta.dir, "lib", "vips-probe-worker.ts"), String(APISERVER_PORT), String(probeEvery(vips.length)), "1000", holder.name, ...vips,
+    // Bun's fetch keeps at most 256 requests in flight (BUN_CONFIG_MAX_HTTP_REQUESTS)
+    // and queues the rest. Once the old holder stops answering, 100 VIPs'
+    // requests every few ms reach 256 hanging ones within tens of ms, and no
+    // request leaves until those time out a second later: the client would
+    // see the new holder late by that queue, not by vipd (a packet capture
+    // showed no SYN from the client between 100 and 1000 ms after SIGTERM).
+    "env", `BUN_CONFIG_MAX_HTTP_REQUESTS=${PROBER_MAX_REQUESTS}`,
+    process.execPath, join(import.meta.dir, "lib", "vips-probe-worker.ts"), String(APISERVER_PORT), String(probeEvery(vips.length)), String(PROBE_TIMEOUT_MS), holder.name, ...vips,
   ]);
   const answers: { vip: string; d: number; ok: boolean; node?: string }[] = [];
   const reading = forEachLine(stdout, (line) => {
@@ -334,7 +361,15 @@ async function timeMove(lab: Lab, vips: readonly string[], holder: LabNode, kill
       const seen = new Set(answers.filter((a) => a.ok && a.node === holder.name).map((a) => a.vip));
       return seen.size === vips.length;
     }, 20_000, 50);
+    const pcapDir = process.env.SCALE_PCAP_DIR;
+    let cap: ReturnType<Lab["spawnClient"]> | null = null;
+    const capFile = pcapDir ? join(pcapDir, `move-${Date.now()}.pcap`) : "";
+    if (pcapDir) {
+      cap = lab.spawnClient("tcpdump", ["tcpdump", "-i", lab.client.link, "-w", capFile, "-n", "-s", "128", "-U"]);
+      await sleep(1000);
+    }
     const t0 = labNow();
+    if (pcapDir) console.log(`PCAP ${capFile} t0=${t0} holder=${holder.name}`);
     kill();
     const moved = () => new Map(answers.filter((a) => a.d >= t0 && a.ok && a.node !== holder.name).reverse().map((a) => [a.vip, a] as const));
     try {
@@ -343,6 +378,7 @@ async function timeMove(lab: Lab, vips: readonly string[], holder: LabNode, kill
       // reported as missing
     }
     const m = moved();
+    if (cap) await cap.proc.stop("SIGINT", 2000);
     const newHolders = [...new Set([...m.values()].map((a) => a.node!))].sort();
     const perVip = [...m.values()].map((a) => a.d - t0);
     return {
@@ -555,6 +591,41 @@ function shapeBody(r: ShapeRun): string {
       ? `vipd logged ${r.errorLines.length} warning or error line(s) in the run, by node and message: ${byMessage(r.errorLines).map(([m, n]) => `${n} × ${m}`).join("; ")}.`
       : "vipd logged no warnings or errors in the run.",
   ].join("\n");
+}
+
+/** --compare: the moves of all VIPs, each binary in turn, round after round, in one lab. */
+async function compareMoves(shape: Shape, binaries: readonly string[], rounds: number): Promise<void> {
+  const vips = vipList(shape.vips);
+  const lab = await Lab.start({ nodes: shape.nodes, onStep: (s) => log(s) });
+  const rows: string[] = [];
+  try {
+    for (let round = 1; round <= rounds; round++) {
+      for (const binary of binaries) {
+        for (const fault of ["graceful", "crash"] as const) {
+          await resetAll(lab, vips);
+          const holder = await startAll(lab, vips, [binary]);
+          const m = await timeMove(lab, vips, holder, () => (fault === "graceful" ? holder.vip!.signal("SIGTERM") : holder.vip!.signalTree("SIGKILL")));
+          await resetAll(lab, vips);
+          stallDuring(lab, m);
+          if (process.env.SCALE_PCAP_DIR) for (const n of lab.nodes) writeFileSync(join(process.env.SCALE_PCAP_DIR, `${Math.round(m.from)}-${n.name}.log`), readFileSync(join(n.dir, "vipd.log")));
+          const lat = m.perVip.length ? latency(m.perVip) : null;
+          const row = `| ${round} | ${binary} | ${fault} | ${m.missing.length ? `${m.missing.length} never moved` : `${ms(m.perVip.at(-1)!)} ms`} | ${lat ? `${ms(lat.median)} ms` : "–"} | ${m.released ? `${ms(m.released[0])}–${ms(m.released[1])}` : "–"} | ${m.acquired ? `${ms(m.acquired[0])}–${ms(m.acquired[1])}` : "–"} | ${describeStallLine(m.stall ?? null)} |`;
+          log(row);
+          rows.push(row);
+        }
+      }
+    }
+  } finally {
+    await lab.destroy();
+  }
+  console.log(`\n${shape.nodes} nodes × ${shape.vips} VIPs, ms after the signal\n\n| round | binary | fault | last VIP served | median VIP | "released VIP" | "acquired VIP" | longest loop stall |\n|---|---|---|---|---|---|---|---|\n${rows.join("\n")}\n`);
+}
+
+if (args.compare) {
+  const rounds = Number(args.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) fail(`--rounds wants a whole number of at least 1, got ${args.rounds}`);
+  await compareMoves(shapes[0]!, args.compare.split(","), rounds);
+  process.exit(0);
 }
 
 const commit = (await sh(["git", "-C", REPO_ROOT, "log", "-1", "--format=%h (%s)"])).trim() +
