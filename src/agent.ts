@@ -216,7 +216,7 @@ export class Agent {
     const s = this.settings;
     const tls = etcdTls(s.etcd);
     this.#conn = new EtcdConnection({
-      endpoints: s.etcd.endpoints, tls, holdMs: this.#holdMs, clock: this.#clock, ...(s.etcd.serverName ? { tlsServerName: s.etcd.serverName } : {}),
+      endpoints: s.etcd.endpoints, tls, holdMs: this.#holdMs, clock: this.#clock, log: this.log, ...(s.etcd.serverName ? { tlsServerName: s.etcd.serverName } : {}),
     });
     const session = new Session({
       settings: { endpoints: s.etcd.endpoints, prefix: s.etcd.prefix, node: s.nodeName, holdMs: this.#holdMs, leaseTtlS: s.election.leaseTTL },

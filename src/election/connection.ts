@@ -15,9 +15,12 @@
 //   four per agent instead of one.
 // - Whoever notices silence asks stalled(), not reset(): a silent member is
 //   not a broken connection, and with one endpoint a new connection reaches
-//   the same member (reconnect.ts). The old client is closed only once the
-//   calls still on it have had their deadline: a heartbeat in flight to a
-//   live member still proves what it proves when it lands.
+//   the same member (reconnect.ts). With several, every member is asked
+//   first, each on a fresh client of its own (#probe), and the connection
+//   moves to those that answer only when one it uses is silent. The old
+//   client is closed only once the calls still on it have had their
+//   deadline: a heartbeat in flight to a live member still proves what it
+//   proves when it lands.
 // - Watches require a leader (etcd's `hasleader` metadata): a member cut off
 //   from its cluster then cancels the stream instead of staying silent.
 // - Over TLS each endpoint's channel checks the server certificate against
@@ -26,12 +29,13 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import type { PeerCertificate } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
-import { Etcd3, type IDuplexStream, type IOptions, type IWatchRequest, type IWatchResponse } from "etcd3";
+import { Etcd3, EtcdPermissionDeniedError, GRPCDeadlineExceededError, type IDuplexStream, type IOptions, type IWatchRequest, type IWatchResponse } from "etcd3";
 import { checkCertificateName } from "../certificate-names.ts";
 import type { TlsFiles } from "../config/settings.ts";
 import { type Clock, monotonicClock } from "../seams.ts";
 import { DEFAULT_HOLD_MS } from "./proof.ts";
-import { decideReconnect, type ReconnectDecision, type TcpLiveness } from "./reconnect.ts";
+import type { Logger } from "../log.ts";
+import { decideMove, decideReconnect, type ProbeAnswer, probeMs, type ReconnectDecision, type TcpLiveness } from "./reconnect.ts";
 import { tcpLiveness } from "./tcp-liveness.ts";
 
 export interface EtcdConnectOptions {
@@ -51,6 +55,10 @@ export interface EtcdConnectOptions {
   clock?: Clock;
   /** What the kernel says of our TCP connections to an endpoint (tcp-liveness.ts); injectable for tests. */
   tcp?: (endpoint: string) => TcpLiveness;
+  /** Asks one member, on a fresh client, whether it answers (several endpoints); injectable for tests. */
+  probe?: (endpoint: string, deadlineMs: number) => Promise<ProbeAnswer>;
+  /** Where a move decided after asking the members is told (the caller that noticed the silence has had its answer by then). */
+  log?: Pick<Logger, "warn" | "info">;
 }
 
 export type WatchStream = IDuplexStream<IWatchRequest, IWatchResponse>;
@@ -181,9 +189,15 @@ export class EtcdConnection {
   readonly #drainMs: number;
   readonly #clock: Clock;
   readonly #tcp: (endpoint: string) => TcpLiveness;
+  readonly #probeOne: (endpoint: string, deadlineMs: number) => Promise<ProbeAnswer>;
+  readonly #log: Pick<Logger, "warn" | "info"> | undefined;
   #client: VipdEtcd;
+  /** The endpoints the current client lists: all, or those that answered when it moved. */
+  #inUse: readonly string[];
   #resets = 0;
   #lastResetAt: number | null = null;
+  #probing: Promise<void> | null = null;
+  #lastProbeAt: number | null = null;
   #closed = false;
   readonly #onReset = new Set<() => void>();
   /** Replaced clients whose calls may still land, each with the timer that closes it. */
@@ -196,6 +210,9 @@ export class EtcdConnection {
     this.#drainMs = opts.drainMs ?? 3000;
     this.#clock = opts.clock ?? monotonicClock;
     this.#tcp = opts.tcp ?? tcpLiveness;
+    this.#probeOne = opts.probe ?? ((endpoint, ms) => probeMember(this.#options, endpoint, ms));
+    this.#log = opts.log;
+    this.#inUse = this.#endpoints;
     this.#client = new VipdEtcd(this.#options);
   }
 
@@ -206,6 +223,16 @@ export class EtcdConnection {
 
   get resets(): number {
     return this.#resets;
+  }
+
+  /** The endpoints the current client calls. */
+  get inUse(): readonly string[] {
+    return this.#inUse;
+  }
+
+  /** The members being asked now, if they are (for tests: resolves once the answer is acted on). */
+  get probing(): Promise<void> | null {
+    return this.#probing;
   }
 
   /** A watch stream that etcd cancels when its member loses the leader. */
@@ -226,9 +253,25 @@ export class EtcdConnection {
       holdMs: this.#holdMs,
       silentMs,
       tcp: () => this.#tcp(this.#endpoints[0]!),
+      probing: this.#probing !== null,
+      lastProbeAt: this.#lastProbeAt,
     });
     if (d.reset) this.reset();
+    if (d.probe) this.#probing = this.#probe().finally(() => (this.#probing = null));
     return d;
+  }
+
+  /** Asks every member at once, then moves to those that answer if decideMove says so. */
+  async #probe(): Promise<void> {
+    this.#lastProbeAt = this.#clock();
+    const ms = probeMs(this.#holdMs);
+    const answers = await Promise.all(this.#endpoints.map((e) => this.#probeOne(e, ms).catch((): ProbeAnswer => "fails")));
+    if (this.#closed) return;
+    const inUse = new Set(this.#inUse);
+    const d = decideMove(this.#endpoints.map((endpoint, i) => ({ endpoint, answer: answers[i]!, inUse: inUse.has(endpoint) })));
+    if (!d.reset) return this.#log?.info("etcd connection kept after asking every member", { why: d.why });
+    this.#log?.warn("etcd connection moved to the members that answer", { why: d.why, endpoints: d.endpoints.join(",") });
+    this.reset(d.endpoints);
   }
 
   /**
@@ -237,12 +280,13 @@ export class EtcdConnection {
    * new connection at once, whoever noticed the stall. The old client is
    * closed after drainMs, when every call on it has had its deadline.
    */
-  reset(): void {
+  reset(endpoints: readonly string[] = this.#endpoints): void {
     if (this.#closed) return;
     this.#resets++;
     this.#lastResetAt = this.#clock();
     const old = this.#client;
-    this.#client = new VipdEtcd(this.#options);
+    this.#inUse = endpoints;
+    this.#client = new VipdEtcd({ ...this.#options, hosts: [...endpoints] });
     this.#draining.set(old, setTimeout(() => {
       this.#draining.delete(old);
       old.close();
@@ -264,6 +308,26 @@ export class EtcdConnection {
       old.close();
     }
     this.#draining.clear();
+  }
+}
+
+/**
+ * Asks one member on a client of its own (its own channel: a silent channel
+ * of the connection's would make a live member look silent) with a
+ * linearizable read, which a member answers only through a leader with a
+ * quorum, as it would a heartbeat. Any answer counts, a refusal too (no
+ * permission on the key: the read was ordered before that is checked).
+ */
+async function probeMember(base: IOptions, endpoint: string, deadlineMs: number): Promise<ProbeAnswer> {
+  const c = new Etcd3({ ...base, hosts: [endpoint] });
+  try {
+    await c.kv.range({ key: Buffer.from("\0vipd-probe"), count_only: true }, within(deadlineMs));
+    return "answers";
+  } catch (e) {
+    if (e instanceof GRPCDeadlineExceededError) return "silent";
+    return e instanceof EtcdPermissionDeniedError ? "answers" : "fails";
+  } finally {
+    c.close();
   }
 }
 
