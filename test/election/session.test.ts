@@ -3,39 +3,21 @@
 // takeover), claims, and a deposed holder learning it from its heartbeat.
 // Sessions run in this process; "another agent" is either a second Session
 // or keys written by hand in the same layout (a run that froze or died).
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import type { Etcd3 } from "etcd3";
-import { connectEtcd, EtcdConnection } from "../../src/election/connection.ts";
+import { describe, expect, test } from "bun:test";
+import { EtcdConnection } from "../../src/election/connection.ts";
 import { currentIncarnation, encodeIncarnation, type Incarnation } from "../../src/election/incarnation.ts";
 import { agentKey, decodeHeartbeat, electionKey, encodeHeartbeat, heartbeatKey, macsKey, type MacsValue } from "../../src/election/keys.ts";
 import { MARGIN_MS, silenceWindow } from "../../src/election/proof.ts";
 import { monotonicClock } from "../../src/seams.ts";
 import { Session, type SessionEvents } from "../../src/election/session.ts";
 import type { Logger } from "../../src/log.ts";
-import { type EtcdServer, startEtcd } from "../lab/etcd.ts";
 import { sleep, waitFor } from "../lab/sh.ts";
+import { etcdSessions, writeGhost } from "./fixtures/etcd-sessions.ts";
 
 const VIP = "192.0.2.10";
 const HOLD = 1000;
-let etcd: EtcdServer;
-let admin: Etcd3;
 let prefixN = 0;
-const open: { session: Session; conn: EtcdConnection }[] = [];
-
-beforeAll(async () => {
-  etcd = await startEtcd();
-  admin = connectEtcd({ endpoints: etcd.endpoints });
-});
-afterEach(async () => {
-  for (const o of open.splice(0)) {
-    await o.session.stop(300).catch(() => {});
-    o.conn.close();
-  }
-});
-afterAll(async () => {
-  admin?.close();
-  await etcd?.stop();
-});
+const fx = etcdSessions();
 
 function quietLog(lines: string[] = []): Logger {
   const at = (level: string) => (msg: string, fields?: object) => void lines.push(`${level} ${msg} ${fields ? JSON.stringify(fields) : ""}`);
@@ -56,13 +38,14 @@ function agent(
   prefix: string,
   opts: { identity?: Incarnation; alive?: (pid: number, start: string) => boolean; holdMs?: number; macs?: () => MacsValue } = {},
 ): Agent {
-  const conn = new EtcdConnection({ endpoints: etcd.endpoints });
+  const { endpoints } = fx.etcd;
+  const conn = new EtcdConnection({ endpoints });
   const serving = new Set<string>();
   const log: string[] = [];
   const removed: string[] = [];
   const holdMs = opts.holdMs ?? HOLD;
   const session = new Session({
-    settings: { endpoints: etcd.endpoints, prefix, node, holdMs, leaseTtlS: 5 },
+    settings: { endpoints, prefix, node, holdMs, leaseTtlS: 5 },
     conn,
     identity: opts.identity ?? currentIncarnation({ holdMs, version: "test" }),
     clock: monotonicClock,
@@ -75,7 +58,7 @@ function agent(
   const events = { changed: [], deposed: [], lost: [], fatal: [], heartbeat: [] } as Agent["events"];
   for (const k of Object.keys(events) as (keyof SessionEvents)[]) session.on(k, (e) => (events[k] as unknown[]).push(e));
   session.start();
-  open.push({ session, conn });
+  fx.track(session, conn);
   return { session, serving, events, log, removed };
 }
 
@@ -98,7 +81,7 @@ describe("proof", () => {
     await sleep(600);
     expect(a.session.proof(VIP)!).toBeGreaterThan(proof);
     // Its heartbeat claims what it heads.
-    const hb = await admin.get(heartbeatKey(p, "a")).string();
+    const hb = await fx.admin.get(heartbeatKey(p, "a")).string();
     expect(JSON.parse(hb!).claims).toEqual([VIP]);
   });
 
@@ -145,7 +128,7 @@ describe("release and takeover", () => {
     await ready(b);
     await a.session.join(VIP);
     await waitFor("a proven", () => a.session.proof(VIP), 2000);
-    const key = (await admin.get(electionKey(p, VIP, "a")).exec()).kvs[0]!;
+    const key = (await fx.admin.get(electionKey(p, VIP, "a")).exec()).kvs[0]!;
     await b.session.join(VIP);
     await waitFor("b queued", () => b.session.view.queue(VIP).length === 2, 2000);
     // a's link goes down: its kernel let go (I4), then it releases; b takes the VIP at once.
@@ -167,11 +150,7 @@ describe("release and takeover", () => {
   test("a dead holder's claim does not outlive its window when its lease takes its record", async () => {
     const p = freshPrefix();
     // A run that died right after a heartbeat claiming the VIP.
-    const lease = await admin.lease(30, { autoKeepAlive: false }).grant();
-    const ghost = { ...currentIncarnation({ holdMs: 1000, version: "test" }), boot: "another-kernel" };
-    await admin.put(agentKey(p, "ghost")).value(encodeIncarnation(ghost)).lease(lease);
-    await admin.put(electionKey(p, VIP, "ghost")).value(ghost.run).lease(lease);
-    await admin.put(heartbeatKey(p, "ghost")).value(encodeHeartbeat({ run: ghost.run, seq: 1, claims: [VIP] })).lease(lease);
+    const { lease } = await writeGhost(fx.admin, p, { node: "ghost", holdMs: 1000, vips: [VIP] });
     const b = agent("b", p);
     const c = agent("c", p);
     await ready(b);
@@ -183,7 +162,7 @@ describe("release and takeover", () => {
     await sleep(Math.max(0, b.session.takeoverAt(VIP)! - monotonicClock()) + 5);
     expect((await b.session.takeover(VIP)).took).toBe(true);
     // The ghost's lease runs out: its record, heartbeat and keys go.
-    await admin.leaseClient.leaseRevoke({ ID: lease });
+    await fx.admin.leaseClient.leaseRevoke({ ID: lease });
     await waitFor("c saw the record go", () => c.session.view.agent("ghost") === undefined, 1000);
     // b lets go (a drain, say): c is first, and nothing of the ghost's keeps it from the VIP.
     await b.session.release([VIP]);
@@ -202,17 +181,13 @@ describe("release and takeover", () => {
     await a.session.join(VIP);
     a.serving.add(VIP);
     await expect(a.session.release([VIP])).rejects.toThrow("still on the link");
-    expect(await admin.get(electionKey(p, VIP, "a")).string()).not.toBeNull();
+    expect(await fx.admin.get(electionKey(p, VIP, "a")).string()).not.toBeNull();
   });
 
   test("a silent agent ahead is taken over after its window, not before", async () => {
     const p = freshPrefix();
     // A run that froze right after a heartbeat claiming the VIP: its keys, written by hand.
-    const lease = await admin.lease(30, { autoKeepAlive: false }).grant();
-    const ghost = { ...currentIncarnation({ holdMs: 1500, version: "test" }), boot: "another-kernel" };
-    await admin.put(agentKey(p, "ghost")).value(encodeIncarnation(ghost)).lease(lease);
-    await admin.put(electionKey(p, VIP, "ghost")).value(ghost.run).lease(lease);
-    await admin.put(heartbeatKey(p, "ghost")).value(encodeHeartbeat({ run: ghost.run, seq: 1, claims: [VIP] })).lease(lease);
+    const { lease, ghost } = await writeGhost(fx.admin, p, { node: "ghost", holdMs: 1500, vips: [VIP] });
     const b = agent("b", p);
     await ready(b);
     const readAt = monotonicClock();
@@ -224,32 +199,28 @@ describe("release and takeover", () => {
     expect(at - readAt).toBeLessThanOrEqual(silenceWindow(1500) + 300);
     expect(b.session.claimedElsewhereUntil(VIP)).not.toBeNull();
     expect((await b.session.takeover(VIP)).took).toBe(false);
-    expect(await admin.get(electionKey(p, VIP, "ghost")).string()).toBe(ghost.run);
+    expect(await fx.admin.get(electionKey(p, VIP, "ghost")).string()).toBe(ghost.run);
     await sleep(Math.max(0, at - monotonicClock()) + 5);
     expect(await b.session.takeover(VIP)).toEqual({ took: true, from: ["ghost"] });
-    expect(await admin.get(electionKey(p, VIP, "ghost")).string()).toBeNull();
+    expect(await fx.admin.get(electionKey(p, VIP, "ghost")).string()).toBeNull();
     await waitFor("b first", () => b.session.isHead(VIP), 1000);
     expect(b.session.proof(VIP)).not.toBeNull();
     // The ghost's claim ran out with its window: nothing blocks b.
     expect(b.session.claimedElsewhereUntil(VIP)).toBeNull();
-    await admin.leaseClient.leaseRevoke({ ID: lease });
+    await fx.admin.leaseClient.leaseRevoke({ ID: lease });
   });
 
   test("a silent agent ahead of 100 VIPs is taken over in two transactions, each VIP proven", async () => {
     const p = freshPrefix();
     const vips = Array.from({ length: 100 }, (_, i) => `192.0.2.${i + 1}`);
-    const lease = await admin.lease(30, { autoKeepAlive: false }).grant();
-    const ghost = { ...currentIncarnation({ holdMs: 1000, version: "test" }), boot: "another-kernel" };
-    await admin.put(agentKey(p, "ghost")).value(encodeIncarnation(ghost)).lease(lease);
-    for (const v of vips) await admin.put(electionKey(p, v, "ghost")).value(ghost.run).lease(lease);
-    await admin.put(heartbeatKey(p, "ghost")).value(encodeHeartbeat({ run: ghost.run, seq: 1, claims: vips })).lease(lease);
+    const { lease } = await writeGhost(fx.admin, p, { node: "ghost", holdMs: 1000, vips });
     const b = agent("b", p);
     await ready(b);
     for (const v of vips) await b.session.join(v);
     await waitFor("queued behind ghost everywhere", () => vips.every((v) => b.session.takeoverAt(v) !== null), 2000);
     // The revision of each deletion of a ghost key: one per transaction that made it.
     const deletedAt: string[] = [];
-    const watch = await admin.watch().prefix(`${p}elections/`).create();
+    const watch = await fx.admin.watch().prefix(`${p}elections/`).create();
     watch.on("delete", (kv) => {
       if (kv.key.toString().endsWith("/ghost")) deletedAt.push(kv.mod_revision);
     });
@@ -258,14 +229,14 @@ describe("release and takeover", () => {
     const answers = await Promise.all(vips.map((v) => b.session.takeover(v)));
     expect(answers.every((a) => a.took && a.from.length === 1 && a.from[0] === "ghost")).toBe(true);
     await waitFor("every ghost key's deletion seen", () => deletedAt.length === vips.length, 2000);
-    for (const v of vips) expect(await admin.get(electionKey(p, v, "ghost")).string()).toBeNull();
+    for (const v of vips) expect(await fx.admin.get(electionKey(p, v, "ghost")).string()).toBeNull();
     // 202 comparisons (our agent record and 100 keys, the ghost's heartbeat and 100 keys) do not fit
     // etcd's 128 per transaction: two transactions, not one per VIP.
     expect(new Set(deletedAt).size).toBe(2);
     await waitFor("b first everywhere", () => vips.every((v) => b.session.isHead(v)), 2000);
     for (const v of vips) expect(b.session.proof(v)).not.toBeNull();
     await watch.cancel();
-    await admin.leaseClient.leaseRevoke({ ID: lease });
+    await fx.admin.leaseClient.leaseRevoke({ ID: lease });
   });
 
   test("an agent ahead that keeps beating is never taken over", async () => {
@@ -296,7 +267,7 @@ describe("a deposed holder", () => {
     await b.session.join(VIP);
     await waitFor("b queued", () => b.session.view.queue(VIP).length === 2, 2000);
     // An operator deletes a's key by hand.
-    await admin.delete().key(electionKey(p, VIP, "a"));
+    await fx.admin.delete().key(electionKey(p, VIP, "a"));
     await waitFor("a deposed", () => a.events.deposed.length > 0 || !a.session.mine(VIP), 1000);
     expect(a.session.proof(VIP)).toBeNull();
     await waitFor("b first", () => b.session.isHead(VIP), 1000);
@@ -332,7 +303,7 @@ describe("one live run per node name", () => {
     // after the join carries the claim; on a loaded machine the restart
     // below could otherwise read the one before it (CI saw removed = []).
     await waitFor("a's heartbeat claims the VIP", async () =>
-      decodeHeartbeat((await admin.get(heartbeatKey(p, "n1")).string()) ?? "")?.claims.includes(VIP), 2000);
+      decodeHeartbeat((await fx.admin.get(heartbeatKey(p, "n1")).string()) ?? "")?.claims.includes(VIP), 2000);
     const t0 = monotonicClock();
     const restarted = agent("n1", p, { alive: () => false });
     await ready(restarted);
@@ -344,7 +315,7 @@ describe("one live run per node name", () => {
     // (registration.test.ts). So the VIP may be asked for more than once, and nothing else ever.
     expect(restarted.removed.length).toBeGreaterThan(0);
     expect(new Set(restarted.removed)).toEqual(new Set([VIP]));
-    expect(await admin.get(electionKey(p, VIP, "n1")).string()).toBeNull();
+    expect(await fx.admin.get(electionKey(p, VIP, "n1")).string()).toBeNull();
     await waitFor("old run evicted", () => a.events.fatal[0], 2000);
     expect(a.events.fatal[0]!.reason).toContain('node name "n1" was taken over by another vipd');
   });
@@ -364,16 +335,16 @@ describe("one live run per node name", () => {
 
   test("the same name left by a silent run on another machine is taken after its window", async () => {
     const p = freshPrefix();
-    const lease = await admin.lease(30, { autoKeepAlive: false }).grant();
+    const lease = await fx.admin.lease(30, { autoKeepAlive: false }).grant();
     const gone = { ...currentIncarnation({ holdMs: 1200, version: "test" }), boot: "another-kernel" };
-    await admin.put(agentKey(p, "n1")).value(encodeIncarnation(gone)).lease(lease);
-    await admin.put(heartbeatKey(p, "n1")).value(encodeHeartbeat({ run: gone.run, seq: 9, claims: [] })).lease(lease);
+    await fx.admin.put(agentKey(p, "n1")).value(encodeIncarnation(gone)).lease(lease);
+    await fx.admin.put(heartbeatKey(p, "n1")).value(encodeHeartbeat({ run: gone.run, seq: 9, claims: [] })).lease(lease);
     const t0 = monotonicClock();
     const b = agent("n1", p);
     await ready(b);
     expect(monotonicClock() - t0).toBeGreaterThan(silenceWindow(1200) - 100);
     expect(b.events.fatal).toEqual([]);
-    await admin.leaseClient.leaseRevoke({ ID: lease });
+    await fx.admin.leaseClient.leaseRevoke({ ID: lease });
   });
 });
 
@@ -384,7 +355,7 @@ test("an agent's MACs are written with its record, follow a change, leave with i
   const b = agent("b", p);
   await ready(a);
   // In the registering transaction itself: no key of a's can be in a queue before its MACs are known.
-  const [record, published] = await Promise.all([admin.get(agentKey(p, "a")).exec(), admin.get(macsKey(p, "a")).exec()]);
+  const [record, published] = await Promise.all([fx.admin.get(agentKey(p, "a")).exec(), fx.admin.get(macsKey(p, "a")).exec()]);
   expect(JSON.parse(published.kvs[0]!.value.toString())).toEqual(macs);
   expect(published.kvs[0]!.create_revision).toBe(record.kvs[0]!.create_revision);
   expect(published.kvs[0]!.lease).toBe(record.kvs[0]!.lease);
@@ -395,13 +366,13 @@ test("an agent's MACs are written with its record, follow a change, leave with i
   await waitFor("b sees the new MAC", () => b.session.view.agentMacs().has("02:00:00:00:00:aa"), 3000);
   expect(b.session.view.agentMacs().has("02:00:00:00:00:0a")).toBe(false);
   await a.session.stop(300);
-  expect(await admin.get(macsKey(p, "a")).string()).toBeNull();
+  expect(await fx.admin.get(macsKey(p, "a")).string()).toBeNull();
   await waitFor("b forgets a's MAC", () => b.session.view.agentMacs().size === 0, 3000);
 });
 
 test("vipd 0.1's keys under the prefix stop the session with a sentence", async () => {
   const p = freshPrefix();
-  await admin.put(`${p}vip/${VIP}/694d8f2b1c3e9a01`).value("cp-1");
+  await fx.admin.put(`${p}vip/${VIP}/694d8f2b1c3e9a01`).value("cp-1");
   const a = agent("a", p);
   await waitFor("fatal", () => a.events.fatal[0], 5000);
   expect(a.events.fatal[0]!.reason).toContain("vipd 0.1 election keys");
@@ -414,10 +385,10 @@ test("losing the lease makes the session release everything and register again",
   await a.session.join(VIP);
   await waitFor("proof", () => a.session.proof(VIP), 2000);
   // The lease etcd keeps the run's record on: revoking it takes every key of the run.
-  const record = (await admin.get(agentKey(p, "a")).exec()).kvs[0]!;
-  await admin.leaseClient.leaseRevoke({ ID: record.lease });
+  const record = (await fx.admin.get(agentKey(p, "a")).exec()).kvs[0]!;
+  await fx.admin.leaseClient.leaseRevoke({ ID: record.lease });
   await waitFor("lost", () => a.events.lost[0], 3000);
   expect(a.session.proof(VIP)).toBeNull();
   await waitFor("registered again", () => a.session.ready, 5000);
-  expect(await admin.get(agentKey(p, "a")).string()).not.toBeNull();
+  expect(await fx.admin.get(agentKey(p, "a")).string()).not.toBeNull();
 });
