@@ -9,17 +9,23 @@
 //      after n1's last heartbeat, and n3 never holds the VIP.
 //   2. n1 restarted (the queue is now n2, n3, n1); holder n2 killed and n3
 //      frozen at once: n1, second in line, takes over one window and one
-//      stagger after the later of their last heartbeats.
-import { afterAll, beforeAll, expect, test } from "bun:test";
+//      stagger after the later of their last heartbeats. n3, a standby,
+//      beat at its slow pace (design.md §3 "Heartbeat by role", 1250 ms);
+//      the window counts from when its last heartbeat was received all
+//      the same.
+// Both against etcd without raft pre-vote (3.4's default) and with it
+// (3.5's, kubeadm's), to the same bounds.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { labNow, spawnInNetns } from "../lab/cluster.ts";
-import { etcdRange, type EtcdSite } from "../lab/etcd-admin.ts";
+import type { EtcdSite } from "../lab/etcd-admin.ts";
+import { queueOf, startInLine } from "./fixtures/in-line.ts";
 import { EtcdKeyWatch } from "../lab/etcd-watch.ts";
 import { OwnershipRecorder } from "../lab/recorder.ts";
 import { sleep, waitFor } from "../lab/sh.ts";
 import { SmallLab, stopVipd } from "../lab/small-lab.ts";
-import { DRIFT, MARGIN_MS, TAKEOVER_STAGGER_MS } from "../../src/election/proof.ts";
+import { DRIFT, MARGIN_MS, STANDBY_INTERVAL_MAX_MS, TAKEOVER_STAGGER_MS } from "../../src/election/proof.ts";
 
 const VIP = "192.0.2.178";
 const NODES = ["n1", "n2", "n3"] as const;
@@ -49,31 +55,7 @@ function start(node: Node): void {
   agents.set(node, lab.vipd(lab.host(node), ["--config", config, "--node-name", node, ...ETCD, "--health-listen", "127.0.0.1:18178", "--log-format", "json"]));
 }
 
-async function queue(): Promise<string[]> {
-  const kvs = await etcdRange(site, "n1", `/vipd/elections/${VIP}/`);
-  return kvs.sort((a, b) => a.createRevision - b.createRevision).map((kv) => kv.key.split("/").at(-1)!);
-}
-
-beforeAll(async () => {
-  lab = await SmallLab.start(NODES);
-  site = { nodes: NODES.map((name) => ({ name, host: lab.host(name) })) };
-  config = lab.vipConfig("vip.yaml", VIP);
-  rec = await OwnershipRecorder.start({ vip: VIP, dir: lab.dir, nodes: NODES.map((name) => ({ name, host: lab.host(name) })), spawnIn: spawnInNetns });
-  // Through n3's etcd member: only vipd processes are killed or frozen here, never etcd.
-  watch = await EtcdKeyWatch.start((name, argv, opts) => spawnInNetns(lab.host("n3").ns, join(lab.dir, `${name}.log`), name, argv, opts), "/vipd/");
-  start("n1");
-  await waitFor("n1 holds the VIP", () => lab.seg.has(lab.host("n1"), VIP), 15_000);
-  start("n2");
-  await waitFor("n2 in the queue", async () => (await queue()).length === 2, 10_000);
-  start("n3");
-  await waitFor("n3 in the queue", async () => (await queue()).length === 3, 10_000);
-}, 60_000);
-
-afterAll(async () => {
-  await watch?.stop().catch(() => {});
-  await rec?.close();
-  await lab?.close();
-}, 30_000);
+const queue = () => queueOf(site, VIP);
 
 /** When the watch received node's last heartbeat before `before`. */
 function lastHeartbeat(node: Node, before: number): number {
@@ -96,33 +78,59 @@ async function timedTakeover(holder: Node, taker: Node, frozen: Node | null): Pr
   return took!.t - silentFrom;
 }
 
-test("the next in line takes over one window after the holder's last heartbeat; the one behind it never holds", async () => {
-  const from = labNow();
-  const delay = await timedTakeover("n1", "n2", null);
-  console.log(`n2 (first in line) took over ${Math.round(delay)} ms after n1's last heartbeat (window ${Math.round(WINDOW_MS)} ms)`);
-  expect(delay).toBeGreaterThanOrEqual(WINDOW_MS - EARLY_MS);
-  expect(delay).toBeLessThan(WINDOW_MS + LATE_MS);
-  await sleep(1000); // n3 would have taken over a stagger later
-  expect(rec.intervals(from, labNow()).get("n3") ?? []).toEqual([]);
-  expect(rec.holders()).toEqual(["n2"]);
-}, 60_000);
+for (const preVote of [false, true]) {
+  describe(`etcd ${preVote ? "with" : "without"} raft pre-vote`, () => {
+    beforeAll(async () => {
+      lab = await SmallLab.start(NODES, { preVote });
+      site = { nodes: NODES.map((name) => ({ name, host: lab.host(name) })) };
+      config = lab.vipConfig("vip.yaml", VIP);
+      rec = await OwnershipRecorder.start({ vip: VIP, dir: lab.dir, nodes: NODES.map((name) => ({ name, host: lab.host(name) })), spawnIn: spawnInNetns });
+      // Through n3's etcd member: only vipd processes are killed or frozen here, never etcd.
+      watch = await EtcdKeyWatch.start((name, argv, opts) => spawnInNetns(lab.host("n3").ns, join(lab.dir, `${name}.log`), name, argv, opts), "/vipd/");
+      await startInLine(lab, site, VIP, NODES, start);
+    }, 60_000);
 
-test("with the first in line silent too, the second takes over one stagger later", async () => {
-  start("n1");
-  await waitFor("n1 back in the queue", async () => (await queue()).join(",") === "n2,n3,n1", 10_000);
-  const from = labNow();
-  let delay = 0;
-  try {
-    delay = await timedTakeover("n2", "n1", "n3");
-  } finally {
-    agents.get("n3")!.kill("SIGCONT");
-  }
-  console.log(`n1 (second in line) took over ${Math.round(delay)} ms after the later last heartbeat of n2 and n3 (window ${Math.round(WINDOW_MS)} ms + stagger ${TAKEOVER_STAGGER_MS} ms)`);
-  expect(delay).toBeGreaterThanOrEqual(WINDOW_MS + TAKEOVER_STAGGER_MS - EARLY_MS);
-  expect(delay).toBeLessThan(WINDOW_MS + TAKEOVER_STAGGER_MS + LATE_MS);
-  expect(rec.problems).toEqual([]);
-  const held = rec.intervals(from, labNow());
-  expect(held.get("n3") ?? []).toEqual([]);
-  expect(watch.problems).toEqual([]);
-  for (const node of ["n1", "n3"] as const) expect((await stopVipd(agents.get(node)!)).code).toBe(0);
-}, 60_000);
+    afterAll(async () => {
+      await watch?.stop().catch(() => {});
+      await rec?.close();
+      await lab?.close();
+    }, 30_000);
+
+    test("the next in line takes over one window after the holder's last heartbeat; the one behind it never holds", async () => {
+      const from = labNow();
+      const delay = await timedTakeover("n1", "n2", null);
+      console.log(`n2 (first in line) took over ${Math.round(delay)} ms after n1's last heartbeat (window ${Math.round(WINDOW_MS)} ms)`);
+      expect(delay).toBeGreaterThanOrEqual(WINDOW_MS - EARLY_MS);
+      expect(delay).toBeLessThan(WINDOW_MS + LATE_MS);
+      await sleep(1000); // n3 would have taken over a stagger later
+      expect(rec.intervals(from, labNow()).get("n3") ?? []).toEqual([]);
+      expect(rec.holders()).toEqual(["n2"]);
+    }, 60_000);
+
+    test("with the first in line silent too, the second takes over one stagger later", async () => {
+      start("n1");
+      await waitFor("n1 back in the queue", async () => (await queue()).join(",") === "n2,n3,n1", 10_000);
+      const from = labNow();
+      let delay = 0;
+      try {
+        delay = await timedTakeover("n2", "n1", "n3");
+      } finally {
+        agents.get("n3")!.kill("SIGCONT");
+      }
+      console.log(`n1 (second in line) took over ${Math.round(delay)} ms after the later last heartbeat of n2 and n3 (window ${Math.round(WINDOW_MS)} ms + stagger ${TAKEOVER_STAGGER_MS} ms)`);
+      // The premise: n3 stood by at its slow pace for the 5 s up to the freeze (timedTakeover freezes it 1 s after `from`), not at the holder's.
+      const n3Beats = watch.events.filter((e) => e.key === "/vipd/heartbeats/n3" && e.type === "PUT" && e.t >= from - 4000 && e.t < from + 1000 + 50);
+      const gaps = n3Beats.slice(1).map((e, i) => e.t - n3Beats[i]!.t);
+      console.log(`n3's heartbeats before the freeze came ${gaps.map(Math.round).join(", ")} ms apart`);
+      expect(gaps.length).toBeGreaterThan(0);
+      for (const g of gaps) expect(g).toBeGreaterThan(STANDBY_INTERVAL_MAX_MS - TAKEOVER_STAGGER_MS);
+      expect(delay).toBeGreaterThanOrEqual(WINDOW_MS + TAKEOVER_STAGGER_MS - EARLY_MS);
+      expect(delay).toBeLessThan(WINDOW_MS + TAKEOVER_STAGGER_MS + LATE_MS);
+      expect(rec.problems).toEqual([]);
+      const held = rec.intervals(from, labNow());
+      expect(held.get("n3") ?? []).toEqual([]);
+      expect(watch.problems).toEqual([]);
+      for (const node of ["n1", "n3"] as const) expect((await stopVipd(agents.get(node)!)).code).toBe(0);
+    }, 60_000);
+  });
+}
