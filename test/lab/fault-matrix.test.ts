@@ -183,7 +183,7 @@ describe.skipIf(skip)(`fault matrix: vipd, etcd ${PRE_VOTE ? "with" : "without"}
         expectRunClean(on, { relativeTo: r.t0 });
         expect(r.failure, `${on}: the trial failed`).toBeNull();
         expect(r.overlapMs, `${on}: two holders`).toBe(0);
-        expect(r.staleAnswers, `${on}: successful probes answered by a node that held no VIP then`).toBe(0);
+        expect(r.staleAnswers, `${on}: successful probes answered by a node that held no VIP then: ${(r.staleDetail ?? []).join("; ")}`).toBe(0);
         expect(r.errorsWhileHeld, `${on}: probes failed other than by a timeout while one node held the VIP throughout (all errors: ${JSON.stringify(r.probeErrors)})`).toEqual({});
         expect(r.coverage!.during.probes, `${on}: the client probed ${r.coverage!.during.probes} times in the fault's ${Math.round(r.recoverAt)} ms (longest gap ${Math.round(r.coverage!.during.longestGapMs)} ms)`)
           .toBeGreaterThanOrEqual(minProbes(r.recoverAt));

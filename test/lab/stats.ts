@@ -190,14 +190,19 @@ export function probeTally(samples: readonly ProbeSample[]): string {
  * `toleranceMs` of a hold is not counted.
  */
 export function staleAnswers(samples: readonly ProbeSample[], perNode: ReadonlyMap<string, readonly Interval[]>, toleranceMs = 5): number {
-  let n = 0;
+  return staleSamples(samples, perNode, toleranceMs).length;
+}
+
+/** The probes staleAnswers counts, in order. */
+export function staleSamples(samples: readonly ProbeSample[], perNode: ReadonlyMap<string, readonly Interval[]>, toleranceMs = 5): (ProbeSample & { ok: true })[] {
+  const stale: (ProbeSample & { ok: true })[] = [];
   for (const s of samples) {
     if (!s.ok) continue;
     const list = perNode.get(s.node);
     if (!list) continue;
-    if (!list.some((i) => i.start <= s.d + toleranceMs && i.end >= s.t - toleranceMs)) n++;
+    if (!list.some((i) => i.start <= s.d + toleranceMs && i.end >= s.t - toleranceMs)) stale.push(s);
   }
-  return n;
+  return stale;
 }
 
 export interface Summary {

@@ -38,6 +38,7 @@ import {
   releasedAt,
   soleServer,
   staleAnswers,
+  staleSamples,
   subtract,
   total,
 } from "./stats.ts";
@@ -111,6 +112,12 @@ export interface TrialResult {
   addressOverlapMs: number;
   /** Successful probes answered by a node that held no VIP at the time. */
   staleAnswers: number;
+  /**
+   * Each of those (the first five), with the answering node's effective and
+   * address intervals near it, ms from t0: what a failure must show to be
+   * traced, since no per-probe record is kept.
+   */
+  staleDetail?: string[];
   probes: number;
   /** Failed probes other than timeouts, whole observation, by error. */
   probeErrors: Record<string, number>;
@@ -455,6 +462,12 @@ export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fa
     overlapMs: overlap(perNode).total,
     addressOverlapMs: overlap(addressPerNode).total,
     staleAnswers: staleAnswers(samples, perNode),
+    staleDetail: staleSamples(samples, perNode).slice(0, 5).map((p) => {
+      const near = (list: readonly Interval[] | undefined) =>
+        (list ?? []).filter((i) => i.end >= p.t - 1000 && i.start <= p.d + 1000).map((i) => `[${Math.round(rel(i.start))}, ${Math.round(rel(i.end))})`).join(" ") || "none";
+      return `${p.node} answered a probe sent at ${Math.round(rel(p.t))} ms, answered at ${Math.round(rel(p.d))} ms; ` +
+        `its effective holds within 1 s: ${near(perNode.get(p.node))}; its address within 1 s: ${near(addressPerNode.get(p.node))}`;
+    }),
     probes: samples.length,
     probeErrors: probeErrors(samples),
     errorsWhileHeld: errorsWhileHeld(samples, perNode),
