@@ -12,10 +12,10 @@
 //   while it elects, and afterwards calls to the dead member fail at once.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { parsePrometheusText, sampleValue } from "../../src/health/prom-text.ts";
-import { labNow, spawnInNetns } from "../lab/cluster.ts";
+import { labNow } from "../lab/cluster.ts";
 import { type EtcdSite, etcdLeader, moveEtcdLeader, waitForEtcdLeader } from "../lab/etcd-admin.ts";
 import type { Host } from "../lab/netns.ts";
-import { OwnershipRecorder } from "../lab/recorder.ts";
+import type { OwnershipRecorder } from "../lab/recorder.ts";
 import { sh, sleep, waitFor } from "../lab/sh.ts";
 import { SmallLab, stopVipd } from "../lab/small-lab.ts";
 import { subtract, total } from "../lab/stats.ts";
@@ -40,13 +40,10 @@ for (const preVote of [true, false]) {
       n = ["n1", "n2", "n3"].map((x) => lab.host(x));
       site = { nodes: n.map((h) => ({ name: h.name, host: h })) };
       config = lab.vipConfig("vip.yaml", VIP);
-      witness = await OwnershipRecorder.start({
-        vip: VIP, dir: lab.dir, nodes: n.map((h) => ({ name: h.name, host: { ns: h.ns, link: "eth0" } })), spawnIn: spawnInNetns,
-      });
+      witness = await lab.witness(VIP, n);
     }, 60_000);
 
     afterAll(async () => {
-      await witness?.close();
       await lab?.close();
     }, 30_000);
 

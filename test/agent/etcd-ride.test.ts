@@ -16,10 +16,10 @@
 // witness records it (recorder.ts): the VIP's address on its link and vipd's
 // nftables fence letting it pass, with the instant a fence element expires.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { labNow, spawnInNetns } from "../lab/cluster.ts";
+import { labNow } from "../lab/cluster.ts";
 import { type EtcdSite, moveEtcdLeader } from "../lab/etcd-admin.ts";
 import type { Host } from "../lab/netns.ts";
-import { OwnershipRecorder } from "../lab/recorder.ts";
+import type { OwnershipRecorder } from "../lab/recorder.ts";
 import { forEachLine, sleep, waitFor } from "../lab/sh.ts";
 import { join } from "node:path";
 import { etcdDarkBoundMs, vipdBounds } from "../lab/bounds.ts";
@@ -39,13 +39,10 @@ beforeAll(async () => {
   n = ["n1", "n2", "n3"].map((x) => lab.host(x));
   site = { nodes: n.map((h) => ({ name: h.name, host: h })) };
   config = lab.vipConfig("vip.yaml", VIP);
-  witness = await OwnershipRecorder.start({
-    vip: VIP, dir: lab.dir, nodes: n.map((h) => ({ name: h.name, host: { ns: h.ns, link: "eth0" } })), spawnIn: spawnInNetns,
-  });
+  witness = await lab.witness(VIP, n);
 }, 60_000);
 
 afterAll(async () => {
-  await witness?.close();
   await lab?.close();
 }, 30_000);
 

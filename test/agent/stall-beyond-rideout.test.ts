@@ -11,10 +11,10 @@
 // records it (recorder.ts): the address on the link and the fence letting
 // it pass, with the instant a fence element expires.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { labNow, spawnInNetns } from "../lab/cluster.ts";
+import { labNow } from "../lab/cluster.ts";
 import { moveEtcdLeader } from "../lab/etcd-admin.ts";
 import type { Host } from "../lab/netns.ts";
-import { OwnershipRecorder } from "../lab/recorder.ts";
+import type { OwnershipRecorder } from "../lab/recorder.ts";
 import { sleep, waitFor } from "../lab/sh.ts";
 import { CI_ALLOWANCE, vipdBounds } from "../lab/bounds.ts";
 import { SmallLab, stopVipd } from "../lab/small-lab.ts";
@@ -34,12 +34,11 @@ let witness: OwnershipRecorder;
 beforeAll(async () => {
   lab = await SmallLab.start(["n1", "n2", "n3"]);
   n = ["n1", "n2", "n3"].map((x) => lab.host(x));
-  witness = await OwnershipRecorder.start({ vip: VIP, dir: lab.dir, nodes: n.map((h) => ({ name: h.name, host: { ns: h.ns, link: "eth0" } })), spawnIn: spawnInNetns });
+  witness = await lab.witness(VIP, n);
 }, 60_000);
 
 afterAll(async () => {
   lab?.etcd.signal("n1", "SIGCONT");
-  await witness?.close();
   await lab?.close();
 }, 30_000);
 

@@ -7,10 +7,11 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { REPO_ROOT } from "./cluster.ts";
+import { REPO_ROOT, spawnInNetns } from "./cluster.ts";
 import { type EtcdCluster, type EtcdOptions, type EtcdTls, startEtcdCluster } from "./etcd.ts";
 import { onExit } from "./exit.ts";
 import { type Host, Segment } from "./netns.ts";
+import { OwnershipRecorder } from "./recorder.ts";
 
 /** The lab's etcd: EtcdOptions, and each member's own certificates (kubeadm's etcdServing) by host name. */
 export interface SmallLabEtcd extends EtcdOptions {
@@ -19,6 +20,7 @@ export interface SmallLabEtcd extends EtcdOptions {
 
 export class SmallLab {
   readonly #procs: Subprocess[] = [];
+  readonly #witnesses: OwnershipRecorder[] = [];
   /** Exit cleanups of the directory and of every process: close() does their work itself. */
   readonly #unregister: (() => void)[] = [];
 
@@ -68,6 +70,13 @@ export class SmallLab {
     return this.write(name, `apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: ${vip}\nlink: ${link}\n`);
   }
 
+  /** The ownership witness (recorder.ts) of one VIP, asking these hosts' eth0 by MAC; close() closes it first. */
+  async witness(vip: string, hosts: readonly Host[]): Promise<OwnershipRecorder> {
+    const w = await OwnershipRecorder.start({ vip, dir: this.dir, nodes: hosts.map((h) => ({ name: h.name, host: { ns: h.ns, link: "eth0" } })), spawnIn: spawnInNetns });
+    this.#witnesses.push(w);
+    return w;
+  }
+
   /**
    * Runs `vipd run ARGS` from source inside the host's namespace. stderr is
    * piped for the test to read, or inherited with LAB_DEBUG=1 to watch it.
@@ -100,6 +109,8 @@ export class SmallLab {
   }
 
   async close(): Promise<void> {
+    // A witness reads the namespaces: it goes before they do.
+    for (const w of this.#witnesses.splice(0)) await w.close();
     for (const p of this.#procs) {
       if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
       await p.exited;
