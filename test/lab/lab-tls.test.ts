@@ -81,13 +81,6 @@ test.skipIf(skip)("each member serves clients and peers over TLS with its own no
 
 test.skipIf(skip)("every vipd presents its own node's etcd CA and healthcheck-client certificate, and one holds the VIP", async () => {
   await lab.startVipEverywhere(vipd());
-  const holders = await waitFor("one holder of the VIP", async () => {
-    const h = await lab.holders();
-    return h.length === 1 ? h : null;
-  }, 30_000, 100);
-  expect(holders.length).toBe(1);
-  // Read once the agents run: right after the spawn the PID may not have
-  // exec'ed yet, and its command line is still the test runner's.
   for (const node of lab.nodes) {
     const t = lab.pki.node(node.name);
     const argv = cmdline(node.vip!.pid);
@@ -95,5 +88,10 @@ test.skipIf(skip)("every vipd presents its own node's etcd CA and healthcheck-cl
     expect([flag("--etcd-endpoints"), flag("--etcd-ca"), flag("--etcd-cert"), flag("--etcd-key")])
       .toEqual(["https://127.0.0.1:2379", t.etcd.ca, t.etcd.healthcheckClient.certFile, t.etcd.healthcheckClient.keyFile]);
   }
+  const holders = await waitFor("one holder of the VIP", async () => {
+    const h = await lab.holders();
+    return h.length === 1 ? h : null;
+  }, 30_000, 100);
+  expect(holders.length).toBe(1);
   for (const node of lab.nodes) expect(node.vip!.running, `vipd on ${node.name}: ${node.vip!.logTail(5)}`).toBe(true);
 }, 60_000);
