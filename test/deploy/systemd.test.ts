@@ -19,7 +19,7 @@ import { beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CI_ALLOWANCE, vipdBounds } from "../lab/bounds.ts";
-import { type KubeadmPki, makeKubeadmPki } from "../lab/certs.ts";
+import { kubeadmEtcdNames, type KubeadmPki, makeKubeadmPki } from "../lab/certs.ts";
 import { labNow, REPO_ROOT, spawnInNetns } from "../lab/cluster.ts";
 import { Container } from "../lab/container.ts";
 import { type DebianTree, debianTree } from "../lab/debian-tree.ts";
@@ -91,12 +91,12 @@ test("through vipd-install before kubeadm has run, a bare node under systemd end
   try {
     lab = await SmallLab.start(["n1", "n2"], async (hosts) => {
       const nodes = hosts.map((h) => ({ name: h.name, ip: h.ip4 }));
-      const made = await makeKubeadmPki(nodes, { controlPlaneEndpoint: VIP });
-      pki = made;
-      // Each member serves and peers with its own node's kubeadm
-      // certificates (etcd/server.crt, etcd/peer.crt: its name, localhost,
-      // its address, 127.0.0.1, ::1), as kubeadm's stacked etcd does.
-      return { memberTls: (name) => made.node(name).etcdServing };
+      pki = await makeKubeadmPki(nodes, { controlPlaneEndpoint: VIP });
+      // The lab's members share one server certificate (the lab's etcd takes
+      // one), from kubeadm's etcd CA with every member's kubeadm names.
+      const names = nodes.map(kubeadmEtcdNames);
+      const server = await pki.etcdServer("etcd", { dns: names.flatMap((n) => n.dns ?? []), ips: [...new Set(names.flatMap((n) => n.ips ?? []))] });
+      return { tls: { ...pki.node("n1").etcdServing, ...server, peer: server } };
     });
     const n1pki = pki!.node("n1");
     const etcdClient = { caFile: n1pki.etcd.ca, ...n1pki.etcd.healthcheckClient };
@@ -182,10 +182,9 @@ test("through vipd-install before kubeadm has run, a bare node under systemd end
     expect(cmdline).toContain("/run/credentials/vipd.service/etcd-key");
     expect(cmdline).toContain("/run/credentials/vipd.service/apiserver-ca");
 
-    // n2 joins, behind n1, with n2's own kubeadm files, through n2's member.
-    const n2pki = pki!.node("n2");
+    // n2 joins, behind n1.
     const n2vipd = lab.vipd(n2, ["--config", lab.vipConfig("n2.yaml", VIP), "--node-name", "n2", "--etcd-endpoints", "https://127.0.0.1:2379",
-      "--etcd-ca", n2pki.etcd.ca, "--etcd-cert", n2pki.etcd.healthcheckClient.certFile, "--etcd-key", n2pki.etcd.healthcheckClient.keyFile, "--log-format", "json"]);
+      "--etcd-ca", etcdClient.caFile, "--etcd-cert", etcdClient.certFile, "--etcd-key", etcdClient.keyFile, "--log-format", "json"]);
     await waitFor("n2 waiting in the queue", async () => {
       const s = await sh(["ip", "netns", "exec", n2.ns, "curl", "-s", "-m", "1", "http://127.0.0.1:8099/status"], { allowFail: true });
       return s.includes('"role":"waiting"');

@@ -8,15 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { REPO_ROOT, spawnInNetns } from "./cluster.ts";
-import { type EtcdCluster, type EtcdOptions, type EtcdTls, startEtcdCluster } from "./etcd.ts";
+import { type EtcdCluster, type EtcdOptions, startEtcdCluster } from "./etcd.ts";
 import { onExit } from "./exit.ts";
 import { type Host, Segment } from "./netns.ts";
 import { OwnershipRecorder } from "./recorder.ts";
-
-/** The lab's etcd: EtcdOptions, and each member's own certificates (kubeadm's etcdServing) by host name. */
-export interface SmallLabEtcd extends EtcdOptions {
-  memberTls?: (host: string) => EtcdTls;
-}
 
 export class SmallLab {
   readonly #procs: Subprocess[] = [];
@@ -39,14 +34,14 @@ export class SmallLab {
    */
   static async start(
     names: readonly string[],
-    etcd: SmallLabEtcd | ((hosts: Host[]) => SmallLabEtcd | Promise<SmallLabEtcd>) = {},
+    etcd: EtcdOptions | ((hosts: Host[]) => EtcdOptions | Promise<EtcdOptions>) = {},
     opts: { clients?: readonly string[] } = {},
   ): Promise<SmallLab> {
     const seg = await Segment.create([...names, ...(opts.clients ?? [])]);
     try {
       const hosts = names.map((n) => seg.host(n));
-      const { memberTls, ...opts } = typeof etcd === "function" ? await etcd(hosts) : etcd;
-      const cluster = await startEtcdCluster(hosts.map((h) => ({ name: h.name, ns: h.ns, ip: h.ip4, ...(memberTls ? { tls: memberTls(h.name) } : {}) })), opts);
+      const opts = typeof etcd === "function" ? await etcd(hosts) : etcd;
+      const cluster = await startEtcdCluster(hosts.map((h) => ({ name: h.name, ns: h.ns, ip: h.ip4 })), opts);
       return new SmallLab(seg, cluster, mkdtempSync(join(tmpdir(), "vipd-small-lab-")));
     } catch (err) {
       await seg.destroy();
