@@ -18,7 +18,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { labBenchArgs, machine, recordSection } from "./lib/bench.ts";
-import { ETCD_METRICS_URL, Lab, type LabNode, processTree, REPO_ROOT } from "../test/lab/cluster.ts";
+import { Lab, type LabNode, processTree, REPO_ROOT } from "../test/lab/cluster.ts";
 import { parsePrometheusText, sampleValue } from "../src/health/prom-text.ts";
 import { keepalived, vipd, type VipImplementation } from "../test/lab/implementations.ts";
 import { waitFor } from "../test/lab/sh.ts";
@@ -99,7 +99,7 @@ const etcdRows: EtcdRow[] = [];
 const lab = await Lab.start({ onStep: (s) => log(s) });
 /** Proposals the cluster has committed, as the node's member counts them. */
 async function committed(node: LabNode): Promise<number> {
-  const text = await lab.seg.exec(node.host, ["curl", "-sf", "--max-time", "5", `${ETCD_METRICS_URL}/metrics`]);
+  const text = await lab.seg.exec(node.host, ["curl", "-sf", "--max-time", "5", "http://127.0.0.1:2379/metrics"]);
   const n = sampleValue(parsePrometheusText(text), "etcd_server_proposals_committed_total");
   if (n === undefined) throw new Error(`etcd on ${node.name}: no etcd_server_proposals_committed_total in /metrics`);
   return n;

@@ -53,8 +53,7 @@ import { latency, machine, ms, recordSection } from "./lib/bench.ts";
 import { describeStallLine, longestStall, type StallLine, stallLines } from "./lib/stall-lines.ts";
 import { MAX_VIPS } from "../src/config/fields.ts";
 import { vipdBounds } from "../test/lab/bounds.ts";
-import { APISERVER_PORT, ETCD_METRICS_URL, Lab, type LabNode, labNow, processTree, REPO_ROOT } from "../test/lab/cluster.ts";
-import { vipdEtcdFlags } from "../test/lab/etcd.ts";
+import { APISERVER_PORT, Lab, type LabNode, labNow, processTree, REPO_ROOT } from "../test/lab/cluster.ts";
 import { vipd } from "../test/lab/implementations.ts";
 import { type Family, parsePrometheusText } from "../src/health/prom-text.ts";
 import { forEachLine, sh, sleep, waitFor } from "../test/lab/sh.ts";
@@ -137,7 +136,6 @@ function startAgent(lab: Lab, node: LabNode, vips: readonly string[], prog: read
     "--config", config,
     "--node-name", node.name,
     "--etcd-endpoints", ctx.etcdEndpoint,
-    ...vipdEtcdFlags(ctx.etcdTls),
     "--health-listen", "127.0.0.1:8099",
     "--log-format", "json",
     "--apiserver-url", ctx.apiserverUrl,
@@ -204,7 +202,7 @@ interface EtcdCost {
 }
 
 async function scrape(lab: Lab, node: LabNode): Promise<Map<string, Family>> {
-  return parsePrometheusText(await lab.seg.exec(node.host, ["curl", "-sf", "--max-time", "5", `${ETCD_METRICS_URL}/metrics`]));
+  return parsePrometheusText(await lab.seg.exec(node.host, ["curl", "-sf", "--max-time", "5", "http://127.0.0.1:2379/metrics"]));
 }
 
 function sumBy(f: Map<string, Family>, name: string, key: (l: Readonly<Record<string, string>>) => string | null): Map<string, number> {
@@ -478,7 +476,7 @@ async function runShape(shape: Shape): Promise<ShapeRun> {
         const standby = standbys[0]!;
         for (let i = 0; i < 5; i++) {
           const start = performance.now();
-          const out = await lab.seg.exec(standby.host, [...program, "status", "--etcd-endpoints", "https://127.0.0.1:2379", ...vipdEtcdFlags(lab.etcdClientTls(standby.name))]);
+          const out = await lab.seg.exec(standby.host, [...program, "status", "--etcd-endpoints", "http://127.0.0.1:2379"]);
           run.statusRuns.push(performance.now() - start);
           run.statusRows = vips.filter((v) => out.includes(v)).length;
         }

@@ -39,7 +39,6 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { latency, machine, ms, recordSection } from "./lib/bench.ts";
 import { Lab, type LabNode, REPO_ROOT } from "../test/lab/cluster.ts";
-import { curlEtcdFlags } from "../test/lab/etcd.ts";
 import { etcdLeader, etcdRange } from "../test/lab/etcd-admin.ts";
 import { vipd } from "../test/lab/implementations.ts";
 import { Operator } from "./lib/operator.ts";
@@ -141,7 +140,7 @@ async function sample(): Promise<Checkpoint> {
     });
   }
   const members = await Promise.all(nodes.map((n) => sampleMember(n, lab.etcdCluster.pid(n.name))));
-  const leaseList = await curlIn(leader, [...curlEtcdFlags(lab.etcdClientTls(leader.name)), "-X", "POST", "-d", "{}", "https://127.0.0.1:2379/v3/lease/leases"]);
+  const leaseList = await curlIn(leader, ["-X", "POST", "-d", "{}", "http://127.0.0.1:2379/v3/lease/leases"]);
   const leases = (JSON.parse(leaseList || "{}") as { leases?: unknown[] }).leases?.length ?? Number.NaN;
   const keys = (await etcdRange(lab, leader.name, PREFIX)).length;
   const cp = { handovers, reconnects: confirmed, atS: (performance.now() - t0) / 1000, agents, members, leases, keys, moveMs };
@@ -161,14 +160,14 @@ const movedFrom = (from: LabNode) => waitFor(`the VIP to leave ${from.name}`, as
   return h && h !== from ? h : null;
 }, 15_000, 5);
 
-const endpoint = () => ({ endpoint: lab.etcdUrl(leader), tls: lab.etcdClientTls(leader.name) });
+const endpoint = () => `http://${leader.host.ip4}:2379`;
 
 /** One `vipd handover`, retried until it moves the VIP. */
 async function handOver(): Promise<void> {
   for (;;) {
     const from = await waitFor("one holder", holderNow, 15_000, 5);
     const start = performance.now();
-    const a = await operator.request({ op: "handover", ...endpoint() });
+    const a = await operator.request({ op: "handover", endpoint: endpoint() });
     if (a.outcome === "done") {
       await movedFrom(from);
       moveMs.push(performance.now() - start);
@@ -184,10 +183,10 @@ async function handOver(): Promise<void> {
 /** Drains the holder until the VIP has moved, then undrains it. */
 async function drainAndUndrain(): Promise<void> {
   const from = await waitFor("one holder", holderNow, 15_000, 5);
-  const d = await operator.request({ op: "drain", node: from.name, ...endpoint() });
+  const d = await operator.request({ op: "drain", node: from.name, endpoint: endpoint() });
   if (d.outcome !== "done") problems.push(`drain ${from.name}: ${d.outcome}: ${d.err.join("; ")}`);
   else await movedFrom(from);
-  const u = await operator.request({ op: "undrain", node: from.name, ...endpoint() });
+  const u = await operator.request({ op: "undrain", node: from.name, endpoint: endpoint() });
   if (u.outcome !== "done") problems.push(`undrain ${from.name}: ${u.outcome}: ${u.err.join("; ")}`);
   drains++;
 }

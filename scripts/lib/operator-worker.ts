@@ -4,9 +4,8 @@
 // (src/cli/operate.ts) against the etcd endpoint the request names, then
 // prints one JSON line with the outcome. One long-lived process instead of
 // one `vipd` process per move: starting the CLI costs more than the move.
-//   {"op":"handover","endpoint":"https://192.0.2.11:2379","tls":{"caFile":…,"certFile":…,"keyFile":…}}
-//   {"op":"drain","node":"n2","endpoint":"…","tls":…}   (waits until n2 holds nothing)
-// (tls null: plain HTTP)
+//   {"op":"handover","endpoint":"http://192.0.2.11:2379"}
+//   {"op":"drain","node":"n2","endpoint":"…"}   (waits until n2 holds nothing)
 //   → {"outcome":"done","ms":61.2,"out":["…"],"err":[]}
 import type { Etcd3 } from "etcd3";
 import { connectEtcd } from "../../src/election/connection.ts";
@@ -21,20 +20,19 @@ if (!vip) {
 interface Request {
   op: "handover" | "drain" | "undrain";
   endpoint: string;
-  tls: { caFile: string; certFile: string; keyFile: string } | null;
   node?: string;
 }
 
 /** One client per endpoint, kept for the whole run, as the agents keep theirs. */
 const clients = new Map<string, Etcd3>();
-const client = (req: Request): Etcd3 => {
-  let c = clients.get(req.endpoint);
-  if (!c) clients.set(req.endpoint, (c = connectEtcd({ endpoints: [req.endpoint], ...(req.tls ? { tls: req.tls } : {}) })));
+const client = (endpoint: string): Etcd3 => {
+  let c = clients.get(endpoint);
+  if (!c) clients.set(endpoint, (c = connectEtcd({ endpoints: [endpoint] })));
   return c;
 };
 
 async function run(req: Request, a: Asker): Promise<string> {
-  const c = client(req);
+  const c = client(req.endpoint);
   switch (req.op) {
     case "handover":
       return handover(c, prefix, { vip: vip!, to: null, timeoutMs: 10_000 }, a);

@@ -5,12 +5,10 @@
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { type Lab, REPO_ROOT } from "../../test/lab/cluster.ts";
-import type { EtcdClientFiles } from "../../test/lab/etcd.ts";
 
-/** `tls`: the etcd CA and client certificate to present (the lab's etcd requires them); null: plain HTTP. */
 export type OperatorRequest =
-  | { op: "handover"; endpoint: string; tls: EtcdClientFiles | null }
-  | { op: "drain" | "undrain"; node: string; endpoint: string; tls: EtcdClientFiles | null };
+  | { op: "handover"; endpoint: string }
+  | { op: "drain" | "undrain"; node: string; endpoint: string };
 
 export interface OperatorAnswer {
   /** operate.ts's Outcome ("done", "refused", "failed"), or "error" when the call threw. */

@@ -272,7 +272,6 @@ export function markdownReport(results: readonly TrialResult[], meta: RunMeta, v
       "Ownership is witnessed by `ip monitor address` and `nft monitor` in each node namespace, independent of vipd's code, " +
       "with fence expiries computed from the elements' timeouts: edges are late by the monitors' latency, a few ms. " +
       "Placed faults move etcd's raft leader (MoveLeader) onto the victim's node (`@leader`) or off it (`@follower`) before the fault's clock starts. " +
-      "etcd runs as kubeadm's stacked etcd: TLS on client and peer URLs, each member with its own certificates from a separate etcd CA, client certificates required; every client (vipd, the writer, the lab's own calls) presents its node's healthcheck-client certificate. " +
       "etcd runs with raft pre-vote (as etcd ≥ 3.5 does) unless a row says \"etcd without pre-vote\" (3.4's default). " +
       "etcd write outage = the longest time an independent client on that node (a put every 50 ms through its member) got no write committed: on the holder while the fault lasted, and (\"after\") on the node holding the VIP when the fault was undone. " +
       "Faults and how each is applied: test/lab/faults.ts.",

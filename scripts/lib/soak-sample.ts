@@ -4,7 +4,7 @@
 // /healthz round trips, and etcd's own count of watch streams, watchers and
 // open gRPC streams. The parsers are pure; the readers are thin.
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { ETCD_METRICS_URL, type LabNode } from "../../test/lab/cluster.ts";
+import type { LabNode } from "../../test/lab/cluster.ts";
 import { sh } from "../../test/lab/sh.ts";
 
 export const ETCD_CLIENT_PORT = 2379;
@@ -133,7 +133,7 @@ export function curlIn(node: LabNode, args: readonly string[]): Promise<string> 
 
 /** Samples the etcd member of `node`, whose process is `pid`. */
 export async function sampleMember(node: LabNode, pid: number): Promise<MemberSample> {
-  const text = await curlIn(node, [`${ETCD_METRICS_URL}/metrics`]);
+  const text = await curlIn(node, [`http://127.0.0.1:${ETCD_CLIENT_PORT}/metrics`]);
   if (!text) throw new Error(`etcd on ${node.name} did not serve /metrics`);
   const bidi = { grpc_type: "bidi_stream" };
   const tcp = [...parseNetTable("tcp", readFileSync(`/proc/${pid}/net/tcp`, "utf8")).values(),

@@ -11,7 +11,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { type Lab, Lab as LabClass, labNow, REPO_ROOT } from "../lab/cluster.ts";
-import { vipdEtcdFlags } from "../lab/etcd.ts";
 import { vipd } from "../lab/implementations.ts";
 import { parsePrometheusText, sampleValue } from "../../src/health/prom-text.ts";
 import { Prober } from "../lab/prober.ts";
@@ -81,7 +80,7 @@ for (const mode of ["source", "binary"] as const) {
       const h = await holder();
       const others = lab.nodes.filter((n) => n !== h).map((n) => n.name);
       const program = mode === "binary" ? [join(REPO_ROOT, "dist", "vipd")] : [process.execPath, join(REPO_ROOT, "src", "main.ts")];
-      const out = await lab.seg.exec(lab.client, [...program, "status", "--json", "--etcd-endpoints", lab.etcdCluster.endpoints.join(","), ...vipdEtcdFlags(lab.etcdClientTls(h.name))]);
+      const out = await lab.seg.exec(lab.client, [...program, "status", "--json", "--etcd-endpoints", lab.etcdCluster.endpoints.join(",")]);
       const report = JSON.parse(out) as { vips: { vip: string; holder: { node: string } | null; waiting: { node: string }[] }[] };
       const row = report.vips.find((v) => v.vip === lab.vip);
       expect(row?.holder?.node).toBe(h.name);

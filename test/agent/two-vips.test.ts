@@ -6,7 +6,6 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Lab, Lab as LabClass, type LabNode, REPO_ROOT } from "../lab/cluster.ts";
-import { vipdEtcdFlags } from "../lab/etcd.ts";
 import { sleep, waitFor } from "../lab/sh.ts";
 
 const V4 = "192.0.2.100";
@@ -32,7 +31,7 @@ beforeAll(async () => {
     writeFileSync(file, config);
     const ctx = lab.context(n);
     n.vip = ctx.spawn("vipd", [process.execPath, join(REPO_ROOT, "src", "main.ts"), "run", "--config", file, "--node-name", n.name,
-      "--etcd-endpoints", ctx.etcdEndpoint, ...vipdEtcdFlags(ctx.etcdTls), "--log-format", "json"]);
+      "--etcd-endpoints", ctx.etcdEndpoint, "--log-format", "json"]);
   }
   // Sample both VIPs on every node for the whole test; two holders of one VIP at any sample fails it.
   watcher = (async () => {

@@ -5,16 +5,6 @@
 // stopped per node — the VIP implementation under test. Shared by the fault
 // matrix test, the demo and the failover benchmark.
 //
-// etcd runs as kubeadm's stacked etcd does: TLS on client and peer URLs,
-// each member with its own server and peer certificate from a separate etcd
-// CA (certs.ts makeKubeadmPki, one /etc/kubernetes/pki tree per node),
-// client certificates required on both, metrics on http://127.0.0.1:2381.
-// Every etcd client of the lab — vipd, vipd's commands, the lab's own
-// admin, watch and writer clients — presents a node's etcd CA and
-// healthcheck-client certificate and key, the files README has vipd read
-// on a kubeadm node. A lab kinder than production would hide what TLS costs
-// (handshakes on reconnect, certificate checks) from every measurement.
-//
 // Every process is spawned here or in etcd.ts, tracked by PID and killed by
 // PID only: on destroy(), and synchronously on exit (Ctrl-C, failure) if a
 // caller never got that far. Logs go to one temporary directory per lab.
@@ -22,8 +12,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { type KubeadmPki, makeKubeadmPki } from "./certs.ts";
-import { type EtcdClientFiles, type EtcdCluster, type EtcdOptions, startEtcdCluster } from "./etcd.ts";
+import { type EtcdCluster, type EtcdOptions, startEtcdCluster } from "./etcd.ts";
 import { onExit } from "./exit.ts";
 import type { VipImplementation } from "./implementations.ts";
 import { type Host, Segment } from "./netns.ts";
@@ -34,8 +23,6 @@ import { sleep, waitFor } from "./sh.ts";
 export const labNow = (): number => performance.timeOrigin + performance.now();
 
 export const VIP = "192.0.2.100";
-/** kubeadm's etcd serves /metrics and /health without TLS here (`--listen-metrics-urls`), inside each node. */
-export const ETCD_METRICS_URL = "http://127.0.0.1:2381";
 export const APISERVER_PORT = 6443;
 export const REPO_ROOT = join(import.meta.dir, "..", "..");
 
@@ -217,8 +204,6 @@ export interface NodeContext {
   readonly dir: string;
   /** The node's own etcd member, as the agent on a kubeadm node would use it. */
   readonly etcdEndpoint: string;
-  /** The etcd CA and client certificate the agent presents (the node's kubeadm files); null: plain HTTP. */
-  readonly etcdTls: EtcdClientFiles | null;
   readonly apiserverUrl: string;
   /** Spawns argv inside the node's namespace, stdout and stderr to `<dir>/<name>.log`. */
   spawn(name: string, argv: readonly string[]): LabProcess;
@@ -253,9 +238,6 @@ export class Lab {
   private destroyed = false;
   private etcdOptions: EtcdOptions = {};
   private unregisterDir = () => {};
-  /** Every node's /etc/kubernetes/pki (certs.ts); made before etcd starts. */
-  private pki_: KubeadmPki | null = null;
-  private unregisterPki = () => {};
 
   private constructor(
     readonly seg: Segment,
@@ -272,27 +254,6 @@ export class Lab {
     return this.etcdOptions.preVote ?? false;
   }
 
-  get pki(): KubeadmPki {
-    if (!this.pki_) throw new Error("the lab's PKI is not made yet");
-    return this.pki_;
-  }
-
-  /**
-   * What an etcd client on `node` presents: its etcd CA and its
-   * healthcheck-client certificate and key, the files README has vipd read on
-   * a kubeadm node. The client namespace's tools (an operator's `vipd
-   * drain`, the lab's admin calls) use the node whose member they talk to.
-   */
-  etcdClientTls(node: string): EtcdClientFiles {
-    const t = this.pki.node(node);
-    return { caFile: t.etcd.ca, ...t.etcd.healthcheckClient };
-  }
-
-  /** The client URL of node's etcd member on its own address, as a client elsewhere on the segment reaches it. */
-  etcdUrl(node: LabNode): string {
-    return `https://${node.host.ip4}:2379`;
-  }
-
   static async start(opts: LabOptions = {}): Promise<Lab> {
     const n = opts.nodes ?? 3;
     const step = opts.onStep ?? (() => {});
@@ -302,16 +263,11 @@ export class Lab {
     const dir = mkdtempSync(join(tmpdir(), "vipd-lab-"));
     const lab = new Lab(seg, seg.host("c"), dir, opts.keepLogs ?? false);
     try {
-      step("making kubeadm's certificates for every node");
-      const pki = await makeKubeadmPki(names.map((name) => ({ name, ip: seg.host(name).ip4 })), { controlPlaneEndpoint: VIP });
-      lab.pki_ = pki;
-      lab.unregisterPki = onExit(() => pki.remove());
-      step(`starting ${n} etcd members with TLS and waiting for quorum`);
+      step(`starting ${n} etcd members and waiting for quorum`);
       // Pre-vote as etcd ≥ 3.5 (what kubeadm runs) does by default, unless
       // asked otherwise; Debian's 3.4 does not (etcd.ts preVote says what that does).
-      lab.etcdOptions = { readyTimeoutMs: 30000, preVote: true, ...opts.etcd,
-        extraArgs: [`--listen-metrics-urls=${ETCD_METRICS_URL}`, ...(opts.etcd?.extraArgs ?? [])] };
-      lab.etcd = await startEtcdCluster(names.map((name) => ({ name, ns: seg.host(name).ns, ip: seg.host(name).ip4, tls: pki.node(name).etcdServing })), lab.etcdOptions);
+      lab.etcdOptions = { readyTimeoutMs: 30000, preVote: true, ...opts.etcd };
+      lab.etcd = await startEtcdCluster(names.map((name) => ({ name, ns: seg.host(name).ns, ip: seg.host(name).ip4 })), lab.etcdOptions);
       step("starting stand-in kube-apiservers");
       for (const name of names) {
         const host = seg.host(name);
@@ -371,8 +327,7 @@ export class Lab {
       peers: this.nodes.filter((x) => x !== node).map((x) => x.host),
       vip: this.vip,
       dir: node.dir,
-      etcdEndpoint: "https://127.0.0.1:2379",
-      etcdTls: this.etcdClientTls(node.name),
+      etcdEndpoint: "http://127.0.0.1:2379",
       apiserverUrl: `http://127.0.0.1:${APISERVER_PORT}/readyz`,
       spawn: (name, argv) => this.spawnIn(node.host.ns, join(node.dir, `${name}.log`), `${name}-${node.name}`, argv),
     };
@@ -442,8 +397,6 @@ export class Lab {
     await this.etcd?.stopAll();
     for (const p of this.procs) await p.stop("SIGTERM", 2000);
     await this.seg.destroy();
-    this.pki_?.remove();
-    this.unregisterPki();
     if (!this.keepLogs) {
       rmSync(this.dir, { recursive: true, force: true });
       this.unregisterDir();

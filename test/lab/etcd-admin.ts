@@ -12,16 +12,12 @@
 // MoveLeader is served by the leader only (a follower answers "etcdserver:
 // not leader"); the field is `targetID` (`target_id` is silently ignored and
 // the transfer then fails as "bad leader transferee"). Lab members are named
-// after their nodes. A site whose etcd requires client certificates (the
-// Lab's, as kubeadm's) names the files to present, and curl speaks HTTPS.
-import { curlEtcdFlags, type EtcdClientFiles } from "./etcd.ts";
+// after their nodes.
 import { sh } from "./sh.ts";
 
 /** What these helpers need of a lab (a Lab is one). */
 export interface EtcdSite {
   readonly nodes: readonly { readonly name: string; readonly host: { readonly ns: string } }[];
-  /** The etcd CA and client certificate to present to node's member; absent or null: plain HTTP. */
-  etcdClientTls?(node: string): EtcdClientFiles | null;
 }
 
 export interface EtcdMemberInfo {
@@ -51,9 +47,8 @@ const now = () => performance.now();
 async function gateway<T>(site: EtcdSite, node: string, path: string, body: unknown, timeoutS = 1): Promise<T | null> {
   const ns = site.nodes.find((n) => n.name === node)?.host.ns;
   if (!ns) throw new Error(`no node ${node} in the lab`);
-  const tls = site.etcdClientTls?.(node) ?? null;
-  const out = await sh(["ip", "netns", "exec", ns, "curl", "-s", "--max-time", String(timeoutS), ...curlEtcdFlags(tls), "-X", "POST",
-    "-d", JSON.stringify(body), `${tls ? "https" : "http"}://127.0.0.1:2379${path}`], { allowFail: true });
+  const out = await sh(["ip", "netns", "exec", ns, "curl", "-s", "--max-time", String(timeoutS), "-X", "POST",
+    "-d", JSON.stringify(body), `http://127.0.0.1:2379${path}`], { allowFail: true });
   if (!out.trim()) return null;
   let v: unknown;
   try {

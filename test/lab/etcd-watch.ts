@@ -14,7 +14,6 @@
 //
 // A PUT carries no "type" (the enum's zero value is left out).
 import { labNow, type LabProcess, type SpawnStreams } from "./cluster.ts";
-import { curlEtcdFlags, type EtcdClientFiles } from "./etcd.ts";
 import { forEachLine, sleep } from "./sh.ts";
 
 export interface EtcdWatchEvent {
@@ -69,17 +68,16 @@ export class EtcdKeyWatch {
 
   /**
    * Watches every key under `prefix` through the member at 127.0.0.1:2379 of
-   * the namespace `spawn` runs in, over HTTPS presenting `tls` when given
-   * (the Lab's etcd requires client certificates); resolves once etcd
-   * confirmed the watch, so nothing committed after it is missed.
+   * the namespace `spawn` runs in; resolves once etcd confirmed the watch, so
+   * nothing committed after it is missed.
    */
-  static async start(spawn: WatchSpawn, prefix: string, tls: EtcdClientFiles | null = null): Promise<EtcdKeyWatch> {
+  static async start(spawn: WatchSpawn, prefix: string): Promise<EtcdKeyWatch> {
     const b64 = (b: Buffer) => b.toString("base64");
     const key = Buffer.from(prefix);
     const end = Buffer.from(key);
     end[end.length - 1]! += 1;
     const body = JSON.stringify({ create_request: { key: b64(key), range_end: b64(end) } });
-    const proc = spawn(`etcd-watch`, ["curl", "-sN", ...curlEtcdFlags(tls), "-X", "POST", "-d", body, `${tls ? "https" : "http"}://127.0.0.1:2379/v3/watch`], { stdout: "pipe" });
+    const proc = spawn(`etcd-watch`, ["curl", "-sN", "-X", "POST", "-d", body, "http://127.0.0.1:2379/v3/watch"], { stdout: "pipe" });
     const w = new EtcdKeyWatch(proc, prefix);
     const until = labNow() + CREATE_TIMEOUT_MS;
     while (!w.created) {

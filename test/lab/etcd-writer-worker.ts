@@ -1,8 +1,6 @@
 // An etcd client that is not vipd, run inside a node's namespace by
 // etcd-writer.ts, to measure what etcd itself lets a client on that node do:
-//   bun etcd-writer-worker.ts ENDPOINT[,ENDPOINT...] KEY [EVERY_MS] [TIMEOUT_MS] [CA CERT KEY]
-// (CA, CERT and KEY: the etcd CA and the client certificate and key to
-// present to an etcd that requires them, as the node's vipd does)
+//   bun etcd-writer-worker.ts ENDPOINT[,ENDPOINT...] KEY [EVERY_MS] [TIMEOUT_MS]
 // Starts a put of KEY every EVERY_MS (50), whether or not earlier ones have
 // finished, each with its own deadline (TIMEOUT_MS, 1000), one attempt each
 // (no retry, no circuit breaker; with several endpoints each put goes to one
@@ -12,14 +10,14 @@
 import { connectEtcd, within } from "../../src/election/connection.ts";
 import { atCadence, now } from "./http-probe.ts";
 
-const [endpoint, key, everyArg, timeoutArg, caFile, certFile, keyFile] = process.argv.slice(2);
-if (!endpoint || !key || (caFile !== undefined && (!certFile || !keyFile))) {
-  console.error("usage: etcd-writer-worker.ts ENDPOINT[,ENDPOINT...] KEY [EVERY_MS] [TIMEOUT_MS] [CA CERT KEY]");
+const [endpoint, key, everyArg, timeoutArg] = process.argv.slice(2);
+if (!endpoint || !key) {
+  console.error("usage: etcd-writer-worker.ts ENDPOINT[,ENDPOINT...] KEY [EVERY_MS] [TIMEOUT_MS]");
   process.exit(2);
 }
 const everyMs = Number(everyArg ?? 50);
 const timeoutMs = Number(timeoutArg ?? 1000);
-const client = connectEtcd({ endpoints: endpoint.split(","), ...(caFile ? { tls: { caFile, certFile, keyFile } } : {}) });
+const client = connectEtcd({ endpoints: endpoint.split(",") });
 
 let stopping = false;
 process.on("SIGTERM", () => (stopping = true));

@@ -52,17 +52,15 @@ export class EtcdWriters {
 
   private constructor() {}
 
-  /** One writer per node, through the member the node's vipd uses, with the certificate it presents. */
+  /** One writer per node, through the member the node's vipd uses. */
   static start(lab: Lab, opts: { everyMs?: number; timeoutMs?: number } = {}): EtcdWriters {
     const w = new EtcdWriters();
     for (const node of lab.nodes) {
       const samples: WriteSample[] = [];
       w.#samples.set(node.name, samples);
-      const ctx = lab.context(node);
       const proc = lab.spawnIn(node.host.ns, join(lab.dir, `etcd-writer-${node.name}.log`), `etcd-writer-${node.name}`, [
         process.execPath, join(import.meta.dir, "etcd-writer-worker.ts"),
-        ctx.etcdEndpoint, `/lab/writer/${node.name}`, String(opts.everyMs ?? 50), String(opts.timeoutMs ?? 1000),
-        ...(ctx.etcdTls ? [ctx.etcdTls.caFile, ctx.etcdTls.certFile, ctx.etcdTls.keyFile] : []),
+        lab.context(node).etcdEndpoint, `/lab/writer/${node.name}`, String(opts.everyMs ?? 50), String(opts.timeoutMs ?? 1000),
       ], { stdout: "pipe" });
       w.#procs.push(proc);
       w.#done.push(forEachLine(proc.stdout, (line) => {

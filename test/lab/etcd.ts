@@ -24,23 +24,6 @@ export interface EtcdTls {
   probe?: { certFile: string; keyFile: string };
 }
 
-/** What a client of an etcd that requires client certificates needs: the etcd CA, a certificate and its key. */
-export interface EtcdClientFiles {
-  readonly caFile: string;
-  readonly certFile: string;
-  readonly keyFile: string;
-}
-
-/** vipd's flags for these files (`--etcd-ca`, `--etcd-cert`, `--etcd-key`); none for null (plain HTTP). */
-export function vipdEtcdFlags(f: EtcdClientFiles | null): string[] {
-  return f ? ["--etcd-ca", f.caFile, "--etcd-cert", f.certFile, "--etcd-key", f.keyFile] : [];
-}
-
-/** curl's flags for these files; none for null (plain HTTP). */
-export function curlEtcdFlags(f: EtcdClientFiles | null): string[] {
-  return f ? ["--cacert", f.caFile, "--cert", f.certFile, "--key", f.keyFile] : [];
-}
-
 export interface EtcdOptions {
   tls?: EtcdTls;
   /** Raft timings in ms; etcd's defaults (100/1000) unless given. */
@@ -158,7 +141,7 @@ function freePort(): number {
   return port;
 }
 
-function commonArgs(name: string, dataDir: string, opts: EtcdOptions, tls: EtcdTls | undefined = opts.tls): string[] {
+function commonArgs(name: string, dataDir: string, opts: EtcdOptions): string[] {
   const a = [
     "/usr/bin/etcd",
     `--name=${name}`,
@@ -171,7 +154,7 @@ function commonArgs(name: string, dataDir: string, opts: EtcdOptions, tls: EtcdT
     ...(opts.preVote === undefined ? [] : [`--pre-vote=${opts.preVote}`]),
     ...(opts.extraArgs ?? []),
   ];
-  const t = tls;
+  const t = opts.tls;
   if (t) {
     a.push(`--cert-file=${t.certFile}`, `--key-file=${t.keyFile}`, `--trusted-ca-file=${t.caFile}`);
     if (t.clientCertAuth ?? true) a.push("--client-cert-auth");
@@ -204,7 +187,7 @@ async function healthy(url: string, tls: EtcdTls | undefined, ns: string | undef
   return out.trim() === "healthy";
 }
 
-async function waitReady(members: readonly Member[], urls: readonly string[], opts: EtcdOptions, tls: readonly (EtcdTls | undefined)[] = members.map(() => opts.tls)): Promise<void> {
+async function waitReady(members: readonly Member[], urls: readonly string[], opts: EtcdOptions): Promise<void> {
   const end = performance.now() + (opts.readyTimeoutMs ?? 15000);
   for (const [i, m] of members.entries()) {
     for (;;) {
@@ -212,7 +195,7 @@ async function waitReady(members: readonly Member[], urls: readonly string[], op
       if (p && p.exitCode !== null) {
         throw new Error(`etcd ${m.name} exited with ${p.exitCode} while starting:\n${m.logTail()}`);
       }
-      if (await healthy(urls[i]!, tls[i], m.ns)) break;
+      if (await healthy(urls[i]!, opts.tls, m.ns)) break;
       if (performance.now() > end) throw new Error(`etcd ${m.name} not healthy in time:\n${m.logTail()}`);
       await sleep(50);
     }
@@ -261,12 +244,6 @@ export interface ClusterMemberSpec {
   ns?: string;
   /** Address for peers (ip:2380) and clients (ip:2379). */
   ip: string;
-  /**
-   * This member's own certificates (kubeadm gives each member a server and a
-   * peer certificate for its own names); EtcdOptions.tls when absent. Either
-   * every member speaks TLS or none does.
-   */
-  tls?: EtcdTls;
 }
 
 export interface EtcdCluster {
@@ -288,10 +265,7 @@ const host = (ip: string) => (ip.includes(":") ? `[${ip}]` : ip);
  * 127.0.0.1:2379 there, as on a real control-plane node.
  */
 export async function startEtcdCluster(specs: readonly ClusterMemberSpec[], opts: EtcdOptions = {}): Promise<EtcdCluster> {
-  const tlsOf = (s: ClusterMemberSpec) => s.tls ?? opts.tls;
-  const withTls = specs.filter((s) => tlsOf(s) !== undefined).length;
-  if (withTls !== 0 && withTls !== specs.length) throw new Error(`etcd cluster: ${withTls} of ${specs.length} members have TLS certificates; all or none must`);
-  const scheme = withTls ? "https" : "http";
+  const scheme = opts.tls ? "https" : "http";
   const token = `vipd-${Math.random().toString(36).slice(2, 8)}`;
   const peerUrl = (s: ClusterMemberSpec) => `${scheme}://${host(s.ip)}:2380`;
   const clientUrl = (s: ClusterMemberSpec) => `${scheme}://${host(s.ip)}:2379`;
@@ -301,7 +275,7 @@ export async function startEtcdCluster(specs: readonly ClusterMemberSpec[], opts
     const dir = freshDir(s.name);
     const listen = [clientUrl(s), ...(s.ns ? [`${scheme}://127.0.0.1:2379`] : [])].join(",");
     const argv = [
-      ...commonArgs(s.name, join(dir, "data"), opts, tlsOf(s)),
+      ...commonArgs(s.name, join(dir, "data"), opts),
       `--listen-client-urls=${listen}`, `--advertise-client-urls=${clientUrl(s)}`,
       `--listen-peer-urls=${peerUrl(s)}`, `--initial-advertise-peer-urls=${peerUrl(s)}`,
       `--initial-cluster=${initial}`, `--initial-cluster-token=${token}`,
@@ -322,7 +296,7 @@ export async function startEtcdCluster(specs: readonly ClusterMemberSpec[], opts
   try {
     for (const { m } of members.values()) m.spawn(["--initial-cluster-state=new"]);
     const all = [...members.values()];
-    await waitReady(all.map((e) => e.m), all.map((e) => clientUrl(e.spec)), opts, all.map((e) => tlsOf(e.spec)));
+    await waitReady(all.map((e) => e.m), all.map((e) => clientUrl(e.spec)), opts);
   } catch (e) {
     await stopAll();
     throw e;
@@ -337,7 +311,7 @@ export async function startEtcdCluster(specs: readonly ClusterMemberSpec[], opts
       const { m, spec } = get(name);
       if (m.proc) throw new Error(`etcd member ${name} is already running`);
       m.spawn(["--initial-cluster-state=existing"]);
-      await waitReady([m], [clientUrl(spec)], opts, [tlsOf(spec)]);
+      await waitReady([m], [clientUrl(spec)], opts);
     },
     stopAll,
   };

@@ -42,7 +42,6 @@ import { join } from "node:path";
 import { type Lab, type LabNode, labNow } from "./cluster.ts";
 import type { VipImplementation } from "./implementations.ts";
 import { etcdLeader, type LeaderMove, moveEtcdLeader, waitForEtcdLeader } from "./etcd-admin.ts";
-import { vipdEtcdFlags } from "./etcd.ts";
 import { sh, sleep } from "./sh.ts";
 
 export { etcdLeader } from "./etcd-admin.ts";
@@ -211,7 +210,7 @@ async function vipdCommand(lab: Lab, victim: LabNode, name: string, args: readon
   if (!command) throw new Error(`${lab.implementation?.id ?? "no implementation"} has no commands`);
   const dir = join(lab.dir, "commands");
   mkdirSync(dir, { recursive: true });
-  const p = lab.spawnIn(lab.client.ns, join(dir, `${name}.log`), name, [...command, ...args, "--etcd-endpoints", lab.etcdUrl(victim), ...vipdEtcdFlags(lab.etcdClientTls(victim.name))]);
+  const p = lab.spawnIn(lab.client.ns, join(dir, `${name}.log`), name, [...command, ...args, "--etcd-endpoints", `http://${victim.host.ip4}:2379`]);
   const code = await p.exited;
   if (code !== 0) throw new Error(`vipd ${args.join(" ")} exited with ${code}: ${p.logTail(3)}`);
 }
@@ -465,8 +464,7 @@ const sameNodeName: Fault = {
       peers: lab.nodes.map((n) => n.host),
       vip: lab.vip,
       dir,
-      etcdEndpoint: lab.etcdUrl(victim),
-      etcdTls: lab.etcdClientTls(victim.name),
+      etcdEndpoint: `http://${victim.host.ip4}:2379`,
       apiserverUrl: `http://${victim.host.ip4}:6443/readyz`,
       spawn: (name, argv) => lab.spawnIn(lab.client.ns, join(dir, `${name}.log`), name, argv),
     }, victim.name, { healthPort: 8099 });

@@ -7,7 +7,6 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_HOLD_MS } from "../../src/election/proof.ts";
 import { type LabProcess, type NodeContext, REPO_ROOT } from "./cluster.ts";
-import { vipdEtcdFlags } from "./etcd.ts";
 
 export type ImplementationId = "vipd" | "keepalived" | "ucarp";
 
@@ -46,7 +45,6 @@ export function vipd(opts: VipdOptions = {}): VipImplementation {
       "--config", config,
       "--node-name", name,
       "--etcd-endpoints", node.etcdEndpoint,
-      ...vipdEtcdFlags(node.etcdTls),
       "--health-listen", `127.0.0.1:${port}`,
       "--log-format", "json",
       "--apiserver-url", node.apiserverUrl,
@@ -55,7 +53,7 @@ export function vipd(opts: VipdOptions = {}): VipImplementation {
   };
   return {
     id: "vipd",
-    description: `vipd (${opts.binary ? "binary" : "from source"}), hold time ${holdMs} ms${opts.holdMs ? "" : " (default)"}, local etcd member over mutual TLS, apiserver gate`,
+    description: `vipd (${opts.binary ? "binary" : "from source"}), hold time ${holdMs} ms${opts.holdMs ? "" : " (default)"}, local etcd member, apiserver gate`,
     holdMs,
     command: program,
     async start(node) {

@@ -25,7 +25,6 @@ import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { CI_ALLOWANCE, vipdBounds } from "./bounds.ts";
 import { Lab, type LabNode, labNow } from "./cluster.ts";
-import { vipdEtcdFlags } from "./etcd.ts";
 import { vipd, vipdAvailable, type VipImplementation } from "./implementations.ts";
 import { PREVIOUS_RELEASE, releaseBinary } from "./releases.ts";
 import { type Interval, outages, overlap, total } from "./stats.ts";
@@ -82,20 +81,13 @@ async function ok(ns: string, command: readonly string[], args: readonly string[
   return r;
 }
 
-/**
- * An operator's flags for node's etcd member: the lab's etcd requires client
- * certificates, as kubeadm's does, and 0.2.0 takes the same --etcd-ca,
- * --etcd-cert and --etcd-key as this tree.
- */
-const etcdFlags = (node: LabNode) => ["--etcd-endpoints", lab!.etcdUrl(node), ...vipdEtcdFlags(lab!.etcdClientTls(node.name))];
-
 interface StatusAgents {
   agents: { node: string; version: string | null; layout: string | null }[];
 }
 
 /** `vipd status` with this tree's vipd, from the client, against node's etcd member: the table and the JSON. */
 async function status(node: LabNode): Promise<{ table: string; agents: StatusAgents["agents"] }> {
-  const endpoint = etcdFlags(node);
+  const endpoint = ["--etcd-endpoints", `http://${node.host.ip4}:2379`];
   const table = (await ok(lab!.client.ns, current.command!, ["status", ...endpoint])).out;
   const json = JSON.parse((await ok(lab!.client.ns, current.command!, ["status", "--json", ...endpoint])).out) as StatusAgents;
   return { table, agents: json.agents };
@@ -111,7 +103,7 @@ const versions = (agents: StatusAgents["agents"]) => agents.map((a) => [a.node, 
 /** The README's steps for one node: drain with the vipd it runs, stop, start `to`, healthy, undrain, standing. */
 async function upgradeNode(node: LabNode, from: VipImplementation, to: VipImplementation, log: (l: string) => void): Promise<void> {
   const t0 = labNow();
-  const etcd = etcdFlags(node);
+  const etcd = ["--etcd-endpoints", `http://${node.host.ip4}:2379`];
   await ok(lab!.client.ns, from.command!, ["drain", node.name, "--wait", "--reason", "rolling upgrade", ...etcd]);
   const drained = labNow();
   expect(await lab!.stopVip(node, "SIGTERM", 5000), `${node.name}'s previous vipd stopping`).toBe(0);
@@ -138,8 +130,8 @@ test.skipIf(skip)(`rolling upgrade from vipd ${PREVIOUS_RELEASE.version} to this
 
   // The yardstick: one drain of the holder at the previous version, measured here.
   const d0 = labNow();
-  await ok(lab.client.ns, previous.command!, ["drain", holder.name, "--wait", ...etcdFlags(holder)]);
-  await ok(lab.client.ns, previous.command!, ["undrain", holder.name, ...etcdFlags(holder)]);
+  await ok(lab.client.ns, previous.command!, ["drain", holder.name, "--wait", "--etcd-endpoints", `http://${holder.host.ip4}:2379`]);
+  await ok(lab.client.ns, previous.command!, ["undrain", holder.name, "--etcd-endpoints", `http://${holder.host.ip4}:2379`]);
   holder = await steady(env, previous, { since: labNow() });
   const d1 = labNow();
   const drainOutage = total(outages(prober.between(d0, d1), d1));

@@ -360,8 +360,7 @@ export async function runTrial(env: TrialEnv, impl: VipImplementation, fault: Fa
   const leader = await etcdLeader(lab).catch(() => null);
   const requestKey = fault.requestKey?.(lab, victim) ?? null;
   const watch = requestKey === null ? null : await EtcdKeyWatch.start(
-    (name, argv, opts) => lab.spawnIn(victim.host.ns, join(lab.dir, `${name}-${victim.name}.log`), `${name}-${victim.name}`, argv, opts), requestKey,
-    lab.etcdClientTls(victim.name));
+    (name, argv, opts) => lab.spawnIn(victim.host.ns, join(lab.dir, `${name}-${victim.name}.log`), `${name}-${victim.name}`, argv, opts), requestKey);
   const t0 = labNow();
   const applied = await fault.apply(lab, victim).catch(async (e) => {
     await watch?.stop();
